@@ -1,0 +1,47 @@
+"""Settings from command-line flags and GATEWAY_* environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{Path('var/gateway.sqlite3').absolute()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=None, extra="ignore")
+
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = ""  # public FHIR base; default http://HOST:PORT/fhir
+    auth: str = "smart"  # smart | off
+    demo: bool = False
+    profiles_dir: Path = REPO_PROFILES
+    max_body_bytes: int = 32 * 1024 * 1024
+    default_page_size: int = 20
+    max_page_size: int = 1000
+    # validation level per entry point: strict rejects any defect, lenient stores and warns
+    validation_rest: str = "strict"
+    validation_load: str = "lenient"
+    enforce_referential_integrity: bool = True  # for transaction bundles
+    log_level: str = "INFO"
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or default_database_url()
+
+    def fhir_base(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        return f"http://{self.host}:{self.port}/fhir"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Search parameter definitions, index extraction and query parsing (store-neutral)."""

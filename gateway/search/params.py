@@ -1,0 +1,100 @@
+"""The search parameter registry, built from the official R4 SearchParameter resources in profiles/."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from ..fhir.resource_types import RESOURCE_TYPES, profiles_dir
+from .fhirpath import Extractor, compile_for_type
+
+# parameters every resource type has, answered from the resource table itself
+COMMON = {"_id", "_lastUpdated"}
+# result parameters: they shape the result set rather than filter it
+RESULT_PARAMS = {"_count", "_sort", "_summary", "_elements", "_include", "_revinclude", "_total", "_offset",
+                 "_format", "_pretty", "_contained", "_containedType", "_since"}
+
+
+@dataclass(frozen=True)
+class Component:
+    param: SearchParam
+    extract: Extractor
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    code: str
+    type: str  # number date string token reference composite quantity uri special
+    resource_type: str
+    expression: str
+    url: str
+    targets: tuple[str, ...] = ()
+    description: str = ""
+    extract: Extractor | None = field(default=None, compare=False, repr=False)
+    components: tuple[Component, ...] = field(default=(), compare=False, repr=False)
+
+
+class Registry:
+    def __init__(self, definitions: list[dict[str, Any]]) -> None:
+        self.by_type: dict[str, dict[str, SearchParam]] = {t: {} for t in RESOURCE_TYPES}
+        by_url = {d["url"]: d for d in definitions}
+        for d in definitions:
+            for base in d.get("base", []):
+                types = RESOURCE_TYPES if base in ("Resource", "DomainResource") else [base]
+                for rtype in types:
+                    if rtype not in self.by_type:
+                        continue
+                    sp = self._make(d, rtype, by_url)
+                    if sp is not None:
+                        self.by_type[rtype][sp.code] = sp
+
+    def _make(self, d: dict[str, Any], rtype: str, by_url: dict[str, Any]) -> SearchParam | None:
+        expr = d.get("expression") or ""
+        code = d["code"]
+        if code in COMMON:
+            return SearchParam(code, d["type"], rtype, expr, d["url"], description=d.get("description", ""))
+        extract = compile_for_type(expr, rtype) if expr else None
+        if extract is None and d["type"] != "special":
+            return None
+        comps: list[Component] = []
+        if d["type"] == "composite":
+            for c in d.get("component", []):
+                cd = by_url.get(c["definition"])
+                if cd is None:
+                    return None
+                sub = SearchParam(cd["code"], cd["type"], rtype, c["expression"], cd["url"])
+                fn = compile_for_type(c["expression"], rtype)
+                if fn is None:
+                    return None
+                comps.append(Component(sub, fn))
+        return SearchParam(code, d["type"], rtype, expr, d["url"], tuple(d.get("target", [])),
+                           d.get("description", ""), extract, tuple(comps))
+
+    def params_for(self, resource_type: str) -> dict[str, SearchParam]:
+        return self.by_type.get(resource_type, {})
+
+    def get(self, resource_type: str, code: str) -> SearchParam | None:
+        return self.by_type.get(resource_type, {}).get(code)
+
+
+@lru_cache(maxsize=1)
+def registry() -> Registry:
+    bundle = json.loads((profiles_dir() / "search-parameters.json").read_text())
+    defs = [e["resource"] for e in bundle["entry"]]
+    extra = profiles_dir() / "search-parameters-extra.json"
+    if extra.exists():
+        defs.extend(e["resource"] for e in json.loads(extra.read_text()).get("entry", []))
+    return Registry(defs)
+
+
+@lru_cache(maxsize=1)
+def patient_compartment() -> dict[str, tuple[str, ...]]:
+    """resource type -> the search parameters that place it in a Patient's compartment."""
+    comp = json.loads((profiles_dir() / "compartment-patient.json").read_text())
+    out: dict[str, tuple[str, ...]] = {}
+    for r in comp.get("resource", []):
+        if r.get("param"):
+            out[r["code"]] = tuple(r["param"])
+    return out

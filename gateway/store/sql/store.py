@@ -1,0 +1,332 @@
+"""ResourceStore over SQLAlchemy Core: SQLite (default, embedded) and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, create_engine, delete, event, false, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.pool import StaticPool
+
+from ...fhir.dates import now_instant
+from ...fhir.errors import Conflict, FhirError
+from ...search.index import IndexRows, index_resource
+from ...search.query import Include, SearchQuery
+from ..base import HistoryEntry, SearchResult, StoredResource
+from .search_sql import SqlSearchCompiler
+from .tables import HISTORY, IDX, IDX_COLUMNS, RESOURCE
+
+_COLS = (RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content,
+         RESOURCE.c.deleted)
+
+
+def _stored(row: Any) -> StoredResource:
+    return StoredResource(row[0], row[1], row[2], row[3], None if row[5] else row[4], bool(row[5]))
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        memory = url in ("sqlite://", "sqlite:///:memory:")
+        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "isolation_level": None}}
+        if memory:
+            kwargs["poolclass"] = StaticPool
+        engine = create_engine(url, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
+            cur = dbapi_conn.cursor()
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+        return engine
+    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+
+
+class SqlSession:
+    """One atomic unit of work on one connection. Index rows are buffered and written in bulk."""
+
+    def __init__(self, store: SqlStore, conn: Any) -> None:
+        self.store = store
+        self.conn = conn
+        self._pending: dict[int, tuple[str, IndexRows]] = {}
+        self._now = now_instant()
+
+    # -- reads -------------------------------------------------------------------------------------------
+    def read(self, resource_type: str, id: str) -> StoredResource | None:
+        row = self.conn.execute(select(*_COLS).where(RESOURCE.c.res_type == resource_type,
+                                                     RESOURCE.c.res_id == id)).first()
+        return _stored(row) if row else None
+
+    def vread(self, resource_type: str, id: str, version: int) -> StoredResource | None:
+        return self.store._vread(self.conn, resource_type, id, version)
+
+    def exists(self, resource_type: str, id: str) -> bool:
+        row = self.conn.execute(select(RESOURCE.c.deleted).where(RESOURCE.c.res_type == resource_type,
+                                                                 RESOURCE.c.res_id == id)).first()
+        return bool(row) and not row[0]
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        self.flush()
+        return self.store._search(self.conn, query)
+
+    # -- writes ------------------------------------------------------------------------------------------
+    def write(self, resource: dict[str, Any], method: str, expected_version: int | None = None,
+              known_new: bool = False) -> StoredResource:
+        """Store a new version of ``resource`` (its id set by the caller); returns the stored version."""
+        rtype, rid = resource["resourceType"], resource["id"]
+        current = None if known_new else self.conn.execute(
+            select(RESOURCE.c.pk, RESOURCE.c.version, RESOURCE.c.deleted)
+            .where(RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == rid)).first()
+        if expected_version is not None:
+            have = current[1] if current and not current[2] else None
+            if have != expected_version:
+                from ...fhir.errors import PreconditionFailed
+
+                raise PreconditionFailed(
+                    f"Version conflict on {rtype}/{rid}: If-Match expects version {expected_version}, "
+                    f"current is {have if have is not None else 'none'}")
+        version = current[1] + 1 if current else 1
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = self._now
+        resource = {**resource, "meta": meta}
+        content = orjson.dumps(resource)
+        try:
+            if current:
+                pk = current[0]
+                self.conn.execute(update(RESOURCE).where(RESOURCE.c.pk == pk).values(
+                    version=version, last_updated=self._now, deleted=False, content=content))
+                self._delete_index(pk)
+            else:
+                pk = self.conn.execute(insert(RESOURCE).values(
+                    res_type=rtype, res_id=rid, version=version, last_updated=self._now, deleted=False,
+                    content=content)).inserted_primary_key[0]
+            self.conn.execute(insert(HISTORY).values(res_type=rtype, res_id=rid, version=version,
+                                                     last_updated=self._now, method=method, content=content))
+        except IntegrityError:
+            raise Conflict(f"Concurrent write on {rtype}/{rid}; retry the request") from None
+        self._pending[pk] = (rtype, index_resource(resource))
+        return StoredResource(rtype, rid, version, self._now, content)
+
+    def delete(self, resource_type: str, id: str) -> StoredResource | None:
+        row = self.conn.execute(select(RESOURCE.c.pk, RESOURCE.c.version, RESOURCE.c.deleted)
+                                .where(RESOURCE.c.res_type == resource_type, RESOURCE.c.res_id == id)).first()
+        if row is None or row[2]:
+            return None
+        pk, version = row[0], row[1] + 1
+        self.conn.execute(update(RESOURCE).where(RESOURCE.c.pk == pk).values(
+            version=version, last_updated=self._now, deleted=True))
+        self.conn.execute(insert(HISTORY).values(res_type=resource_type, res_id=id, version=version,
+                                                 last_updated=self._now, method="DELETE", content=None))
+        self._pending.pop(pk, None)
+        self._delete_index(pk)
+        return StoredResource(resource_type, id, version, self._now, None, True)
+
+    def _delete_index(self, pk: int) -> None:
+        for t in IDX.values():
+            self.conn.execute(delete(t).where(t.c.res_pk == pk))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        batches: dict[str, list[dict[str, Any]]] = {k: [] for k in IDX}
+        for pk, (rtype, rows) in self._pending.items():
+            for kind, cols in IDX_COLUMNS.items():
+                for r in getattr(rows, kind):
+                    d = dict(zip(cols, r, strict=True))
+                    d["res_pk"] = pk
+                    d["res_type"] = rtype
+                    batches[kind].append(d)
+        for kind, items in batches.items():
+            if items:
+                self.conn.execute(insert(IDX[kind]), items)
+        self._pending.clear()
+
+
+class SqlStore:
+    def __init__(self, url: str, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self.compiler = SqlSearchCompiler(self.dialect)
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        if migrate:
+            from .migrate import upgrade
+
+            upgrade(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[SqlSession]:
+        lock = self._write_lock
+        if lock:
+            lock.acquire()
+        try:
+            with self.engine.connect() as conn:
+                conn.info["write"] = True
+                try:
+                    with conn.begin():
+                        s = SqlSession(self, conn)
+                        yield s
+                        s.flush()
+                finally:
+                    conn.info["write"] = False
+        except OperationalError as exc:
+            raise FhirError(f"Database error: {exc.orig}", status=503, code="transient") from None
+        finally:
+            if lock:
+                lock.release()
+
+    @contextmanager
+    def _reader(self) -> Iterator[Any]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def read(self, resource_type: str, id: str) -> StoredResource | None:
+        with self._reader() as conn:
+            row = conn.execute(select(*_COLS).where(RESOURCE.c.res_type == resource_type,
+                                                    RESOURCE.c.res_id == id)).first()
+        return _stored(row) if row else None
+
+    def vread(self, resource_type: str, id: str, version: int) -> StoredResource | None:
+        with self._reader() as conn:
+            return self._vread(conn, resource_type, id, version)
+
+    def _vread(self, conn: Any, resource_type: str, id: str, version: int) -> StoredResource | None:
+        row = conn.execute(select(HISTORY.c.res_type, HISTORY.c.res_id, HISTORY.c.version, HISTORY.c.last_updated,
+                                  HISTORY.c.content, HISTORY.c.method).where(
+            HISTORY.c.res_type == resource_type, HISTORY.c.res_id == id, HISTORY.c.version == version)).first()
+        if row is None:
+            return None
+        deleted = row[5] == "DELETE"
+        return StoredResource(row[0], row[1], row[2], row[3], None if deleted else row[4], deleted)
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        with self._reader() as conn:
+            return self._search(conn, query)
+
+    def _search(self, conn: Any, q: SearchQuery) -> SearchResult:
+        where = self.compiler.where(q.resource_type, q.criteria)
+        result = SearchResult()
+        if q.total != "none" or q.summary == "count":
+            result.total = conn.execute(select(func.count()).select_from(RESOURCE).where(*where)).scalar_one()
+        if q.summary == "count" or q.count == 0:
+            return result
+        stmt = (select(RESOURCE.c.pk, *_COLS).where(*where).order_by(*self.compiler.order_by(q))
+                .limit(q.count).offset(q.offset))
+        rows = conn.execute(stmt).all()
+        result.matches = [_stored(r[1:]) for r in rows]
+        if q.includes or q.revincludes:
+            result.included = self._includes(conn, q, [r[0] for r in rows],
+                                             {(m.resource_type, m.id) for m in result.matches})
+        return result
+
+    def _includes(self, conn: Any, q: SearchQuery, pks: list[int], seen: set[tuple[str, str]]) -> list[StoredResource]:
+        out: list[StoredResource] = []
+        refs = IDX["refs"]
+        frontier = pks
+        for depth in range(4):  # :iterate goes at most a few levels deep
+            found: list[tuple[int, StoredResource]] = []
+            for inc in q.includes:
+                if depth > 0 and not inc.iterate:
+                    continue
+                cond = [refs.c.res_pk.in_(frontier), refs.c.target_type.is_not(None)]
+                if inc.param != "*":
+                    cond += [refs.c.param == inc.param, refs.c.res_type == inc.source_type]
+                if inc.target_type:
+                    cond.append(refs.c.target_type == inc.target_type)
+                sub = select(refs.c.target_type, refs.c.target_id).where(*cond).distinct().subquery()
+                stmt = select(RESOURCE.c.pk, *_COLS).join(sub, (RESOURCE.c.res_type == sub.c.target_type) & (
+                    RESOURCE.c.res_id == sub.c.target_id)).where(RESOURCE.c.deleted == false())
+                found.extend((r[0], _stored(r[1:])) for r in conn.execute(stmt))
+            for inc in q.revincludes:
+                if depth > 0 and not inc.iterate:
+                    continue
+                targets = select(RESOURCE.c.res_type, RESOURCE.c.res_id).where(RESOURCE.c.pk.in_(frontier)).subquery()
+                cond = [refs.c.res_type == inc.source_type, refs.c.param == inc.param]
+                sub = select(refs.c.res_pk).join(targets, (refs.c.target_type == targets.c.res_type) & (
+                    refs.c.target_id == targets.c.res_id)).where(*cond).distinct().subquery()
+                stmt = select(RESOURCE.c.pk, *_COLS).where(RESOURCE.c.pk.in_(select(sub.c.res_pk)),
+                                                           RESOURCE.c.deleted == false())
+                found.extend((r[0], _stored(r[1:])) for r in conn.execute(stmt))
+            frontier = []
+            for pk, s in found:
+                key = (s.resource_type, s.id)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(s)
+                    frontier.append(pk)
+            if not frontier:
+                break
+        return out
+
+    def history(self, resource_type: str | None, id: str | None, since: str | None, count: int,
+                offset: int, at: str | None = None) -> tuple[list[HistoryEntry], int]:
+        cond = []
+        if resource_type:
+            cond.append(HISTORY.c.res_type == resource_type)
+        if id:
+            cond.append(HISTORY.c.res_id == id)
+        if since:
+            cond.append(HISTORY.c.last_updated >= since)
+        with self._reader() as conn:
+            total = conn.execute(select(func.count()).select_from(HISTORY).where(*cond)).scalar_one()
+            rows = conn.execute(select(HISTORY.c.res_type, HISTORY.c.res_id, HISTORY.c.version,
+                                       HISTORY.c.last_updated, HISTORY.c.content, HISTORY.c.method)
+                                .where(*cond).order_by(HISTORY.c.last_updated.desc(), HISTORY.c.pk.desc())
+                                .limit(count).offset(offset)).all()
+        entries = [HistoryEntry(StoredResource(r[0], r[1], r[2], r[3], r[4], r[5] == "DELETE"), r[5]) for r in rows]
+        return entries, total
+
+    def iter_current(self, resource_type: str | None = None, batch: int = 500) -> Iterator[StoredResource]:
+        last = 0
+        while True:
+            cond = [RESOURCE.c.pk > last, RESOURCE.c.deleted == false()]
+            if resource_type:
+                cond.append(RESOURCE.c.res_type == resource_type)
+            with self._reader() as conn:
+                rows = conn.execute(select(RESOURCE.c.pk, *_COLS).where(*cond).order_by(RESOURCE.c.pk)
+                                    .limit(batch)).all()
+            if not rows:
+                return
+            for r in rows:
+                yield _stored(r[1:])
+            last = rows[-1][0]
+
+    def count(self, resource_type: str | None = None) -> int:
+        cond = [RESOURCE.c.deleted == false()]
+        if resource_type:
+            cond.append(RESOURCE.c.res_type == resource_type)
+        with self._reader() as conn:
+            return conn.execute(select(func.count()).select_from(RESOURCE).where(*cond)).scalar_one()
+
+    def ping(self) -> bool:
+        try:
+            with self._reader() as conn:
+                conn.execute(select(1))
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def memory_store() -> SqlStore:
+    """The in-memory store used by unit tests: the same SQL code on a private in-memory SQLite database."""
+    return SqlStore("sqlite://")
+
+
+def include_key(inc: Include) -> str:
+    return f"{inc.source_type}:{inc.param}"

@@ -1,0 +1,153 @@
+"""Table definitions (sqlmodel). Resources are versioned JSON documents; index tables are filled on write.
+
+- ``resource``: the current version of every resource (deleted ones kept as tombstones).
+- ``resource_history``: every version ever written, including deletes (content null).
+- ``idx_*``: one table per search parameter type, keyed by the resource's surrogate ``res_pk``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Resource(SQLModel, table=True):
+    __tablename__ = "resource"
+    __table_args__ = (
+        UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
+        Index("ix_resource_type_updated", "res_type", "last_updated"),
+    )
+    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045 - sqlmodel needs Optional
+    res_type: str = Field(max_length=64)
+    res_id: str = Field(max_length=64)
+    version: int
+    last_updated: str = Field(max_length=30)  # FHIR instant, UTC, ms precision: sorts as text
+    deleted: bool = False
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class ResourceHistory(SQLModel, table=True):
+    __tablename__ = "resource_history"
+    __table_args__ = (
+        UniqueConstraint("res_type", "res_id", "version", name="uq_history_version"),
+        Index("ix_history_updated", "last_updated"),
+        Index("ix_history_type_updated", "res_type", "last_updated"),
+    )
+    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    res_type: str = Field(max_length=64)
+    res_id: str = Field(max_length=64)
+    version: int
+    last_updated: str = Field(max_length=30)
+    method: str = Field(max_length=8)  # POST PUT DELETE PATCH
+    content: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))  # noqa: UP045
+
+
+class IdxString(SQLModel, table=True):
+    __tablename__ = "idx_string"
+    __table_args__ = (Index("ix_idx_string_q", "res_type", "param", "value"),)
+    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    res_pk: int = Field(index=True)
+    res_type: str = Field(max_length=64)
+    param: str = Field(max_length=100)
+    value: str = Field(max_length=255)
+    exact: str = Field(max_length=255)
+
+
+class IdxToken(SQLModel, table=True):
+    __tablename__ = "idx_token"
+    __table_args__ = (Index("ix_idx_token_q", "res_type", "param", "code", "system"),)
+    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    res_pk: int = Field(index=True)
+    res_type: str = Field(max_length=64)
+    param: str = Field(max_length=100)
+    system: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
+    code: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
+    text: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
+
+
+class IdxDate(SQLModel, table=True):
+    __tablename__ = "idx_date"
+    __table_args__ = (Index("ix_idx_date_q", "res_type", "param", "lo", "hi"),)
+    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    res_pk: int = Field(index=True)
+    res_type: str = Field(max_length=64)
+    param: str = Field(max_length=100)
+    lo: str = Field(max_length=26)
+    hi: str = Field(max_length=26)
+
+
+class IdxRef(SQLModel, table=True):
+    __tablename__ = "idx_ref"
+    __table_args__ = (
+        Index("ix_idx_ref_q", "res_type", "param", "target_id", "target_type"),
+        Index("ix_idx_ref_target", "target_type", "target_id"),
+    )
+    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    res_pk: int = Field(index=True)
+    res_type: str = Field(max_length=64)
+    param: str = Field(max_length=100)
+    target_type: Optional[str] = Field(default=None, max_length=64)  # noqa: UP045
+    target_id: Optional[str] = Field(default=None, max_length=64)  # noqa: UP045
+    url: Optional[str] = Field(default=None, max_length=512)  # noqa: UP045
+
+
+class IdxNumber(SQLModel, table=True):
+    __tablename__ = "idx_number"
+    __table_args__ = (Index("ix_idx_number_q", "res_type", "param", "value"),)
+    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    res_pk: int = Field(index=True)
+    res_type: str = Field(max_length=64)
+    param: str = Field(max_length=100)
+    value: float
+    system: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
+    code: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
+
+
+class IdxUri(SQLModel, table=True):
+    __tablename__ = "idx_uri"
+    __table_args__ = (Index("ix_idx_uri_q", "res_type", "param", "value"),)
+    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    res_pk: int = Field(index=True)
+    res_type: str = Field(max_length=64)
+    param: str = Field(max_length=100)
+    value: str = Field(max_length=512)
+
+
+class IdxComposite(SQLModel, table=True):
+    __tablename__ = "idx_composite"
+    __table_args__ = (Index("ix_idx_composite_q", "res_type", "param", "code", "system"),)
+    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    res_pk: int = Field(index=True)
+    res_type: str = Field(max_length=64)
+    param: str = Field(max_length=100)
+    system: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
+    code: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
+    text: Optional[str] = Field(default=None, max_length=512)  # noqa: UP045
+    num: Optional[float] = None  # noqa: UP045
+    lo: Optional[str] = Field(default=None, max_length=26)  # noqa: UP045
+    hi: Optional[str] = Field(default=None, max_length=26)  # noqa: UP045
+
+
+RESOURCE = Resource.__table__
+HISTORY = ResourceHistory.__table__
+IDX = {
+    "strings": IdxString.__table__,
+    "tokens": IdxToken.__table__,
+    "dates": IdxDate.__table__,
+    "refs": IdxRef.__table__,
+    "numbers": IdxNumber.__table__,
+    "uris": IdxUri.__table__,
+    "composites": IdxComposite.__table__,
+}
+IDX_COLUMNS = {
+    "strings": ("param", "value", "exact"),
+    "tokens": ("param", "system", "code", "text"),
+    "dates": ("param", "lo", "hi"),
+    "refs": ("param", "target_type", "target_id", "url"),
+    "numbers": ("param", "value", "system", "code"),
+    "uris": ("param", "value"),
+    "composites": ("param", "system", "code", "text", "num", "lo", "hi"),
+}
+metadata = SQLModel.metadata

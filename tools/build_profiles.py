@@ -1,0 +1,50 @@
+"""Regenerate the run-time FHIR R4 definitions in profiles/ from the official R4 definition files.
+
+Usage: python tools/build_profiles.py [SOURCE_DIR]   (default: ../shared/fhir-r4 beside the repo)
+
+Writes:
+- profiles/search-parameters.json   Bundle of the 1,378 official R4 SearchParameter resources, trimmed to the
+                                     elements the server uses (no narrative, no xpath).
+- profiles/compartment-patient.json  the Patient CompartmentDefinition, unchanged apart from the narrative.
+- profiles/resource-types.json       the 145 R4 resource type names.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KEEP = {"resourceType", "id", "url", "version", "name", "status", "description", "code", "base", "type",
+        "expression", "target", "multipleOr", "multipleAnd", "comparator", "modifier", "chain", "component"}
+# R4 resource types that have no type-specific search parameter (so are absent from the bases above)
+EXTRA_TYPES = ["Binary", "BiologicallyDerivedProduct", "CatalogEntry", "MedicinalProductIngredient",
+               "MedicinalProductManufactured", "OperationOutcome", "Parameters", "SubstanceNucleicAcid",
+               "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation", "SubstanceSourceMaterial"]
+
+
+def main(src: Path) -> None:
+    bundle = json.loads((src / "search-parameters.json").read_text())
+    out_entries = []
+    types: set[str] = set(EXTRA_TYPES)
+    for e in bundle["entry"]:
+        sp = {k: v for k, v in e["resource"].items() if k in KEEP}
+        if "description" in sp:
+            sp["description"] = sp["description"].split("\r\n")[0][:300]
+        out_entries.append({"fullUrl": e.get("fullUrl"), "resource": sp})
+        types.update(b for b in sp["base"] if b not in ("Resource", "DomainResource"))
+    prof = ROOT / "profiles"
+    prof.mkdir(exist_ok=True)
+    (prof / "search-parameters.json").write_text(json.dumps(
+        {"resourceType": "Bundle", "id": "searchParams", "type": "collection", "entry": out_entries},
+        separators=(",", ":")) + "\n")
+    comp = json.loads((src / "compartmentdefinition-patient.json").read_text())
+    comp.pop("text", None)
+    (prof / "compartment-patient.json").write_text(json.dumps(comp, indent=1) + "\n")
+    (prof / "resource-types.json").write_text(json.dumps(sorted(types), indent=1) + "\n")
+    print(f"{len(out_entries)} search parameters, {len(types)} resource types")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "fhir-r4")
