@@ -97,6 +97,12 @@ class SqlSearchCompiler:
             return or_(*[self._lu_cond(res, v) for v in c.values])
         if c.name == "_has":
             return self._has(c, res)
+        if c.name == "_compartment":  # any of the compartment's parameters points at the compartment owner
+            t = IDX["refs"].alias()
+            v = c.values[0]
+            return exists(select(1).select_from(t).where(
+                t.c.res_pk == res.c.pk, t.c.param.in_((c.has_param or "").split(",")),
+                t.c.target_type == v.type, t.c.target_id == v.id))
         assert c.param is not None
         tname = TABLE_FOR.get(c.ptype)
         if tname is None:

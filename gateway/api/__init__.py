@@ -1,0 +1,1 @@
+"""HTTP layer (FastAPI): routes parse, call a service, render. The only package importing FastAPI."""

@@ -1,0 +1,105 @@
+"""Instance-level interactions: read, vread, update, delete, instance history."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from ..fhir.errors import info_outcome
+from ..services import bundles
+from ..services.rest import resource_json
+from .deps import Rest, Settings
+from .http import check_accept, fhir_response, pretty, read_json_body, version_headers, write_response
+
+router = APIRouter()
+
+
+def _history_params(request: Request, settings: Settings) -> tuple[str | None, int, int]:
+    from ..fhir.dates import DateParseError, parse_range
+    from ..fhir.errors import BadRequest
+
+    since = request.query_params.get("_since")
+    since_key = None
+    if since:
+        try:
+            since_key = parse_range(since)[0][:23] + "Z"
+        except DateParseError:
+            raise BadRequest(f"Invalid _since value {since!r}") from None
+    try:
+        count = min(int(request.query_params.get("_count", settings.default_page_size)), settings.max_page_size)
+        offset = int(request.query_params.get("_offset", 0))
+    except ValueError:
+        raise BadRequest("_count and _offset must be integers") from None
+    return since_key, max(count, 0), max(offset, 0)
+
+
+def history_response(request: Request, rest: Rest, settings: Settings, rtype: str | None,
+                     rid: str | None) -> Response:
+    check_accept(request)
+    since, count, offset = _history_params(request, settings)
+    if rtype and rid:
+        if rest.store.read(rtype, rid) is None:
+            from ..fhir.errors import NotFound
+
+            raise NotFound(f"{rtype}/{rid} is not known")
+    elif rtype:
+        from ..services.rest import check_type
+
+        check_type(rtype)
+    entries, total = rest.store.history(rtype, rid, since, count, offset)
+    path = "/".join(p for p in (rtype, rid, "_history") if p)
+    body = bundles.history(rest.base_url, path, list(request.query_params.multi_items()), entries, total,
+                           count, offset)
+    return fhir_response(body, is_pretty=pretty(request))
+
+
+@router.get("/{rtype}/{rid}/_history", tags=["history"], summary="Instance history")
+def instance_history(rtype: str, rid: str, request: Request, rest: Rest, settings: Settings) -> Response:
+    return history_response(request, rest, settings, rtype, rid)
+
+
+@router.get("/{rtype}/{rid}/_history/{vid}", tags=["read"], summary="vread")
+def vread(rtype: str, rid: str, vid: str, request: Request, rest: Rest) -> Response:
+    check_accept(request)
+    s = rest.vread(rtype, rid, vid)
+    return fhir_response(s.content, headers=version_headers(rest.base_url, s), is_pretty=pretty(request))
+
+
+@router.get("/{rtype}/{rid}", tags=["read"], summary="read")
+def read(rtype: str, rid: str, request: Request, rest: Rest) -> Response:
+    check_accept(request)
+    s = rest.read(rtype, rid)
+    headers = version_headers(rest.base_url, s)
+    if request.headers.get("if-none-match") == s.etag:
+        return Response(status_code=304, headers=headers)
+    summary = request.query_params.get("_summary")
+    elements = request.query_params.get("_elements")
+    if summary or elements:
+        from ..fhir.elements import apply_elements, apply_summary
+
+        body = resource_json(s)
+        if summary and summary != "false":
+            body = apply_summary(body, summary)
+        if elements:
+            body = apply_elements(body, [e.strip() for e in elements.split(",") if e.strip()])
+        return fhir_response(body, headers=headers, is_pretty=pretty(request))
+    return fhir_response(s.content, headers=headers, is_pretty=pretty(request))
+
+
+@router.put("/{rtype}/{rid}", tags=["write"], summary="update (create-on-update allowed)")
+async def update(rtype: str, rid: str, request: Request, rest: Rest, settings: Settings) -> Response:
+    check_accept(request)
+    body = await read_json_body(request, settings.max_body_bytes)
+    out = await run_in_threadpool(rest.update, rtype, rid, body, request.headers.get("if-match"))
+    return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
+
+
+@router.delete("/{rtype}/{rid}", tags=["write"], summary="delete (soft, kept in history)")
+def delete(rtype: str, rid: str, request: Request, rest: Rest) -> Response:
+    check_accept(request)
+    s = rest.delete(rtype, rid, if_match=request.headers.get("if-match"))
+    if s is None:
+        return fhir_response(info_outcome(f"{rtype}/{rid} did not exist or was already deleted"), 200)
+    return fhir_response(info_outcome(f"{rtype}/{rid} deleted (version {s.version})"), 200,
+                         {"ETag": s.etag})

@@ -1,0 +1,106 @@
+"""Type-level interactions: search (GET and POST _search), create, conditional update/delete, type history,
+and Patient compartment search."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from ..fhir.errors import BadRequest, info_outcome
+from ..search.params import patient_compartment
+from ..services import bundles
+from ..services.rest import check_type
+from .deps import Rest, Settings
+from .http import check_accept, fhir_response, prefer, pretty, read_json_body, write_response
+from .instance import history_response
+
+router = APIRouter()
+compartment_router = APIRouter()  # registered after the instance routes
+
+
+def _search(request: Request, rest: Rest, rtype: str, params: list[tuple[str, str]], path: str) -> Response:
+    strict = prefer(request).get("handling") == "strict"
+    q, result = rest.search(rtype, params, strict=strict)
+    body = bundles.searchset(rest.base_url, path, params, q, result)
+    return fhir_response(body, is_pretty=pretty(request))
+
+
+@router.get("/{rtype}/_history", tags=["history"], summary="Type history")
+def type_history(rtype: str, request: Request, rest: Rest, settings: Settings) -> Response:
+    return history_response(request, rest, settings, rtype, None)
+
+
+@router.get("/{rtype}", tags=["search"], summary="search")
+def search_get(rtype: str, request: Request, rest: Rest) -> Response:
+    check_accept(request)
+    return _search(request, rest, rtype, list(request.query_params.multi_items()), rtype)
+
+
+@router.post("/{rtype}/_search", tags=["search"], summary="search via POST (form-encoded)")
+async def search_post(rtype: str, request: Request, rest: Rest) -> Response:
+    check_accept(request)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip()
+    body = await request.body()
+    if body and ctype != "application/x-www-form-urlencoded":
+        from ..fhir.errors import UnsupportedMediaType
+
+        raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded parameters")
+    params = list(request.query_params.multi_items()) + parse_qsl(body.decode(), keep_blank_values=True)
+    return await run_in_threadpool(_search, request, rest, rtype, params, rtype)
+
+
+@router.post("/{rtype}", tags=["write"], summary="create (conditional with If-None-Exist)")
+async def create(rtype: str, request: Request, rest: Rest, settings: Settings) -> Response:
+    check_accept(request)
+    check_type(rtype)
+    body = await read_json_body(request, settings.max_body_bytes)
+    out = await run_in_threadpool(rest.create, rtype, body, request.headers.get("if-none-exist"))
+    return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
+
+
+@router.put("/{rtype}", tags=["write"], summary="conditional update")
+async def conditional_update(rtype: str, request: Request, rest: Rest, settings: Settings) -> Response:
+    check_accept(request)
+    check_type(rtype)
+    criteria = request.url.query
+    if not criteria:
+        raise BadRequest("PUT on a type needs search criteria (conditional update) or an id in the URL")
+    body = await read_json_body(request, settings.max_body_bytes)
+    out = await run_in_threadpool(rest.conditional_update, rtype, criteria, body, request.headers.get("if-match"))
+    return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
+
+
+@router.delete("/{rtype}", tags=["write"], summary="conditional delete")
+def conditional_delete(rtype: str, request: Request, rest: Rest) -> Response:
+    check_accept(request)
+    criteria = request.url.query
+    if not criteria:
+        raise BadRequest("DELETE on a type needs search criteria (conditional delete)")
+    n = rest.conditional_delete(rtype, criteria)
+    return fhir_response(info_outcome(f"{n} {rtype} resource(s) deleted"), 200)
+
+
+@compartment_router.get("/Patient/{pid}/{rtype}", tags=["search"], summary="Patient compartment search")
+def compartment_search(pid: str, rtype: str, request: Request, rest: Rest) -> Response:
+    check_accept(request)
+    check_type(rtype)
+    comp = patient_compartment()
+    if rtype == "Patient":
+        params = [("_id", pid)]
+    elif rtype in comp:
+        params = []
+    else:
+        raise BadRequest(f"{rtype} is not in the Patient compartment")
+    params += list(request.query_params.multi_items())
+    q = rest.parser(prefer(request).get("handling") == "strict").parse(rtype, params)
+    if rtype != "Patient":
+        from ..search.query import Criterion, RefValue
+
+        q.criteria.append(Criterion("_compartment", "_compartment", None, None,
+                                    [RefValue("Patient", pid, None)], has_param=",".join(comp[rtype])))
+    result = rest.store.search(q)
+    body = bundles.searchset(rest.base_url, f"Patient/{pid}/{rtype}", params, q, result)
+    return fhir_response(body, is_pretty=pretty(request))

@@ -1,0 +1,158 @@
+"""The fhir-gateway command line (typer)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(help="FHIR R4 interoperability gateway for value-based care.", no_args_is_help=True,
+                  add_completion=False)
+
+DatabaseOpt = Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL; default: the embedded "
+                                                 "SQLite file var/gateway.sqlite3 (env GATEWAY_DATABASE_URL)")]
+
+
+def _settings(database: str | None, **kw: object):  # type: ignore[no-untyped-def]
+    from .config import Settings
+
+    values = {k: v for k, v in kw.items() if v is not None}
+    if database:
+        values["database_url"] = database
+    s = Settings(**values)
+    url = s.resolved_database_url()
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return s
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    database: DatabaseOpt = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="Public FHIR base URL "
+                                                 "(default http://HOST:PORT/fhir)")] = None,
+    auth: Annotated[str, typer.Option(help="smart | off (off only on a loopback host)")] = "off",
+    demo: Annotated[bool, typer.Option("--demo", help="Load the built-in demo data on start")] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+) -> None:
+    """Run the FHIR server. The FHIR base is http://HOST:PORT/fhir."""
+    import uvicorn
+
+    from .logs import configure
+
+    if auth not in ("smart", "off"):
+        raise typer.BadParameter("--auth must be 'smart' or 'off'")
+    if auth == "off" and not is_loopback(host):
+        typer.echo(f"Refusing --auth off on non-loopback host {host}: patient data would be open to the "
+                   "network. Use --auth smart, or bind 127.0.0.1.", err=True)
+        raise typer.Exit(2)
+    if auth == "smart":
+        typer.echo("SMART on FHIR authorization is not available in this version; run with --auth off on "
+                   "127.0.0.1.", err=True)
+        raise typer.Exit(2)
+    settings = _settings(database, host=host, port=port, base_url=base_url, auth=auth, demo=demo)
+    configure(settings.log_level)
+    # settings reach worker processes through the environment
+    os.environ["GATEWAY_DATABASE_URL"] = settings.resolved_database_url()
+    os.environ["GATEWAY_HOST"] = host
+    os.environ["GATEWAY_PORT"] = str(port)
+    os.environ["GATEWAY_AUTH"] = auth
+    os.environ["GATEWAY_DEMO"] = "true" if demo else "false"
+    if base_url:
+        os.environ["GATEWAY_BASE_URL"] = base_url
+    if workers > 1:
+        if demo:  # load once, before the workers start
+            from .main import build_app
+
+            _load_demo_once(settings)
+            os.environ["GATEWAY_DEMO"] = "false"
+            del build_app
+        uvicorn.run("gateway.main:build_app", factory=True, host=host, port=port, workers=workers,
+                    log_config=None, access_log=False)
+    else:
+        from .main import build_app
+
+        uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False)
+
+
+def _load_demo_once(settings) -> None:  # type: ignore[no-untyped-def]
+    from .services.loader import load_demo
+    from .services.rest import RestService
+    from .store.sql.store import SqlStore
+
+    store = SqlStore(settings.resolved_database_url())
+    load_demo(RestService(store, settings.fhir_base()))
+    store.close()
+
+
+@app.command()
+def load(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders: .json (Bundle or resource), .ndjson")],
+    database: DatabaseOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Reject resources with any validation defect")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+) -> None:
+    """Load FHIR JSON Bundles, resources and NDJSON files into the database."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .services.loader import Loader, iter_files
+    from .services.rest import RestService
+    from .store.sql.store import SqlStore
+
+    settings = _settings(database)
+    missing = [str(p) for p in paths if not p.exists()]
+    for m in missing:
+        typer.echo(f"error: {m}: no such file or folder", err=True)
+    store = SqlStore(settings.resolved_database_url())
+    rest = RestService(store, settings.fhir_base())
+    files = list(iter_files(p for p in paths if p.exists()))
+    with Progress(TextColumn("loading"), BarColumn(), MofNCompleteColumn(), TextColumn("resources"),
+                  TimeElapsedColumn(), disable=quiet, transient=True) as progress:
+        task = progress.add_task("load", total=None)
+        loader = Loader(rest, "strict" if strict else "lenient", lambda n: progress.advance(task, n))
+        summary = loader.load(files)
+    store.close()
+    for w in summary.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    for e in summary.errors:
+        typer.echo(f"error: {e}", err=True)
+    typer.echo(f"Loaded {summary.resources} resources from {summary.files} files "
+               f"({len(summary.errors) + len(missing)} errors, {len(summary.warnings)} warnings)")
+    if summary.errors or missing:
+        raise typer.Exit(1)
+
+
+@app.command()
+def migrate(database: DatabaseOpt = None) -> None:
+    """Create or upgrade the database schema (also done automatically on start)."""
+    from .store.sql.store import SqlStore
+
+    settings = _settings(database)
+    SqlStore(settings.resolved_database_url()).close()
+    typer.echo("database schema is up to date")
+
+
+@app.command()
+def version() -> None:
+    """Print the gateway version."""
+    typer.echo(__version__)

@@ -1,0 +1,1 @@
+"""Use cases joining the FHIR kernel, search and the store: REST semantics, transactions, loading."""

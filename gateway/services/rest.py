@@ -1,0 +1,218 @@
+"""FHIR RESTful interactions over a ResourceStore (FHIR R4 http.html), free of HTTP framework code."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..fhir.errors import (
+    BadRequest,
+    FhirError,
+    Gone,
+    InvalidResource,
+    Issue,
+    NotFound,
+    PreconditionFailed,
+)
+from ..fhir.resource_types import RESOURCE_TYPES
+from ..fhir.validation import validate_resource
+from ..search.query import QueryParser, SearchQuery
+from ..store.base import SearchResult, StoredResource
+
+
+@dataclass
+class WriteOutcome:
+    stored: StoredResource
+    status: int  # 200 or 201
+    warnings: list[Issue] = field(default_factory=list)
+
+
+def check_type(resource_type: str) -> None:
+    if resource_type not in RESOURCE_TYPES:
+        raise NotFound(f"Unknown resource type '{resource_type}'", code="not-supported")
+
+
+def parse_if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    v = value.strip()
+    if v.startswith("W/"):
+        v = v[2:]
+    v = v.strip('"')
+    try:
+        return int(v)
+    except ValueError:
+        raise BadRequest(f"Invalid If-Match header {value!r}: expected W/\"<versionId>\"") from None
+
+
+def parse_query_string(qs: str) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(qs, keep_blank_values=True)
+
+
+class RestService:
+    def __init__(self, store: Any, base_url: str, validation_level: str = "strict", default_count: int = 20,
+                 max_count: int = 1000) -> None:
+        self.store = store
+        self.base_url = base_url.rstrip("/")
+        self.validation_level = validation_level
+        self.default_count = default_count
+        self.max_count = max_count
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def parser(self, strict: bool = False) -> QueryParser:
+        return QueryParser(self.base_url, strict, self.default_count, self.max_count)
+
+    def validate(self, resource: Any, resource_type: str | None, level: str | None = None) -> list[Issue]:
+        if not isinstance(resource, dict):
+            raise InvalidResource("The request body must be a JSON object holding a FHIR resource")
+        if resource_type is not None and resource.get("resourceType") != resource_type:
+            raise InvalidResource(
+                f"resourceType '{resource.get('resourceType')}' does not match the URL type '{resource_type}'")
+        result = validate_resource(resource, level or self.validation_level)
+        if not result.ok:
+            raise InvalidResource(f"Invalid {resource.get('resourceType')}: {result.errors[0].diagnostics}"
+                                  + (f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""),
+                                  issues=result.errors)
+        return result.warnings
+
+    def _conditional_matches(self, tx: Any, resource_type: str, criteria: str) -> list[StoredResource]:
+        params = parse_query_string(criteria.lstrip("?"))
+        if not params:
+            raise BadRequest("Conditional request without search criteria")
+        q = self.parser(strict=True).parse(resource_type, params)
+        q.count, q.total = 2, "none"
+        return (tx.search(q) if tx is not None else self.store.search(q)).matches
+
+    # -- interactions ------------------------------------------------------------------------------------
+    def read(self, resource_type: str, id: str) -> StoredResource:
+        check_type(resource_type)
+        s = self.store.read(resource_type, id)
+        if s is None:
+            raise NotFound(f"{resource_type}/{id} is not known")
+        if s.deleted:
+            raise Gone(f"{resource_type}/{id} was deleted (version {s.version})",
+                       headers={"ETag": s.etag})
+        return s
+
+    def vread(self, resource_type: str, id: str, version: str) -> StoredResource:
+        check_type(resource_type)
+        try:
+            v = int(version)
+        except ValueError:
+            raise NotFound(f"Version {version!r} of {resource_type}/{id} is not known") from None
+        s = self.store.vread(resource_type, id, v)
+        if s is None:
+            if self.store.read(resource_type, id) is None:
+                raise NotFound(f"{resource_type}/{id} is not known")
+            raise NotFound(f"Version {v} of {resource_type}/{id} is not known")
+        if s.deleted:
+            raise Gone(f"Version {v} of {resource_type}/{id} is a deletion")
+        return s
+
+    def create(self, resource_type: str, resource: Any, if_none_exist: str | None = None, tx: Any = None,
+               new_id: str | None = None, prevalidated: list[Issue] | None = None) -> WriteOutcome:
+        check_type(resource_type)
+        warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
+        if tx is None:
+            with self.store.session() as s:
+                return self._create(resource_type, resource, if_none_exist, s, new_id, warnings)
+        return self._create(resource_type, resource, if_none_exist, tx, new_id, warnings)
+
+    def _create(self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None, tx: Any,
+                new_id: str | None, warnings: list[Issue]) -> WriteOutcome:
+        if if_none_exist:
+            found = self._conditional_matches(tx, resource_type, if_none_exist)
+            if len(found) > 1:
+                raise PreconditionFailed(f"If-None-Exist criteria '{if_none_exist}' match more than one resource")
+            if found:
+                return WriteOutcome(found[0], 200, warnings)
+        body = {**resource, "id": new_id or str(uuid.uuid4())}
+        return WriteOutcome(tx.write(body, "POST", known_new=new_id is None), 201, warnings)
+
+    def update(self, resource_type: str, id: str, resource: Any, if_match: str | None = None,
+               tx: Any = None, prevalidated: list[Issue] | None = None) -> WriteOutcome:
+        check_type(resource_type)
+        warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
+        if resource.get("id") is None:
+            raise InvalidResource("An update must carry the resource id in the body (FHIR R4 http.html#update)")
+        if resource.get("id") != id:
+            raise InvalidResource(f"The body id '{resource.get('id')}' does not match the URL id '{id}'")
+        expected = parse_if_match(if_match)
+        if tx is None:
+            with self.store.session() as s:
+                return self._update(resource_type, id, resource, expected, s, warnings)
+        return self._update(resource_type, id, resource, expected, tx, warnings)
+
+    def _update(self, resource_type: str, id: str, resource: dict[str, Any], expected: int | None, tx: Any,
+                warnings: list[Issue]) -> WriteOutcome:
+        existed = tx.exists(resource_type, id)
+        stored = tx.write(resource, "PUT", expected_version=expected)
+        return WriteOutcome(stored, 200 if existed else 201, warnings)
+
+    def conditional_update(self, resource_type: str, criteria: str, resource: Any, if_match: str | None = None,
+                           tx: Any = None, prevalidated: list[Issue] | None = None) -> WriteOutcome:
+        check_type(resource_type)
+        warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
+        if tx is None:
+            with self.store.session() as s:
+                return self._conditional_update(resource_type, criteria, resource, if_match, s, warnings)
+        return self._conditional_update(resource_type, criteria, resource, if_match, tx, warnings)
+
+    def _conditional_update(self, resource_type: str, criteria: str, resource: dict[str, Any],
+                            if_match: str | None, tx: Any, warnings: list[Issue]) -> WriteOutcome:
+        expected = parse_if_match(if_match)
+        found = self._conditional_matches(tx, resource_type, criteria)
+        if len(found) > 1:
+            raise PreconditionFailed(f"Conditional update criteria '{criteria}' match more than one resource")
+        if not found:
+            rid = resource.get("id") or str(uuid.uuid4())
+            if resource.get("id") and tx.exists(resource_type, rid):
+                raise BadRequest(f"Conditional update: no match for '{criteria}', but {resource_type}/{rid} exists")
+            return self._update(resource_type, rid, {**resource, "id": rid}, expected, tx, warnings)
+        target = found[0].id
+        if resource.get("id") and resource["id"] != target:
+            raise BadRequest(f"Conditional update matched {resource_type}/{target} but the body has id "
+                             f"'{resource['id']}'")
+        return self._update(resource_type, target, {**resource, "id": target}, expected, tx, warnings)
+
+    def delete(self, resource_type: str, id: str, tx: Any = None, if_match: str | None = None) -> StoredResource | None:
+        check_type(resource_type)
+        if tx is None:
+            with self.store.session() as s:
+                return self.delete(resource_type, id, s, if_match)
+        expected = parse_if_match(if_match)
+        if expected is not None:
+            cur = tx.read(resource_type, id)
+            if cur is None or cur.deleted or cur.version != expected:
+                raise PreconditionFailed(f"Version conflict on {resource_type}/{id}")
+        return tx.delete(resource_type, id)
+
+    def conditional_delete(self, resource_type: str, criteria: str, tx: Any = None) -> int:
+        check_type(resource_type)
+        if tx is None:
+            with self.store.session() as s:
+                return self.conditional_delete(resource_type, criteria, s)
+        found = self._conditional_matches(tx, resource_type, criteria)
+        if len(found) > 1:
+            raise PreconditionFailed(f"Conditional delete criteria '{criteria}' match more than one resource")
+        for f in found:
+            tx.delete(resource_type, f.id)
+        return len(found)
+
+    def search(self, resource_type: str, params: list[tuple[str, str]], strict: bool = False,
+               tx: Any = None) -> tuple[SearchQuery, SearchResult]:
+        check_type(resource_type)
+        q = self.parser(strict).parse(resource_type, params)
+        result = tx.search(q) if tx is not None else self.store.search(q)
+        return q, result
+
+
+def resource_json(stored: StoredResource) -> dict[str, Any]:
+    if stored.content is None:
+        raise FhirError("Resource has no content", status=500, code="exception")
+    return orjson.loads(stored.content)
