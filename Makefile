@@ -1,0 +1,34 @@
+# Two set-up commands for a fresh machine (see README):
+#   make run    install into .venv and start the gateway on SQLite with demo data at http://127.0.0.1:8080/fhir
+#   make test   install into .venv (with test extras) and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install install-test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+
+run: install
+	$(BIN)/fhir-gateway serve --host 127.0.0.1 --port 8080 --auth off --demo
+
+test: install-test
+	$(BIN)/ruff check gateway tests bench tools
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: install-test
+	$(BIN)/ruff check gateway tests bench tools
+
+bench: install-test
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,105 @@
+"""Shared fixtures: a store per backend (SQLite file, PostgreSQL database), an HTTP client on the ASGI app.
+
+PostgreSQL: each test session creates its own database on 127.0.0.1:5432 and drops it at the end. When no
+server answers the PostgreSQL variants are skipped with that reason, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.api.app import create_app
+from gateway.config import Settings
+from gateway.store.sql.store import SqlStore
+from gateway.store.sql.tables import HISTORY, IDX, RESOURCE
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+BASE = "http://testserver/fhir"
+PG_ADMIN = os.environ.get("GATEWAY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def pg_available() -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN.replace("postgresql+psycopg", "postgresql"), connect_timeout=3):
+            return None
+    except Exception as exc:  # noqa: BLE001
+        return f"PostgreSQL not reachable at 127.0.0.1:5432 ({type(exc).__name__})"
+
+
+def _admin_exec(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    reason = pg_available()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; PostgreSQL tests must run under CI")
+        pytest.skip(reason)
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    _admin_exec(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    _admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _make_store(kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> SqlStore:
+    if kind == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "gateway.sqlite3"
+        return SqlStore(f"sqlite:///{path}")
+    return SqlStore(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def session_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlStore]:
+    store = _make_store(request.param, tmp_path_factory, request)
+    yield store
+    store.close()
+
+
+def wipe(store: SqlStore) -> None:
+    with store.engine.begin() as conn:
+        for t in [*IDX.values(), HISTORY, RESOURCE]:
+            conn.execute(t.delete())
+
+
+@pytest.fixture()
+def store(session_store: SqlStore) -> SqlStore:
+    wipe(session_store)
+    return session_store
+
+
+def make_client(store: SqlStore, **settings: Any) -> TestClient:
+    s = Settings(base_url=BASE, auth="off", **settings)
+    return TestClient(create_app(s, store=store, access_log=False), base_url="http://testserver")
+
+
+@pytest.fixture()
+def client(store: SqlStore) -> Iterator[TestClient]:
+    with make_client(store) as c:
+        yield c
+
+
+def fixture_json(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def shared_json(rel: str) -> Any:
+    return json.loads((SHARED / rel).read_text())
