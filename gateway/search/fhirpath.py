@@ -53,13 +53,14 @@ def _parse_term(term: str) -> tuple[str, list[tuple[str, ...]]]:
     term = term.strip()
     steps: list[tuple[str, ...]] = []
     if term.startswith("("):
-        depth = 0
-        for i, ch in enumerate(term):
+        depth, close = 0, len(term)
+        for pos, ch in enumerate(term):
             depth += ch == "("
             depth -= ch == ")"
             if depth == 0:
+                close = pos
                 break
-        inner, rest = term[1:i].strip(), term[i + 1:].strip()
+        inner, rest = term[1:close].strip(), term[close + 1:].strip()
         m = re.match(r"^(.*)\s+as\s+(\w+)$", inner)
         if m:
             root, steps = _parse_term(m.group(1))
@@ -166,7 +167,6 @@ def _compile_steps(steps: list[tuple[str, ...]]) -> Extractor:
 
 def _fallback(term: str) -> Extractor:
     import fhirpathpy
-
     from fhirpathpy.models import models
 
     fn = fhirpathpy.compile(term, model=models["r4"])

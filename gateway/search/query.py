@@ -287,7 +287,7 @@ class QueryParser:
             return Criterion("_lastUpdated", "date", None, modifier,
                              [parse_date(v, code) for v in _split_or(value)])
         sp = registry().get(rtype, code)
-        if sp is None:
+        if sp is None or (sp.type == "composite" and len(sp.components) != 2):
             raise _UnknownParam(code)
         if chain_rest is not None:
             if sp.type != "reference":

@@ -41,6 +41,8 @@ def build_capability(base_url: str, extra_operations: list[dict[str, Any]] | Non
         for code, sp in sorted(reg.params_for(rtype).items()):
             if code in ("_id", "_lastUpdated") or sp.type not in SUPPORTED_PARAM_TYPES or sp.extract is None:
                 continue
+            if sp.type == "composite" and len(sp.components) != 2:  # only pairs are indexed
+                continue
             p: dict[str, Any] = {"name": code, "definition": sp.url, "type": sp.type}
             if sp.type in MODIFIER_DOC:
                 p["documentation"] = MODIFIER_DOC[sp.type]

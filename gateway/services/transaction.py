@@ -101,10 +101,7 @@ class BundleProcessor:
         entries = bundle.get("entry") or []
         if not isinstance(entries, list):
             raise BadRequest("Bundle.entry must be an array")
-        if btype == "transaction":
-            results = self.transaction(entries)
-        else:
-            results = self.batch(entries)
+        results = self.transaction(entries) if btype == "transaction" else self.batch(entries)
         return self._response(f"{btype}-response", results, return_pref)
 
     def _response(self, btype: str, results: list[EntryResult], return_pref: str) -> dict[str, Any]:

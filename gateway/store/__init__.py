@@ -1,3 +1,3 @@
 """Resource store: the ResourceStore protocol and its implementations."""
 
-from .base import ResourceStore, StoredResource, SearchResult, HistoryEntry  # noqa: F401
+from .base import HistoryEntry, ResourceStore, SearchResult, StoredResource  # noqa: F401

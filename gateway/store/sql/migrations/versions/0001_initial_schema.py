@@ -1,12 +1,11 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-24 19:03:18.013027
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
@@ -15,7 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('idx_composite',
     sa.Column('pk', sa.Integer(), nullable=False),
     sa.Column('res_pk', sa.Integer(), nullable=False),
@@ -143,11 +142,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_history_type_updated', ['res_type', 'last_updated'], unique=False)
         batch_op.create_index('ix_history_updated', ['last_updated'], unique=False)
 
-    
+
 
 
 def downgrade() -> None:
-    
+
     with op.batch_alter_table('resource_history', schema=None) as batch_op:
         batch_op.drop_index('ix_history_updated')
         batch_op.drop_index('ix_history_type_updated')
@@ -193,4 +192,4 @@ def downgrade() -> None:
         batch_op.drop_index('ix_idx_composite_q')
 
     op.drop_table('idx_composite')
-    
+

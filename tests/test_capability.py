@@ -1,0 +1,93 @@
+"""The CapabilityStatement is generated from what is implemented, and stays true."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.api.app import create_app
+from gateway.config import Settings
+from gateway.fhir.resource_types import RESOURCE_TYPES
+from gateway.services.capability import TYPE_INTERACTIONS
+from gateway.store.sql.store import memory_store
+
+SAMPLE = {"token": "x|y", "string": "a", "date": "ge2020-01-01", "reference": "Patient/1", "number": "gt1",
+          "quantity": "gt1|http://unitsofmeasure.org|mg", "uri": "http://example.org/x",
+          "composite": "http://loinc.org|1$gt1"}
+COMPOSITE_SECOND = {"token": "a|b", "quantity": "gt1", "date": "ge2020", "string": "a"}
+
+# HTTP routes -> the CapabilityStatement interaction each one implements
+ROUTE_INTERACTIONS = {
+    ("GET", "/fhir/{rtype}/{rid}"): "read",
+    ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"): "vread",
+    ("PUT", "/fhir/{rtype}/{rid}"): "update",
+    ("DELETE", "/fhir/{rtype}/{rid}"): "delete",
+    ("GET", "/fhir/{rtype}/{rid}/_history"): "history-instance",
+    ("GET", "/fhir/{rtype}/_history"): "history-type",
+    ("POST", "/fhir/{rtype}"): "create",
+    ("GET", "/fhir/{rtype}"): "search-type",
+    ("POST", "/fhir/{rtype}/_search"): "search-type",
+    ("PUT", "/fhir/{rtype}"): "update",  # conditional update
+    ("DELETE", "/fhir/{rtype}"): "delete",  # conditional delete
+    ("GET", "/fhir/Patient/{pid}/{rtype}"): "search-type",  # compartment search
+    ("POST", "/fhir"): "transaction",
+    ("POST", "/fhir/"): "transaction",
+    ("GET", "/fhir/_history"): "history-system",
+    ("GET", "/fhir/metadata"): "capabilities",
+}
+
+
+@pytest.fixture(scope="module")
+def app_client():  # type: ignore[no-untyped-def]
+    app = create_app(Settings(base_url="http://testserver/fhir", auth="off"), store=memory_store(), access_log=False)
+    with TestClient(app) as c:
+        yield c
+
+
+def test_metadata(app_client: TestClient) -> None:
+    cs = app_client.get("/fhir/metadata").json()
+    assert cs["resourceType"] == "CapabilityStatement"
+    assert cs["fhirVersion"] == "4.0.1"
+    assert cs["kind"] == "instance" and "application/fhir+json" in cs["format"]
+    rest = cs["rest"][0]
+    assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system"}
+    types = {r["type"] for r in rest["resource"]}
+    assert types == set(RESOURCE_TYPES) and len(types) == 145
+    for r in rest["resource"]:
+        assert [i["code"] for i in r["interaction"]] == list(TYPE_INTERACTIONS)
+    total = sum(len(r["searchParam"]) for r in rest["resource"])
+    assert total > 1378  # every official parameter, expanded over the types it applies to
+
+
+def test_every_route_is_claimed(app_client: TestClient) -> None:
+    cs = app_client.get("/fhir/metadata").json()
+    claimed = {i["code"] for r in cs["rest"][0]["resource"] for i in r["interaction"]}
+    claimed |= {i["code"] for i in cs["rest"][0]["interaction"]} | {"capabilities"}
+    for route in app_client.app.routes:
+        path = getattr(route, "path", "")
+        if not path.startswith("/fhir"):
+            continue
+        for method in getattr(route, "methods", set()) - {"HEAD", "OPTIONS"}:
+            interaction = ROUTE_INTERACTIONS.get((method, path))
+            assert interaction is not None, f"route {method} {path} is not mapped to an interaction"
+            assert interaction in claimed, f"{method} {path} implements {interaction}, not in the CapabilityStatement"
+
+
+def test_every_claimed_search_parameter_works(app_client: TestClient) -> None:
+    cs = app_client.get("/fhir/metadata").json()
+    failures = []
+    for r in cs["rest"][0]["resource"]:
+        for p in r["searchParam"]:
+            value = SAMPLE.get(p["type"], "x")
+            if p["name"] == "_id":
+                value = "abc"
+            resp = app_client.get(f"/fhir/{r['type']}", params={p["name"]: value}, headers={"Prefer": "handling=strict"})
+            if resp.status_code == 400 and p["type"] == "composite":
+                for second in COMPOSITE_SECOND.values():
+                    resp = app_client.get(f"/fhir/{r['type']}", params={p["name"]: f"a|b${second}"},
+                                          headers={"Prefer": "handling=strict"})
+                    if resp.status_code == 200:
+                        break
+            if resp.status_code != 200:
+                failures.append((r["type"], p["name"], resp.status_code, resp.text[:200]))
+    assert failures == []
