@@ -9,11 +9,11 @@ from fastapi import Depends, Request
 from ..services.rest import RestService
 
 
-def get_rest(request: Request) -> RestService:
+async def get_rest(request: Request) -> RestService:
     return request.app.state.rest
 
 
-def get_settings_dep(request: Request) -> Any:
+async def get_settings_dep(request: Request) -> Any:
     return request.app.state.settings
 
 

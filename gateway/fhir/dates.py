@@ -91,6 +91,10 @@ def now_instant() -> str:
 
 def instant_to_http(value: str) -> str:
     """FHIR instant -> RFC 7231 HTTP date (for Last-Modified)."""
-    lo, _ = parse_range(value)
-    dt = datetime.strptime(lo, FMT).replace(tzinfo=UTC)
-    return dt.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    from email.utils import format_datetime
+
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        dt = datetime.strptime(parse_range(value)[0], FMT).replace(tzinfo=UTC)
+    return format_datetime(dt, usegmt=True)

@@ -115,16 +115,18 @@ class RestService:
         return s
 
     def create(self, resource_type: str, resource: Any, if_none_exist: str | None = None, tx: Any = None,
-               new_id: str | None = None, prevalidated: list[Issue] | None = None) -> WriteOutcome:
+               new_id: str | None = None, prevalidated: list[Issue] | None = None,
+               fresh_id: bool = False) -> WriteOutcome:
+        """Create; ``new_id`` is a server-chosen id, and ``fresh_id`` says it is a newly generated UUID."""
         check_type(resource_type)
         warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
         if tx is None:
             with self.store.session() as s:
-                return self._create(resource_type, resource, if_none_exist, s, new_id, warnings)
-        return self._create(resource_type, resource, if_none_exist, tx, new_id, warnings)
+                return self._create(resource_type, resource, if_none_exist, s, new_id, warnings, fresh_id)
+        return self._create(resource_type, resource, if_none_exist, tx, new_id, warnings, fresh_id)
 
     def _create(self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None, tx: Any,
-                new_id: str | None, warnings: list[Issue]) -> WriteOutcome:
+                new_id: str | None, warnings: list[Issue], fresh_id: bool = False) -> WriteOutcome:
         if if_none_exist:
             found = self._conditional_matches(tx, resource_type, if_none_exist)
             if len(found) > 1:
@@ -132,7 +134,7 @@ class RestService:
             if found:
                 return WriteOutcome(found[0], 200, warnings)
         body = {**resource, "id": new_id or str(uuid.uuid4())}
-        return WriteOutcome(tx.write(body, "POST", known_new=new_id is None), 201, warnings)
+        return WriteOutcome(tx.write(body, "POST", known_new=new_id is None or fresh_id), 201, warnings)
 
     def update(self, resource_type: str, id: str, resource: Any, if_match: str | None = None,
                tx: Any = None, prevalidated: list[Issue] | None = None) -> WriteOutcome:

@@ -265,7 +265,7 @@ class BundleProcessor:
                 rest.conditional_delete(e.rtype, e.query or "", tx)
             return EntryResult("204 No Content")
         if e.method == "POST":
-            out = rest.create(e.rtype, e.resource, None, tx, new_id=e.id, prevalidated=e.warnings)
+            out = rest.create(e.rtype, e.resource, None, tx, new_id=e.id, prevalidated=e.warnings, fresh_id=True)
             return self._write_result(out)
         if e.method == "PUT":
             assert e.id is not None

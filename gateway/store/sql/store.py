@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, delete, event, false, func, insert, select, update
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, false, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
@@ -22,6 +22,16 @@ from .tables import HISTORY, IDX, IDX_COLUMNS, RESOURCE
 
 _COLS = (RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content,
          RESOURCE.c.deleted)
+
+
+# statements built once with bind parameters: SQLAlchemy then reuses their compiled form
+_CURRENT = select(RESOURCE.c.pk, RESOURCE.c.version, RESOURCE.c.deleted).where(
+    RESOURCE.c.res_type == bindparam("t"), RESOURCE.c.res_id == bindparam("i"))
+_READ = select(*_COLS).where(RESOURCE.c.res_type == bindparam("t"), RESOURCE.c.res_id == bindparam("i"))
+_INSERT = insert(RESOURCE)
+_INSERT_HISTORY = insert(HISTORY)
+_UPDATE = update(RESOURCE).where(RESOURCE.c.pk == bindparam("_pk"))
+_DELETE_IDX = {k: delete(t).where(t.c.res_pk == bindparam("_pk")) for k, t in IDX.items()}
 
 
 def _stored(row: Any) -> StoredResource:
@@ -61,21 +71,20 @@ class SqlSession:
         self.store = store
         self.conn = conn
         self._pending: dict[int, tuple[str, IndexRows]] = {}
+        self._fresh: set[int] = set()  # pks inserted in this unit of work whose index rows are not flushed
         self._now = now_instant()
 
     # -- reads -------------------------------------------------------------------------------------------
     def read(self, resource_type: str, id: str) -> StoredResource | None:
-        row = self.conn.execute(select(*_COLS).where(RESOURCE.c.res_type == resource_type,
-                                                     RESOURCE.c.res_id == id)).first()
+        row = self.conn.execute(_READ, {"t": resource_type, "i": id}).first()
         return _stored(row) if row else None
 
     def vread(self, resource_type: str, id: str, version: int) -> StoredResource | None:
         return self.store._vread(self.conn, resource_type, id, version)
 
     def exists(self, resource_type: str, id: str) -> bool:
-        row = self.conn.execute(select(RESOURCE.c.deleted).where(RESOURCE.c.res_type == resource_type,
-                                                                 RESOURCE.c.res_id == id)).first()
-        return bool(row) and not row[0]
+        row = self.conn.execute(_CURRENT, {"t": resource_type, "i": id}).first()
+        return bool(row) and not row[2]
 
     def search(self, query: SearchQuery) -> SearchResult:
         self.flush()
@@ -86,9 +95,7 @@ class SqlSession:
               known_new: bool = False) -> StoredResource:
         """Store a new version of ``resource`` (its id set by the caller); returns the stored version."""
         rtype, rid = resource["resourceType"], resource["id"]
-        current = None if known_new else self.conn.execute(
-            select(RESOURCE.c.pk, RESOURCE.c.version, RESOURCE.c.deleted)
-            .where(RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == rid)).first()
+        current = None if known_new else self.conn.execute(_CURRENT, {"t": rtype, "i": rid}).first()
         if expected_version is not None:
             have = current[1] if current and not current[2] else None
             if have != expected_version:
@@ -106,37 +113,40 @@ class SqlSession:
         try:
             if current:
                 pk = current[0]
-                self.conn.execute(update(RESOURCE).where(RESOURCE.c.pk == pk).values(
-                    version=version, last_updated=self._now, deleted=False, content=content))
+                self.conn.execute(_UPDATE, {"_pk": pk, "version": version, "last_updated": self._now,
+                                            "deleted": False, "content": content})
                 self._delete_index(pk)
             else:
-                pk = self.conn.execute(insert(RESOURCE).values(
-                    res_type=rtype, res_id=rid, version=version, last_updated=self._now, deleted=False,
-                    content=content)).inserted_primary_key[0]
-            self.conn.execute(insert(HISTORY).values(res_type=rtype, res_id=rid, version=version,
-                                                     last_updated=self._now, method=method, content=content))
+                pk = self.conn.execute(_INSERT, {"res_type": rtype, "res_id": rid, "version": version,
+                                                 "last_updated": self._now, "deleted": False,
+                                                 "content": content}).inserted_primary_key[0]
+            self.conn.execute(_INSERT_HISTORY, {"res_type": rtype, "res_id": rid, "version": version,
+                                                "last_updated": self._now, "method": method, "content": content})
         except IntegrityError:
             raise Conflict(f"Concurrent write on {rtype}/{rid}; retry the request") from None
+        if not current:
+            self._fresh.add(pk)
         self._pending[pk] = (rtype, index_resource(resource))
         return StoredResource(rtype, rid, version, self._now, content)
 
     def delete(self, resource_type: str, id: str) -> StoredResource | None:
-        row = self.conn.execute(select(RESOURCE.c.pk, RESOURCE.c.version, RESOURCE.c.deleted)
-                                .where(RESOURCE.c.res_type == resource_type, RESOURCE.c.res_id == id)).first()
+        row = self.conn.execute(_CURRENT, {"t": resource_type, "i": id}).first()
         if row is None or row[2]:
             return None
         pk, version = row[0], row[1] + 1
         self.conn.execute(update(RESOURCE).where(RESOURCE.c.pk == pk).values(
             version=version, last_updated=self._now, deleted=True))
-        self.conn.execute(insert(HISTORY).values(res_type=resource_type, res_id=id, version=version,
-                                                 last_updated=self._now, method="DELETE", content=None))
+        self.conn.execute(_INSERT_HISTORY, {"res_type": resource_type, "res_id": id, "version": version,
+                                            "last_updated": self._now, "method": "DELETE", "content": None})
         self._pending.pop(pk, None)
         self._delete_index(pk)
         return StoredResource(resource_type, id, version, self._now, None, True)
 
     def _delete_index(self, pk: int) -> None:
-        for t in IDX.values():
-            self.conn.execute(delete(t).where(t.c.res_pk == pk))
+        if pk in self._fresh:  # written in this unit of work: its index rows are still in the buffer
+            return
+        for stmt in _DELETE_IDX.values():
+            self.conn.execute(stmt, {"_pk": pk})
 
     def flush(self) -> None:
         if not self._pending:
@@ -153,6 +163,7 @@ class SqlSession:
             if items:
                 self.conn.execute(insert(IDX[kind]), items)
         self._pending.clear()
+        self._fresh.clear()
 
 
 class SqlStore:
@@ -195,8 +206,7 @@ class SqlStore:
 
     def read(self, resource_type: str, id: str) -> StoredResource | None:
         with self._reader() as conn:
-            row = conn.execute(select(*_COLS).where(RESOURCE.c.res_type == resource_type,
-                                                    RESOURCE.c.res_id == id)).first()
+            row = conn.execute(_READ, {"t": resource_type, "i": id}).first()
         return _stored(row) if row else None
 
     def vread(self, resource_type: str, id: str, version: int) -> StoredResource | None:
