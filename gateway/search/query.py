@@ -99,13 +99,14 @@ class SearchQuery:
     ids_only: bool = False
 
 
-def split_escaped(value: str, sep: str) -> list[str]:
-    """Split on ``sep`` honouring backslash escapes (``\\,``, ``\\|``, ``\\$``)."""
+def split_escaped(value: str, sep: str, keep: str = "") -> list[str]:
+    """Split on ``sep`` honouring backslash escapes (``\\,``, ``\\|``, ``\\$``); escapes of the characters in
+    ``keep`` stay in place for a later split."""
     out, cur, i = [], [], 0
     while i < len(value):
         ch = value[i]
         if ch == "\\" and i + 1 < len(value):
-            cur.append(value[i + 1])
+            cur.append(value[i:i + 2] if value[i + 1] in keep else value[i + 1])
             i += 2
             continue
         if ch == sep:
@@ -119,22 +120,8 @@ def split_escaped(value: str, sep: str) -> list[str]:
 
 
 def _split_or(value: str) -> list[str]:
-    """Split an OR list on unescaped commas, keeping other escapes for the next split."""
-    out, cur, i = [], [], 0
-    while i < len(value):
-        ch = value[i]
-        if ch == "\\" and i + 1 < len(value):
-            cur.append(value[i:i + 2] if value[i + 1] in "|$" else value[i + 1])
-            i += 2
-            continue
-        if ch == ",":
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    out.append("".join(cur))
-    return out
+    """Split an OR list on unescaped commas, keeping ``\\|`` and ``\\$`` for the value parser."""
+    return split_escaped(value, ",", keep="|$")
 
 
 def _prefix(raw: str) -> tuple[str, str]:

@@ -44,84 +44,65 @@ class ResourceHistory(SQLModel, table=True):
     content: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))  # noqa: UP045
 
 
-class IdxString(SQLModel, table=True):
-    __tablename__ = "idx_string"
-    __table_args__ = (Index("ix_idx_string_q", "res_type", "param", "value"),)
+class _IndexRow(SQLModel):
+    """Columns every index table has: its own key, the indexed resource's key and type, the parameter code."""
+
     pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
     res_pk: int = Field(index=True)
     res_type: str = Field(max_length=64)
     param: str = Field(max_length=100)
+
+
+class IdxString(_IndexRow, table=True):
+    __tablename__ = "idx_string"
+    __table_args__ = (Index("ix_idx_string_q", "res_type", "param", "value"),)
     value: str = Field(max_length=255)
     exact: str = Field(max_length=255)
 
 
-class IdxToken(SQLModel, table=True):
+class IdxToken(_IndexRow, table=True):
     __tablename__ = "idx_token"
     __table_args__ = (Index("ix_idx_token_q", "res_type", "param", "code", "system"),)
-    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
-    res_pk: int = Field(index=True)
-    res_type: str = Field(max_length=64)
-    param: str = Field(max_length=100)
     system: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
     code: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
     text: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
 
 
-class IdxDate(SQLModel, table=True):
+class IdxDate(_IndexRow, table=True):
     __tablename__ = "idx_date"
     __table_args__ = (Index("ix_idx_date_q", "res_type", "param", "lo", "hi"),)
-    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
-    res_pk: int = Field(index=True)
-    res_type: str = Field(max_length=64)
-    param: str = Field(max_length=100)
     lo: str = Field(max_length=26)
     hi: str = Field(max_length=26)
 
 
-class IdxRef(SQLModel, table=True):
+class IdxRef(_IndexRow, table=True):
     __tablename__ = "idx_ref"
     __table_args__ = (
         Index("ix_idx_ref_q", "res_type", "param", "target_id", "target_type"),
         Index("ix_idx_ref_target", "target_type", "target_id"),
     )
-    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
-    res_pk: int = Field(index=True)
-    res_type: str = Field(max_length=64)
-    param: str = Field(max_length=100)
     target_type: Optional[str] = Field(default=None, max_length=64)  # noqa: UP045
     target_id: Optional[str] = Field(default=None, max_length=64)  # noqa: UP045
     url: Optional[str] = Field(default=None, max_length=512)  # noqa: UP045
 
 
-class IdxNumber(SQLModel, table=True):
+class IdxNumber(_IndexRow, table=True):
     __tablename__ = "idx_number"
     __table_args__ = (Index("ix_idx_number_q", "res_type", "param", "value"),)
-    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
-    res_pk: int = Field(index=True)
-    res_type: str = Field(max_length=64)
-    param: str = Field(max_length=100)
     value: float
     system: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
     code: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
 
 
-class IdxUri(SQLModel, table=True):
+class IdxUri(_IndexRow, table=True):
     __tablename__ = "idx_uri"
     __table_args__ = (Index("ix_idx_uri_q", "res_type", "param", "value"),)
-    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
-    res_pk: int = Field(index=True)
-    res_type: str = Field(max_length=64)
-    param: str = Field(max_length=100)
     value: str = Field(max_length=512)
 
 
-class IdxComposite(SQLModel, table=True):
+class IdxComposite(_IndexRow, table=True):
     __tablename__ = "idx_composite"
     __table_args__ = (Index("ix_idx_composite_q", "res_type", "param", "code", "system"),)
-    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
-    res_pk: int = Field(index=True)
-    res_type: str = Field(max_length=64)
-    param: str = Field(max_length=100)
     system: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
     code: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
     text: Optional[str] = Field(default=None, max_length=512)  # noqa: UP045
