@@ -15,7 +15,7 @@ from . import __version__
 app = typer.Typer(help="FHIR R4 interoperability gateway for value-based care.", no_args_is_help=True,
                   add_completion=False)
 
-DatabaseOpt = Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL; default: the embedded "
+DatabaseOpt = Annotated[str | None, typer.Option("--database", envvar="GATEWAY_DATABASE_URL", help="SQLAlchemy URL; default: the embedded "
                                                  "SQLite file var/gateway.sqlite3 (env GATEWAY_DATABASE_URL)")]
 
 
@@ -46,13 +46,13 @@ def is_loopback(host: str) -> bool:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    host: Annotated[str, typer.Option(envvar="GATEWAY_HOST", help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="GATEWAY_PORT", help="TCP port")] = 8080,
     database: DatabaseOpt = None,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="Public FHIR base URL "
+    base_url: Annotated[str | None, typer.Option("--base-url", envvar="GATEWAY_BASE_URL", help="Public FHIR base URL "
                                                  "(default http://HOST:PORT/fhir)")] = None,
-    auth: Annotated[str, typer.Option(help="smart | off (off only on a loopback host)")] = "off",
-    demo: Annotated[bool, typer.Option("--demo", help="Load the built-in demo data on start")] = False,
+    auth: Annotated[str, typer.Option(envvar="GATEWAY_AUTH", help="smart | off (off only on a loopback host)")] = "off",
+    demo: Annotated[bool, typer.Option("--demo", envvar="GATEWAY_DEMO", help="Load the built-in demo data on start")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
 ) -> None:
     """Run the FHIR server. The FHIR base is http://HOST:PORT/fhir."""
@@ -82,11 +82,8 @@ def serve(
         os.environ["GATEWAY_BASE_URL"] = base_url
     if workers > 1:
         if demo:  # load once, before the workers start
-            from .main import build_app
-
             _load_demo_once(settings)
             os.environ["GATEWAY_DEMO"] = "false"
-            del build_app
         uvicorn.run("gateway.main:build_app", factory=True, host=host, port=port, workers=workers,
                     log_config=None, access_log=False)
     else:
@@ -152,7 +149,13 @@ def migrate(database: DatabaseOpt = None) -> None:
     typer.echo("database schema is up to date")
 
 
-@app.command()
-def version() -> None:
-    """Print the gateway version."""
-    typer.echo(__version__)
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit")] = False) -> None:
+    """FHIR R4 interoperability gateway for value-based care."""
