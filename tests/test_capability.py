@@ -22,6 +22,7 @@ ROUTE_INTERACTIONS = {
     ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"): "vread",
     ("PUT", "/fhir/{rtype}/{rid}"): "update",
     ("DELETE", "/fhir/{rtype}/{rid}"): "delete",
+    ("PATCH", "/fhir/{rtype}/{rid}"): "patch",
     ("GET", "/fhir/{rtype}/{rid}/_history"): "history-instance",
     ("GET", "/fhir/{rtype}/_history"): "history-type",
     ("POST", "/fhir/{rtype}"): "create",

@@ -167,3 +167,21 @@ def test_health_and_docs(client: TestClient) -> None:
     assert client.get("/readyz").json()["database"] is True
     assert client.get("/docs").status_code == 200
     assert "x-request-id" in client.get("/healthz").headers
+
+
+def test_json_patch(client: TestClient) -> None:
+    pid, _ = create(client, patient())
+    ops = [{"op": "replace", "path": "/gender", "value": "other"}, {"op": "add", "path": "/active", "value": True}]
+    hdr = {"Content-Type": "application/json-patch+json"}
+    r = client.patch(f"/fhir/Patient/{pid}", json=ops, headers={**hdr, "If-Match": 'W/"1"'})
+    assert r.status_code == 200 and r.json()["gender"] == "other" and r.json()["active"] is True
+    assert r.headers["etag"] == 'W/"2"'
+    assert client.patch(f"/fhir/Patient/{pid}", json=ops, headers={**hdr, "If-Match": 'W/"1"'}).status_code == 412
+    bad = client.patch(f"/fhir/Patient/{pid}", json=[{"op": "replace", "path": "/gender", "value": 7}], headers=hdr)
+    assert bad.status_code == 400
+    missing = client.patch(f"/fhir/Patient/{pid}", json=[{"op": "remove", "path": "/nothing"}], headers=hdr)
+    assert missing.status_code == 422
+    assert client.patch(f"/fhir/Patient/{pid}", json=ops, headers=JSON).status_code == 415
+    assert client.get(f"/fhir/Patient/{pid}").json()["meta"]["versionId"] == "2"
+    hist = client.get(f"/fhir/Patient/{pid}/_history").json()
+    assert hist["entry"][0]["request"]["method"] == "PATCH"

@@ -95,6 +95,19 @@ async def update(rtype: str, rid: str, request: Request, rest: Rest, settings: S
     return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
 
 
+@router.patch("/{rtype}/{rid}", tags=["write"], summary="patch (JSON Patch, application/json-patch+json)")
+async def patch(rtype: str, rid: str, request: Request, rest: Rest, settings: Settings) -> Response:
+    check_accept(request)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json-patch+json":
+        from ..fhir.errors import UnsupportedMediaType
+
+        raise UnsupportedMediaType(f"PATCH takes application/json-patch+json, not {ctype or 'no content type'}")
+    ops = await read_json_body(request, settings.max_body_bytes)
+    out = await run_in_threadpool(rest.patch, rtype, rid, ops, request.headers.get("if-match"))
+    return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
+
+
 @router.delete("/{rtype}/{rid}", tags=["write"], summary="delete (soft, kept in history)")
 def delete(rtype: str, rid: str, request: Request, rest: Rest) -> Response:
     check_accept(request)

@@ -12,7 +12,7 @@ from ..fhir.resource_types import RESOURCE_TYPES, profiles_dir
 from ..search.params import registry
 
 # type-level interactions every resource type supports; a test exercises each one
-TYPE_INTERACTIONS = ("read", "vread", "update", "delete", "history-instance", "history-type", "create",
+TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
                      "search-type")
 SUPPORTED_PARAM_TYPES = {"number", "date", "string", "token", "reference", "composite", "quantity", "uri"}
 MODIFIER_DOC = {

@@ -182,6 +182,37 @@ class RestService:
                              f"'{resource['id']}'")
         return self._update(resource_type, target, {**resource, "id": target}, expected, tx, warnings)
 
+    def patch(self, resource_type: str, id: str, operations: Any, if_match: str | None = None) -> WriteOutcome:
+        """JSON Patch (RFC 6902) on the current version; the result is validated like an update."""
+        import jsonpatch
+
+        check_type(resource_type)
+        if not isinstance(operations, list):
+            raise BadRequest("A JSON Patch body is an array of operations")
+        expected = parse_if_match(if_match)
+        with self.store.session() as tx:
+            current = tx.read(resource_type, id)
+            if current is None:
+                raise NotFound(f"{resource_type}/{id} is not known")
+            if current.deleted:
+                raise Gone(f"{resource_type}/{id} was deleted")
+            if expected is not None and expected != current.version:
+                raise PreconditionFailed(f"Version conflict on {resource_type}/{id}: If-Match expects version "
+                                         f"{expected}, current is {current.version}")
+            try:
+                patched = jsonpatch.apply_patch(resource_json(current), operations)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
+                from ..fhir.errors import Unprocessable
+
+                raise Unprocessable(f"JSON Patch could not be applied: {exc}") from None
+            if patched.get("resourceType") != resource_type or patched.get("id") != id:
+                from ..fhir.errors import Unprocessable
+
+                raise Unprocessable("A patch must not change resourceType or id")
+            warnings = self.validate(patched, resource_type)
+            stored = tx.write(patched, "PATCH", expected_version=current.version)
+            return WriteOutcome(stored, 200, warnings)
+
     def delete(self, resource_type: str, id: str, tx: Any = None, if_match: str | None = None) -> StoredResource | None:
         check_type(resource_type)
         if tx is None:
