@@ -110,6 +110,7 @@ def load(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
     """Load FHIR JSON Bundles, resources and NDJSON files into the database."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .services.loader import Loader, iter_files
@@ -124,7 +125,7 @@ def load(
     rest = RestService(store, settings.fhir_base())
     files = list(iter_files(p for p in paths if p.exists()))
     with Progress(TextColumn("loading"), BarColumn(), MofNCompleteColumn(), TextColumn("resources"),
-                  TimeElapsedColumn(), disable=quiet, transient=True) as progress:
+                  TimeElapsedColumn(), disable=quiet, transient=True, console=Console(stderr=True)) as progress:
         task = progress.add_task("load", total=None)
         loader = Loader(rest, "strict" if strict else "lenient", lambda n: progress.advance(task, n))
         summary = loader.load(files)

@@ -2,10 +2,10 @@
 
 Two levels:
 - ``strict``: any defect rejects the resource (400 with every defect listed).
-- ``lenient``: structural defects that do not stop the server from storing and indexing the resource
-  (a bad code format, an unknown element) are reported as warnings and the resource is stored unchanged.
-  Defects that make the resource unusable (not an object, wrong/unknown resourceType, a bad id, an
-  unparseable date) are still errors.
+- ``lenient``: every defect the R4B models find (a bad code format, an unknown element, a malformed date,
+  which is then simply not indexed) and an id longer than R4's 64 characters are reported as warnings, and
+  the resource is stored unchanged. Defects that make the resource unusable (not an object, wrong/unknown
+  resourceType, an id with characters outside [A-Za-z0-9-.] or longer than 255) are still errors.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .errors import Issue
 from .resource_types import RESOURCE_TYPES
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+LONG_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{65,255}$")
 
 
 @dataclass
@@ -64,8 +65,12 @@ def validate_resource(resource: Any, level: str = "strict") -> ValidationResult:
         return res
     rid = resource.get("id")
     if rid is not None and (not isinstance(rid, str) or not ID_RE.match(rid)):
-        res.errors.append(Issue("error", "value", f"Invalid resource id {rid!r}", [f"{rtype}.id"]))
-        return res
+        if level == "lenient" and isinstance(rid, str) and LONG_ID_RE.match(rid):
+            res.warnings.append(Issue("warning", "value", f"Resource id {rid!r} is longer than the 64 characters "
+                                      "R4 allows", [f"{rtype}.id"]))
+        else:
+            res.errors.append(Issue("error", "value", f"Invalid resource id {rid!r}", [f"{rtype}.id"]))
+            return res
     model = _model(rtype)
     if model is None:  # R4-only type missing from the R4B models: structural checks above only
         return res
@@ -76,7 +81,7 @@ def validate_resource(resource: Any, level: str = "strict") -> ValidationResult:
             where = _loc(tuple(err.get("loc", ())), rtype)
             msg = f"{where}: {err.get('msg')}"
             issue = Issue("error", "structure" if err.get("type") == "extra_forbidden" else "value", msg, [where])
-            if level == "lenient" and not _fatal_for_storage(err):
+            if level == "lenient":
                 issue.severity = "warning"
                 res.warnings.append(issue)
             else:
@@ -85,9 +90,3 @@ def validate_resource(resource: Any, level: str = "strict") -> ValidationResult:
         issue = Issue("error", "invalid", f"{rtype}: {exc}")
         (res.warnings if level == "lenient" else res.errors).append(issue)
     return res
-
-
-def _fatal_for_storage(err: dict[str, Any]) -> bool:
-    """In lenient mode a defect stays an error only if dates would not index."""
-    msg = str(err.get("msg", ""))
-    return "Date" in msg and "regex" in msg and False

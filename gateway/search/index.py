@@ -14,6 +14,12 @@ from typing import Any
 from ..fhir.dates import MAX, MIN, DateParseError, parse_range
 from .params import SearchParam, registry
 
+SHORT, LONG = 255, 512  # index column widths; longer values are clipped on write and on query alike
+
+
+def clip(value: str | None, width: int = SHORT) -> str | None:
+    return value[:width] if isinstance(value, str) and len(value) > width else value
+
 
 def norm(text: str) -> str:
     """String-search normal form: NFKD without combining marks, lower case, single spaces."""
@@ -127,21 +133,21 @@ def _add(rows: IndexRows, sp: SearchParam, values: list[Any]) -> None:
     for v in values:
         if t == "string":
             for s in string_values(v):
-                rows.strings.append((code, norm(s)[:255], s[:255]))
+                rows.strings.append((code, norm(s)[:SHORT], s[:SHORT]))
         elif t == "token":
             for sys_, c, text in token_values(v):
-                rows.tokens.append((code, sys_, c, norm(text)[:255] if text else None))
+                rows.tokens.append((code, clip(sys_), clip(c), norm(text)[:SHORT] if text else None))
         elif t == "reference":
             for rt, rid, url in reference_values(v):
-                rows.refs.append((code, rt, rid, url))
+                rows.refs.append((code, clip(rt, 64), clip(rid), clip(url, LONG)))
         elif t == "date":
             for lo, hi in date_values(v):
                 rows.dates.append((code, lo, hi))
         elif t in ("number", "quantity"):
             for val, sys_, c in number_values(v):
-                rows.numbers.append((code, val, sys_, c))
+                rows.numbers.append((code, val, clip(sys_), clip(c)))
         elif t == "uri" and isinstance(v, str):
-            rows.uris.append((code, v))
+            rows.uris.append((code, clip(v, LONG)))
 
 
 def _add_composite(rows: IndexRows, sp: SearchParam, nodes: list[Any]) -> None:
@@ -156,7 +162,8 @@ def _add_composite(rows: IndexRows, sp: SearchParam, nodes: list[Any]) -> None:
             if st == "token":
                 for s2, c2, _ in token_values(v):
                     for s1, c1, _ in toks:
-                        rows.composites.append((sp.code, s1, c1, f"{s2 or ''}|{c2 or ''}", None, None, None))
+                        rows.composites.append((sp.code, clip(s1), clip(c1), clip(f"{s2 or ''}|{c2 or ''}", LONG),
+                                                None, None, None))
                 continue
             if st == "quantity":
                 nv = number_values(v)
@@ -175,7 +182,7 @@ def _add_composite(rows: IndexRows, sp: SearchParam, nodes: list[Any]) -> None:
                     continue
                 text = norm(sv[0])
             for s1, c1, _ in toks:
-                rows.composites.append((sp.code, s1, c1, text, num, lo, hi))
+                rows.composites.append((sp.code, clip(s1), clip(c1), clip(text, LONG), num, lo, hi))
 
 
 def index_resource(resource: dict[str, Any]) -> IndexRows:

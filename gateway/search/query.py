@@ -9,7 +9,7 @@ from typing import Any
 from ..fhir.dates import DateParseError, parse_range
 from ..fhir.errors import BadRequest, Issue
 from ..fhir.resource_types import RESOURCE_TYPES
-from .index import norm
+from .index import LONG, SHORT, clip, norm
 from .params import COMMON, RESULT_PARAMS, SearchParam, registry
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -133,9 +133,9 @@ def _prefix(raw: str) -> tuple[str, str]:
 def parse_token(raw: str) -> TokenValue:
     parts = split_escaped(raw, "|")
     if len(parts) == 1:
-        return TokenValue(None, parts[0])
+        return TokenValue(None, clip(parts[0]))
     system, code = parts[0], "|".join(parts[1:])
-    return TokenValue(system, code or None)
+    return TokenValue(clip(system), clip(code) or None)
 
 
 def parse_date(raw: str, name: str) -> DateValue:
@@ -171,13 +171,13 @@ def parse_reference(raw: str, modifier: str | None, sp: SearchParam, base_url: s
     if base_url and value.startswith(base_url.rstrip("/") + "/"):
         value = value[len(base_url.rstrip("/")) + 1:]
     if "://" in value or value.startswith("urn:"):
-        return RefValue(None, None, value.split("|")[0])
+        return RefValue(None, None, clip(value.split("|")[0], LONG))
     parts = value.split("/_history/")[0].split("/")
     if len(parts) == 2 and parts[0] in RESOURCE_TYPES:
-        return RefValue(parts[0], parts[1], None)
+        return RefValue(parts[0], clip(parts[1]), None)
     if modifier and modifier in RESOURCE_TYPES:
-        return RefValue(modifier, value, None)
-    return RefValue(None, value, None)
+        return RefValue(modifier, clip(value), None)
+    return RefValue(None, clip(value), None)
 
 
 class QueryParser:
@@ -326,7 +326,7 @@ class QueryParser:
                 return norm(raw)
             return parse_token(raw)
         if t == "string":
-            return raw if modifier == "exact" else norm(raw)
+            return raw[:SHORT] if modifier == "exact" else norm(raw)[:SHORT]
         if t == "date":
             return parse_date(raw, sp.code)
         if t in ("number", "quantity"):
@@ -334,7 +334,7 @@ class QueryParser:
         if t == "reference":
             return parse_reference(raw, modifier, sp, self.base_url)
         if t == "uri":
-            return raw
+            return clip(raw, LONG)
         if t == "composite":
             parts = split_escaped(raw, "$")
             if len(parts) != 2 or len(sp.components) != 2:

@@ -128,17 +128,28 @@ class Loader:
         if not good:
             return
         try:
-            with self.rest.store.session() as tx:
-                for _where, res, warnings in good:
-                    if res.get("id"):
-                        self.rest.update(res["resourceType"], res["id"], res, tx=tx, prevalidated=warnings)
-                    else:
-                        self.rest.create(res["resourceType"], res, tx=tx, prevalidated=warnings)
-        except FhirError as exc:
-            summary.errors.append(f"{good[0][0]}..: batch failed: {exc.diagnostics}")
+            self._store(good)
+        except FhirError:
+            # one record spoils the chunk's database transaction: store one by one to keep the good ones
+            for item in good:
+                try:
+                    self._store([item])
+                except FhirError as exc:
+                    summary.errors.append(f"{item[0]}: {exc.diagnostics}")
+                    continue
+                summary.resources += 1
+                self.progress(1)
             return
         summary.resources += len(good)
         self.progress(len(good))
+
+    def _store(self, items: list[tuple[str, dict[str, Any], list[Any]]]) -> None:
+        with self.rest.store.session() as tx:
+            for _where, res, warnings in items:
+                if res.get("id"):
+                    self.rest.update(res["resourceType"], res["id"], res, tx=tx, prevalidated=warnings)
+                else:
+                    self.rest.create(res["resourceType"], res, tx=tx, prevalidated=warnings)
 
 
 def load_demo(rest: RestService) -> LoadSummary:

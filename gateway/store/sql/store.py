@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, bindparam, create_engine, delete, event, false, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from ...fhir.dates import now_instant
@@ -193,8 +193,12 @@ class SqlStore:
                         s.flush()
                 finally:
                     conn.info["write"] = False
+        except DataError as exc:  # a value the schema cannot hold: the input's fault, nothing was written
+            raise FhirError(f"A value does not fit the database: {str(exc.orig).splitlines()[0]}", status=400,
+                            code="too-long") from None
         except OperationalError as exc:
-            raise FhirError(f"Database error: {exc.orig}", status=503, code="transient") from None
+            raise FhirError(f"Database unavailable: {str(exc.orig).splitlines()[0]}", status=503,
+                            code="transient") from None
         finally:
             if lock:
                 lock.release()

@@ -21,7 +21,7 @@ class Resource(SQLModel, table=True):
     )
     pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045 - sqlmodel needs Optional
     res_type: str = Field(max_length=64)
-    res_id: str = Field(max_length=64)
+    res_id: str = Field(max_length=255)  # R4 allows 64; lenient loads keep longer ids
     version: int
     last_updated: str = Field(max_length=30)  # FHIR instant, UTC, ms precision: sorts as text
     deleted: bool = False
@@ -37,7 +37,7 @@ class ResourceHistory(SQLModel, table=True):
     )
     pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
     res_type: str = Field(max_length=64)
-    res_id: str = Field(max_length=64)
+    res_id: str = Field(max_length=255)  # R4 allows 64; lenient loads keep longer ids
     version: int
     last_updated: str = Field(max_length=30)
     method: str = Field(max_length=8)  # POST PUT DELETE PATCH
@@ -82,7 +82,7 @@ class IdxRef(_IndexRow, table=True):
         Index("ix_idx_ref_target", "target_type", "target_id"),
     )
     target_type: Optional[str] = Field(default=None, max_length=64)  # noqa: UP045
-    target_id: Optional[str] = Field(default=None, max_length=64)  # noqa: UP045
+    target_id: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
     url: Optional[str] = Field(default=None, max_length=512)  # noqa: UP045
 
 
