@@ -216,6 +216,13 @@ def machine_info(pg_admin: str | None) -> dict[str, Any]:
         for line in Path("/etc/os-release").read_text().splitlines():
             if line.startswith("PRETTY_NAME="):
                 info["os"] = line.split("=", 1)[1].strip('"')
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        git = ["git", "-C", str(BENCH_DIR.parent)]
+        rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        if rev.returncode == 0:
+            dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "gateway"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            info["commit"] = rev.stdout.strip() + (" (gateway/ modified)" if dirty else "")
     if pg_admin:
         with contextlib.suppress(Exception):
             import psycopg
@@ -275,9 +282,11 @@ class Server:
         cmd = [*server_command(), "serve", "--host", HOST, "--port", str(self.port), "--auth", "off",
                "--database", database_url, "--workers", str(workers)]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        # its own process group, so that stop() reaches the uvicorn worker processes too
+        # default settings apart from the flags: no GATEWAY_* variable of the caller's shell leaks in
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        # its own session and process group, so that stop() reaches the uvicorn worker processes too
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     env=env, start_new_session=True)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -308,6 +317,81 @@ class Server:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self._log.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CPU accounting: who used the cores while a scenario ran (the machine may be shared with other work)
+# ---------------------------------------------------------------------------------------------------------------
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _system_busy_ticks() -> int | None:
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal ...: busy is everything but idle and iowait
+    return sum(fields[:8]) - fields[3] - fields[4]
+
+
+def _proc_ticks(server_sid: int | None, db_name: str | None) -> dict[str, int]:
+    """CPU ticks used so far by the server's processes, the load generator (and this script), and the
+    PostgreSQL backends serving the benchmark database."""
+    t = os.times()
+    out = {"server": 0, "client": round((t.user + t.system + t.children_user + t.children_system) * CLK_TCK),
+           "database": 0}
+    me = os.getpid()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        rest = stat.rsplit(")", 1)[1].split()
+        ppid, sid, ticks = int(rest[1]), int(rest[3]), int(rest[11]) + int(rest[12])
+        pid = int(d.name)
+        if server_sid is not None and sid == server_sid:
+            out["server"] += ticks
+        elif pid == me or ppid == me:
+            continue  # the load generator is counted from os.times(), which includes exited children
+        elif db_name:
+            with contextlib.suppress(OSError):
+                if db_name.encode() in (d / "cmdline").read_bytes():
+                    out["database"] += ticks
+    return out
+
+
+class CpuMeter:
+    """Cores used on average between start() and stop(), split into server, client, database and other."""
+
+    def __init__(self, server_sid: int | None = None, db_name: str | None = None) -> None:
+        self.sid, self.db = server_sid, db_name
+
+    def start(self) -> None:
+        self.t0, self.sys0, self.p0 = time.monotonic(), _system_busy_ticks(), _proc_ticks(self.sid, self.db)
+
+    def stop(self) -> dict[str, float]:
+        t1, sys1, p1 = time.monotonic(), _system_busy_ticks(), _proc_ticks(self.sid, self.db)
+        secs = max(t1 - self.t0, 1e-3)
+        out = {k: round(max(p1[k] - self.p0[k], 0) / CLK_TCK / secs, 2) for k in p1}
+        if sys1 is not None and self.sys0 is not None:
+            total = (sys1 - self.sys0) / CLK_TCK / secs
+            out["other"] = round(max(total - sum(out.values()), 0.0), 2)
+        return out
+
+
+def wait_for_quiet(limit_cores: float, max_wait: float, meter: CpuMeter) -> float:
+    """Wait (at most max_wait s) until other work on the machine uses less than limit_cores; return that load."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        meter.start()
+        time.sleep(1.0)
+        other = meter.stop().get("other", 0.0)
+        if other < limit_cores or time.monotonic() >= deadline:
+            return other
+        print(f"  waiting for the machine to go quiet (other processes use {other:.2f} cores)", flush=True)
+        time.sleep(4.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -555,13 +639,15 @@ def run_httpx(base: str, load: Load, seconds: float) -> Measured:
 # profiling (optional): py-spy samples the server processes while a scenario runs
 # ---------------------------------------------------------------------------------------------------------------
 def start_profiler(pyspy: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
-    cmd = [pyspy, "record", "--pid", str(pid), "--subprocesses", "--rate", "200", "--format", "raw",
+    # --gil: only the thread holding the GIL is sampled, so the profile shows where Python CPU time goes
+    cmd = [pyspy, "record", "--pid", str(pid), "--subprocesses", "--gil", "--rate", "200", "--format", "raw",
            "--duration", str(max(1, round(seconds))), "--output", str(out)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def summarize_profile(path: Path, top: int = 25) -> str:
-    """Top frames by inclusive share of samples, from py-spy's collapsed-stack output."""
+def summarize_profile(path: Path, top: int = 20) -> str:
+    """Hot spots from py-spy's collapsed stacks: functions by own samples, and the gateway's functions by
+    inclusive samples (time spent in them and everything they call)."""
     incl: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     total = 0
@@ -573,33 +659,31 @@ def summarize_profile(path: Path, top: int = 25) -> str:
             continue
         count = int(n)
         frames = [f for f in stack.split(";") if f]
-        # idle threads and the event loop waiting are not server work
-        if not frames or any(s in frames[-1] for s in ("wait (threading.py", "_worker (concurrent", "select (",
-                                                       "run_forever", "get (queue.py")):
+        while frames and frames[0].startswith("process "):  # process labels (a command line may hold ';')
+            cut = next((i for i, f in enumerate(frames) if f.endswith('"')), 0)
+            frames = frames[cut + 1:]
+        if not frames:
             continue
         total += count
-        for f in set(frames):
-            incl[_short(f)] += count
+        for f in {_short(f) for f in frames}:
+            incl[f] += count
         own[_short(frames[-1])] += count
     if not total:
-        return "(no busy samples)\n"
-    lines = [f"busy samples: {total}", "", "| inclusive % | self % | frame |", "|---:|---:|---|"]
-    for frame, n in incl.most_common(top):
-        lines.append(f"| {100 * n / total:.1f} | {100 * own.get(frame, 0) / total:.1f} | `{frame}` |")
+        return "(no samples)\n"
+    lines = [f"samples holding the GIL: {total}", "", "| self % | function |", "|---:|---|"]
+    lines += [f"| {100 * n / total:.1f} | `{f}` |" for f, n in own.most_common(top)]
+    lines += ["", "| inclusive % | gateway function |", "|---:|---|"]
+    ours = [(f, n) for f, n in incl.most_common() if "(gateway/" in f]
+    lines += [f"| {100 * n / total:.1f} | `{f}` |" for f, n in ours[:top]]
     return "\n".join(lines) + "\n"
 
 
 def _short(frame: str) -> str:
-    # "func (path/to/site-packages/pkg/mod.py:123)" -> "func (pkg/mod.py)"
+    """``func (pkg/mod.py:123)`` -> ``func (pkg/mod.py)``, with no folder of this machine in it."""
     name, _, loc = frame.partition(" (")
-    loc = loc.rstrip(")")
-    file = loc.rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/gateway/", "lib/python3"):
-        if marker in file:
-            file = ("gateway/" if marker == "/gateway/" else "") + file.split(marker, 1)[1]
-            break
-    else:
-        file = Path(file).name
+    file = loc.rstrip(")").rsplit(":", 1)[0]
+    if file.startswith("/"):
+        file = "/".join(file.split("/")[-2:])
     return f"{name} ({file})"
 
 
@@ -623,6 +707,7 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
             wrk: str | None, pyspy: str | None) -> list[dict[str, Any]]:
     rng = random.Random(args.seed)
     server = Server(database_url, workers, work)
+    meter = CpuMeter(server.proc.pid, database_url.rsplit("/", 1)[1] if backend == "postgres" else None)
     rows: list[dict[str, Any]] = []
     try:
         server.wait_ready()
@@ -634,13 +719,16 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
         loads = loads_for(sd, args)
         for name in args.scenarios:
             load = loads[name]
+            other_before = wait_for_quiet(args.quiet_cores, args.quiet_wait, meter)
             if args.warmup > 0:  # first-request costs (imports, model classes, caches) are not throughput
                 _measure(wrk, server.base, load, args.warmup, work)
             prof = None
             if pyspy and args.profile:
                 prof_path = Path(args.profile) / f"{backend}-w{workers}-{name}.txt"
                 prof = start_profiler(pyspy, server.proc.pid, args.duration, prof_path)
+            meter.start()
             m = _measure(wrk, server.base, load, args.duration, work)
+            cpu = meter.stop()
             if prof is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     prof.wait(timeout=60)
@@ -660,10 +748,11 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
                                  "socket_or_timeout": m.socket_errors},
                 "requests": m.requests, "ok": m.ok, "seconds": round(m.seconds, 2),
                 "concurrency": load.concurrency,
+                "cpu_cores": cpu, "other_cpu_before": other_before,
             }
             rows.append(row)
             print(f"  {name:<12} {row['throughput']:>9.1f} {row['unit']:<12} p50 {row['p50_ms']:>7.1f} ms  "
-                  f"p99 {row['p99_ms']:>7.1f} ms  errors {row['errors']}", flush=True)
+                  f"p99 {row['p99_ms']:>7.1f} ms  errors {row['errors']}  cpu {cpu}", flush=True)
             if row["errors"]:
                 print(f"    error detail {row['error_detail']}; server log tail:\n{server.log_tail(5)}", flush=True)
     finally:
@@ -681,7 +770,7 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
         "# fhir-gateway benchmark results", "",
-        f"- date: {m.get('date')}",
+        f"- date: {m.get('date')}, commit {m.get('commit', '?')}",
         f"- machine: {m.get('cores')} cores ({m.get('cpu', '?')}), {m.get('memory_gib', '?')} GiB RAM, "
         f"{m.get('os', platform.system())}",
         f"- Python {m.get('python')}, SQLite {m.get('sqlite')}"
@@ -694,11 +783,17 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if result["settings"].get("profiled"):
         lines.append("- **profiled run**: py-spy was sampling the server, numbers are lower than usual")
-    lines += ["", "| backend | workers | scenario | throughput | unit | p50 ms | p99 ms | errors | requests |",
-              "|---|---:|---|---:|---|---:|---:|---:|---:|"]
+    lines += ["- CPU columns: cores used on average during the measurement by the server processes, the load "
+              "generator, the PostgreSQL backends of the benchmark database, and everything else on the machine",
+              "", "| backend | workers | scenario | throughput | unit | p50 ms | p99 ms | errors | requests "
+              "| server CPU | client CPU | db CPU | other CPU |",
+              "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["results"]:
+        c = r.get("cpu_cores", {})
         lines.append(f"| {r['backend']} | {r['workers']} | {r['scenario']} | {r['throughput']:,.0f} | {r['unit']} | "
-                     f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['requests']:,} |")
+                     f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['requests']:,} | "
+                     f"{c.get('server', 0):.2f} | {c.get('client', 0):.2f} | {c.get('database', 0):.2f} | "
+                     f"{c.get('other', 0):.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -726,6 +821,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", metavar="DIR", default=None,
                    help="sample the server with py-spy during each scenario; collapsed stacks and a summary "
                         "go to DIR (throughput is lower while profiling)")
+    p.add_argument("--quiet-cores", type=float, default=0.3,
+                   help="before each scenario, wait until other processes use less than this many cores")
+    p.add_argument("--quiet-wait", type=float, default=120.0, help="longest wait for a quiet machine, seconds")
     p.add_argument("--output", default=str(RESULTS_DIR), help="folder for latest.json and latest.md")
     p.add_argument("--seed", type=int, default=20240601, help="random seed of the generated data")
     args = p.parse_args(argv)
