@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import and_, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...fhir.errors import BadRequest
@@ -86,39 +86,42 @@ class SqlSearchCompiler:
     def where(self, rtype: str, criteria: list[Criterion], res: Any = RESOURCE) -> list[ColumnElement[bool]]:
         conds: list[ColumnElement[bool]] = [res.c.res_type == rtype, res.c.deleted == false()]
         for crit in criteria:
-            conds.append(self.criterion(crit, res))
+            conds.append(self.criterion(crit, res, rtype))
         return conds
 
-    def criterion(self, c: Criterion, res: Any) -> ColumnElement[bool]:
+    # Criteria are `pk IN (SELECT res_pk FROM idx_… WHERE res_type = … AND param = … AND value …)`: the
+    # planner can start from the index table's (res_type, param, value) index instead of testing every
+    # resource of the type with a correlated EXISTS (SQLite does not rewrite one into the other).
+    def criterion(self, c: Criterion, res: Any, rtype: str) -> ColumnElement[bool]:
         if c.name == "_id":
             cond = res.c.res_id.in_([v.code for v in c.values])
             return not_(cond) if c.modifier == "not" else cond
         if c.name == "_lastUpdated":
             return or_(*[self._lu_cond(res, v) for v in c.values])
         if c.name == "_has":
-            return self._has(c, res)
+            return self._has(c, res, rtype)
         if c.name == "_compartment":  # any of the compartment's parameters points at the compartment owner
             t = IDX["refs"].alias()
             v = c.values[0]
-            return exists(select(1).select_from(t).where(
-                t.c.res_pk == res.c.pk, t.c.param.in_((c.has_param or "").split(",")),
+            return res.c.pk.in_(select(t.c.res_pk).where(
+                t.c.res_type == rtype, t.c.param.in_((c.has_param or "").split(",")),
                 t.c.target_type == v.type, t.c.target_id == v.id))
         assert c.param is not None
         tname = TABLE_FOR.get(c.ptype)
         if tname is None:
             raise BadRequest(f"Search parameter '{c.name}' ({c.ptype}) is not supported", code="not-supported")
         t = IDX[tname].alias()
-        base = [t.c.res_pk == res.c.pk, t.c.param == c.name]
+        base = [t.c.res_type == rtype, t.c.param == c.name]
         if c.modifier == "missing":
-            ex = exists(select(1).select_from(t).where(*base))
-            return not_(ex) if c.values[0] else ex
+            has = res.c.pk.in_(select(t.c.res_pk).where(*base))
+            return not_(has) if c.values[0] else has
         if c.chain is not None or (c.values and isinstance(c.values[0], tuple)):
-            return self._chain(c, t, base)
+            return self._chain(c, t, base, res)
         if c.modifier == "not" and c.ptype == "token":
             ors = [token_cond(t, v) for v in c.values]
-            return not_(exists(select(1).select_from(t).where(*base, or_(*ors))))
+            return not_(res.c.pk.in_(select(t.c.res_pk).where(*base, or_(*ors))))
         ors = [self._value_cond(c, t, v) for v in c.values]
-        return exists(select(1).select_from(t).where(*base, or_(*ors)))
+        return res.c.pk.in_(select(t.c.res_pk).where(*base, or_(*ors)))
 
     def _lu_cond(self, res: Any, v: DateValue) -> ColumnElement[bool]:
         # last_updated holds a FHIR instant in UTC, millisecond precision, 'Z': it sorts as text
@@ -193,23 +196,24 @@ class SqlSearchCompiler:
             conds.append(t.c.text.like(f"{_like_escape(s)}%", escape="\\"))
         return and_(*conds)
 
-    def _chain(self, c: Criterion, t: Any, base: list[Any]) -> ColumnElement[bool]:
+    def _chain(self, c: Criterion, t: Any, base: list[Any], res: Any) -> ColumnElement[bool]:
         chains = [(c.chain_type, c.chain)] if c.chain is not None else [(x[1], x[2]) for x in c.values]
         ors = []
         for ttype, inner in chains:
             r2 = RESOURCE.alias()
-            ors.append(exists(select(1).select_from(t.join(
+            ors.append(res.c.pk.in_(select(t.c.res_pk).select_from(t.join(
                 r2, and_(r2.c.res_type == t.c.target_type, r2.c.res_id == t.c.target_id)))
-                .where(*base, t.c.target_type == ttype, r2.c.deleted == false(), self.criterion(inner, r2))))
+                .where(*base, t.c.target_type == ttype, r2.c.deleted == false(),
+                       self.criterion(inner, r2, ttype))))
         return or_(*ors)
 
-    def _has(self, c: Criterion, res: Any) -> ColumnElement[bool]:
+    def _has(self, c: Criterion, res: Any, rtype: str) -> ColumnElement[bool]:
         ref = IDX["refs"].alias()
         r2 = RESOURCE.alias()
-        assert c.chain is not None
-        return exists(select(1).select_from(ref.join(r2, r2.c.pk == ref.c.res_pk)).where(
-            ref.c.res_type == c.has_type, ref.c.param == c.has_param, ref.c.target_type == res.c.res_type,
-            ref.c.target_id == res.c.res_id, r2.c.deleted == false(), self.criterion(c.chain, r2)))
+        assert c.chain is not None and c.has_type is not None
+        return res.c.res_id.in_(select(ref.c.target_id).select_from(ref.join(r2, r2.c.pk == ref.c.res_pk)).where(
+            ref.c.res_type == c.has_type, ref.c.param == c.has_param, ref.c.target_type == rtype,
+            r2.c.deleted == false(), self.criterion(c.chain, r2, c.has_type)))
 
     def order_by(self, q: SearchQuery, res: Any = RESOURCE) -> list[Any]:
         out: list[Any] = []
