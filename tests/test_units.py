@@ -88,3 +88,29 @@ def test_query_parser() -> None:
         p.parse("Observation", [("code:exact", "1")])
     lenient = QueryParser(strict=False).parse("Observation", [("unknown-param", "1")])
     assert lenient.criteria == [] and lenient.warnings
+
+
+def test_index_shortcut_matches_evaluating_every_parameter() -> None:
+    """index_resource skips parameters whose top-level element is absent; it must lose nothing by that."""
+    from pathlib import Path
+
+    from gateway.search import index as idx
+    from gateway.search.params import registry
+
+    def every_parameter(resource: dict) -> idx.IndexRows:
+        rows = idx.IndexRows()
+        for sp in registry().params_for(resource["resourceType"]).values():
+            if sp.extract is None or (sp.type == "composite" and len(sp.components) != 2):
+                continue
+            values = sp.extract(resource)
+            if values:
+                (idx._add_composite if sp.type == "composite" else idx._add)(rows, sp, values)
+        return rows
+
+    fixtures = sorted((Path(__file__).parent / "fixtures" / "resources").glob("*.json"))
+    assert len(fixtures) >= 47
+    for path in fixtures:
+        res = json.loads(path.read_text())
+        fast, full = idx.index_resource(res), every_parameter(res)
+        for kind in ("strings", "tokens", "dates", "refs", "numbers", "uris", "composites"):
+            assert sorted(map(repr, getattr(fast, kind))) == sorted(map(repr, getattr(full, kind))), (path.name, kind)

@@ -207,3 +207,21 @@ def compile_for_type(expression: str, resource_type: str) -> Extractor | None:
         return out
 
     return union
+
+
+def roots_for_type(expression: str, resource_type: str) -> frozenset[str] | None:
+    """The top-level element names the expression reads for ``resource_type``; None when it may read any
+    (the resource itself, or a term only fhirpathpy understands). Lets indexing skip absent elements cheaply."""
+    roots: set[str] = set()
+    for term in split_top(expression):
+        try:
+            root, steps = _parse_term(term)
+        except _Unsupported:
+            return None
+        if root in (resource_type, "Resource", "DomainResource"):
+            if not steps or steps[0][0] != "field":
+                return None
+            roots.add(steps[0][1])
+        elif root[:1].islower():
+            roots.add(root)
+    return frozenset(roots)

@@ -185,17 +185,28 @@ def _add_composite(rows: IndexRows, sp: SearchParam, nodes: list[Any]) -> None:
                 rows.composites.append((sp.code, clip(s1), clip(c1), clip(text, LONG), num, lo, hi))
 
 
+def _element_names(key: str) -> tuple[str, ...]:
+    """A JSON key and, for a choice element such as valueQuantity, its base name (value)."""
+    for i, ch in enumerate(key):
+        if ch.isupper():
+            return (key, key[:i])
+    return (key,)
+
+
 def index_resource(resource: dict[str, Any]) -> IndexRows:
     rows = IndexRows()
-    for sp in registry().params_for(resource["resourceType"]).values():
-        if sp.extract is None:
-            continue
-        values = sp.extract(resource)
+    always, by_root = registry().indexed_params(resource["resourceType"])
+    todo: dict[str, SearchParam] = {sp.code: sp for sp in always}
+    for key in resource:
+        for name in _element_names(key.lstrip("_")):
+            for sp in by_root.get(name, ()):
+                todo[sp.code] = sp
+    for sp in todo.values():
+        values = sp.extract(resource)  # type: ignore[misc]
         if not values:
             continue
         if sp.type == "composite":
-            if len(sp.components) == 2:
-                _add_composite(rows, sp, values)
+            _add_composite(rows, sp, values)
         else:
             _add(rows, sp, values)
     return rows

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..fhir.resource_types import RESOURCE_TYPES, profiles_dir
-from .fhirpath import Extractor, compile_for_type
+from .fhirpath import Extractor, compile_for_type, roots_for_type
 
 # parameters every resource type has, answered from the resource table itself
 COMMON = {"_id", "_lastUpdated"}
@@ -34,11 +34,13 @@ class SearchParam:
     description: str = ""
     extract: Extractor | None = field(default=None, compare=False, repr=False)
     components: tuple[Component, ...] = field(default=(), compare=False, repr=False)
+    roots: frozenset[str] | None = field(default=None, compare=False, repr=False)  # top-level elements read
 
 
 class Registry:
     def __init__(self, definitions: list[dict[str, Any]]) -> None:
         self.by_type: dict[str, dict[str, SearchParam]] = {t: {} for t in RESOURCE_TYPES}
+        self._indexed: dict[str, tuple[list[SearchParam], dict[str, list[SearchParam]]]] = {}
         by_url = {d["url"]: d for d in definitions}
         for d in definitions:
             for base in d.get("base", []):
@@ -70,10 +72,27 @@ class Registry:
                     return None
                 comps.append(Component(sub, fn))
         return SearchParam(code, d["type"], rtype, expr, d["url"], tuple(d.get("target", [])),
-                           d.get("description", ""), extract, tuple(comps))
+                           d.get("description", ""), extract, tuple(comps), roots_for_type(expr, rtype))
 
     def params_for(self, resource_type: str) -> dict[str, SearchParam]:
         return self.by_type.get(resource_type, {})
+
+    def indexed_params(self, resource_type: str) -> tuple[list[SearchParam], dict[str, list[SearchParam]]]:
+        """(parameters read whatever the resource holds, parameters keyed by the top-level element they read)"""
+        cached = self._indexed.get(resource_type)
+        if cached is None:
+            always: list[SearchParam] = []
+            by_root: dict[str, list[SearchParam]] = {}
+            for sp in self.params_for(resource_type).values():
+                if sp.extract is None or (sp.type == "composite" and len(sp.components) != 2):
+                    continue
+                if sp.roots is None:
+                    always.append(sp)
+                else:
+                    for r in sp.roots:
+                        by_root.setdefault(r, []).append(sp)
+            cached = self._indexed[resource_type] = (always, by_root)
+        return cached
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self.by_type.get(resource_type, {}).get(code)
