@@ -1,0 +1,190 @@
+"""The FHIR R4 data model as the ELM interpreter sees it.
+
+FHIR data stays JSON; navigation wraps each element in a ``Node`` that remembers its FHIR type, so that ELM
+``Property``, ``Is``/``As`` on choice elements (``Observation.effective`` → dateTime or Period) and the
+``.value`` of primitives (``Patient.birthDate.value`` → a CQL Date) behave as the FHIR model info says.
+Element types come from the ``fhir.resources`` R4B models (read once per type and cached); this module is
+the engine's only link to them.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+PRIMITIVES = {
+    "boolean", "integer", "string", "decimal", "uri", "url", "canonical", "base64Binary", "instant", "date",
+    "dateTime", "time", "code", "oid", "id", "markdown", "unsignedInt", "positiveInt", "uuid", "xhtml",
+    "integer64",
+}
+# FHIR type -> its base type, for Is/As (a value of a subtype is also of the base type)
+BASE_TYPE = {
+    "code": "string", "id": "string", "markdown": "string", "url": "uri", "canonical": "uri", "oid": "uri",
+    "uuid": "uri", "unsignedInt": "integer", "positiveInt": "integer", "Age": "Quantity", "Count": "Quantity",
+    "Distance": "Quantity", "Duration": "Quantity", "MoneyQuantity": "Quantity", "SimpleQuantity": "Quantity",
+}
+_PRIMITIVE_MARKERS = {  # fhir.resources annotation metadata class -> FHIR primitive type name
+    "Boolean": "boolean", "Integer": "integer", "Integer64": "integer64", "String": "string", "Decimal": "decimal",
+    "Uri": "uri", "Url": "url", "Canonical": "canonical", "Base64Binary": "base64Binary", "Instant": "instant",
+    "Date": "date", "DateTime": "dateTime", "Time": "time", "Code": "code", "Oid": "oid", "Id": "id",
+    "Markdown": "markdown", "UnsignedInt": "unsignedInt", "PositiveInt": "positiveInt", "Uuid": "uuid",
+    "Xhtml": "xhtml",
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    json_name: str
+    type: str  # FHIR type name: a primitive, a datatype, a resource, or a backbone class name
+    is_list: bool
+    choice: str | None  # base name for a choice element (valueQuantity -> value)
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    name: str
+    fields: dict[str, Field]  # by JSON name
+    choices: dict[str, tuple[Field, ...]]  # base name -> its typed alternatives
+
+
+@dataclass(frozen=True)
+class Node:
+    """A FHIR element: its JSON value (dict, str, number, bool) and FHIR type; ``ext`` holds the ``_name``
+    sibling of a primitive (id and extensions)."""
+
+    value: Any
+    type: str
+    ext: Any = None
+
+
+def _type_name(annotation: Any) -> tuple[str | None, bool]:
+    is_list = False
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or (origin is not None and type(None) in args):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _type_name(inner[0])
+    if origin in (list, typing.List):  # noqa: UP006 - the models use typing.List
+        name, _ = _type_name(args[0])
+        return name, True
+    if origin is typing.Annotated:
+        for meta in annotation.__metadata__:
+            marker = _PRIMITIVE_MARKERS.get(type(meta).__name__)
+            if marker:
+                return marker, is_list
+        return _type_name(args[0])
+    name = getattr(annotation, "__name__", None)
+    if name and name.endswith("Type") and name != "Type":
+        name = name[:-4]
+        return ("Resource" if name == "Resource" else name), is_list
+    return None, is_list
+
+
+@lru_cache(maxsize=1024)
+def type_info(type_name: str) -> TypeInfo | None:
+    try:
+        from fhir.resources.R4B import get_fhir_model_class
+
+        model = get_fhir_model_class(type_name)
+    except (KeyError, ValueError, ImportError, AttributeError):
+        return None
+    fields: dict[str, Field] = {}
+    choices: dict[str, list[Field]] = {}
+    for py_name, f in model.model_fields.items():
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        if not extra.get("element_property"):
+            continue
+        tname, is_list = _type_name(f.annotation)
+        if tname is None:
+            continue
+        json_name = f.alias or py_name
+        choice = extra.get("one_of_many")
+        fld = Field(json_name, tname, is_list, choice)
+        fields[json_name] = fld
+        if choice:
+            choices.setdefault(choice, []).append(fld)
+    return TypeInfo(type_name, fields, {k: tuple(v) for k, v in choices.items()})
+
+
+def is_subtype(type_name: str, of: str) -> bool:
+    t: str | None = type_name
+    while t is not None:
+        if t == of:
+            return True
+        t = BASE_TYPE.get(t)
+    if of in ("Resource", "DomainResource"):
+        from ..fhir.resource_types import RESOURCE_TYPES
+
+        return type_name in RESOURCE_TYPES
+    return False
+
+
+def wrap_resource(resource: dict[str, Any]) -> Node:
+    return Node(resource, resource.get("resourceType", "Resource"))
+
+
+def children(node: Node, name: str) -> list[Node]:
+    """Navigate ``name`` from ``node``: the element (or each element of a list) as Nodes with their types."""
+    obj = node.value
+    if not isinstance(obj, dict):
+        if name in ("id", "extension") and isinstance(node.ext, dict):
+            return _wrap(node.ext.get(name), "string" if name == "id" else "Extension", None)
+        return []
+    info = type_info(node.type)
+    if info is not None:
+        fld = info.fields.get(name)
+        if fld is not None:
+            return _wrap(obj.get(name), fld.type, obj.get("_" + name))
+        alts = info.choices.get(name)
+        if alts:
+            for alt in alts:
+                if alt.json_name in obj or "_" + alt.json_name in obj:
+                    return _wrap(obj.get(alt.json_name), alt.type, obj.get("_" + alt.json_name))
+            return []
+    # contained resources and unknown shapes: fall back to the JSON, typing dicts by resourceType
+    val = obj.get(name)
+    if val is None:
+        return []
+    vals = val if isinstance(val, list) else [val]
+    return [Node(v, v.get("resourceType", "Element") if isinstance(v, dict) else "string") for v in vals]
+
+
+def _wrap(val: Any, tname: str, ext: Any) -> list[Node]:
+    if val is None and ext is None:
+        return []
+    if tname == "Resource" and isinstance(val, (dict, list)):
+        vals = val if isinstance(val, list) else [val]
+        return [Node(v, v.get("resourceType", "Resource")) for v in vals]
+    if isinstance(val, list) or isinstance(ext, list):
+        vs = val if isinstance(val, list) else [None] * len(ext)
+        es = ext if isinstance(ext, list) else [None] * len(vs)
+        return [Node(v, tname, e) for v, e in zip(vs, es, strict=False) if v is not None or e is not None]
+    return [Node(val, tname, ext)]
+
+
+def primitive_value(node: Node) -> Any:
+    """The System value of a FHIR primitive (``.value`` in FHIRHelpers): CQL Date, DateTime, Time, Decimal,
+    Integer, Boolean or String."""
+    v = node.value
+    if v is None:
+        return None
+    t = node.type
+    if t in ("date", "dateTime", "instant"):
+        from .datetime import from_fhir
+
+        return from_fhir(v)
+    if t == "time":
+        from .datetime import parse_time
+
+        return parse_time(v)
+    if t == "decimal":
+        return v if isinstance(v, Decimal) else Decimal(str(v))
+    if t in ("integer", "unsignedInt", "positiveInt", "integer64"):
+        return int(v)
+    if t == "boolean":
+        return bool(v)
+    return v
