@@ -1,0 +1,273 @@
+"""Retrieve and Query (CQL §5 Queries, ELM Retrieve): sources, let, with/without, where, return, sort,
+aggregate."""
+
+from __future__ import annotations
+
+from functools import cmp_to_key
+from typing import Any
+
+from .engine import Context, EvaluationError, Fn, LibraryCompiler, compiles
+from .fhirmodel import Node, wrap_resource
+from .ops_refs import ValueSetValue, get_property
+from .values import Code, Concept, compare, equal
+
+# FHIR R4 vital-signs profiles that a retrieve may name instead of codes: profile -> the LOINC code it fixes
+VITAL_SIGN_PROFILES = {
+    "bp": "85354-9", "bodyweight": "29463-7", "bodyheight": "8302-2", "bmi": "39156-5", "heartrate": "8867-4",
+    "resprate": "9279-1", "bodytemp": "8310-5", "oxygensat": "2708-6", "headcircum": "9843-4",
+    "vitalspanel": "85353-1",
+}
+
+
+def _codes_of(value: Any) -> list[tuple[str | None, str | None]]:
+    """(system, code) pairs carried by a FHIR CodeableConcept/Coding/code node, or CQL Code/Concept."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        out: list[tuple[str | None, str | None]] = []
+        for v in value:
+            out.extend(_codes_of(v))
+        return out
+    if isinstance(value, Code):
+        return [(value.system, value.code)]
+    if isinstance(value, Concept):
+        return [(c.system, c.code) for c in value.codes]
+    if isinstance(value, Node):
+        v = value.value
+        if isinstance(v, dict):
+            if "coding" in v:
+                return [(c.get("system"), c.get("code")) for c in v.get("coding") or [] if isinstance(c, dict)]
+            if "code" in v:
+                return [(v.get("system"), v.get("code"))]
+            return []
+        if isinstance(v, str):
+            return [(None, v)]
+    if isinstance(value, str):
+        return [(None, value)]
+    return []
+
+
+def _code_filter(codes_value: Any, ctx: Context, comparator: str | None) -> Any:
+    """A predicate over a resource's code pairs, from the retrieve's codes (value set, code(s), concept)."""
+    if isinstance(codes_value, ValueSetValue):
+        members = ctx.terminology.codes(codes_value.url)
+        member_codes = {c for _, c in members}
+        return lambda pairs: any((s, c) in members if s is not None else c in member_codes for s, c in pairs)
+    wanted = _codes_of(codes_value if isinstance(codes_value, list) else [codes_value])
+    pairs_set = set(wanted)
+    codes_only = {c for _, c in wanted}
+    return lambda pairs: any((s, c) in pairs_set if s is not None else c in codes_only for s, c in pairs)
+
+
+@compiles("Retrieve")
+def _retrieve(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    data_type = node["dataType"].rsplit("}", 1)[-1]
+    template = node.get("templateId") or ""
+    code_property = node.get("codeProperty")
+    codes = c.compile(node["codes"]) if node.get("codes") is not None else None
+    comparator = node.get("codeComparator")
+    profile_code = None
+    if template.startswith("http://hl7.org/fhir/StructureDefinition/"):
+        profile_code = VITAL_SIGN_PROFILES.get(template.rsplit("/", 1)[-1])
+    date_property = node.get("dateProperty")
+    date_range = c.compile(node["dateRange"]) if node.get("dateRange") is not None else None
+    if node.get("context") is not None:
+        raise EvaluationError("Retrieve with a related context is not supported yet")
+
+    def retrieve(ctx: Context) -> Any:
+        key = (data_type, id(node))
+        nodes = ctx.retrieve_cache.get((data_type, None))
+        if nodes is None:
+            nodes = [wrap_resource(r) for r in ctx.data.retrieve(data_type)]
+            ctx.retrieve_cache[(data_type, None)] = nodes
+        if profile_code is not None:
+            nodes = [n for n in nodes if any(code == profile_code and (s in (None, "http://loinc.org"))
+                                             for s, code in _codes_of(get_property(n, "code")))]
+        if codes is not None:
+            cached = ctx.retrieve_cache.get(key)
+            if cached is not None:
+                return cached
+            codes_value = codes(ctx)
+            if codes_value is None:
+                return []
+            pred = _code_filter(codes_value, ctx, comparator)
+            prop = code_property or "code"
+            nodes = [n for n in nodes if pred(_codes_of(get_property(n, prop)))]
+            if date_range is None:
+                ctx.retrieve_cache[key] = nodes
+        if date_range is not None and date_property:
+            from .interval import in_
+
+            rng = date_range(ctx)
+            nodes = [n for n in nodes if in_(_date_value(get_property(n, date_property)), rng) is True]
+        return nodes
+
+    return retrieve
+
+
+def _date_value(v: Any) -> Any:
+    from .fhirmodel import primitive_value
+
+    if isinstance(v, Node) and not isinstance(v.value, dict):
+        return primitive_value(v)
+    return v
+
+
+def _distinct(items: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    seen: set[Any] = set()
+    for it in items:
+        try:
+            h = hash(it)
+        except TypeError:
+            h = None
+        if h is not None and it in seen:
+            continue
+        if any(equal(it, o) is True or (it is None and o is None) for o in out):
+            continue
+        if h is not None:
+            seen.add(it)
+        out.append(it)
+    return out
+
+
+@compiles("Query")
+def _query(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    sources = [(s["alias"], c.compile(s["expression"])) for s in node.get("source", [])]
+    lets = [(lt["identifier"], c.compile(lt["expression"])) for lt in node.get("let") or []]
+    rels = [(r["type"], r["alias"], c.compile(r["expression"]), c.compile(r["suchThat"]))
+            for r in node.get("relationship") or []]
+    where = c.compile(node["where"]) if node.get("where") is not None else None
+    ret = node.get("return")
+    ret_fn = c.compile(ret["expression"]) if ret else None
+    distinct = ret.get("distinct", True) if ret else False
+    agg = node.get("aggregate")
+    agg_fn = c.compile(agg["expression"]) if agg else None
+    agg_start = c.compile(agg["starting"]) if agg and agg.get("starting") is not None else None
+    sort = node.get("sort")
+    sort_keys = _sort_keys(sort, c) if sort else None
+
+    def rows(ctx: Context) -> tuple[list[dict[str, Any]], bool]:
+        singleton = True
+        lists = []
+        for alias, fn in sources:
+            v = fn(ctx)
+            if isinstance(v, list):
+                singleton = False
+                lists.append((alias, v))
+            else:
+                lists.append((alias, [] if v is None else [v]))
+        combos: list[dict[str, Any]] = [{}]
+        for alias, values in lists:
+            combos = [{**combo, alias: v} for combo in combos for v in values]
+        return combos, singleton and len(sources) == 1
+
+    def query(ctx: Context) -> Any:
+        combos, singleton = rows(ctx)
+        saved = ctx.scope
+        results: list[Any] = []
+        kept_rows: list[dict[str, Any]] = []
+        try:
+            for combo in combos:
+                ctx.scope = {**saved, **combo}
+                for name, fn in lets:
+                    ctx.scope[name] = fn(ctx)
+                if not _relationships_hold(ctx, rels):
+                    continue
+                if where is not None and where(ctx) is not True:
+                    continue
+                kept_rows.append(ctx.scope)
+                if ret_fn is not None:
+                    results.append(ret_fn(ctx))
+                elif len(sources) == 1:
+                    results.append(combo[sources[0][0]])
+                else:
+                    results.append(dict(combo))
+            if agg_fn is not None:
+                acc = agg_start(ctx) if agg_start else None
+                pairs = list(zip(kept_rows, results, strict=True))
+                if agg.get("distinct"):
+                    unique = _distinct(results)
+                    pairs = [next(p for p in pairs if p[1] is u or equal(p[1], u) is True) for u in unique]
+                for row, _item in pairs:
+                    ctx.scope = {**row, agg["identifier"]: acc}
+                    acc = agg_fn(ctx)
+                return acc
+        finally:
+            ctx.scope = saved
+        if distinct:
+            results = _distinct(results)
+        if sort_keys is not None:
+            results = sort_keys(ctx, results)
+        if singleton:
+            return results[0] if results else None
+        return results
+
+    return query
+
+
+def _relationships_hold(ctx: Context, rels: list[tuple[str, str, Fn, Fn]]) -> bool:
+    for rtype, alias, expr, such_that in rels:
+        values = expr(ctx)
+        if values is None:
+            values = []
+        elif not isinstance(values, list):
+            values = [values]
+        found = False
+        outer = ctx.scope
+        for v in values:
+            ctx.scope = {**outer, alias: v}
+            ok = such_that(ctx) is True
+            ctx.scope = outer
+            if ok:
+                found = True
+                break
+        if (rtype == "With") != found:
+            return False
+    return True
+
+
+def _sort_keys(sort: dict[str, Any], c: LibraryCompiler) -> Any:
+    items = []
+    for by in sort.get("by", []):
+        desc = by.get("direction", "asc") in ("desc", "descending")
+        if by.get("type") == "ByExpression":
+            items.append(("expr", c.compile(by["expression"]), desc))
+        elif by.get("type") == "ByColumn":
+            items.append(("col", by["path"], desc))
+        else:
+            items.append(("self", None, desc))
+
+    def apply(ctx: Context, results: list[Any]) -> list[Any]:
+        keyed = []
+        saved = ctx.scope
+        for r in results:
+            ks = []
+            for kind, arg, _ in items:
+                if kind == "expr":
+                    ctx.scope = {**saved, "$this": r}
+                    ks.append(arg(ctx))
+                elif kind == "col":
+                    ks.append(get_property(r, arg))
+                else:
+                    ks.append(r)
+            keyed.append((ks, r))
+        ctx.scope = saved
+
+        def cmp(a: Any, b: Any) -> int:
+            for (ka, kb, (_, _, desc)) in zip(a[0], b[0], items, strict=True):
+                if ka is None and kb is None:
+                    continue
+                if ka is None:
+                    r = -1
+                elif kb is None:
+                    r = 1
+                else:
+                    r = compare(ka, kb) or 0
+                if r:
+                    return -r if desc else r
+            return 0
+
+        return [r for _, r in sorted(keyed, key=cmp_to_key(cmp))]
+
+    return apply

@@ -1,0 +1,367 @@
+"""References and literals (CQL §2 Structured values, §4 Reusing logic): ExpressionRef, FunctionRef,
+ParameterRef, OperandRef, AliasRef, QueryLetRef, IdentifierRef, ValueSetRef, CodeRef, CodeSystemRef,
+ConceptRef, Literal, Null, Code, Concept, Quantity, Ratio, Tuple, Instance, List, Property."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from .engine import Context, EvaluationError, Fn, LibraryCompiler, compiles
+from .fhirmodel import Node, children, primitive_value
+from .types import is_of_type, spec_key
+from .values import Code, Concept, CqlError
+
+
+@compiles("ExpressionRef")
+def _expression_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    target = c.other(node.get("libraryName"))
+    name = node["name"]
+    cell: list[Fn] = []
+
+    def ref(ctx: Context) -> Any:  # resolved lazily: definitions may refer to later ones
+        if not cell:
+            cell.append(target.definition(name))
+        return cell[0](ctx)
+
+    return ref
+
+
+@compiles("ParameterRef")
+def _parameter_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    target = c.other(node.get("libraryName"))
+    name = node["name"]
+    pdef = target.library.parameters.get(name)
+    if pdef is None:
+        raise EvaluationError(f"Library {target.library.key} has no parameter \"{name}\"")
+    default = target.compile(pdef["default"]) if pdef.get("default") else None
+    qualified = f"{target.library.name}.{name}"
+    key = (target.library.key, "parameter:" + name)
+
+    def ref(ctx: Context) -> Any:
+        if key in ctx.cache:
+            return ctx.cache[key]
+        if qualified in ctx.parameters:
+            value = ctx.parameters[qualified]
+        elif name in ctx.parameters:
+            value = ctx.parameters[name]
+        else:
+            value = default(ctx) if default else None
+        ctx.cache[key] = value
+        return value
+
+    return ref
+
+
+@compiles("OperandRef", "AliasRef", "QueryLetRef", "IdentifierRef")
+def _scope_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    name = node["name"]
+
+    def ref(ctx: Context) -> Any:
+        try:
+            return ctx.scope[name]
+        except KeyError:
+            if "$this" in ctx.scope:  # sort by expression: identifiers are properties of the element
+                return get_property(ctx.scope["$this"], name)
+            raise EvaluationError(f"\"{name}\" is not in scope") from None
+
+    return ref
+
+
+@compiles("FunctionRef")
+def _function_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    target = c.other(node.get("libraryName"))
+    name = node["name"]
+    args = c.operands(node)
+    overloads = [f for f in target.library.functions.get(name, []) if len(f.get("operand", [])) == len(args)]
+    if not overloads:
+        from .ops_native import system_function
+
+        native = system_function(name, len(args))
+        if native is not None:
+            return lambda ctx: native(*[a(ctx) for a in args])
+        raise EvaluationError(f"No function {name} with {len(args)} operands in library {target.library.key}")
+    sig = node.get("signature")
+    if len(overloads) > 1 and sig:
+        wanted = [spec_key(s) for s in sig]
+        exact = [f for f in overloads if [spec_key(o.get("operandTypeSpecifier")) for o in f["operand"]] == wanted]
+        if exact:
+            overloads = exact[:1]
+    names = [[o["name"] for o in f["operand"]] for f in overloads]
+    bodies = [target.function(f) for f in overloads]
+    if len(overloads) == 1:
+        params, body = names[0], bodies[0]
+
+        def call(ctx: Context) -> Any:
+            values = [a(ctx) for a in args]
+            saved = ctx.scope
+            ctx.scope = dict(zip(params, values, strict=True))
+            try:
+                return body(ctx)
+            finally:
+                ctx.scope = saved
+
+        return call
+    specs = [[o.get("operandTypeSpecifier") for o in f["operand"]] for f in overloads]
+
+    def dispatch(ctx: Context) -> Any:  # overloads without a signature: pick by the run-time types
+        values = [a(ctx) for a in args]
+        for params, body, types in zip(names, bodies, specs, strict=True):
+            if all(v is None or t is None or is_of_type(v, t) for v, t in zip(values, types, strict=True)):
+                saved = ctx.scope
+                ctx.scope = dict(zip(params, values, strict=True))
+                try:
+                    return body(ctx)
+                finally:
+                    ctx.scope = saved
+        raise EvaluationError(f"No overload of {name} accepts the given argument types")
+
+    return dispatch
+
+
+@compiles("Literal")
+def _literal(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    vt = node.get("valueType", "")
+    raw = node.get("value")
+    local = vt.rsplit("}", 1)[-1]
+    value: Any
+    if raw is None:
+        value = None
+    elif local == "Boolean":
+        value = str(raw).lower() == "true"
+    elif local in ("Integer", "Long"):
+        value = int(raw)
+    elif local == "Decimal":
+        value = Decimal(str(raw))
+    elif local == "String":
+        value = raw
+    elif local in ("Date", "DateTime", "Time"):
+        from . import datetime as dt
+
+        value = {"Date": dt.parse_date, "DateTime": dt.parse_datetime, "Time": dt.parse_time}[local](raw)
+    else:
+        raise CqlError(f"Literal of type {vt} is not supported")
+    return lambda ctx: value
+
+
+@compiles("Null")
+def _null(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    return lambda ctx: None
+
+
+@compiles("Quantity")
+def _quantity(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    from .quantity import Quantity
+
+    q = Quantity(Decimal(str(node.get("value"))), node.get("unit") or "1")
+    return lambda ctx: q
+
+
+@compiles("Ratio")
+def _ratio(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    from .quantity import Quantity, Ratio
+
+    num, den = node["numerator"], node["denominator"]
+    r = Ratio(Quantity(Decimal(str(num["value"])), num.get("unit") or "1"),
+              Quantity(Decimal(str(den["value"])), den.get("unit") or "1"))
+    return lambda ctx: r
+
+
+def _code_from_def(d: dict[str, Any], c: LibraryCompiler) -> Code:
+    system = None
+    cs = d.get("codeSystem")
+    if cs:
+        target = c.other(cs.get("libraryName"))
+        csdef = target.library.codesystems.get(cs["name"])
+        if csdef is None:
+            raise EvaluationError(f"Code system {cs['name']} is not defined in {target.library.key}")
+        system = csdef.get("id")
+        version = csdef.get("version")
+    else:
+        version = None
+    return Code(d["id"], system, version, d.get("display"))
+
+
+@compiles("CodeRef")
+def _code_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    target = c.other(node.get("libraryName"))
+    d = target.library.codes.get(node["name"])
+    if d is None:
+        raise EvaluationError(f"Code \"{node['name']}\" is not defined in {target.library.key}")
+    code = _code_from_def(d, target)
+    return lambda ctx: code
+
+
+@compiles("ConceptRef")
+def _concept_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    target = c.other(node.get("libraryName"))
+    d = target.library.concepts.get(node["name"])
+    if d is None:
+        raise EvaluationError(f"Concept \"{node['name']}\" is not defined in {target.library.key}")
+    codes = tuple(_code_from_def(target.library.codes[cr["name"]], target) for cr in d.get("code", []))
+    concept = Concept(codes, d.get("display"))
+    return lambda ctx: concept
+
+
+@compiles("CodeSystemRef")
+def _codesystem_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    target = c.other(node.get("libraryName"))
+    d = target.library.codesystems.get(node["name"])
+    if d is None:
+        raise EvaluationError(f"Code system \"{node['name']}\" is not defined in {target.library.key}")
+    value = {"id": d.get("id"), "version": d.get("version"), "name": node["name"]}
+    return lambda ctx: value
+
+
+class ValueSetValue:
+    """A ValueSetRef's value: the canonical URL (with version), resolved through the terminology port."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"ValueSet({self.url})"
+
+
+@compiles("ValueSetRef")
+def _valueset_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    target = c.other(node.get("libraryName"))
+    d = target.library.valuesets.get(node["name"])
+    if d is None:
+        raise EvaluationError(f"Value set \"{node['name']}\" is not defined in {target.library.key}")
+    url = d["id"] + (f"|{d['version']}" if d.get("version") else "")
+    vs = ValueSetValue(url)
+    if node.get("preserve") is False or node.get("expand"):
+        return lambda ctx: ctx.terminology.expand(url)
+    return lambda ctx: vs
+
+
+@compiles("Code")
+def _code(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    code = _code_from_def({"id": node["code"], "codeSystem": node.get("system"), "display": node.get("display")}, c)
+    return lambda ctx: code
+
+
+@compiles("Concept")
+def _concept(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    codes = [c.compile({**cd, "type": "Code"}) for cd in node.get("code", [])]
+    display = node.get("display")
+    return lambda ctx: Concept(tuple(f(ctx) for f in codes), display)
+
+
+@compiles("Tuple")
+def _tuple(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    elements = [(e["name"], c.compile(e["value"])) for e in node.get("element", [])]
+    return lambda ctx: {name: fn(ctx) for name, fn in elements}
+
+
+@compiles("Instance")
+def _instance(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    elements = [(e["name"], c.compile(e["value"])) for e in node.get("element", [])]
+    class_type = node.get("classType", "")
+    local = class_type.rsplit("}", 1)[-1]
+    if local == "Code":
+        return lambda ctx: _make_code({n: f(ctx) for n, f in elements})
+    if local == "Concept":
+        return lambda ctx: _make_concept({n: f(ctx) for n, f in elements})
+    if local == "Quantity":
+        from .quantity import Quantity
+
+        def quantity(ctx: Context) -> Any:
+            v = {n: f(ctx) for n, f in elements}
+            return None if v.get("value") is None else Quantity(Decimal(v["value"]), v.get("unit") or "1")
+
+        return quantity
+    if class_type.startswith("{http://hl7.org/fhir}"):
+        return lambda ctx: Node({n: _to_json(f(ctx)) for n, f in elements}, local)
+    return lambda ctx: {n: f(ctx) for n, f in elements}
+
+
+def _to_json(v: Any) -> Any:
+    return v.value if isinstance(v, Node) else v
+
+
+def _make_code(v: dict[str, Any]) -> Code | None:
+    if v.get("code") is None:
+        return None
+    return Code(v["code"], v.get("system"), v.get("version"), v.get("display"))
+
+
+def _make_concept(v: dict[str, Any]) -> Concept:
+    return Concept(tuple(x for x in v.get("codes") or [] if x is not None), v.get("display"))
+
+
+@compiles("List")
+def _list(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    elements = [c.compile(e) for e in node.get("element", [])]
+    return lambda ctx: [f(ctx) for f in elements]
+
+
+def get_property(value: Any, path: str) -> Any:
+    """Navigate one property step (``path`` may hold dots) from a Node, tuple, list or system value."""
+    for step in path.split("."):
+        value = _step(value, step)
+        if value is None:
+            return None
+    return value
+
+
+def _step(value: Any, name: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):  # property of a list: flattened over its elements (FHIRPath-like)
+        out: list[Any] = []
+        for v in value:
+            r = _step(v, name)
+            if isinstance(r, list):
+                out.extend(r)
+            elif r is not None:
+                out.append(r)
+        return out
+    if isinstance(value, Node):
+        if not isinstance(value.value, dict) and name == "value":
+            return primitive_value(value)
+        kids = children(value, name)
+        info_list = _is_list_field(value, name)
+        if info_list:
+            return kids
+        return kids[0] if kids else None
+    if isinstance(value, dict):
+        return value.get(name)
+    attr = getattr(value, name, None)
+    if attr is not None or hasattr(value, name):
+        return attr
+    if isinstance(value, Code) and name in ("code", "system", "version", "display"):
+        return getattr(value, name)
+    return None
+
+
+def _is_list_field(node: Node, name: str) -> bool:
+    from .fhirmodel import type_info
+
+    info = type_info(node.type)
+    if info is None:
+        return isinstance(node.value, dict) and isinstance(node.value.get(name), list)
+    f = info.fields.get(name)
+    if f is not None:
+        return f.is_list
+    alts = info.choices.get(name)
+    return bool(alts) and alts[0].is_list
+
+
+@compiles("Property")
+def _property(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    path = node["path"]
+    if node.get("source") is not None:
+        src = c.compile(node["source"])
+        return lambda ctx: get_property(src(ctx), path)
+    scope = node.get("scope")
+    if scope is None:
+        raise EvaluationError(f"Property {path} has neither source nor scope")
+
+    def scoped(ctx: Context) -> Any:
+        return get_property(ctx.scope.get(scope), path)
+
+    return scoped
