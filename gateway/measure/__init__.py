@@ -1,0 +1,1 @@
+"""Measure calculation: Measure + Libraries + subject data -> MeasureReport (Quality Measure IG rules)."""

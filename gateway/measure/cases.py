@@ -1,0 +1,121 @@
+"""Measure test cases in the MADiE export layout: a measure bundle (Measure, Libraries, ValueSets) and one
+collection Bundle per case holding the patient's data and one expected individual MeasureReport.
+
+Used by the data-driven tests and by ``tools/measure_table.py``, which writes the pass table in
+docs/measures.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ..cql.datasource import BundleDataSource
+from ..cql.engine import Context, Engine
+from ..cql.library import ElmLibrary, LibraryManager
+from ..cql.terminology import ValueSetIndex
+from .calculator import evaluate_subject
+from .model import MeasureDef
+
+
+@dataclass
+class MeasureFixture:
+    name: str
+    measure: MeasureDef
+    manager: LibraryManager
+    engine: Engine
+    library: ElmLibrary
+    terminology: ValueSetIndex
+
+
+def load_measure(dir_: Path) -> MeasureFixture:
+    bundle = json.loads((dir_ / "measure-bundle.json").read_text())
+    resources = [e["resource"] for e in bundle.get("entry", [])]
+    measure_res = next(r for r in resources if r["resourceType"] == "Measure")
+    manager = LibraryManager()
+    manager.add_resources(resources)
+    terminology = ValueSetIndex.from_resources(r for r in resources if r["resourceType"] == "ValueSet")
+    measure = MeasureDef.from_resource(measure_res)
+    library = manager.by_canonical(measure.library_url)
+    return MeasureFixture(dir_.name, measure, manager, Engine(manager), library, terminology)
+
+
+@dataclass
+class CaseResult:
+    case: str
+    description: str
+    expected: list[dict[str, Any]]
+    actual: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.expected == self.actual
+
+
+def _counts(report_group: dict[str, Any]) -> dict[str, Any]:
+    counts: dict[str, Any] = {}
+    observations: list[str] = []
+    for p in report_group.get("population") or []:
+        code = next((c.get("code") for c in (p.get("code") or {}).get("coding") or []), None)
+        if code == "measure-observation":
+            observations.append(_num(p.get("count")))
+        elif code:
+            counts[code] = p.get("count", 0)
+    if observations:
+        counts["measure-observation"] = sorted(Counter(observations).items())
+    return counts
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "null"
+    d = Decimal(str(v)).normalize()
+    return format(d, "f")
+
+
+def measurement_period(report: dict[str, Any]) -> Any:
+    from ..cql.datetime import parse_datetime
+    from ..cql.interval import Interval
+
+    start = report["period"]["start"][:10]
+    end = report["period"]["end"][:10]
+    return Interval(parse_datetime(start + "T00:00:00.000"), parse_datetime(end + "T23:59:59.999"), True, True)
+
+
+def run_case(fixture: MeasureFixture, case_path: Path) -> CaseResult:
+    bundle = json.loads(case_path.read_text())
+    resources = [e["resource"] for e in bundle.get("entry", []) if isinstance(e.get("resource"), dict)]
+    expected_report = next(r for r in reversed(resources) if r["resourceType"] == "MeasureReport")
+    data = [r for r in resources if r is not expected_report]
+    desc = next((e.get("valueMarkdown", "") for e in expected_report.get("extension") or []
+                 if e.get("url", "").endswith("cqfm-testCaseDescription")), "")
+    expected = [_counts(g) for g in expected_report.get("group") or []]
+    result = CaseResult(case_path.stem, desc.strip(), expected)
+    try:
+        ds = BundleDataSource(data)
+        patient = ds.patient()
+        ctx = Context(ds, fixture.terminology, {"Measurement Period": measurement_period(expected_report)})
+        subject = f"Patient/{patient['id']}" if patient else "Patient/unknown"
+        sr = evaluate_subject(fixture.measure, fixture.engine, fixture.library, ctx, subject)
+        for gr in sr.groups:
+            counts: dict[str, Any] = {code: len(keys) for code, keys in gr.members.items()}
+            if gr.observations:
+                counts["measure-observation"] = sorted(Counter(_num(_obs_value(v)) for _, _, v in gr.observations).items())
+            result.actual.append(counts)
+    except Exception as exc:  # noqa: BLE001 - a failing case is reported with its error, not raised
+        result.error = f"{type(exc).__name__}: {exc}"
+    return result
+
+
+def _obs_value(v: Any) -> Any:
+    value = getattr(v, "value", v)  # Quantity -> its value
+    return value
+
+
+def case_paths(dir_: Path) -> list[Path]:
+    return sorted((dir_ / "tests").glob("*.json"))
