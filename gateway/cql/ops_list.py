@@ -1,0 +1,339 @@
+"""List operators (CQL §9.24 List Operators) and the operators shared by lists and intervals (In, Contains,
+Includes, IncludedIn, ProperIncludes, ProperIncludedIn, Union, Intersect, Except), which dispatch on the
+operand kind: an Interval goes to ``interval.py``, a list is handled here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .engine import Context, Fn, LibraryCompiler, compiles
+from .ops_query import _distinct
+from .values import CqlError, equal, equivalent
+
+
+def _is_interval(v: Any) -> bool:
+    return type(v).__name__ == "Interval"
+
+
+def list_contains(lst: list[Any] | None, item: Any) -> bool | None:
+    if lst is None:
+        return False
+    if item is None:
+        return any(x is None for x in lst)
+    return any(equal(x, item) is True for x in lst)
+
+
+def _binary(node: dict[str, Any], c: LibraryCompiler) -> tuple[Fn, Fn, str | None]:
+    a, b = c.operands(node)
+    return a, b, node.get("precision")
+
+
+@compiles("Exists")
+def _exists(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    (a,) = c.operands(node)
+
+    def f(ctx: Context) -> Any:
+        v = a(ctx)
+        return bool(v) and any(x is not None for x in v) if isinstance(v, list) else v is not None
+
+    return f
+
+
+@compiles("In")
+def _in(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    a, b, precision = _binary(node, c)
+
+    def f(ctx: Context) -> Any:
+        x, coll = a(ctx), b(ctx)
+        if _is_interval(coll):
+            from .interval import in_
+
+            return in_(x, coll, precision)
+        if coll is None:
+            return False
+        return list_contains(coll, x)
+
+    return f
+
+
+@compiles("Contains")
+def _contains(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    a, b, precision = _binary(node, c)
+
+    def f(ctx: Context) -> Any:
+        coll, x = a(ctx), b(ctx)
+        if _is_interval(coll):
+            from .interval import contains
+
+            return contains(coll, x, precision)
+        if coll is None:
+            return False
+        return list_contains(coll, x)
+
+    return f
+
+
+def _list_includes(a: list[Any] | None, b: list[Any] | None, proper: bool) -> bool | None:
+    if a is None or b is None:
+        return None
+    if not all(list_contains(a, x) for x in b):
+        return False
+    if proper:
+        return len(_distinct(a)) > len(_distinct(b))
+    return True
+
+
+def _includes_op(name: str, reverse: bool, proper: bool) -> None:
+    @compiles(name)
+    def _op(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+        a, b, precision = _binary(node, c)
+
+        def f(ctx: Context) -> Any:
+            x, y = a(ctx), b(ctx)
+            if reverse:
+                x, y = y, x
+            if _is_interval(x) or _is_interval(y):
+                from . import interval
+
+                if _is_interval(x) and not _is_interval(y) and y is not None:
+                    return interval.contains(x, y, precision) if not proper else None
+                fn = interval.proper_includes if proper else interval.includes
+                return fn(x, y, precision)
+            if isinstance(y, list) or y is None:
+                return _list_includes(x, y, proper)
+            return list_contains(x, y)  # list includes element
+
+        return f
+
+
+_includes_op("Includes", False, False)
+_includes_op("IncludedIn", True, False)
+_includes_op("ProperIncludes", False, True)
+_includes_op("ProperIncludedIn", True, True)
+
+
+@compiles("Union")
+def _union(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    ops = c.operands(node)
+
+    def f(ctx: Context) -> Any:
+        vals = [o(ctx) for o in ops]
+        if any(_is_interval(v) for v in vals):
+            from .interval import union
+
+            out = vals[0]
+            for v in vals[1:]:
+                out = union(out, v)
+            return out
+        items: list[Any] = []
+        for v in vals:
+            if v is not None:
+                items.extend(v)
+        return _distinct(items)
+
+    return f
+
+
+@compiles("Intersect")
+def _intersect(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    ops = c.operands(node)
+
+    def f(ctx: Context) -> Any:
+        vals = [o(ctx) for o in ops]
+        if any(_is_interval(v) for v in vals):
+            from .interval import intersect
+
+            out = vals[0]
+            for v in vals[1:]:
+                out = intersect(out, v)
+            return out
+        if any(v is None for v in vals):
+            return None
+        out = _distinct(vals[0])
+        for v in vals[1:]:
+            out = [x for x in out if list_contains(v, x)]
+        return out
+
+    return f
+
+
+@compiles("Except")
+def _except(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    a, b = c.operands(node)
+
+    def f(ctx: Context) -> Any:
+        x, y = a(ctx), b(ctx)
+        if _is_interval(x) or _is_interval(y):
+            from .interval import except_
+
+            return except_(x, y)
+        if x is None:
+            return None
+        if y is None:
+            return _distinct(x)
+        return [v for v in _distinct(x) if not list_contains(y, v)]
+
+    return f
+
+
+@compiles("Distinct")
+def _distinct_op(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    (a,) = c.operands(node)
+    return lambda ctx: None if (v := a(ctx)) is None else _distinct(v)
+
+
+@compiles("First")
+def _first(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    src = c.compile(node["source"])
+    return lambda ctx: (v[0] if (v := src(ctx)) else None)
+
+
+@compiles("Last")
+def _last(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    src = c.compile(node["source"])
+    return lambda ctx: (v[-1] if (v := src(ctx)) else None)
+
+
+@compiles("SingletonFrom")
+def _singleton(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    (a,) = c.operands(node)
+
+    def f(ctx: Context) -> Any:
+        v = a(ctx)
+        if not v:
+            return None
+        if len(v) > 1:
+            raise CqlError(f"SingletonFrom: the list has {len(v)} elements")
+        return v[0]
+
+    return f
+
+
+@compiles("Flatten")
+def _flatten(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    (a,) = c.operands(node)
+
+    def f(ctx: Context) -> Any:
+        v = a(ctx)
+        if v is None:
+            return None
+        out: list[Any] = []
+        for x in v:
+            if isinstance(x, list):
+                out.extend(x)
+            else:
+                out.append(x)
+        return out
+
+    return f
+
+
+@compiles("IndexOf")
+def _index_of(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    src, el = c.compile(node["source"]), c.compile(node["element"])
+
+    def f(ctx: Context) -> Any:
+        s, e = src(ctx), el(ctx)
+        if s is None or e is None:
+            return None
+        return next((i for i, x in enumerate(s) if equal(x, e) is True), -1)
+
+    return f
+
+
+@compiles("Slice")
+def _slice(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    src = c.compile(node["source"])
+    start = c.compile(node.get("startIndex"))
+    end = c.compile(node.get("endIndex"))
+
+    def f(ctx: Context) -> Any:
+        s = src(ctx)
+        if s is None:
+            return None
+        i, j = start(ctx), end(ctx)
+        return s[(i or 0):j]
+
+    return f
+
+
+@compiles("Times")
+def _times(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    a, b = c.operands(node)
+
+    def f(ctx: Context) -> Any:
+        x, y = a(ctx), b(ctx)
+        if x is None or y is None:
+            return None
+        return [{**l1, **l2} for l1 in x for l2 in y]
+
+    return f
+
+
+@compiles("Filter")
+def _filter(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    src, cond = c.compile(node["source"]), c.compile(node["condition"])
+    scope = node.get("scope")
+
+    def f(ctx: Context) -> Any:
+        s = src(ctx)
+        if s is None:
+            return None
+        out = []
+        saved = ctx.scope
+        for x in s:
+            ctx.scope = {**saved, (scope or "$this"): x}
+            if cond(ctx) is True:
+                out.append(x)
+        ctx.scope = saved
+        return out
+
+    return f
+
+
+@compiles("ForEach")
+def _for_each(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    src, el = c.compile(node["source"]), c.compile(node["element"])
+    scope = node.get("scope")
+
+    def f(ctx: Context) -> Any:
+        s = src(ctx)
+        if s is None:
+            return None
+        out = []
+        saved = ctx.scope
+        for x in s:
+            ctx.scope = {**saved, (scope or "$this"): x}
+            out.append(el(ctx))
+        ctx.scope = saved
+        return out
+
+    return f
+
+
+@compiles("Repeat")
+def _repeat(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    src, el = c.compile(node["source"]), c.compile(node["element"])
+    scope = node.get("scope")
+
+    def f(ctx: Context) -> Any:
+        s = src(ctx)
+        if s is None:
+            return None
+        out: list[Any] = []
+        frontier = list(s)
+        saved = ctx.scope
+        while frontier:
+            nxt = []
+            for x in frontier:
+                if any(equivalent(x, o) for o in out):
+                    continue
+                out.append(x)
+                ctx.scope = {**saved, (scope or "$this"): x}
+                r = el(ctx)
+                nxt.extend(r if isinstance(r, list) else [r] if r is not None else [])
+            frontier = nxt
+        ctx.scope = saved
+        return out
+
+    return f
