@@ -81,7 +81,7 @@ def _avg(vals: list[Any]) -> Any:
 
 
 def _median(vals: list[Any]) -> Any:
-    s = sorted((_dec(v) for v in vals))
+    s = sorted(_dec(v) for v in vals)
     n = len(s)
     mid = n // 2
     return s[mid] if n % 2 else ((s[mid - 1] + s[mid]) / 2).quantize(DEC_Q)
