@@ -1,0 +1,51 @@
+"""The engine's data port over the gateway store: one patient's data, loaded through the Patient compartment
+on first use of each resource type and kept for the rest of that patient's evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..search.params import patient_compartment
+from ..search.query import Criterion, RefValue, SearchQuery
+
+PAGE = 1000
+
+
+class StoreDataSource:
+    def __init__(self, store: Any, patient_id: str) -> None:
+        self.store = store
+        self.patient_id = patient_id
+        self._by_type: dict[str, list[dict[str, Any]]] = {}
+        self._patient: dict[str, Any] | None = None
+
+    def patient(self) -> dict[str, Any] | None:
+        if self._patient is None:
+            s = self.store.read("Patient", self.patient_id)
+            self._patient = orjson.loads(s.content) if s is not None and not s.deleted else None
+        return self._patient
+
+    def retrieve(self, data_type: str, *, codes: Any = None, valueset: str | None = None,
+                 date_range: Any = None) -> list[dict[str, Any]]:
+        if data_type == "Patient":
+            p = self.patient()
+            return [p] if p else []
+        cached = self._by_type.get(data_type)
+        if cached is not None:
+            return cached
+        params = patient_compartment().get(data_type)
+        out: list[dict[str, Any]] = []
+        if params:
+            offset = 0
+            while True:
+                q = SearchQuery(data_type, count=PAGE, offset=offset, total="none")
+                q.criteria.append(Criterion("_compartment", "_compartment", None, None,
+                                            [RefValue("Patient", self.patient_id, None)], has_param=",".join(params)))
+                res = self.store.search(q)
+                out.extend(orjson.loads(m.content) for m in res.matches)
+                if len(res.matches) < PAGE:
+                    break
+                offset += PAGE
+        self._by_type[data_type] = out
+        return out
