@@ -71,6 +71,10 @@ def compare(a: Any, b: Any, precision: str | None = None) -> int | None:
     fn = getattr(a, "cql_compare", None)
     if fn is not None:
         return fn(b, precision)
+    rfn = getattr(b, "cql_compare", None)  # e.g. an Integer against an uncertain duration
+    if rfn is not None:
+        r = rfn(a, precision)
+        return None if r is None else -r
     raise CqlError(f"Cannot compare {type(a).__name__} with {type(b).__name__}")
 
 
@@ -108,6 +112,9 @@ def equal(a: Any, b: Any) -> bool | None:
     fn = getattr(a, "cql_equal", None)
     if fn is not None:
         return fn(b)
+    rfn = getattr(b, "cql_equal", None)
+    if rfn is not None:
+        return rfn(a)
     return a == b
 
 
