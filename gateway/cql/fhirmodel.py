@@ -173,10 +173,14 @@ def primitive_value(node: Node) -> Any:
     if v is None:
         return None
     t = node.type
-    if t in ("date", "dateTime", "instant"):
-        from .datetime import from_fhir
+    if t == "date":
+        from .datetime import parse_date
 
-        return from_fhir(v)
+        return parse_date(v)
+    if t in ("dateTime", "instant"):
+        from .datetime import parse_datetime
+
+        return parse_datetime(v)
     if t == "time":
         from .datetime import parse_time
 
