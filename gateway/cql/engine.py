@@ -133,6 +133,9 @@ class LibraryCompiler:
         saved, self.current = self.current, name
         try:
             slot.append(self.compile(d.get("expression")))
+        except Exception:
+            del self._defs[name]  # a failed compile must fail again next time, not leave a hollow entry
+            raise
         finally:
             self.current = saved
         return memo
@@ -157,6 +160,9 @@ class LibraryCompiler:
         saved, self.current = self.current, fdef.get("name")
         try:
             slot.append(self.compile(fdef.get("expression")))
+        except Exception:
+            del self._functions[fid]
+            raise
         finally:
             self.current = saved
         return call

@@ -101,6 +101,8 @@ class LibraryManager:
                     self.add(ElmLibrary.from_elm(elm, r.get("url")))
 
     def get(self, name: str, version: str | None = None) -> ElmLibrary:
+        if "/" in name:  # includes may name a library by canonical path: resolve by its last segment
+            name = name.rstrip("/").rsplit("/", 1)[-1]
         if version is not None and f"{name}|{version}" in self._by_key:
             return self._by_key[f"{name}|{version}"]
         candidates = self._by_name.get(name)

@@ -28,6 +28,8 @@ def spec_key(spec: Any) -> str:
     if isinstance(spec, str):
         return spec
     t = spec.get("type")
+    if "choice" in spec:  # ChoiceTypeSpecifier, also written as {"type": [], "choice": [...]}
+        return "Choice<" + ",".join(sorted(spec_key(c) for c in spec.get("choice") or [])) + ">"
     if t == "NamedTypeSpecifier":
         return spec["name"]
     if t == "ListTypeSpecifier":
@@ -43,24 +45,9 @@ def spec_key(spec: Any) -> str:
 
 
 def is_of_type(value: Any, spec: Any) -> bool:
-    if value is None:
-        return False
-    if isinstance(spec, dict):
-        t = spec.get("type")
-        if t == "ChoiceTypeSpecifier":
-            return any(is_of_type(value, c) for c in spec.get("choice") or [])
-        if t == "ListTypeSpecifier":
-            return isinstance(value, list)
-        if t == "IntervalTypeSpecifier":
-            from .interval import Interval
+    from .ops_types import type_test
 
-            return isinstance(value, Interval)
-        if t == "TupleTypeSpecifier":
-            return isinstance(value, dict)
-    name = spec_name(spec)
-    if name is None:
-        return False
-    return is_named(value, name)
+    return type_test(spec)(value)
 
 
 def is_named(value: Any, name: str) -> bool:
