@@ -14,7 +14,10 @@ from .values import Code, Concept, CqlError
 
 def _valueset(node: dict[str, Any], c: LibraryCompiler, key: str) -> Fn:
     if node.get(key) is not None:
-        return c.compile(node[key])
+        ref = node[key]
+        if "type" not in ref:  # the translator writes the value set / code system reference without a type
+            ref = {**ref, "type": "ValueSetRef" if key == "valueset" else "CodeSystemRef"}
+        return c.compile(ref)
     expr = node.get(key + "Expression")
     if expr is not None:
         return c.compile(expr)

@@ -170,6 +170,8 @@ def _query(node: dict[str, Any], c: LibraryCompiler) -> Fn:
         try:
             for combo in combos:
                 ctx.scope = {**saved, **combo}
+                if len(combo) == 1:
+                    ctx.scope["$implicit"] = next(iter(combo.values()))
                 for name, fn in lets:
                     ctx.scope[name] = fn(ctx)
                 if not _relationships_hold(ctx, rels):
@@ -216,7 +218,7 @@ def _relationships_hold(ctx: Context, rels: list[tuple[str, str, Fn, Fn]]) -> bo
         found = False
         outer = ctx.scope
         for v in values:
-            ctx.scope = {**outer, alias: v}
+            ctx.scope = {**outer, alias: v, "$implicit": v}
             ok = such_that(ctx) is True
             ctx.scope = outer
             if ok:

@@ -359,7 +359,13 @@ def _property(node: dict[str, Any], c: LibraryCompiler) -> Fn:
         return lambda ctx: get_property(src(ctx), path)
     scope = node.get("scope")
     if scope is None:
-        raise EvaluationError(f"Property {path} has neither source nor scope")
+        # no source and no scope: the translator means the innermost query alias (e.g. the related
+        # Medication inside the With clause it generates for a MedicationRequest retrieve)
+        def implicit(ctx: Context) -> Any:
+            target = ctx.scope.get("$implicit", ctx.scope.get("$this"))
+            return get_property(target, path)
+
+        return implicit
 
     def scoped(ctx: Context) -> Any:
         return get_property(ctx.scope.get(scope), path)
