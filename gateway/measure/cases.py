@@ -58,16 +58,19 @@ class CaseResult:
 
 
 def _counts(report_group: dict[str, Any]) -> dict[str, Any]:
+    """Population counts by code; observations (test reports write one entry per observation, coded
+    ``denominator-observation``, ``numerator-observation`` or ``measure-population-observation``, the
+    observed value in ``count``) as a sorted multiset per code."""
     counts: dict[str, Any] = {}
-    observations: list[str] = []
+    observations: dict[str, list[str]] = {}
     for p in report_group.get("population") or []:
         code = next((c.get("code") for c in (p.get("code") or {}).get("coding") or []), None)
-        if code == "measure-observation":
-            observations.append(_num(p.get("count")))
+        if code and code.endswith("-observation"):
+            observations.setdefault(code, []).append(_num(p.get("count")))
         elif code:
             counts[code] = p.get("count", 0)
-    if observations:
-        counts["measure-observation"] = sorted(Counter(observations).items())
+    for code, values in observations.items():
+        counts[code] = sorted(Counter(values).items())
     return counts
 
 
@@ -104,8 +107,11 @@ def run_case(fixture: MeasureFixture, case_path: Path) -> CaseResult:
         sr = evaluate_subject(fixture.measure, fixture.engine, fixture.library, ctx, subject)
         for gr in sr.groups:
             counts: dict[str, Any] = {code: len(keys) for code, keys in gr.members.items()}
-            if gr.observations:
-                counts["measure-observation"] = sorted(Counter(_num(_obs_value(v)) for _, _, v in gr.observations).items())
+            observed: dict[str, list[str]] = {}
+            for target, _key, value in gr.observations:
+                observed.setdefault(f"{target}-observation", []).append(_num(_obs_value(value)))
+            for code, values in observed.items():
+                counts[code] = sorted(Counter(values).items())
             result.actual.append(counts)
     except Exception as exc:  # noqa: BLE001 - a failing case is reported with its error, not raised
         result.error = f"{type(exc).__name__}: {exc}"
