@@ -767,6 +767,19 @@ def pg_sessions(admin: str, db_name: str) -> int | None:
     return None
 
 
+def pg_analyzed(admin: str, db_name: str) -> bool | None:
+    """Whether PostgreSQL has planner statistics for the resource and index tables yet (autovacuum analyzes a
+    freshly loaded table only after a while; without statistics the search plans are much slower)."""
+    with contextlib.suppress(Exception):
+        import psycopg
+
+        with psycopg.connect(admin.rsplit("/", 1)[0] + "/" + db_name, connect_timeout=3) as conn:
+            rows = conn.execute("SELECT coalesce(last_analyze, last_autoanalyze) IS NOT NULL FROM pg_stat_user_tables "
+                                "WHERE relname IN ('resource', 'idx_ref', 'idx_token')").fetchall()
+            return bool(rows) and all(r[0] for r in rows)
+    return None
+
+
 def run_one(backend: str, database_url: str, workers: int, args: argparse.Namespace, work: str,
             wrk: str | None, pyspy: str | None) -> list[dict[str, Any]]:
     rng = random.Random(args.seed)
@@ -785,6 +798,7 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
         for name in args.scenarios:
             load = loads[name]
             attempt = 0
+            imbalanced_attempts: list[str] = []
             while True:  # measure again when other work on the machine took CPU during the measurement
                 attempt += 1
                 other_before = wait_for_quiet(args.quiet_cores, args.quiet_wait, meter)
@@ -795,6 +809,7 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
                     prof_path = Path(args.profile) / f"{backend}-w{workers}-{name}.txt"
                     prof = start_profiler(pyspy, server.proc.pid, args.duration, prof_path)
                 sessions0 = pg_sessions(args.pg_admin, db_name) if db_name else None
+                analyzed = pg_analyzed(args.pg_admin, db_name) if db_name else None
                 split: list[list[int]] = []
                 probe = threading.Timer(min(2.0, args.duration / 2), _append_split,
                                         (split, server.proc.pid, server.port))
@@ -810,10 +825,18 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
                 if server.proc.poll() is not None:
                     raise RuntimeError(f"server died during {name}:\n{server.log_tail()}")
                 disturbed = cpu.get("other", 0.0) >= args.quiet_cores
-                if not disturbed or attempt > args.retries:
+                # with several workers, uvicorn's workers share one listening socket and a burst of new
+                # connections can all be accepted by one worker: then the run measured one worker, not N
+                conns = split[0] if split else []
+                unbalanced = bool(workers > 1 and not load.close and conns
+                                  and (len(conns) < workers or conns[0] > 0.8 * sum(conns)))
+                if not (disturbed or unbalanced) or attempt > args.retries:
                     break
-                print(f"  {name}: other processes used {cpu.get('other')} cores meanwhile; measuring again",
-                      flush=True)
+                why = (f"other processes used {cpu.get('other')} cores meanwhile" if disturbed else
+                       f"the connections landed unevenly on the workers ({'/'.join(map(str, conns))})")
+                if unbalanced:
+                    imbalanced_attempts.append("/".join(map(str, conns)))
+                print(f"  {name}: {why}; measuring again", flush=True)
             per_req = sd.bundle_resources if name == "transaction" else 1
             row = {
                 "backend": backend, "workers": workers, "scenario": name,
@@ -830,7 +853,10 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
                 "concurrency": load.concurrency,
                 "cpu_cores": cpu, "other_cpu_before": other_before, "disturbed": disturbed,
                 "attempts": attempt, "connections_per_worker": split[0] if split else None,
+                "unbalanced": unbalanced, "discarded_unbalanced_splits": imbalanced_attempts,
             }
+            if db_name:
+                row["pg_statistics_present"] = analyzed
             if sessions0 is not None and sessions1 is not None:
                 # database sessions that ended during the measurement: connections the server opened and
                 # closed again (a pool that keeps its connections shows ~0 here)
@@ -873,13 +899,14 @@ def markdown(result: dict[str, Any]) -> str:
               "generator, the PostgreSQL backends of the benchmark database, and everything else on the machine; "
               f"a scenario is measured again when everything else took {result['settings']['quiet_cores']} cores "
               "or more, and marked (disturbed) if that still held after "
-              f"{result['settings']['retries']} retries",
+              f"{result['settings']['retries']} retries; likewise with several workers when one worker holds "
+              "over 80% of the keep-alive connections (unbalanced)",
               "", "| backend | workers | scenario | throughput | unit | p50 ms | p99 ms | errors | requests "
               "| server CPU | client CPU | db CPU | other CPU | connections per worker |",
               "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in result["results"]:
         c = r.get("cpu_cores", {})
-        flag = " (disturbed)" if r.get("disturbed") else ""
+        flag = (" (disturbed)" if r.get("disturbed") else "") + (" (unbalanced)" if r.get("unbalanced") else "")
         conns = r.get("connections_per_worker")
         split = "new per request" if r["scenario"] == "transaction" else "/".join(map(str, conns or [])) or "-"
         lines.append(f"| {r['backend']} | {r['workers']} | {r['scenario']}{flag} | {r['throughput']:,.0f} | {r['unit']} | "
@@ -970,10 +997,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quiet-wait", type=float, default=120.0, help="longest wait for a quiet machine, seconds")
     p.add_argument("--retries", type=int, default=2,
                    help="measure a scenario again (at most this often) when other processes used at least "
-                        "--quiet-cores meanwhile")
+                        "--quiet-cores meanwhile, or when one of several workers got over 80%% of the connections")
     p.add_argument("--targets", default="read=1500,transaction=3000",
                    help="throughput goals per scenario (req/s, resources/s for transaction) for the summary")
-    p.add_argument("--output", default=str(RESULTS_DIR), help="folder for latest.json and latest.md")
+    p.add_argument("--output", default=None, help="folder for latest.json and latest.md (default: bench/results)")
     p.add_argument("--seed", type=int, default=20240601, help="random seed of the generated data")
     args = p.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -1035,7 +1062,7 @@ def main(argv: list[str] | None = None) -> int:
                      "quiet_cores": args.quiet_cores, "retries": args.retries, "targets": args.targets},
         "results": rows, "failures": failures,
     }
-    out = Path(args.output)
+    out = Path(args.output) if args.output else RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     md = markdown(result)

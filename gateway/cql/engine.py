@@ -75,6 +75,7 @@ class Context:
     cache: dict[tuple[str, str], Any] = field(default_factory=dict)  # (library key, definition) -> value
     scope: dict[str, Any] = field(default_factory=dict)  # aliases, lets, operands of the current frame
     messages: list[str] = field(default_factory=list)
+    strict_messages: bool = False  # Message with severity Error: raise (spec) or record and continue
     retrieve_cache: dict[Any, Any] = field(default_factory=dict)
 
     def child_scope(self, **values: Any) -> dict[str, Any]:
