@@ -77,6 +77,9 @@ def _type_name(annotation: Any) -> tuple[str | None, bool]:
             if marker:
                 return marker, is_list
         return _type_name(args[0])
+    plain = {bool: "boolean", int: "integer", str: "string", Decimal: "decimal", float: "decimal"}
+    if annotation in plain:
+        return plain[annotation], is_list
     name = getattr(annotation, "__name__", None)
     if name and name.endswith("Type") and name != "Type":
         name = name[:-4]
