@@ -19,6 +19,37 @@ VITAL_SIGN_PROFILES = {
 }
 
 
+QICORE = "http://hl7.org/fhir/us/qicore/StructureDefinition/"
+# QI-Core profiles that say whether an order was or was not made: (data type, positive profile, negation
+# profile, element, value meaning "not done")
+NEGATION_PROFILES = {
+    "MedicationRequest": ("qicore-medicationrequest", "qicore-mednotrequested", "doNotPerform", True),
+    "ServiceRequest": ("qicore-servicerequest", "qicore-servicenotrequested", "doNotPerform", True),
+}
+
+
+def _profile_filter(data_type: str, template: str) -> Any:
+    """A predicate implementing what a QI-Core profile-based retrieve selects, or None for 'all of the type'.
+
+    A resource that declares QI-Core profiles in meta.profile is returned only by a retrieve for one of
+    them; for MedicationRequest and ServiceRequest the positive and the 'not requested' profiles split the
+    resources on doNotPerform whatever they declare."""
+    if not template.startswith(QICORE):
+        return None
+    name = template[len(QICORE):]
+    neg = NEGATION_PROFILES.get(data_type)
+
+    def keep(resource: dict[str, Any]) -> bool:
+        if neg is not None and name in (neg[0], neg[1]):
+            flag = resource.get(neg[2]) is neg[3]
+            if flag != (name == neg[1]):
+                return False
+        declared = [p for p in (resource.get("meta") or {}).get("profile") or [] if p.startswith(QICORE)]
+        return not declared or template in declared or (neg is not None and name in (neg[0], neg[1]))
+
+    return keep
+
+
 def _codes_of(value: Any) -> list[tuple[str | None, str | None]]:
     """(system, code) pairs carried by a FHIR CodeableConcept/Coding/code node, or CQL Code/Concept."""
     if value is None:
@@ -69,6 +100,7 @@ def _retrieve(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     profile_code = None
     if template.startswith("http://hl7.org/fhir/StructureDefinition/"):
         profile_code = VITAL_SIGN_PROFILES.get(template.rsplit("/", 1)[-1])
+    profile_filter = _profile_filter(data_type, template)
     date_property = node.get("dateProperty")
     date_range = c.compile(node["dateRange"]) if node.get("dateRange") is not None else None
     if node.get("context") is not None:
@@ -76,10 +108,11 @@ def _retrieve(node: dict[str, Any], c: LibraryCompiler) -> Fn:
 
     def retrieve(ctx: Context) -> Any:
         key = (data_type, id(node))
-        nodes = ctx.retrieve_cache.get((data_type, None))
+        nodes = ctx.retrieve_cache.get((data_type, template))
         if nodes is None:
-            nodes = [wrap_resource(r) for r in ctx.data.retrieve(data_type)]
-            ctx.retrieve_cache[(data_type, None)] = nodes
+            nodes = [wrap_resource(r) for r in ctx.data.retrieve(data_type)
+                     if profile_filter is None or profile_filter(r)]
+            ctx.retrieve_cache[(data_type, template)] = nodes
         if profile_code is not None:
             nodes = [n for n in nodes if any(code == profile_code and (s in (None, "http://loinc.org"))
                                              for s, code in _codes_of(get_property(n, "code")))]
