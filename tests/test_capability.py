@@ -35,6 +35,10 @@ ROUTE_INTERACTIONS = {
     ("POST", "/fhir/"): "transaction",
     ("GET", "/fhir/_history"): "history-system",
     ("GET", "/fhir/metadata"): "capabilities",
+    ("GET", "/fhir/Measure/$evaluate-measure"): "operation:evaluate-measure",
+    ("POST", "/fhir/Measure/$evaluate-measure"): "operation:evaluate-measure",
+    ("GET", "/fhir/Measure/{measure_id}/$evaluate-measure"): "operation:evaluate-measure",
+    ("POST", "/fhir/Measure/{measure_id}/$evaluate-measure"): "operation:evaluate-measure",
 }
 
 
@@ -64,6 +68,7 @@ def test_every_route_is_claimed(app_client: TestClient) -> None:
     cs = app_client.get("/fhir/metadata").json()
     claimed = {i["code"] for r in cs["rest"][0]["resource"] for i in r["interaction"]}
     claimed |= {i["code"] for i in cs["rest"][0]["interaction"]} | {"capabilities"}
+    claimed |= {f"operation:{op['name']}" for op in cs["rest"][0].get("operation", [])}
     for route in app_client.app.routes:
         path = getattr(route, "path", "")
         if not path.startswith("/fhir"):

@@ -43,6 +43,15 @@ NOTES = """
   for ServiceRequest and `qicore-servicenotrequested`); a resource that declares QI-Core profiles in
   `meta.profile` is returned only by a retrieve for one of them. Vital-sign profile retrieves
   (`observation-bmi`, `observation-bp`, …) select the LOINC code the FHIR profile fixes.
+- **References with whitespace**: one CMS347 case's Encounter refers to `Patient/1d3021bb-b593-4efc-af5b-3  20243bbe9b7`.
+  FHIR ids and URLs hold no whitespace, so the search index removes it from references; the Encounter then
+  belongs to its patient when the case runs through the store and `$evaluate-measure`, as it does in memory.
+- **Cases whose data refers to another case's patient**: CMS347 cases 52b48d35, 59d6bb14, 93aea3e2, a0202aaf and
+  f8563fcf hold resources copied from other cases that still reference the other patient. The in-memory runner
+  treats the whole case bundle as the patient's record (as the measure authoring tool does), so they pass
+  here; a FHIR server files such resources under the patient they name, so `tests/test_evaluate_measure.py`,
+  which runs every case through `POST /fhir` and `$evaluate-measure`, points those references at the case's
+  patient before loading.
 - **Value sets** come from the expansions in the measure bundle (`ValueSetIndex`); a value set that is
   referenced but absent is an error only when an expression actually needs it.
 """

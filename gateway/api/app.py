@@ -15,8 +15,14 @@ from ..logs import RequestIdMiddleware
 from ..services.capability import build_capability
 from ..services.rest import RestService
 from . import errors, instance, system, type_level
+from .operations import evaluate_measure
 
 log = logging.getLogger("gateway")
+OPERATIONS = [
+    {"name": "evaluate-measure", "definition": "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure",
+     "documentation": "Measure/$evaluate-measure and Measure/[id]/$evaluate-measure, GET and POST; reportType "
+                      "subject | subject-list | population; subject Patient/[id] or Group/[id] (active members)"},
+]
 
 
 def create_app(settings: Settings, store: Any = None, access_log: bool = True) -> FastAPI:
@@ -41,10 +47,14 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.state.store = store
     app.state.rest = RestService(store, base, settings.validation_rest, settings.default_page_size,
                                  settings.max_page_size)
-    app.state.capability = orjson.dumps(build_capability(base))
+    from ..services.evaluate import MeasureService
+
+    app.state.measures = MeasureService(store, base)
+    app.state.capability = orjson.dumps(build_capability(base, OPERATIONS))
     errors.install(app)
     app.include_router(system.health_router)
     app.include_router(system.router, prefix="/fhir")
+    app.include_router(evaluate_measure.router, prefix="/fhir")
     app.include_router(type_level.router, prefix="/fhir")
     app.include_router(instance.router, prefix="/fhir")
     app.include_router(type_level.compartment_router, prefix="/fhir")

@@ -75,7 +75,8 @@ class Context:
     cache: dict[tuple[str, str], Any] = field(default_factory=dict)  # (library key, definition) -> value
     scope: dict[str, Any] = field(default_factory=dict)  # aliases, lets, operands of the current frame
     messages: list[str] = field(default_factory=list)
-    strict_messages: bool = False  # Message with severity Error: raise (spec) or record and continue
+    strict_messages: bool = False
+    evaluated: dict[str, None] | None = None  # "Type/id" of resources retrieves returned (ordered set)  # Message with severity Error: raise (spec) or record and continue
     retrieve_cache: dict[Any, Any] = field(default_factory=dict)
 
     def child_scope(self, **values: Any) -> dict[str, Any]:

@@ -133,6 +133,9 @@ def _retrieve(node: dict[str, Any], c: LibraryCompiler) -> Fn:
 
             rng = date_range(ctx)
             nodes = [n for n in nodes if in_(_date_value(get_property(n, date_property)), rng) is True]
+        if ctx.evaluated is not None:
+            for n in nodes:
+                ctx.evaluated.setdefault(f"{data_type}/{n.value.get('id')}", None)
         return nodes
 
     return retrieve

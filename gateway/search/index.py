@@ -89,6 +89,8 @@ def reference_values(v: Any) -> list[tuple[str | None, str | None, str | None]]:
     ref = v.get("reference")
     if not isinstance(ref, str) or ref.startswith("#"):
         return []
+    if any(c.isspace() for c in ref):  # ids and URLs hold no whitespace: a reference with some is repaired
+        ref = "".join(ref.split())
     base = ref.split("/_history/")[0]
     parts = base.split("/")
     if len(parts) >= 2 and parts[-2][:1].isupper():

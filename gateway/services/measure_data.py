@@ -14,11 +14,15 @@ PAGE = 1000
 
 
 class StoreDataSource:
-    def __init__(self, store: Any, patient_id: str) -> None:
+    """``shared`` caches resources outside the Patient compartment (Medication, Location, ...) across the
+    patients of one evaluation run: a retrieve of such a type returns all of them."""
+
+    def __init__(self, store: Any, patient_id: str, shared: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.store = store
         self.patient_id = patient_id
         self._by_type: dict[str, list[dict[str, Any]]] = {}
         self._patient: dict[str, Any] | None = None
+        self._shared = shared if shared is not None else {}
 
     def patient(self) -> dict[str, Any] | None:
         if self._patient is None:
@@ -36,6 +40,12 @@ class StoreDataSource:
             return cached
         params = patient_compartment().get(data_type)
         out: list[dict[str, Any]] = []
+        if not params:
+            shared = self._shared.get(data_type)
+            if shared is None:
+                shared = self._shared[data_type] = [orjson.loads(s.content)
+                                                    for s in self.store.iter_current(data_type)]
+            return shared
         if params:
             offset = 0
             while True:

@@ -1,0 +1,1 @@
+"""FHIR operations, one module per operation, registered before the generic instance routes."""

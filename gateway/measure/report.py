@@ -1,0 +1,159 @@
+"""MeasureReports from evaluation results, following the DEQM profiles: individual (one subject),
+subject-list (counts plus, per population, the List of individual reports) and summary (population)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+from ..fhir.dates import now_instant
+from .calculator import GroupResult, SubjectResult
+from .model import Group, MeasureDef
+
+DEQM = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/"
+PROFILE = {"individual": DEQM + "indv-measurereport-deqm", "subject-list": DEQM + "subjectlist-measurereport-deqm",
+           "summary": DEQM + "summary-measurereport-deqm"}
+POP_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
+SCORING_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-scoring"
+IMPROVEMENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-improvement-notation"
+
+
+def measure_canonical(measure: MeasureDef) -> str:
+    res = measure.resource
+    url = res.get("url") or f"Measure/{res.get('id')}"
+    return f"{url}|{res['version']}" if res.get("version") else url
+
+
+def _scoring_ext(code: str) -> dict[str, Any]:
+    return {"url": DEQM + "extension-measureScoring",
+            "valueCodeableConcept": {"coding": [{"system": SCORING_SYSTEM, "code": code}]}}
+
+
+def _score(group: Group, counts: dict[str, int], observations: list[Any]) -> Decimal | None:
+    s = group.scoring
+    if s == "proportion":
+        den = counts.get("denominator", 0) - counts.get("denominator-exclusion", 0) \
+            - counts.get("denominator-exception", 0)
+        num = counts.get("numerator", 0) - counts.get("numerator-exclusion", 0)
+        return None if den <= 0 else (Decimal(num) / Decimal(den)).quantize(Decimal("0.00000001")).normalize()
+    if s == "ratio":
+        den = counts.get("denominator", 0) - counts.get("denominator-exclusion", 0)
+        num = counts.get("numerator", 0) - counts.get("numerator-exclusion", 0)
+        return None if den <= 0 else (Decimal(num) / Decimal(den)).quantize(Decimal("0.00000001")).normalize()
+    if s == "continuous-variable":
+        values = [Decimal(str(getattr(v, "value", v))) for v in observations if v is not None]
+        if not values:
+            return None
+        method = next((p.aggregate for p in group.populations if p.code == "measure-observation"), None) or "Sum"
+        return _aggregate(method, values)
+    return None
+
+
+def _aggregate(method: str, values: list[Decimal]) -> Decimal:
+    m = method.lower()
+    if m == "sum":
+        return sum(values, Decimal(0))
+    if m in ("average", "avg", "mean"):
+        return (sum(values, Decimal(0)) / len(values)).quantize(Decimal("0.00000001")).normalize()
+    if m == "median":
+        s = sorted(values)
+        mid = len(s) // 2
+        return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+    if m == "minimum":
+        return min(values)
+    if m == "maximum":
+        return max(values)
+    if m == "count":
+        return Decimal(len(values))
+    return sum(values, Decimal(0))
+
+
+def _group_json(group: Group, counts: dict[str, int], observations: list[Any],
+                subject_lists: dict[str, str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if group.id:
+        out["id"] = group.id
+    if group.raw.get("code"):
+        out["code"] = group.raw["code"]
+    out["extension"] = [{"url": DEQM + "extension-calculatedDate", "valueDateTime": now_instant()},
+                        _scoring_ext(group.scoring)]
+    pops = []
+    for p in group.populations:
+        if p.code == "measure-observation":
+            continue
+        entry: dict[str, Any] = {"code": {"coding": [{"system": POP_SYSTEM, "code": p.code}]},
+                                 "count": counts.get(p.code, 0)}
+        if p.id:
+            entry["id"] = p.id
+        if p.raw.get("description"):
+            entry["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/measurereport-populationDescription",
+                                   "valueString": p.raw["description"]}]
+        if subject_lists and p.code in subject_lists:
+            entry["subjectResults"] = {"reference": subject_lists[p.code]}
+        pops.append(entry)
+    out["population"] = pops
+    score = _score(group, counts, observations)
+    if score is not None:
+        out["measureScore"] = {"value": float(score) if score != score.to_integral() else int(score)}
+    return out
+
+
+def individual_report(measure: MeasureDef, result: SubjectResult, period: tuple[str, str],
+                      evaluated: list[str] | None = None, reporter: str | None = None) -> dict[str, Any]:
+    mr: dict[str, Any] = {
+        "resourceType": "MeasureReport",
+        "id": str(uuid.uuid4()),
+        "meta": {"profile": [PROFILE["individual"]]},
+        "extension": [_scoring_ext(measure.groups[0].scoring if measure.groups else "proportion")],
+        "status": "complete",
+        "type": "individual",
+        "measure": measure_canonical(measure),
+        "subject": {"reference": result.subject},
+        "date": now_instant(),
+        "period": {"start": period[0], "end": period[1]},
+    }
+    if reporter:
+        mr["reporter"] = {"reference": reporter}
+    if measure.resource.get("improvementNotation"):
+        mr["improvementNotation"] = measure.resource["improvementNotation"]
+    mr["group"] = [_group_json(gr.group, {c: len(k) for c, k in gr.members.items()},
+                               [v for _, _, v in gr.observations]) for gr in result.groups]
+    if evaluated:
+        mr["evaluatedResource"] = [{"reference": r} for r in evaluated]
+    return mr
+
+
+def summary_report(measure: MeasureDef, results: list[SubjectResult], period: tuple[str, str],
+                   report_type: str = "summary", subject: str | None = None,
+                   subject_lists: list[dict[str, str]] | None = None, reporter: str | None = None) -> dict[str, Any]:
+    groups = []
+    for i, g in enumerate(measure.groups):
+        counts: Counter[str] = Counter()
+        observations: list[Any] = []
+        for r in results:
+            gr: GroupResult = r.groups[i]
+            for code, keys in gr.members.items():
+                counts[code] += len(keys)
+            observations.extend(v for _, _, v in gr.observations)
+        groups.append(_group_json(g, dict(counts), observations, subject_lists[i] if subject_lists else None))
+    mr: dict[str, Any] = {
+        "resourceType": "MeasureReport",
+        "id": str(uuid.uuid4()),
+        "meta": {"profile": [PROFILE[report_type]]},
+        "extension": [_scoring_ext(measure.groups[0].scoring if measure.groups else "proportion")],
+        "status": "complete",
+        "type": report_type,
+        "measure": measure_canonical(measure),
+        "date": now_instant(),
+        "period": {"start": period[0], "end": period[1]},
+        "group": groups,
+    }
+    if subject and report_type == "subject-list":
+        mr["subject"] = {"reference": subject}
+    if reporter:
+        mr["reporter"] = {"reference": reporter}
+    if measure.resource.get("improvementNotation"):
+        mr["improvementNotation"] = measure.resource["improvementNotation"]
+    return mr

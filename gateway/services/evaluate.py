@@ -1,0 +1,222 @@
+"""$evaluate-measure over the store: resolve the Measure, its Libraries (by canonical, then by name and
+version: published content does not line up its canonicals) and value sets, then evaluate subjects."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..cql.engine import Context, Engine
+from ..cql.library import ElmLibrary, InvalidElm, LibraryManager, LibraryNotFound, elm_from_library_resource
+from ..cql.terminology import ValueSetIndex
+from ..cql.values import CqlError
+from ..fhir.dates import DateParseError, parse_range
+from ..fhir.errors import BadRequest, NotFound, Unprocessable
+from ..measure.calculator import SubjectResult, evaluate_subject
+from ..measure.model import MeasureDef
+from ..measure.report import individual_report, summary_report
+from ..search.query import QueryParser
+from .measure_data import StoreDataSource
+
+
+@dataclass
+class PreparedMeasure:
+    measure: MeasureDef
+    engine: Engine
+    library: ElmLibrary
+    terminology: ValueSetIndex
+    version_key: str
+
+
+class MeasureService:
+    def __init__(self, store: Any, base_url: str) -> None:
+        self.store = store
+        self.base_url = base_url
+        self._cache: dict[str, PreparedMeasure] = {}
+        self._lock = threading.Lock()
+
+    # -- resolution --------------------------------------------------------------------------------------
+    def _search(self, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        q = QueryParser(self.base_url, strict=True, max_count=1000).parse(rtype, params)
+        q.count, q.total = 1000, "none"
+        return [orjson.loads(m.content) for m in self.store.search(q).matches]
+
+    def find_measure(self, measure_id: str | None, measure_ref: str | None) -> dict[str, Any]:
+        if measure_id:
+            s = self.store.read("Measure", measure_id)
+            if s is None or s.deleted:
+                raise NotFound(f"Measure/{measure_id} is not known")
+            return orjson.loads(s.content)
+        if not measure_ref:
+            raise BadRequest("Name the measure: Measure/[id]/$evaluate-measure or the 'measure' parameter")
+        if measure_ref.startswith("Measure/"):
+            return self.find_measure(measure_ref.split("/", 1)[1], None)
+        url, _, version = measure_ref.partition("|")
+        params = [("url", url)] + ([("version", version)] if version else [])
+        found = self._search("Measure", params)
+        if not found:
+            raise NotFound(f"No Measure with url {measure_ref}")
+        return found[-1]
+
+    def _library_resource(self, canonical: str, name: str | None, version: str | None) -> dict[str, Any] | None:
+        url, _, ver = canonical.partition("|") if canonical else ("", "", "")
+        version = version or ver or None
+        if url:
+            found = self._search("Library", [("url", url)] + ([("version", version)] if version else []))
+            if found:
+                return found[-1]
+        name = name or url.rstrip("/").rsplit("/", 1)[-1]
+        if name:
+            found = self._search("Library", [("name:exact", name)] + ([("version", version)] if version else []))
+            if found:
+                return found[-1]
+        return None
+
+    def prepare(self, measure_res: dict[str, Any]) -> PreparedMeasure:
+        key = f"{measure_res.get('id')}|{(measure_res.get('meta') or {}).get('versionId')}"
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                return cached
+        try:
+            measure = MeasureDef.from_resource(measure_res)
+        except ValueError as exc:
+            raise Unprocessable(str(exc)) from None
+        manager = LibraryManager()
+        pending: list[tuple[str, str | None, str | None]] = [(measure.library_url, None, None)]
+        seen: set[str] = set()
+        main: ElmLibrary | None = None
+        valueset_urls: set[str] = set()
+        while pending:
+            canonical, name, version = pending.pop()
+            res = self._library_resource(canonical, name, version)
+            if res is None:
+                what = canonical or f"{name} version {version}"
+                raise Unprocessable(f"Measure {measure_res.get('url') or measure_res.get('id')}: library {what} "
+                                    "is not in the server; load it first")
+            try:
+                elm = elm_from_library_resource(res)
+            except InvalidElm as exc:
+                raise Unprocessable(str(exc)) from None
+            if elm is None:
+                raise Unprocessable(f"Library {res.get('url')} has no application/elm+json content (CQL alone "
+                                    "cannot be evaluated: translate it to ELM first)")
+            try:
+                lib = manager.add(ElmLibrary.from_elm(elm, res.get("url")))
+            except InvalidElm as exc:
+                raise Unprocessable(f"Library {res.get('url')}: {exc}") from None
+            main = main or lib
+            seen.add(lib.key)
+            valueset_urls.update(d["id"] for d in lib.valuesets.values())
+            for path, ver in lib.includes.values():
+                nm = path.rstrip("/").rsplit("/", 1)[-1]
+                if f"{nm}|{ver or ''}" not in seen:
+                    pending.append(("", nm, ver))
+        terminology = ValueSetIndex()
+        for url in sorted(valueset_urls):
+            for vs in self._search("ValueSet", [("url", url)]):
+                terminology.add(vs)
+        assert main is not None
+        prepared = PreparedMeasure(measure, Engine(manager), main, terminology, key)
+        with self._lock:
+            self._cache[key] = prepared
+        return prepared
+
+    # -- subjects ----------------------------------------------------------------------------------------
+    def subjects(self, subject: str | None) -> list[str]:
+        if subject:
+            rtype, _, rid = subject.partition("/")
+            if rtype == "Patient" and rid:
+                s = self.store.read("Patient", rid)
+                if s is None or s.deleted:
+                    raise NotFound(f"Subject {subject} is not known")
+                return [rid]
+            if rtype == "Group" and rid:
+                s = self.store.read("Group", rid)
+                if s is None or s.deleted:
+                    raise NotFound(f"Subject {subject} is not known")
+                group = orjson.loads(s.content)
+                out = []
+                for m in group.get("member") or []:
+                    if m.get("inactive"):
+                        continue
+                    ref = (m.get("entity") or {}).get("reference", "")
+                    if ref.startswith("Patient/"):
+                        out.append(ref.split("/", 1)[1])
+                return out
+            raise BadRequest(f"subject must be Patient/[id] or Group/[id], got {subject!r}")
+        return [s.id for s in self.store.iter_current("Patient")]
+
+    # -- evaluation --------------------------------------------------------------------------------------
+    def evaluate(self, measure_res: dict[str, Any], period_start: str | None, period_end: str | None,
+                 report_type: str | None, subject: str | None, reporter: str | None = None) -> dict[str, Any]:
+        period, interval = self.period(period_start, period_end)
+        prepared = self.prepare(measure_res)
+        report_type = report_type or ("subject" if subject and subject.startswith("Patient/") else "population")
+        if report_type not in ("subject", "subject-list", "population"):
+            raise BadRequest(f"reportType must be subject, subject-list or population, got {report_type!r}")
+        if report_type == "subject" and not (subject and subject.startswith("Patient/")):
+            raise BadRequest("reportType=subject needs subject=Patient/[id]")
+        ids = self.subjects(subject)
+        results: list[SubjectResult] = []
+        last_evaluated: list[str] = []
+        shared: dict[str, list[dict[str, Any]]] = {}
+        for pid in ids:
+            result, evaluated = self.evaluate_patient(prepared, pid, interval, shared)
+            results.append(result)
+            last_evaluated = evaluated
+        if report_type == "subject":
+            return individual_report(prepared.measure, results[0], period, last_evaluated, reporter)
+        if report_type == "subject-list":
+            mr = summary_report(prepared.measure, results, period, "subject-list", subject, None, reporter)
+            self._attach_subject_lists(mr, prepared, results)
+            return mr
+        return summary_report(prepared.measure, results, period, "summary", None, None, reporter)
+
+    def evaluate_patient(self, prepared: PreparedMeasure, patient_id: str, interval: Any,
+                         shared: dict[str, list[dict[str, Any]]] | None = None) -> tuple[SubjectResult, list[str]]:
+        ds = StoreDataSource(self.store, patient_id, shared)
+        ctx = Context(ds, prepared.terminology, {"Measurement Period": interval}, evaluated={})
+        try:
+            result = evaluate_subject(prepared.measure, prepared.engine, prepared.library, ctx,
+                                      f"Patient/{patient_id}")
+        except CqlError as exc:
+            raise Unprocessable(f"Evaluating Patient/{patient_id}: {exc}") from None
+        except LibraryNotFound as exc:
+            raise Unprocessable(str(exc)) from None
+        return result, list(ctx.evaluated or {})
+
+    def _attach_subject_lists(self, mr: dict[str, Any], prepared: PreparedMeasure,
+                              results: list[SubjectResult]) -> None:
+        contained = []
+        for gi, group in enumerate(prepared.measure.groups):
+            for pi, pop in enumerate(mr["group"][gi]["population"]):
+                code = pop["code"]["coding"][0]["code"]
+                members = [r.subject for r in results if r.groups[gi].members.get(code)]
+                list_id = f"subjects-g{gi}-p{pi}"
+                contained.append({"resourceType": "List", "id": list_id, "status": "current", "mode": "snapshot",
+                                  "title": f"{group.id or gi} {code}",
+                                  "entry": [{"item": {"reference": s}} for s in members]})
+                pop["subjectResults"] = {"reference": f"#{list_id}"}
+        mr["contained"] = contained
+
+    @staticmethod
+    def period(start: str | None, end: str | None) -> tuple[tuple[str, str], Any]:
+        from ..cql.datetime import parse_datetime
+        from ..cql.interval import Interval
+
+        if not start or not end:
+            raise BadRequest("periodStart and periodEnd are required")
+        try:
+            lo, _ = parse_range(start)
+            _, hi = parse_range(end)
+        except DateParseError as exc:
+            raise BadRequest(str(exc)) from None
+        if hi < lo:
+            raise BadRequest(f"periodEnd {end} is before periodStart {start}")
+        s = parse_datetime(start[:10] + "T00:00:00.000") if len(start) <= 10 else parse_datetime(start)
+        e = parse_datetime(end[:10] + "T23:59:59.999") if len(end) <= 10 else parse_datetime(end)
+        return (start, end), Interval(s, e, True, True)
