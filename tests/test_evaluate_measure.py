@@ -187,3 +187,24 @@ def test_bad_input(store: Any) -> None:
         msg = oo(client.get("/fhir/Measure/broken/$evaluate-measure",
                             params={"periodStart": "2025-01-01", "periodEnd": "2025-12-31"}), 422)
         assert "does not parse" in msg
+
+
+def test_stratifiers_partition_the_populations(client: TestClient) -> None:
+    measure = "CMS130"  # two stratifiers (age 46-49, age 50-75), each applying to the initial population
+    reports = run_cases(client, measure, case_paths(ECQM / measure)[:12])
+    pids = [r["subject"]["reference"] for r in reports]
+    group = {"resourceType": "Group", "id": "strata", "type": "person", "actual": True,
+             "member": [{"entity": {"reference": p}} for p in pids]}
+    client.put("/fhir/Group/strata", json=group, headers=JSON)
+    summary = client.get(f"/fhir/Measure/{measure_id(measure)}/$evaluate-measure", params={
+        "periodStart": "2025-01-01", "periodEnd": "2025-12-31", "subject": "Group/strata",
+        "reportType": "population"}).json()
+    g = summary["group"][0]
+    total = {p["code"]["coding"][0]["code"]: p["count"] for p in g["population"]}
+    assert len(g["stratifier"]) == 2
+    for strat in g["stratifier"]:
+        values = {s["value"]["text"] for s in strat["stratum"]}
+        assert values <= {"true", "false"}
+        for code, n in total.items():
+            assert sum(next(p["count"] for p in s["population"] if p["code"]["coding"][0]["code"] == code)
+                       for s in strat["stratum"]) == n

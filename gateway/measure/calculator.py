@@ -31,7 +31,7 @@ class GroupResult:
     members: dict[str, list[str]] = field(default_factory=dict)  # population code -> member keys
     observations: list[tuple[str, str, Any]] = field(default_factory=list)  # (observed population, key, value)
     resources: dict[str, Any] = field(default_factory=dict)  # key -> Node
-    strata: list[tuple[int, Any]] = field(default_factory=list)  # (stratifier index, value) per member
+    strata: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # (stratifier, member -> stratum)
 
     def count(self, code: str) -> int:
         return len(self.members.get(code, []))
@@ -104,7 +104,53 @@ def evaluate_group(group: Group, engine: Engine, library: ElmLibrary, ctx: Conte
         m.update({"measure-population": mp, "measure-population-exclusion": mpex})
     res.members = {code: keys for code, keys in m.items() if any(p.code == code for p in group.populations)}
     _observe(group, comp, ctx, res, m)
+    _stratify(group, comp, ctx, res, subject)
     return res
+
+
+def stratum_value(value: Any) -> str:
+    """A stratum's key: booleans, codes and plain values as text (a report carries it as CodeableConcept.text)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    code = getattr(value, "code", None)
+    if isinstance(code, str):
+        return code
+    codes = getattr(value, "codes", None)
+    if codes:
+        return codes[0].code
+    return "null" if value is None else str(value)
+
+
+def _stratify(group: Group, comp: Any, ctx: Context, res: GroupResult, subject: str) -> None:
+    """Per stratifier, the stratum of each member: patient-based groups evaluate the criteria once for the
+    subject; episode-based groups call it as a function of each member when the library defines one."""
+    for si, strat in enumerate(group.stratifiers):
+        exprs = [strat.expression] if strat.expression else [e for _, e in strat.components if e]
+        if not exprs:
+            continue
+        if group.patient_based:
+            values = [comp.definition(e)(ctx) for e in exprs]
+            key = "|".join(stratum_value(v) for v in values)
+            res.strata.append((si, {subject: key}))
+            continue
+        keys: dict[str, str] = {}
+        for member, node in res.resources.items():
+            parts = []
+            for e in exprs:
+                fdefs = [f for f in comp.library.functions.get(e, []) if len(f.get("operand", [])) == 1]
+                if fdefs:
+                    body = comp.function(fdefs[0])
+                    saved = ctx.scope
+                    ctx.scope = {fdefs[0]["operand"][0]["name"]: node}
+                    try:
+                        parts.append(stratum_value(body(ctx)))
+                    finally:
+                        ctx.scope = saved
+                else:
+                    value = comp.definition(e)(ctx)
+                    parts.append(stratum_value(value if not isinstance(value, list) else node in value))
+            keys[member] = "|".join(parts)
+        res.strata.append((si, keys))
 
 
 def _observe(group: Group, comp: Any, ctx: Context, res: GroupResult, m: dict[str, list[str]]) -> None:

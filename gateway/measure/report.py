@@ -70,8 +70,38 @@ def _aggregate(method: str, values: list[Decimal]) -> Decimal:
     return sum(values, Decimal(0))
 
 
+def _strata_json(group: Group, results: list[GroupResult]) -> list[dict[str, Any]]:
+    """MeasureReport.group.stratifier: per stratifier, one stratum per value with its population counts."""
+    out = []
+    for si, strat in enumerate(group.stratifiers):
+        per_value: dict[str, Counter[str]] = {}
+        for gr in results:
+            mapping = next((m for i, m in gr.strata if i == si), {})
+            for code, keys in gr.members.items():
+                for k in keys:
+                    value = mapping.get(k)
+                    if value is None:
+                        continue
+                    per_value.setdefault(value, Counter())[code] += 1
+            for value in set(mapping.values()):
+                per_value.setdefault(value, Counter())
+        entry: dict[str, Any] = {}
+        if strat.id:
+            entry["id"] = strat.id
+        if strat.raw.get("code"):
+            entry["code"] = [strat.raw["code"]]
+        entry["stratum"] = [{
+            "value": {"text": value},
+            "population": [{"code": {"coding": [{"system": POP_SYSTEM, "code": p.code}]}, "count": counts.get(p.code, 0)}
+                           for p in group.populations if p.code != "measure-observation"],
+        } for value, counts in sorted(per_value.items())]
+        out.append(entry)
+    return out
+
+
 def _group_json(group: Group, counts: dict[str, int], observations: list[Any],
-                subject_lists: dict[str, str] | None = None) -> dict[str, Any]:
+                subject_lists: dict[str, str] | None = None, results: list[GroupResult] | None = None
+                ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if group.id:
         out["id"] = group.id
@@ -97,6 +127,8 @@ def _group_json(group: Group, counts: dict[str, int], observations: list[Any],
     score = _score(group, counts, observations)
     if score is not None:
         out["measureScore"] = {"value": float(score) if score != score.to_integral() else int(score)}
+    if results and group.stratifiers:
+        out["stratifier"] = _strata_json(group, results)
     return out
 
 
@@ -119,7 +151,7 @@ def individual_report(measure: MeasureDef, result: SubjectResult, period: tuple[
     if measure.resource.get("improvementNotation"):
         mr["improvementNotation"] = measure.resource["improvementNotation"]
     mr["group"] = [_group_json(gr.group, {c: len(k) for c, k in gr.members.items()},
-                               [v for _, _, v in gr.observations]) for gr in result.groups]
+                               [v for _, _, v in gr.observations], None, [gr]) for gr in result.groups]
     if evaluated:
         mr["evaluatedResource"] = [{"reference": r} for r in evaluated]
     return mr
@@ -137,7 +169,8 @@ def summary_report(measure: MeasureDef, results: list[SubjectResult], period: tu
             for code, keys in gr.members.items():
                 counts[code] += len(keys)
             observations.extend(v for _, _, v in gr.observations)
-        groups.append(_group_json(g, dict(counts), observations, subject_lists[i] if subject_lists else None))
+        groups.append(_group_json(g, dict(counts), observations, subject_lists[i] if subject_lists else None,
+                                  [r.groups[i] for r in results]))
     mr: dict[str, Any] = {
         "resourceType": "MeasureReport",
         "id": str(uuid.uuid4()),
