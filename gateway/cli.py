@@ -141,6 +141,55 @@ def load(
 
 
 @app.command()
+def evaluate(
+    measure: Annotated[str, typer.Option(help="Measure id, Measure/[id], or canonical URL[|version]")],
+    period_start: Annotated[str, typer.Option("--period-start", help="Start of the measurement period")],
+    period_end: Annotated[str, typer.Option("--period-end", help="End of the measurement period")],
+    subject: Annotated[str | None, typer.Option(help="Patient/[id] or Group/[id]; default: every patient")] = None,
+    report_type: Annotated[str | None, typer.Option("--report-type",
+                                                    help="subject | subject-list | population")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the MeasureReport here instead of stdout")] = None,
+    database: DatabaseOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+) -> None:
+    """Evaluate a stored measure and print the MeasureReport (FHIR JSON)."""
+    import orjson
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .fhir.errors import FhirError
+    from .services.evaluate import MeasureService
+    from .store.sql.store import SqlStore
+
+    settings = _settings(database)
+    store = SqlStore(settings.resolved_database_url())
+    svc = MeasureService(store, settings.fhir_base())
+    try:
+        if "/" in measure and not measure.startswith("Measure/") or "|" in measure:
+            measure_res = svc.find_measure(None, measure)
+        else:
+            measure_res = svc.find_measure(measure.removeprefix("Measure/"), None)
+        with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("patients"),
+                      TimeElapsedColumn(), disable=quiet, transient=True, console=Console(stderr=True)) as bar:
+            task = bar.add_task("evaluate", total=None)
+
+            def progress(step: int, total: int) -> None:
+                bar.update(task, total=total, advance=step)
+
+            report = svc.evaluate(measure_res, period_start, period_end, report_type, subject, None, progress)
+    except FhirError as exc:
+        typer.echo(f"error: {exc.diagnostics}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    data = orjson.dumps(report, option=orjson.OPT_INDENT_2)
+    if output:
+        output.write_bytes(data + b"\n")
+    else:
+        typer.echo(data.decode())
+
+
+@app.command()
 def migrate(database: DatabaseOpt = None) -> None:
     """Create or upgrade the database schema (also done automatically on start)."""
     from .store.sql.store import SqlStore
@@ -160,3 +209,7 @@ def _version(value: bool) -> None:
 def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                help="Print the version and exit")] = False) -> None:
     """FHIR R4 interoperability gateway for value-based care."""
+
+
+if __name__ == "__main__":
+    app()

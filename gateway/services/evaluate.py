@@ -152,7 +152,8 @@ class MeasureService:
 
     # -- evaluation --------------------------------------------------------------------------------------
     def evaluate(self, measure_res: dict[str, Any], period_start: str | None, period_end: str | None,
-                 report_type: str | None, subject: str | None, reporter: str | None = None) -> dict[str, Any]:
+                 report_type: str | None, subject: str | None, reporter: str | None = None,
+                 progress: Any = None) -> dict[str, Any]:
         period, interval = self.period(period_start, period_end)
         prepared = self.prepare(measure_res)
         report_type = report_type or ("subject" if subject and subject.startswith("Patient/") else "population")
@@ -164,10 +165,14 @@ class MeasureService:
         results: list[SubjectResult] = []
         last_evaluated: list[str] = []
         shared: dict[str, list[dict[str, Any]]] = {}
+        if progress is not None:
+            progress(0, len(ids))
         for pid in ids:
             result, evaluated = self.evaluate_patient(prepared, pid, interval, shared)
             results.append(result)
             last_evaluated = evaluated
+            if progress is not None:
+                progress(1, len(ids))
         if report_type == "subject":
             return individual_report(prepared.measure, results[0], period, last_evaluated, reporter)
         if report_type == "subject-list":
