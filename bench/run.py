@@ -535,7 +535,6 @@ bad_body = 0
 function init(args)
   mode, path, expect = args[1], args[3], args[4]
   if expect == nil or expect == "" then expect = nil end
-  local close = args[5] == "close"
   for line in io.lines(args[2]) do
     if #line > 0 then pool[#pool + 1] = line end
   end
@@ -545,7 +544,6 @@ function init(args)
     headers["Content-Type"] = "application/fhir+json"
     headers["Prefer"] = "return=minimal"
   end
-  if close then headers["Connection"] = "close" end
 end
 
 function request()
@@ -592,7 +590,6 @@ class Load:
     expect: str = ""  # a 2xx response must contain this text to count as a success
     concurrency: int = 32
     timeout: float = 10.0
-    close: bool = False  # a new connection per request, so that the kernel spreads requests over the workers
 
 
 @dataclass
@@ -617,8 +614,7 @@ def run_wrk(wrk: str, base: str, load: Load, seconds: float, work: str) -> Measu
     data = Path(work) / f"pool-{uuid.uuid4().hex[:8]}.txt"
     data.write_text("\n".join(load.pool) + "\n", encoding="utf-8")
     cmd = [wrk, "-t1", f"-c{load.concurrency}", f"-d{max(1, round(seconds))}s", f"--timeout={load.timeout:g}s",
-           "-s", str(script), base, "--", load.mode, str(data), load.path, load.expect,
-           "close" if load.close else "keep-alive"]
+           "-s", str(script), base, "--", load.mode, str(data), load.path, load.expect]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + load.timeout + 60)
     data.unlink(missing_ok=True)
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
@@ -642,8 +638,6 @@ def run_httpx(base: str, load: Load, seconds: float) -> Measured:
     headers = {"Accept": "application/fhir+json"}
     if load.mode == "post":
         headers |= {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
-    if load.close:
-        headers["Connection"] = "close"
     pool = [p.encode() for p in load.pool] if load.mode == "post" else load.pool
     lat: list[float] = []
     counts = collections.Counter[str]()
@@ -748,7 +742,7 @@ def loads_for(sd: Seed, args: argparse.Namespace) -> dict[str, Load]:
         "search": Load("get", [search_path(p, code) for p, code, n in sd.search if n > 0],
                        expect='"resourceType":"Observation"', concurrency=c),
         "transaction": Load("post", sd.bundles, path="/fhir", expect='"transaction-response"',
-                            concurrency=args.tx_concurrency, timeout=60.0, close=True),
+                            concurrency=args.tx_concurrency, timeout=60.0),
     }
 
 
@@ -828,7 +822,7 @@ def run_one(backend: str, database_url: str, workers: int, args: argparse.Namesp
                 # with several workers, uvicorn's workers share one listening socket and a burst of new
                 # connections can all be accepted by one worker: then the run measured one worker, not N
                 conns = split[0] if split else []
-                unbalanced = bool(workers > 1 and not load.close and conns
+                unbalanced = bool(workers > 1 and conns
                                   and (len(conns) < workers or conns[0] > 0.8 * sum(conns)))
                 if not (disturbed or unbalanced) or attempt > args.retries:
                     break
@@ -908,7 +902,7 @@ def markdown(result: dict[str, Any]) -> str:
         c = r.get("cpu_cores", {})
         flag = (" (disturbed)" if r.get("disturbed") else "") + (" (unbalanced)" if r.get("unbalanced") else "")
         conns = r.get("connections_per_worker")
-        split = "new per request" if r["scenario"] == "transaction" else "/".join(map(str, conns or [])) or "-"
+        split = "/".join(map(str, conns or [])) or "-"
         lines.append(f"| {r['backend']} | {r['workers']} | {r['scenario']}{flag} | {r['throughput']:,.0f} | {r['unit']} | "
                      f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['requests']:,} | "
                      f"{c.get('server', 0):.2f} | {c.get('client', 0):.2f} | {c.get('database', 0):.2f} | "
@@ -995,7 +989,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quiet-cores", type=float, default=0.3,
                    help="before each scenario, wait until other processes use less than this many cores")
     p.add_argument("--quiet-wait", type=float, default=120.0, help="longest wait for a quiet machine, seconds")
-    p.add_argument("--retries", type=int, default=2,
+    p.add_argument("--retries", type=int, default=3,
                    help="measure a scenario again (at most this often) when other processes used at least "
                         "--quiet-cores meanwhile, or when one of several workers got over 80%% of the connections")
     p.add_argument("--targets", default="read=1500,transaction=3000",
