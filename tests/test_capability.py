@@ -39,6 +39,10 @@ ROUTE_INTERACTIONS = {
     ("POST", "/fhir/Measure/$evaluate-measure"): "operation:evaluate-measure",
     ("GET", "/fhir/Measure/{measure_id}/$evaluate-measure"): "operation:evaluate-measure",
     ("POST", "/fhir/Measure/{measure_id}/$evaluate-measure"): "operation:evaluate-measure",
+    ("GET", "/fhir/Measure/$evaluate"): "operation:evaluate",
+    ("POST", "/fhir/Measure/$evaluate"): "operation:evaluate",
+    ("GET", "/fhir/Measure/{measure_id}/$evaluate"): "operation:evaluate",
+    ("POST", "/fhir/Measure/{measure_id}/$evaluate"): "operation:evaluate",
 }
 
 

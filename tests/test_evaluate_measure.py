@@ -208,3 +208,31 @@ def test_stratifiers_partition_the_populations(client: TestClient) -> None:
         for code, n in total.items():
             assert sum(next(p["count"] for p in s["population"] if p["code"]["coding"][0]["code"] == code)
                        for s in strat["stratum"]) == n
+
+
+def test_deqm_evaluate_several_measures(client: TestClient) -> None:
+    r125 = run_cases(client, "CMS125", case_paths(ECQM / "CMS125")[:2])
+    r130 = run_cases(client, "CMS130", case_paths(ECQM / "CMS130")[:2])
+    pid = r130[-1]["subject"]["reference"]
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "periodStart", "valueDate": "2025-01-01"}, {"name": "periodEnd", "valueDate": "2025-12-31"},
+        {"name": "measureId", "valueId": measure_id("CMS125")}, {"name": "measureId", "valueId": measure_id("CMS130")},
+        {"name": "subject", "valueString": pid}, {"name": "reportType", "valueCode": "subject"}]}
+    r = client.post("/fhir/Measure/$evaluate", json=body, headers=JSON)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["resourceType"] == "Parameters" and len(out["parameter"]) == 2
+    for p, expected in zip(out["parameter"], [None, r130[-1]], strict=True):
+        bundle = p["resource"]
+        report = bundle["entry"][0]["resource"]
+        assert report["type"] == "individual" and report["subject"]["reference"] == pid
+        refs = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"][1:]}
+        assert refs == {x["reference"] for x in report.get("evaluatedResource", [])}
+        if expected is not None:
+            assert counts(report) == counts(expected)
+    assert r125  # CMS125 cases ran through HTTP too
+    get = client.get("/fhir/Measure/$evaluate", params=[("periodStart", "2025-01-01"), ("periodEnd", "2025-12-31"),
+                                                      ("measureUrl", "https://madie.cms.gov/Measure/ColonCancerScreeningFHIR")])
+    assert get.status_code == 200 and get.json()["parameter"][0]["resource"]["entry"][0]["resource"]["type"] == "summary"
+    none = client.get("/fhir/Measure/$evaluate", params={"periodStart": "2025-01-01", "periodEnd": "2025-12-31"})
+    assert none.status_code == 400

@@ -15,13 +15,16 @@ from ..logs import RequestIdMiddleware
 from ..services.capability import build_capability
 from ..services.rest import RestService
 from . import errors, instance, system, type_level
-from .operations import evaluate_measure
+from .operations import evaluate, evaluate_measure
 
 log = logging.getLogger("gateway")
 OPERATIONS = [
     {"name": "evaluate-measure", "definition": "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure",
      "documentation": "Measure/$evaluate-measure and Measure/[id]/$evaluate-measure, GET and POST; reportType "
                       "subject | subject-list | population; subject Patient/[id] or Group/[id] (active members)"},
+    {"name": "evaluate", "definition": "http://hl7.org/fhir/us/davinci-deqm/OperationDefinition/evaluate",
+     "documentation": "DEQM Measure/$evaluate: measureId, measureUrl, measureIdentifier, measure (repeatable), "
+                      "measureResource; returns Parameters of Bundles (MeasureReport + data of interest)"},
 ]
 
 
@@ -55,6 +58,7 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.include_router(system.health_router)
     app.include_router(system.router, prefix="/fhir")
     app.include_router(evaluate_measure.router, prefix="/fhir")
+    app.include_router(evaluate.router, prefix="/fhir")
     app.include_router(type_level.router, prefix="/fhir")
     app.include_router(instance.router, prefix="/fhir")
     app.include_router(type_level.compartment_router, prefix="/fhir")

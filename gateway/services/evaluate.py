@@ -61,6 +61,12 @@ class MeasureService:
             raise NotFound(f"No Measure with url {measure_ref}")
         return found[-1]
 
+    def find_by_identifier(self, token: str) -> list[dict[str, Any]]:
+        found = self._search("Measure", [("identifier", token)])
+        if not found:
+            raise NotFound(f"No Measure with identifier {token}")
+        return found
+
     def _library_resource(self, canonical: str, name: str | None, version: str | None) -> dict[str, Any] | None:
         url, _, ver = canonical.partition("|") if canonical else ("", "", "")
         version = version or ver or None
