@@ -6,6 +6,7 @@ strings lower-cased with accents removed, dates as inclusive UTC ranges, referen
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -14,6 +15,7 @@ from typing import Any
 from ..fhir.dates import MAX, MIN, DateParseError, parse_range
 from .params import SearchParam, registry
 
+_WHITESPACE = re.compile(r"\s")
 SHORT, LONG = 255, 512  # index column widths; longer values are clipped on write and on query alike
 
 
@@ -23,6 +25,8 @@ def clip(value: str | None, width: int = SHORT) -> str | None:
 
 def norm(text: str) -> str:
     """String-search normal form: NFKD without combining marks, lower case, single spaces."""
+    if text.isascii():  # the common case: nothing to decompose
+        return " ".join(text.lower().split())
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(stripped.lower().split())
@@ -89,7 +93,7 @@ def reference_values(v: Any) -> list[tuple[str | None, str | None, str | None]]:
     ref = v.get("reference")
     if not isinstance(ref, str) or ref.startswith("#"):
         return []
-    if any(c.isspace() for c in ref):  # ids and URLs hold no whitespace: a reference with some is repaired
+    if _WHITESPACE.search(ref):  # ids and URLs hold no whitespace: a reference with some is repaired
         ref = "".join(ref.split())
     base = ref.split("/_history/")[0]
     parts = base.split("/")

@@ -30,6 +30,7 @@ _CURRENT = select(RESOURCE.c.pk, RESOURCE.c.version, RESOURCE.c.deleted).where(
 _READ = select(*_COLS).where(RESOURCE.c.res_type == bindparam("t"), RESOURCE.c.res_id == bindparam("i"))
 _INSERT = insert(RESOURCE)
 _INSERT_HISTORY = insert(HISTORY)
+_INSERT_RETURNING = insert(RESOURCE).returning(RESOURCE.c.pk, sort_by_parameter_order=True)
 _UPDATE = update(RESOURCE).where(RESOURCE.c.pk == bindparam("_pk"))
 _DELETE_IDX = {k: delete(t).where(t.c.res_pk == bindparam("_pk")) for k, t in IDX.items()}
 
@@ -72,17 +73,23 @@ class SqlSession:
         self.conn = conn
         self._pending: dict[int, tuple[str, IndexRows]] = {}
         self._fresh: set[int] = set()  # pks inserted in this unit of work whose index rows are not flushed
+        # new resources with server-assigned ids, inserted in bulk (executemany + RETURNING) before the next
+        # read of this unit of work or at its end
+        self._new: list[tuple[dict[str, Any], dict[str, Any], str, IndexRows]] = []
         self._now = now_instant()
 
     # -- reads -------------------------------------------------------------------------------------------
     def read(self, resource_type: str, id: str) -> StoredResource | None:
+        self._insert_new()
         row = self.conn.execute(_READ, {"t": resource_type, "i": id}).first()
         return _stored(row) if row else None
 
     def vread(self, resource_type: str, id: str, version: int) -> StoredResource | None:
+        self._insert_new()
         return self.store._vread(self.conn, resource_type, id, version)
 
     def exists(self, resource_type: str, id: str) -> bool:
+        self._insert_new()
         row = self.conn.execute(_CURRENT, {"t": resource_type, "i": id}).first()
         return bool(row) and not row[2]
 
@@ -95,6 +102,9 @@ class SqlSession:
               known_new: bool = False) -> StoredResource:
         """Store a new version of ``resource`` (its id set by the caller); returns the stored version."""
         rtype, rid = resource["resourceType"], resource["id"]
+        if known_new and expected_version is None:
+            return self._write_new(resource, method)
+        self._insert_new()
         current = None if known_new else self.conn.execute(_CURRENT, {"t": rtype, "i": rid}).first()
         if expected_version is not None:
             have = current[1] if current and not current[2] else None
@@ -129,7 +139,36 @@ class SqlSession:
         self._pending[pk] = (rtype, index_resource(resource))
         return StoredResource(rtype, rid, version, self._now, content)
 
+    def _write_new(self, resource: dict[str, Any], method: str) -> StoredResource:
+        rtype, rid = resource["resourceType"], resource["id"]
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = "1"
+        meta["lastUpdated"] = self._now
+        resource = {**resource, "meta": meta}
+        content = orjson.dumps(resource)
+        row = {"res_type": rtype, "res_id": rid, "version": 1, "last_updated": self._now, "deleted": False,
+               "content": content}
+        hist = {"res_type": rtype, "res_id": rid, "version": 1, "last_updated": self._now, "method": method,
+                "content": content}
+        self._new.append((row, hist, rtype, index_resource(resource)))
+        return StoredResource(rtype, rid, 1, self._now, content)
+
+    def _insert_new(self) -> None:
+        if not self._new:
+            return
+        new, self._new = self._new, []
+        try:
+            result = self.conn.execute(_INSERT_RETURNING, [n[0] for n in new])
+            pks = [r[0] for r in result]
+            self.conn.execute(_INSERT_HISTORY, [n[1] for n in new])
+        except IntegrityError:
+            raise Conflict("Concurrent write of a new resource; retry the request") from None
+        for pk, (_, _, rtype, rows) in zip(pks, new, strict=True):
+            self._fresh.add(pk)
+            self._pending[pk] = (rtype, rows)
+
     def delete(self, resource_type: str, id: str) -> StoredResource | None:
+        self._insert_new()
         row = self.conn.execute(_CURRENT, {"t": resource_type, "i": id}).first()
         if row is None or row[2]:
             return None
@@ -149,6 +188,7 @@ class SqlSession:
             self.conn.execute(stmt, {"_pk": pk})
 
     def flush(self) -> None:
+        self._insert_new()
         if not self._pending:
             return
         batches: dict[str, list[dict[str, Any]]] = {k: [] for k in IDX}
