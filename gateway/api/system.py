@@ -16,7 +16,7 @@ health_router = APIRouter()
 
 
 @router.get("/metadata", tags=["system"], summary="CapabilityStatement")
-def metadata(request: Request) -> Response:
+async def metadata(request: Request) -> Response:
     check_accept(request)
     mode = request.query_params.get("mode", "full")
     cs = request.app.state.capability

@@ -62,7 +62,9 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
 
         return engine
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    # one pooled connection per request-handling thread (anyio's default limit is 40); connections are
+    # recycled rather than pinged before each use
+    return create_engine(url, pool_size=40, max_overflow=10, pool_recycle=1800)
 
 
 class SqlSession:
