@@ -52,7 +52,9 @@ def serve(
     base_url: Annotated[str | None, typer.Option("--base-url", envvar="GATEWAY_BASE_URL", help="Public FHIR base URL "
                                                  "(default http://HOST:PORT/fhir)")] = None,
     auth: Annotated[str, typer.Option(envvar="GATEWAY_AUTH", help="smart | off (off only on a loopback host)")] = "off",
-    demo: Annotated[bool, typer.Option("--demo", envvar="GATEWAY_DEMO", help="Load the built-in demo data on start")] = False,
+    demo: Annotated[bool, typer.Option("--demo", envvar="GATEWAY_DEMO", help="Load the built-in demo data on start: "
+                                       "sample patients, the demo measures and 200 synthetic patients "
+                                       "(docs/demo-measures.md)")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
 ) -> None:
     """Run the FHIR server. The FHIR base is http://HOST:PORT/fhir."""
@@ -187,6 +189,73 @@ def evaluate(
         output.write_bytes(data + b"\n")
     else:
         typer.echo(data.decode())
+
+
+@app.command()
+def synth(
+    patients: Annotated[int, typer.Option("--patients", min=0, help="How many synthetic patients")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same data")] = 1,
+    period_year: Annotated[int, typer.Option("--period-year", min=1901, max=2199,
+                                             help="Year of the measurement period the data is built for")] = 2025,
+    output: Annotated[Path | None, typer.Option("--output", help="Write NDJSON here ('-' for stdout) instead of "
+                                                "loading it into the database")] = None,
+    with_measures: Annotated[bool, typer.Option("--with-measures", help="Also write or load the three demo "
+                                                "Measures (FHIRPath criteria)")] = False,
+    database: DatabaseOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+) -> None:
+    """Generate synthetic patients for the demo measures (docs/demo-measures.md): write NDJSON with --output,
+    or load them into the database."""
+    import itertools
+    import sys
+    import tempfile
+
+    from .demo.synth import demo_measures, iter_resources, ndjson_lines
+
+    resources = itertools.chain(demo_measures() if with_measures else [], iter_resources(patients, seed, period_year))
+    if output is not None:
+        if str(output) == "-":
+            for line in ndjson_lines(resources):
+                sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+            return
+        count = 0
+        with output.open("wb") as fh:
+            for line in ndjson_lines(resources):
+                fh.write(line)
+                count += 1
+        typer.echo(f"Wrote {count} resources for {patients} synthetic patients to {output}", err=True)
+        return
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .services.loader import Loader
+    from .services.rest import RestService
+    from .store.sql.store import SqlStore
+
+    settings = _settings(database)
+    store = SqlStore(settings.resolved_database_url())
+    try:
+        with tempfile.TemporaryDirectory(prefix="fhir-gateway-synth-") as tmp:
+            path = Path(tmp) / "synthetic.ndjson"
+            with path.open("wb") as fh:
+                fh.writelines(ndjson_lines(resources))
+            with Progress(TextColumn("loading"), BarColumn(), MofNCompleteColumn(), TextColumn("resources"),
+                          TimeElapsedColumn(), disable=quiet, transient=True,
+                          console=Console(stderr=True)) as progress:
+                task = progress.add_task("load", total=None)
+                loader = Loader(RestService(store, settings.fhir_base()), "strict",
+                                lambda n: progress.advance(task, n))
+                summary = loader.load([path])
+    finally:
+        store.close()
+    for e in summary.errors:
+        typer.echo(f"error: {e}", err=True)
+    typer.echo(f"Loaded {summary.resources} resources for {patients} synthetic patients "
+               f"({len(summary.errors)} errors)")
+    if summary.errors:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -4,6 +4,9 @@ Rules follow the Quality Measure IG (proportion, ratio, continuous-variable, coh
 of members — the subject for patient-based groups, the resources returned for resource-based (episode)
 groups — and the sets cascade: DEN ⊆ IP; DENEX ⊆ DEN; NUM ⊆ DEN − DENEX (proportion) or ⊆ IP (ratio);
 NUMEX ⊆ NUM; DENEXCEP ⊆ DEN − DENEX − NUM; MSRPOPL ⊆ IP; MSRPOPLEX ⊆ MSRPOPL.
+
+Criteria are CQL definitions of the measure's library, or FHIRPath expressions (``text/fhirpath``, see
+``fhirpath_criteria``); a measure whose criteria are all FHIRPath is evaluated with ``library=None``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 from ..cql.engine import Context, Engine
 from ..cql.fhirmodel import Node
 from ..cql.library import ElmLibrary
+from ..cql.values import CqlError
+from . import fhirpath_criteria as fhirpath
 from .model import Group, MeasureDef
 
 
@@ -74,14 +79,44 @@ def _within(a: list[str], b: list[str]) -> list[str]:
     return [x for x in a if x in keep]
 
 
-def evaluate_group(group: Group, engine: Engine, library: ElmLibrary, ctx: Context, subject: str) -> GroupResult:
-    comp = engine.compiler(library)
+class _NoLibrary:
+    """Stands in for the library compiler of a measure without a library: any CQL criterion is an error."""
+
+    def __init__(self, measure: MeasureDef | None) -> None:
+        self.measure = measure
+
+    def _fail(self, name: str) -> Any:
+        res = self.measure.resource if self.measure is not None else {}
+        raise CqlError(f"Measure {res.get('url') or res.get('id') or ''}: criteria {name!r} is not FHIRPath "
+                       "(text/fhirpath) and the measure has no library to evaluate it")
+
+    def definition(self, name: str) -> Any:
+        return self._fail(name)
+
+    def function(self, fdef: dict[str, Any]) -> Any:
+        return self._fail(fdef.get("name", ""))
+
+    @property
+    def library(self) -> Any:
+        return self._fail("(library functions)")
+
+
+def _compiler(engine: Engine, library: ElmLibrary | None, measure: MeasureDef | None) -> Any:
+    return engine.compiler(library) if library is not None else _NoLibrary(measure)
+
+
+def evaluate_group(group: Group, engine: Engine, library: ElmLibrary | None, ctx: Context, subject: str,
+                   measure: MeasureDef | None = None) -> GroupResult:
+    comp = _compiler(engine, library, measure)
     res = GroupResult(group)
     raw: dict[str, list[str]] = {}
     for p in group.populations:
         if p.code == "measure-observation" or not p.expression:
             continue
-        value = comp.definition(p.expression)(ctx)
+        if fhirpath.is_fhirpath(p.raw.get("criteria")):
+            value = fhirpath.population_value(measure, group, p, ctx)
+        else:
+            value = comp.definition(p.expression)(ctx)
         raw[p.code] = _as_members(value, group.patient_based, subject, res.resources)
     ip = raw.get("initial-population", [])
     m: dict[str, list[str]] = {"initial-population": ip}
@@ -103,8 +138,8 @@ def evaluate_group(group: Group, engine: Engine, library: ElmLibrary, ctx: Conte
         mpex = _within(raw.get("measure-population-exclusion", []), mp)
         m.update({"measure-population": mp, "measure-population-exclusion": mpex})
     res.members = {code: keys for code, keys in m.items() if any(p.code == code for p in group.populations)}
-    _observe(group, comp, ctx, res, m)
-    _stratify(group, comp, ctx, res, subject)
+    _observe(group, comp, ctx, res, m, measure)
+    _stratify(group, comp, ctx, res, subject, measure)
     return res
 
 
@@ -121,22 +156,30 @@ def stratum_value(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
-def _stratify(group: Group, comp: Any, ctx: Context, res: GroupResult, subject: str) -> None:
+def _stratify(group: Group, comp: Any, ctx: Context, res: GroupResult, subject: str,
+              measure: MeasureDef | None = None) -> None:
     """Per stratifier, the stratum of each member: patient-based groups evaluate the criteria once for the
-    subject; episode-based groups call it as a function of each member when the library defines one."""
+    subject; episode-based groups call it as a function of each member when the library defines one (a
+    FHIRPath criterion is evaluated with the member as its context)."""
     for si, strat in enumerate(group.stratifiers):
         exprs = [strat.expression] if strat.expression else [e for _, e in strat.components if e]
         if not exprs:
             continue
+        crits = [strat.raw.get("criteria")] if strat.expression else \
+            [c.get("criteria") for c in strat.raw.get("component") or [] if (c.get("criteria") or {}).get("expression")]
+        is_fp = {e: fhirpath.is_fhirpath(c) for e, c in zip(exprs, crits, strict=False)}
         if group.patient_based:
-            values = [comp.definition(e)(ctx) for e in exprs]
-            key = "|".join(stratum_value(v) for v in values)
+            key = "|".join(fhirpath.stratum_text(measure, group, si, e, ctx) if is_fp.get(e)
+                           else stratum_value(comp.definition(e)(ctx)) for e in exprs)
             res.strata.append((si, {subject: key}))
             continue
         keys: dict[str, str] = {}
         for member, node in res.resources.items():
             parts = []
             for e in exprs:
+                if is_fp.get(e):
+                    parts.append(fhirpath.stratum_text(measure, group, si, e, ctx, getattr(node, "value", node)))
+                    continue
                 fdefs = [f for f in comp.library.functions.get(e, []) if len(f.get("operand", [])) == 1]
                 if fdefs:
                     body = comp.function(fdefs[0])
@@ -153,7 +196,8 @@ def _stratify(group: Group, comp: Any, ctx: Context, res: GroupResult, subject: 
         res.strata.append((si, keys))
 
 
-def _observe(group: Group, comp: Any, ctx: Context, res: GroupResult, m: dict[str, list[str]]) -> None:
+def _observe(group: Group, comp: Any, ctx: Context, res: GroupResult, m: dict[str, list[str]],
+             measure: MeasureDef | None = None) -> None:
     observations = [p for p in group.populations if p.code == "measure-observation" and p.expression]
     if not observations:
         return
@@ -172,6 +216,13 @@ def _observe(group: Group, comp: Any, ctx: Context, res: GroupResult, m: dict[st
             keys = _minus(m.get("numerator", []), m.get("numerator-exclusion", []))
         else:
             keys = m.get(target, [])
+        if fhirpath.is_fhirpath(obs.raw.get("criteria")):
+            for k in keys:
+                member = res.resources.get(k)
+                value = fhirpath.observation_value(measure, group, obs, ctx,
+                                                   None if group.patient_based else getattr(member, "value", member))
+                res.observations.append((target, k, value))
+            continue
         fdefs = comp.library.functions.get(obs.expression) or []
         fdef = next((f for f in fdefs if len(f.get("operand", [])) == (0 if group.patient_based else 1)), None)
         if fdef is None:
@@ -188,13 +239,18 @@ def _observe(group: Group, comp: Any, ctx: Context, res: GroupResult, m: dict[st
             res.observations.append((target, k, value))
 
 
-def evaluate_subject(measure: MeasureDef, engine: Engine, library: ElmLibrary, ctx: Context,
+def evaluate_subject(measure: MeasureDef, engine: Engine, library: ElmLibrary | None, ctx: Context,
                      subject: str) -> SubjectResult:
-    groups = [evaluate_group(g, engine, library, ctx, subject) for g in measure.groups]
+    groups = [evaluate_group(g, engine, library, ctx, subject, measure) for g in measure.groups]
     out = SubjectResult(subject, groups)
-    comp = engine.compiler(library)
-    for _sid, expr in measure.supplemental:
+    comp = _compiler(engine, library, measure)
+    fp_sde = {(sde.get("criteria") or {}).get("expression") for sde in measure.resource.get("supplementalData") or []
+              if fhirpath.is_fhirpath(sde.get("criteria"))}
+    for sid, expr in measure.supplemental:
         try:
+            if expr in fp_sde:
+                out.supplemental[expr] = fhirpath.supplemental_value(measure, sid, expr, ctx)
+                continue
             out.supplemental[expr] = comp.definition(expr)(ctx)
         except Exception as exc:  # noqa: BLE001 - a supplemental element must not sink the populations
             ctx.messages.append(f"warning: supplemental data element {expr}: {exc}")

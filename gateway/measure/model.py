@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .fhirpath_criteria import fhirpath_only
+
 CQFM = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/"
 POPULATION_CODES = ("initial-population", "denominator", "denominator-exclusion", "denominator-exception",
                     "numerator", "numerator-exclusion", "measure-population", "measure-population-exclusion",
@@ -68,19 +70,19 @@ class Group:
 @dataclass
 class MeasureDef:
     resource: dict[str, Any]
-    library_url: str
+    library_url: str  # "" for a measure whose criteria are all FHIRPath and that names no library
     groups: list[Group] = field(default_factory=list)
     supplemental: list[tuple[str | None, str]] = field(default_factory=list)  # (id, expression)
 
     @classmethod
     def from_resource(cls, measure: dict[str, Any]) -> MeasureDef:
         libs = measure.get("library") or []
-        if not libs:
+        if not libs and not fhirpath_only(measure):  # FHIRPath criteria (text/fhirpath) need no library
             raise ValueError(f"Measure {measure.get('url') or measure.get('id')} names no library")
         default_scoring = _code(measure.get("scoring")) or "proportion"
         default_basis = _ext(measure, "cqfm-populationBasis") or "boolean"
         improvement = _code(measure.get("improvementNotation"))
-        out = cls(measure, libs[0])
+        out = cls(measure, libs[0] if libs else "")
         for i, g in enumerate(measure.get("group") or []):
             pops = []
             for p in g.get("population") or []:

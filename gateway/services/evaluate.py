@@ -16,6 +16,7 @@ from ..cql.values import CqlError
 from ..fhir.dates import DateParseError, parse_range
 from ..fhir.errors import BadRequest, NotFound, Unprocessable
 from ..measure.calculator import SubjectResult, evaluate_subject
+from ..measure.fhirpath_criteria import FhirPathCriteriaError, check_measure
 from ..measure.model import MeasureDef
 from ..measure.report import individual_report, summary_report
 from ..search.query import QueryParser
@@ -26,7 +27,7 @@ from .measure_data import StoreDataSource
 class PreparedMeasure:
     measure: MeasureDef
     engine: Engine
-    library: ElmLibrary
+    library: ElmLibrary | None  # None: the measure's criteria are all FHIRPath (text/fhirpath)
     terminology: ValueSetIndex
     version_key: str
 
@@ -89,8 +90,14 @@ class MeasureService:
                 return cached
         try:
             measure = MeasureDef.from_resource(measure_res)
-        except ValueError as exc:
+            check_measure(measure)  # FHIRPath criteria compile (or fail) before any patient is read
+        except (ValueError, FhirPathCriteriaError) as exc:
             raise Unprocessable(str(exc)) from None
+        if not measure.library_url:  # every criterion is FHIRPath: nothing to translate or resolve
+            prepared = PreparedMeasure(measure, Engine(LibraryManager()), None, ValueSetIndex(), key)
+            with self._lock:
+                self._cache[key] = prepared
+            return prepared
         manager = LibraryManager()
         pending: list[tuple[str, str | None, str | None]] = [(measure.library_url, None, None)]
         seen: set[str] = set()

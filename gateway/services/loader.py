@@ -152,11 +152,26 @@ class Loader:
                     self.rest.create(res["resourceType"], res, tx=tx, prevalidated=warnings)
 
 
+DEMO_PATIENTS = 200  # synthetic patients --demo adds (gateway.demo.synth), for the measurement period 2025
+DEMO_SEED = 1
+DEMO_PERIOD_YEAR = 2025
+
+
 def load_demo(rest: RestService) -> LoadSummary:
+    """The demo bundle, the demo measures (FHIRPath criteria, gateway/demo/measures) and DEMO_PATIENTS synthetic
+    patients to evaluate them on (docs/demo-measures.md)."""
+    from ..demo.synth import demo_measures, iter_resources
+
     data = pkg_resources.files("gateway.demo").joinpath("demo-bundle.json").read_bytes()
     loader = Loader(rest, level="strict")
     summary = LoadSummary(files=1)
     loader._json(Path("demo-bundle.json"), data, summary)
+    items: list[tuple[str, Any]] = [(f"demo Measure/{m.get('id')}", m) for m in demo_measures()]
+    summary.files += len(items)
+    items.extend((f"synthetic {r['resourceType']}/{r['id']}", r)
+                 for r in iter_resources(DEMO_PATIENTS, DEMO_SEED, DEMO_PERIOD_YEAR))
+    for i in range(0, len(items), CHUNK):
+        loader._write(items[i:i + CHUNK], summary)
     if summary.errors:
         raise RuntimeError("demo data failed to load: " + "; ".join(summary.errors[:3]))
     return summary
