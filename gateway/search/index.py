@@ -156,12 +156,17 @@ def _add(rows: IndexRows, sp: SearchParam, values: list[Any]) -> None:
             rows.uris.append((code, clip(v, LONG)))
 
 
-def _add_composite(rows: IndexRows, sp: SearchParam, nodes: list[Any]) -> None:
+def _add_composite(rows: IndexRows, sp: SearchParam, nodes: list[Any],
+                   memo: dict[tuple[int, str], list[Any]] | None = None) -> None:
     first, second = sp.components[0], sp.components[1]
+    memo = {} if memo is None else memo
     for node in nodes:
         if not isinstance(node, dict):
             continue
-        toks = [t for v in first.extract(node) for t in token_values(v)]
+        key = (id(node), first.param.expression)  # the same code component serves several composites
+        toks = memo.get(key)
+        if toks is None:
+            toks = memo[key] = [t for v in first.extract(node) for t in token_values(v)]
         for v in second.extract(node):
             st = second.param.type
             text = num = lo = hi = None
@@ -207,12 +212,13 @@ def index_resource(resource: dict[str, Any]) -> IndexRows:
         for name in _element_names(key.lstrip("_")):
             for sp in by_root.get(name, ()):
                 todo[sp.code] = sp
+    memo: dict[tuple[int, str], list[Any]] = {}
     for sp in todo.values():
         values = sp.extract(resource)  # type: ignore[misc]
         if not values:
             continue
         if sp.type == "composite":
-            _add_composite(rows, sp, values)
+            _add_composite(rows, sp, values, memo)
         else:
             _add(rows, sp, values)
     return rows
