@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +97,23 @@ def make_client(store: SqlStore, **settings: Any) -> TestClient:
 def client(store: SqlStore) -> Iterator[TestClient]:
     with make_client(store) as c:
         yield c
+
+
+def gateway_exe() -> str:
+    """The console script of the environment running the tests (falls back to PATH)."""
+    here = Path(sys.executable).parent / "fhir-gateway"
+    if here.exists():
+        return str(here)
+    found = shutil.which("fhir-gateway")
+    assert found, "the fhir-gateway console script is not installed (pip install -e .)"
+    return found
+
+
+def clean_env() -> dict[str, str]:
+    """The current environment without GATEWAY_* settings, so only the command line configures a run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def fixture_json(name: str) -> Any:

@@ -8,11 +8,8 @@ copied), and the small hand-made files in ``tests/fixtures/load/``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,7 +19,7 @@ from typing import Any
 import pytest
 
 from gateway.store.sql.store import SqlStore
-from tests.conftest import SHARED, wipe
+from tests.conftest import SHARED, clean_env, gateway_exe, wipe
 
 LOAD_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "load"
 MIXED = LOAD_FIXTURES / "mixed"
@@ -40,21 +37,8 @@ ENTRY_BUNDLES = ("collection", "document", "searchset", "message", "history")
 # -- running the console script ----------------------------------------------------------------------------
 
 
-def gateway_exe() -> str:
-    """The console script of the environment running the tests (falls back to PATH)."""
-    here = Path(sys.executable).parent / "fhir-gateway"
-    if here.exists():
-        return str(here)
-    found = shutil.which("fhir-gateway")
-    assert found, "the fhir-gateway console script is not installed (pip install -e .)"
-    return found
 
 
-def clean_env() -> dict[str, str]:
-    """The current environment without GATEWAY_* settings, so only the command line configures the run."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 @dataclass

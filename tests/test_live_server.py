@@ -7,11 +7,8 @@ database. Each server is terminated at fixture teardown, whatever the tests did.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +22,7 @@ import pytest
 
 from gateway.services.loader import DEMO_PATIENTS
 from gateway.store.sql.store import SqlStore
-from tests.conftest import wipe
+from tests.conftest import clean_env, gateway_exe, wipe
 
 pytestmark = pytest.mark.live
 
@@ -33,19 +30,8 @@ START_TIMEOUT = 30.0
 FHIR_JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 
 
-def gateway_exe() -> str:
-    here = Path(sys.executable).parent / "fhir-gateway"
-    if here.exists():
-        return str(here)
-    found = shutil.which("fhir-gateway")
-    assert found, "the fhir-gateway console script is not installed (pip install -e .)"
-    return found
 
 
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def free_port() -> int:

@@ -219,8 +219,24 @@ def _precision_of(values: tuple[int | None, ...], names: tuple[str, ...]) -> str
     return p
 
 
+class _CqlOrdered:
+    """The CQL comparison protocol (see values.py) shared by Date, DateTime and Time."""
+
+    def cql_compare(self, other: Any, precision: str | None = None) -> int | None:
+        return _compare(self, other, precision)
+
+    def cql_equal(self, other: Any) -> bool | None:
+        return _equal(self, other)
+
+    def cql_equivalent(self, other: Any) -> bool:
+        return _equivalent(self, other)
+
+    def __str__(self) -> str:
+        return to_string(self)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class Date:
+class Date(_CqlOrdered):
     """CQL Date: year, optionally month and day."""
 
     year: int
@@ -241,24 +257,12 @@ class Date:
         """CQL ToDateTime(Date): same components and precision, no time, no offset (evaluation offset)."""
         return DateTime(self.year, self.month, self.day)
 
-    def cql_compare(self, other: Any, precision: str | None = None) -> int | None:
-        return _compare(self, other, precision)
-
-    def cql_equal(self, other: Any) -> bool | None:
-        return _equal(self, other)
-
-    def cql_equivalent(self, other: Any) -> bool:
-        return _equivalent(self, other)
-
     def cql_literal(self) -> str:
         return "@" + to_string(self)
 
-    def __str__(self) -> str:
-        return to_string(self)
-
 
 @dataclass(frozen=True)
-class DateTime:
+class DateTime(_CqlOrdered):
     """CQL DateTime. ``offset`` is in hours (``Decimal('-5.0')``); None means the evaluation request's offset."""
 
     year: int
@@ -298,25 +302,13 @@ class DateTime:
             return None
         return Time(self.hour, self.minute, self.second, self.millisecond)
 
-    def cql_compare(self, other: Any, precision: str | None = None) -> int | None:
-        return _compare(self, other, precision)
-
-    def cql_equal(self, other: Any) -> bool | None:
-        return _equal(self, other)
-
-    def cql_equivalent(self, other: Any) -> bool:
-        return _equivalent(self, other)
-
     def cql_literal(self) -> str:
         s = to_string(self)
         return "@" + s if self.hour is not None else "@" + s + "T"
 
-    def __str__(self) -> str:
-        return to_string(self)
-
 
 @dataclass(frozen=True)
-class Time:
+class Time(_CqlOrdered):
     """CQL Time: hour, optionally minute, second and millisecond (no offset)."""
 
     hour: int
@@ -334,20 +326,8 @@ class Time:
     def precision(self) -> str:
         return _precision_of(self.components(), TIME_FIELDS)
 
-    def cql_compare(self, other: Any, precision: str | None = None) -> int | None:
-        return _compare(self, other, precision)
-
-    def cql_equal(self, other: Any) -> bool | None:
-        return _equal(self, other)
-
-    def cql_equivalent(self, other: Any) -> bool:
-        return _equivalent(self, other)
-
     def cql_literal(self) -> str:
         return "@T" + to_string(self)
-
-    def __str__(self) -> str:
-        return to_string(self)
 
 
 Temporal = Date | DateTime | Time
