@@ -39,38 +39,27 @@ def _exists(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     return f
 
 
+def _member(coll: Any, x: Any, precision: str | None) -> bool | None:
+    """x in coll, for an interval or a list (a null list contains nothing)."""
+    if _is_interval(coll):
+        from .interval import contains
+
+        return contains(coll, x, precision)
+    if coll is None:
+        return False
+    return list_contains(coll, x)
+
+
 @compiles("In")
 def _in(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     a, b, precision = _binary(node, c)
-
-    def f(ctx: Context) -> Any:
-        x, coll = a(ctx), b(ctx)
-        if _is_interval(coll):
-            from .interval import in_
-
-            return in_(x, coll, precision)
-        if coll is None:
-            return False
-        return list_contains(coll, x)
-
-    return f
+    return lambda ctx: _member(b(ctx), a(ctx), precision)
 
 
 @compiles("Contains")
 def _contains(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     a, b, precision = _binary(node, c)
-
-    def f(ctx: Context) -> Any:
-        coll, x = a(ctx), b(ctx)
-        if _is_interval(coll):
-            from .interval import contains
-
-            return contains(coll, x, precision)
-        if coll is None:
-            return False
-        return list_contains(coll, x)
-
-    return f
+    return lambda ctx: _member(a(ctx), b(ctx), precision)
 
 
 def _list_includes(a: list[Any] | None, b: list[Any] | None, proper: bool) -> bool | None:
