@@ -153,6 +153,8 @@ def evaluate(
     output: Annotated[Path | None, typer.Option(help="Write the MeasureReport here instead of stdout")] = None,
     database: DatabaseOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+    executor: Annotated[str, typer.Option(envvar="GATEWAY_EXECUTOR", help="Population runs: inprocess, "
+                                          "processes[:N] or dask://host:port")] = "inprocess",
 ) -> None:
     """Evaluate a stored measure and print the MeasureReport (FHIR JSON)."""
     import orjson
@@ -165,7 +167,7 @@ def evaluate(
 
     settings = _settings(database)
     store = SqlStore(settings.resolved_database_url())
-    svc = MeasureService(store, settings.fhir_base())
+    svc = MeasureService(store, settings.fhir_base(), executor)
     try:
         if "/" in measure and not measure.startswith("Measure/") or "|" in measure:
             measure_res = svc.find_measure(None, measure)

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     validation_load: str = "lenient"
     enforce_referential_integrity: bool = True  # for transaction bundles
     log_level: str = "INFO"
+    executor: str = "inprocess"  # population runs: inprocess | processes[:N] | dask://host:port
 
     def resolved_database_url(self) -> str:
         return self.database_url or default_database_url()

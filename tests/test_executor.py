@@ -24,3 +24,46 @@ def test_executors_agree(spec: str) -> None:
 def test_unknown_executor() -> None:
     with pytest.raises(ValueError, match="Unknown executor"):
         make_executor("threads")
+
+
+@pytest.fixture(scope="module")
+def cms130_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite file holding the CMS130 measure and its test patients (ids made unique per case)."""
+    import json
+
+    from gateway.measure.cases import case_paths
+    from gateway.services.loader import Loader
+    from gateway.services.rest import RestService
+    from gateway.services.transaction import BundleProcessor
+    from gateway.store.sql.store import SqlStore
+    from tests.test_evaluate_measure import ECQM, as_transaction
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('exec') / 'cms130.sqlite3'}"
+    store = SqlStore(url)
+    rest = RestService(store, "http://testserver/fhir")
+    assert Loader(rest, "lenient").load([ECQM / "CMS130" / "measure-bundle.json"]).errors == []
+    proc = BundleProcessor(rest, enforce_references=False, validation_level="lenient")
+    for path in case_paths(ECQM / "CMS130"):
+        proc.process(as_transaction(json.loads(path.read_text())))
+    store.close()
+    return url
+
+
+@pytest.mark.parametrize("spec", ["processes:2", "dask://local"])
+def test_population_runs_agree_across_executors(cms130_db: str, spec: str) -> None:
+    from gateway.services.evaluate import MeasureService
+    from gateway.store.sql.store import SqlStore
+
+    store = SqlStore(cms130_db)
+    try:
+        base = MeasureService(store, "http://testserver/fhir")
+        measure = base.find_measure("ColonCancerScreeningFHIR", None)
+        expected = base.evaluate(measure, "2025-01-01", "2025-12-31", "subject-list", None)
+        spread = MeasureService(store, "http://testserver/fhir", executor=spec, chunk_size=10)
+        got = spread.evaluate(measure, "2025-01-01", "2025-12-31", "subject-list", None)
+    finally:
+        store.close()
+    assert got["group"][0]["population"] == expected["group"][0]["population"]
+    assert got["contained"] == expected["contained"]
+    ip = next(p["count"] for p in got["group"][0]["population"] if p["code"]["coding"][0]["code"] == "initial-population")
+    assert ip == 51  # the published CMS130 cases sum to IP=51

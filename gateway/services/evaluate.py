@@ -33,7 +33,10 @@ class PreparedMeasure:
 
 
 class MeasureService:
-    def __init__(self, store: Any, base_url: str) -> None:
+    def __init__(self, store: Any, base_url: str, executor: str | None = None, chunk_size: int = 200) -> None:
+        """``executor``: inprocess (default), processes[:N] or dask://host:port for population runs."""
+        self.executor_spec = executor or "inprocess"
+        self.chunk_size = chunk_size
         self.store = store
         self.base_url = base_url
         self._cache: dict[str, PreparedMeasure] = {}
@@ -177,15 +180,18 @@ class MeasureService:
         ids = self.subjects(subject)
         results: list[SubjectResult] = []
         last_evaluated: list[str] = []
-        shared: dict[str, list[dict[str, Any]]] = {}
         if progress is not None:
             progress(0, len(ids))
-        for pid in ids:
-            result, evaluated = self.evaluate_patient(prepared, pid, interval, shared)
-            results.append(result)
-            last_evaluated = evaluated
-            if progress is not None:
-                progress(1, len(ids))
+        if report_type != "subject" and self._distributes(len(ids)):
+            results = self._run_chunks(measure_res, period, ids, progress)
+        else:
+            shared: dict[str, list[dict[str, Any]]] = {}
+            for pid in ids:
+                result, evaluated = self.evaluate_patient(prepared, pid, interval, shared)
+                results.append(result)
+                last_evaluated = evaluated
+                if progress is not None:
+                    progress(1, len(ids))
         if report_type == "subject":
             return individual_report(prepared.measure, results[0], period, last_evaluated, reporter)
         if report_type == "subject-list":
@@ -193,6 +199,35 @@ class MeasureService:
             self._attach_subject_lists(mr, prepared, results)
             return mr
         return summary_report(prepared.measure, results, period, "summary", None, None, reporter)
+
+    def _distributes(self, n: int) -> bool:
+        url = getattr(self.store, "url", "")
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")
+        return self.executor_spec != "inprocess" and not in_memory and n > self.chunk_size
+
+    def _run_chunks(self, measure_res: dict[str, Any], period: tuple[str, str], ids: list[str],
+                    progress: Any) -> list[SubjectResult]:
+        """Population run through the configured executor: workers open their own store on the same database
+        and compile the measure once each; results come back per chunk and are put back in subject order."""
+        from ..measure.executor import chunked, make_executor
+        from .population import ChunkTask, evaluate_chunk
+
+        measure_json = orjson.dumps(measure_res)
+        tasks = [ChunkTask(self.store.url, self.base_url, measure_json, period[0], period[1], tuple(chunk))
+                 for chunk in chunked(ids, self.chunk_size)]
+        executor = make_executor(self.executor_spec)
+        by_subject: dict[str, SubjectResult] = {}
+        try:
+            for part in executor.map(evaluate_chunk, tasks):
+                for r in part:
+                    by_subject[r.subject] = r
+                if progress is not None:
+                    progress(len(part), len(ids))
+        except CqlError as exc:
+            raise Unprocessable(str(exc)) from None
+        finally:
+            executor.close()
+        return [by_subject[f"Patient/{pid}"] for pid in ids]
 
     def evaluate_patient(self, prepared: PreparedMeasure, patient_id: str, interval: Any,
                          shared: dict[str, list[dict[str, Any]]] | None = None) -> tuple[SubjectResult, list[str]]:
