@@ -259,23 +259,27 @@ def _times(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     return f
 
 
+def _per_element(ctx: Context, items: list[Any], name: str, fn: Fn) -> list[tuple[Any, Any]]:
+    """(element, fn evaluated with the element bound to ``name``) for each element of ``items``."""
+    saved = ctx.scope
+    out = []
+    try:
+        for x in items:
+            ctx.scope = {**saved, name: x}
+            out.append((x, fn(ctx)))
+    finally:
+        ctx.scope = saved
+    return out
+
+
 @compiles("Filter")
 def _filter(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     src, cond = c.compile(node["source"]), c.compile(node["condition"])
-    scope = node.get("scope")
+    name = node.get("scope") or "$this"
 
     def f(ctx: Context) -> Any:
         s = src(ctx)
-        if s is None:
-            return None
-        out = []
-        saved = ctx.scope
-        for x in s:
-            ctx.scope = {**saved, (scope or "$this"): x}
-            if cond(ctx) is True:
-                out.append(x)
-        ctx.scope = saved
-        return out
+        return None if s is None else [x for x, keep in _per_element(ctx, s, name, cond) if keep is True]
 
     return f
 
@@ -283,19 +287,11 @@ def _filter(node: dict[str, Any], c: LibraryCompiler) -> Fn:
 @compiles("ForEach")
 def _for_each(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     src, el = c.compile(node["source"]), c.compile(node["element"])
-    scope = node.get("scope")
+    name = node.get("scope") or "$this"
 
     def f(ctx: Context) -> Any:
         s = src(ctx)
-        if s is None:
-            return None
-        out = []
-        saved = ctx.scope
-        for x in s:
-            ctx.scope = {**saved, (scope or "$this"): x}
-            out.append(el(ctx))
-        ctx.scope = saved
-        return out
+        return None if s is None else [v for _, v in _per_element(ctx, s, name, el)]
 
     return f
 

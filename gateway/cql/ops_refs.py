@@ -167,14 +167,20 @@ def _ratio(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     return lambda ctx: r
 
 
+def _lookup(target: LibraryCompiler, section: str, name: str, label: str) -> dict[str, Any]:
+    """A code, concept, code system or value set definition of ``target``'s library, or a clear error."""
+    d = getattr(target.library, section).get(name)
+    if d is None:
+        raise EvaluationError(f"{label} \"{name}\" is not defined in {target.library.key}")
+    return d
+
+
 def _code_from_def(d: dict[str, Any], c: LibraryCompiler) -> Code:
     system = None
     cs = d.get("codeSystem")
     if cs:
         target = c.other(cs.get("libraryName"))
-        csdef = target.library.codesystems.get(cs["name"])
-        if csdef is None:
-            raise EvaluationError(f"Code system {cs['name']} is not defined in {target.library.key}")
+        csdef = _lookup(target, "codesystems", cs["name"], "Code system")
         system = csdef.get("id")
         version = csdef.get("version")
     else:
@@ -185,9 +191,7 @@ def _code_from_def(d: dict[str, Any], c: LibraryCompiler) -> Code:
 @compiles("CodeRef")
 def _code_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     target = c.other(node.get("libraryName"))
-    d = target.library.codes.get(node["name"])
-    if d is None:
-        raise EvaluationError(f"Code \"{node['name']}\" is not defined in {target.library.key}")
+    d = _lookup(target, "codes", node["name"], "Code")
     code = _code_from_def(d, target)
     return lambda ctx: code
 
@@ -195,9 +199,7 @@ def _code_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
 @compiles("ConceptRef")
 def _concept_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     target = c.other(node.get("libraryName"))
-    d = target.library.concepts.get(node["name"])
-    if d is None:
-        raise EvaluationError(f"Concept \"{node['name']}\" is not defined in {target.library.key}")
+    d = _lookup(target, "concepts", node["name"], "Concept")
     codes = tuple(_code_from_def(target.library.codes[cr["name"]], target) for cr in d.get("code", []))
     concept = Concept(codes, d.get("display"))
     return lambda ctx: concept
@@ -206,9 +208,7 @@ def _concept_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
 @compiles("CodeSystemRef")
 def _codesystem_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     target = c.other(node.get("libraryName"))
-    d = target.library.codesystems.get(node["name"])
-    if d is None:
-        raise EvaluationError(f"Code system \"{node['name']}\" is not defined in {target.library.key}")
+    d = _lookup(target, "codesystems", node["name"], "Code system")
     value = {"id": d.get("id"), "version": d.get("version"), "name": node["name"]}
     return lambda ctx: value
 
@@ -228,9 +228,7 @@ class ValueSetValue:
 @compiles("ValueSetRef")
 def _valueset_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     target = c.other(node.get("libraryName"))
-    d = target.library.valuesets.get(node["name"])
-    if d is None:
-        raise EvaluationError(f"Value set \"{node['name']}\" is not defined in {target.library.key}")
+    d = _lookup(target, "valuesets", node["name"], "Value set")
     url = d["id"] + (f"|{d['version']}" if d.get("version") else "")
     vs = ValueSetValue(url)
     if node.get("preserve") is False or node.get("expand"):
