@@ -32,6 +32,10 @@ def test_case(measure: str, case: str) -> None:
     result = run_case(fixture(measure), ECQM / measure / "tests" / f"{case}.json", OVERRIDES)
     assert result.error is None, result.error
     assert result.actual == result.expected, result.description
+    # the published reports list every resource of the case the measure logic touched (MADiE lists them
+    # generously); the engine's evaluatedResource must never name a resource outside that list
+    assert result.evaluated and set(result.evaluated) <= set(result.published_evaluated), \
+        sorted(set(result.evaluated) - set(result.published_evaluated))
 
 
 def test_overrides_name_real_cases_that_still_differ_from_the_publication() -> None:

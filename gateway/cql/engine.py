@@ -76,8 +76,21 @@ class Context:
     scope: dict[str, Any] = field(default_factory=dict)  # aliases, lets, operands of the current frame
     messages: list[str] = field(default_factory=list)
     strict_messages: bool = False
-    evaluated: dict[str, None] | None = None  # "Type/id" of resources retrieves returned (ordered set)  # Message with severity Error: raise (spec) or record and continue
+    # "Type/id" of the resources retrieves returned (an ordered set); None: not tracked. When tracked, each
+    # definition also records the resources that fed it, its own retrieves and those of what it references
+    evaluated: dict[str, None] | None = None
+    used_by: dict[tuple[str, str], dict[str, None]] = field(default_factory=dict)  # definition -> resources
+    trace: list[dict[str, None]] = field(default_factory=list)  # collectors of the definitions being evaluated
     retrieve_cache: dict[Any, Any] = field(default_factory=dict)
+
+    def note_resources(self, refs: list[str]) -> None:
+        """Resources a retrieve returned: evaluated, and used by every definition being evaluated."""
+        if self.evaluated is None:
+            return
+        for r in refs:
+            self.evaluated.setdefault(r, None)
+        if self.trace:
+            self.trace[-1].update(dict.fromkeys(refs))
 
     def child_scope(self, **values: Any) -> dict[str, Any]:
         saved = self.scope
@@ -125,11 +138,24 @@ class LibraryCompiler:
 
         def memo(ctx: Context) -> Any:  # definitions are evaluated once per context
             try:
-                return ctx.cache[key]
+                value = ctx.cache[key]
             except KeyError:
-                value = slot[0](ctx)
+                if ctx.evaluated is None:
+                    value = ctx.cache[key] = slot[0](ctx)
+                    return value
+                ctx.trace.append({})
+                try:
+                    value = slot[0](ctx)
+                finally:
+                    used = ctx.trace.pop()
                 ctx.cache[key] = value
+                ctx.used_by[key] = used
+                if ctx.trace:
+                    ctx.trace[-1].update(used)
                 return value
+            if ctx.trace:  # a definition already evaluated still feeds the one that references it
+                ctx.trace[-1].update(ctx.used_by.get(key, ()))
+            return value
 
         self._defs[name] = memo  # registered before compiling the body: definitions may recurse via refs
         saved, self.current = self.current, name

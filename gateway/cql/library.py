@@ -64,6 +64,22 @@ class ElmLibrary:
         return out
 
 
+def retrieved_types(libraries: Iterable[ElmLibrary]) -> set[str]:
+    """The FHIR resource types the libraries' Retrieve expressions read (``{http://hl7.org/fhir}Observation``
+    gives ``Observation``): what a data source has to provide for them."""
+    out: set[str] = set()
+    stack: list[Any] = [lib.elm.get("statements") for lib in libraries]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "Retrieve" and isinstance(node.get("dataType"), str):
+                out.add(node["dataType"].rsplit("}", 1)[-1])
+            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, (dict, list)))
+    return out
+
+
 def elm_from_library_resource(resource: dict[str, Any]) -> dict[str, Any] | None:
     """The ELM JSON attached to a FHIR Library (``application/elm+json``), or None."""
     for att in resource.get("content") or []:
@@ -112,6 +128,9 @@ class LibraryManager:
             raise LibraryNotFound(f"Library {name} version {version} is not loaded "
                                   f"(have {', '.join(c.version or '?' for c in candidates)})")
         return candidates[-1]
+
+    def libraries(self) -> list[ElmLibrary]:
+        return list(self._by_key.values())
 
     def by_canonical(self, url: str) -> ElmLibrary:
         """Resolve a Measure.library canonical: exact URL first, then the last path segment as the name."""

@@ -3,7 +3,7 @@ aggregate."""
 
 from __future__ import annotations
 
-from functools import cmp_to_key
+from functools import cmp_to_key, lru_cache
 from typing import Any
 
 from .engine import Context, EvaluationError, Fn, LibraryCompiler, compiles
@@ -78,11 +78,17 @@ def _codes_of(value: Any) -> list[tuple[str | None, str | None]]:
     return []
 
 
+@lru_cache(maxsize=1024)
+def _code_values(members: frozenset[tuple[str | None, str]]) -> frozenset[str]:
+    """The codes of a value set's (system, code) pairs, for matching codes that carry no system."""
+    return frozenset(c for _, c in members)
+
+
 def _code_filter(codes_value: Any, ctx: Context, comparator: str | None) -> Any:
     """A predicate over a resource's code pairs, from the retrieve's codes (value set, code(s), concept)."""
     if isinstance(codes_value, ValueSetValue):
         members = ctx.terminology.codes(codes_value.url)
-        member_codes = {c for _, c in members}
+        member_codes = _code_values(members)
         return lambda pairs: any((s, c) in members if s is not None else c in member_codes for s, c in pairs)
     wanted = _codes_of(codes_value if isinstance(codes_value, list) else [codes_value])
     pairs_set = set(wanted)
@@ -119,6 +125,8 @@ def _retrieve(node: dict[str, Any], c: LibraryCompiler) -> Fn:
         if codes is not None:
             cached = ctx.retrieve_cache.get(key)
             if cached is not None:
+                if ctx.evaluated is not None:
+                    ctx.note_resources([f"{data_type}/{n.value.get('id')}" for n in cached])
                 return cached
             codes_value = codes(ctx)
             if codes_value is None:
@@ -134,8 +142,7 @@ def _retrieve(node: dict[str, Any], c: LibraryCompiler) -> Fn:
             rng = date_range(ctx)
             nodes = [n for n in nodes if in_(_date_value(get_property(n, date_property)), rng) is True]
         if ctx.evaluated is not None:
-            for n in nodes:
-                ctx.evaluated.setdefault(f"{data_type}/{n.value.get('id')}", None)
+            ctx.note_resources([f"{data_type}/{n.value.get('id')}" for n in nodes])
         return nodes
 
     return retrieve

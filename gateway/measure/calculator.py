@@ -20,6 +20,7 @@ from ..cql.library import ElmLibrary
 from ..cql.values import CqlError
 from . import fhirpath_criteria as fhirpath
 from .model import Group, MeasureDef
+from .supplemental import SdeValue, sde_values
 
 
 def member_key(value: Any) -> str:
@@ -37,6 +38,7 @@ class GroupResult:
     observations: list[tuple[str, str, Any]] = field(default_factory=list)  # (observed population, key, value)
     resources: dict[str, Any] = field(default_factory=dict)  # key -> Node
     strata: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # (stratifier, member -> stratum)
+    used: dict[str, list[str]] = field(default_factory=dict)  # population code -> resources that fed its criteria
 
     def count(self, code: str) -> int:
         return len(self.members.get(code, []))
@@ -46,7 +48,7 @@ class GroupResult:
 class SubjectResult:
     subject: str
     groups: list[GroupResult]
-    supplemental: dict[str, Any] = field(default_factory=dict)
+    supplemental: dict[str, list[SdeValue]] = field(default_factory=dict)  # SDE id (or expression) -> values
     evaluated: list[str] = field(default_factory=list)
 
 
@@ -117,6 +119,8 @@ def evaluate_group(group: Group, engine: Engine, library: ElmLibrary | None, ctx
             value = fhirpath.population_value(measure, group, p, ctx)
         else:
             value = comp.definition(p.expression)(ctx)
+            if ctx.evaluated is not None and library is not None:
+                res.used[p.code] = list(ctx.used_by.get((library.key, p.expression), ()))
         raw[p.code] = _as_members(value, group.patient_based, subject, res.resources)
     ip = raw.get("initial-population", [])
     m: dict[str, list[str]] = {"initial-population": ip}
@@ -249,9 +253,11 @@ def evaluate_subject(measure: MeasureDef, engine: Engine, library: ElmLibrary | 
     for sid, expr in measure.supplemental:
         try:
             if expr in fp_sde:
-                out.supplemental[expr] = fhirpath.supplemental_value(measure, sid, expr, ctx)
-                continue
-            out.supplemental[expr] = comp.definition(expr)(ctx)
+                value = fhirpath.supplemental_value(measure, sid, expr, ctx)
+            else:
+                value = comp.definition(expr)(ctx)
         except Exception as exc:  # noqa: BLE001 - a supplemental element must not sink the populations
-            ctx.messages.append(f"warning: supplemental data element {expr}: {exc}")
+            ctx.messages.append(f"warning: supplemental data element {sid or expr}: {exc}")
+            continue
+        out.supplemental[sid or expr] = sde_values(value)
     return out

@@ -53,6 +53,8 @@ class CaseResult:
     error: str | None = None
     published: list[dict[str, Any]] | None = None  # the published expectation when an override replaced it
     override_reason: str | None = None
+    evaluated: list[str] = field(default_factory=list)  # "Type/id" of the resources the evaluation read
+    published_evaluated: list[str] = field(default_factory=list)  # the expected report's evaluatedResource
 
     @property
     def passed(self) -> bool:
@@ -110,6 +112,8 @@ def run_case(fixture: MeasureFixture, case_path: Path,
                  if e.get("url", "").endswith("cqfm-testCaseDescription")), "")
     expected = [_counts(g) for g in expected_report.get("group") or []]
     result = CaseResult(case_path.stem, desc.strip(), expected)
+    result.published_evaluated = ["/".join(r.get("reference", "").split("/")[-2:])
+                                  for r in expected_report.get("evaluatedResource") or []]
     override = (overrides or {}).get((fixture.name, case_path.stem))
     if override is not None:
         result.published, result.expected = expected, override["expected"]
@@ -117,7 +121,8 @@ def run_case(fixture: MeasureFixture, case_path: Path,
     try:
         ds = BundleDataSource(data)
         patient = ds.patient()
-        ctx = Context(ds, fixture.terminology, {"Measurement Period": measurement_period(expected_report)})
+        ctx = Context(ds, fixture.terminology, {"Measurement Period": measurement_period(expected_report)},
+                      evaluated={})
         subject = f"Patient/{patient['id']}" if patient else "Patient/unknown"
         sr = evaluate_subject(fixture.measure, fixture.engine, fixture.library, ctx, subject)
         for gr in sr.groups:
@@ -128,6 +133,7 @@ def run_case(fixture: MeasureFixture, case_path: Path,
             for code, values in observed.items():
                 counts[code] = sorted(Counter(values).items())
             result.actual.append(counts)
+        result.evaluated = list(ctx.evaluated or {})
     except Exception as exc:  # noqa: BLE001 - a failing case is reported with its error, not raised
         result.error = f"{type(exc).__name__}: {exc}"
     return result

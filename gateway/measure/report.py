@@ -11,6 +11,7 @@ from typing import Any
 from ..fhir.dates import now_instant
 from .calculator import GroupResult, SubjectResult
 from .model import Group, MeasureDef
+from .supplemental import CRITERIA_REF, report_parts
 
 DEQM = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/"
 PROFILE = {"individual": DEQM + "indv-measurereport-deqm", "subject-list": DEQM + "subjectlist-measurereport-deqm",
@@ -152,9 +153,45 @@ def individual_report(measure: MeasureDef, result: SubjectResult, period: tuple[
         mr["improvementNotation"] = measure.resource["improvementNotation"]
     mr["group"] = [_group_json(gr.group, {c: len(k) for c, k in gr.members.items()},
                                [v for _, _, v in gr.observations], None, [gr]) for gr in result.groups]
-    if evaluated:
-        mr["evaluatedResource"] = [{"reference": r} for r in evaluated]
+    _add_supplemental(mr, measure, [result], individual=True)
+    entries = _evaluated_entries(result, evaluated or [])
+    if entries:
+        mr["evaluatedResource"] = entries + mr.get("evaluatedResource", [])
     return mr
+
+
+def _evaluated_entries(result: SubjectResult, evaluated: list[str]) -> list[dict[str, Any]]:
+    """evaluatedResource: every resource the evaluation read, each with one cqf-criteriaReference per
+    population whose criteria it fed (the population's id in the Measure, else its code)."""
+    fed: dict[str, list[str]] = {}
+    for gr in result.groups:
+        for p in gr.group.populations:
+            for ref in gr.used.get(p.code, ()):
+                names = fed.setdefault(ref, [])
+                name = p.id or p.code
+                if name not in names:
+                    names.append(name)
+    out = []
+    for ref in evaluated:
+        entry: dict[str, Any] = {"reference": ref}
+        if fed.get(ref):
+            entry["extension"] = [{"url": CRITERIA_REF, "valueString": n} for n in fed[ref]]
+        out.append(entry)
+    return out
+
+
+def _add_supplemental(mr: dict[str, Any], measure: MeasureDef, results: list[SubjectResult],
+                      individual: bool) -> None:
+    if not measure.supplemental:
+        return
+    extensions, contained, evaluated = report_parts(measure_canonical(measure), measure.supplemental,
+                                                    [r.supplemental for r in results], individual)
+    if extensions:
+        mr["extension"] = mr.get("extension", []) + extensions
+    if contained:
+        mr["contained"] = mr.get("contained", []) + contained
+    if evaluated:
+        mr["evaluatedResource"] = mr.get("evaluatedResource", []) + evaluated
 
 
 def summary_report(measure: MeasureDef, results: list[SubjectResult], period: tuple[str, str],
@@ -189,4 +226,5 @@ def summary_report(measure: MeasureDef, results: list[SubjectResult], period: tu
         mr["reporter"] = {"reference": reporter}
     if measure.resource.get("improvementNotation"):
         mr["improvementNotation"] = measure.resource["improvementNotation"]
+    _add_supplemental(mr, measure, results, individual=False)
     return mr

@@ -10,7 +10,14 @@ from typing import Any
 import orjson
 
 from ..cql.engine import Context, Engine
-from ..cql.library import ElmLibrary, InvalidElm, LibraryManager, LibraryNotFound, elm_from_library_resource
+from ..cql.library import (
+    ElmLibrary,
+    InvalidElm,
+    LibraryManager,
+    LibraryNotFound,
+    elm_from_library_resource,
+    retrieved_types,
+)
 from ..cql.terminology import ValueSetIndex
 from ..cql.values import CqlError
 from ..fhir.dates import DateParseError, parse_range
@@ -20,7 +27,9 @@ from ..measure.fhirpath_criteria import FhirPathCriteriaError, check_measure
 from ..measure.model import MeasureDef
 from ..measure.report import individual_report, summary_report
 from ..search.query import QueryParser
-from .measure_data import StoreDataSource
+from .measure_data import PatientData, StoreDataSource, prefetch
+
+PREFETCH = 100  # patients whose data a population run reads in one go
 
 
 @dataclass
@@ -30,6 +39,7 @@ class PreparedMeasure:
     library: ElmLibrary | None  # None: the measure's criteria are all FHIRPath (text/fhirpath)
     terminology: ValueSetIndex
     version_key: str
+    data_types: frozenset[str] | None = None  # what the libraries retrieve; None: not known (FHIRPath criteria)
 
 
 class MeasureService:
@@ -136,7 +146,8 @@ class MeasureService:
             for vs in self._search("ValueSet", [("url", url)]):
                 terminology.add(vs)
         assert main is not None
-        prepared = PreparedMeasure(measure, Engine(manager), main, terminology, key)
+        prepared = PreparedMeasure(measure, Engine(manager), main, terminology, key,
+                                   frozenset(retrieved_types(manager.libraries())))
         with self._lock:
             self._cache[key] = prepared
         return prepared
@@ -169,36 +180,100 @@ class MeasureService:
     # -- evaluation --------------------------------------------------------------------------------------
     def evaluate(self, measure_res: dict[str, Any], period_start: str | None, period_end: str | None,
                  report_type: str | None, subject: str | None, reporter: str | None = None,
-                 progress: Any = None) -> dict[str, Any]:
-        period, interval = self.period(period_start, period_end)
+                 progress: Any = None, *, practitioner: str | None = None,
+                 last_received_on: str | None = None) -> dict[str, Any]:
+        """``practitioner``: only the patients whose generalPractitioner it is (within ``subject`` when given);
+        ``last_received_on`` (individual reports only): evaluatedResource lists only what changed after it."""
+        period, _ = self.period(period_start, period_end)
         prepared = self.prepare(measure_res)
         report_type = report_type or ("subject" if subject and subject.startswith("Patient/") else "population")
         if report_type not in ("subject", "subject-list", "population"):
             raise BadRequest(f"reportType must be subject, subject-list or population, got {report_type!r}")
         if report_type == "subject" and not (subject and subject.startswith("Patient/")):
             raise BadRequest("reportType=subject needs subject=Patient/[id]")
+        since = None
+        if last_received_on:
+            if report_type != "subject":
+                raise BadRequest("lastReceivedOn is only valid for patient-level reports (reportType=subject)")
+            try:
+                since = parse_range(last_received_on)[1]
+            except DateParseError as exc:
+                raise BadRequest(f"lastReceivedOn: {exc}") from None
         ids = self.subjects(subject)
-        results: list[SubjectResult] = []
-        last_evaluated: list[str] = []
-        if progress is not None:
-            progress(0, len(ids))
-        if report_type != "subject" and self._distributes(len(ids)):
-            results = self._run_chunks(measure_res, period, ids, progress)
-        else:
-            shared: dict[str, list[dict[str, Any]]] = {}
-            for pid in ids:
-                result, evaluated = self.evaluate_patient(prepared, pid, interval, shared)
-                results.append(result)
-                last_evaluated = evaluated
-                if progress is not None:
-                    progress(1, len(ids))
+        if practitioner:
+            ids = self.patients_of(practitioner, ids, subject)
+        results, last_evaluated = self.results(measure_res, period, ids, progress,
+                                               distribute=report_type != "subject")
         if report_type == "subject":
+            if since is not None:
+                last_evaluated = self._changed_since(last_evaluated, since)
             return individual_report(prepared.measure, results[0], period, last_evaluated, reporter)
         if report_type == "subject-list":
             mr = summary_report(prepared.measure, results, period, "subject-list", subject, None, reporter)
             self._attach_subject_lists(mr, prepared, results)
             return mr
         return summary_report(prepared.measure, results, period, "summary", None, None, reporter)
+
+    def patients_of(self, practitioner: str, ids: list[str], subject: str | None) -> list[str]:
+        rtype, _, rid = practitioner.partition("/")
+        if rtype not in ("Practitioner", "PractitionerRole", "Organization") or not rid:
+            raise BadRequest(f"practitioner must be Practitioner/[id] (or PractitionerRole/[id]), got {practitioner!r}")
+        s = self.store.read(rtype, rid)
+        if s is None or s.deleted:
+            raise NotFound(f"{practitioner} is not known")
+        theirs = {r["id"] for r in self._search("Patient", [("general-practitioner", practitioner)])}
+        kept = [pid for pid in ids if pid in theirs]
+        if subject and subject.startswith("Patient/") and not kept:
+            raise BadRequest(f"{subject} is not a patient of {practitioner} (Patient.generalPractitioner)")
+        return kept
+
+    def _changed_since(self, refs: list[str], since: str) -> list[str]:
+        """The resources among ``refs`` whose current version was stored after ``since`` (UTC, as parse_range
+        gives it)."""
+        by_type: dict[str, list[str]] = {}
+        for ref in refs:
+            rtype, _, rid = ref.partition("/")
+            by_type.setdefault(rtype, []).append(rid)
+        fresh: set[str] = set()
+        for rtype, rids in by_type.items():
+            for rid, stored in self.store.read_many(rtype, rids).items():
+                if parse_range(stored.last_updated)[0] > since:
+                    fresh.add(f"{rtype}/{rid}")
+        return [r for r in refs if r in fresh]
+
+    def results(self, measure_res: dict[str, Any], period: tuple[str, str], ids: list[str], progress: Any = None,
+                distribute: bool = True) -> tuple[list[SubjectResult], list[str]]:
+        """Per-patient results for ``ids`` in order, through the configured executor for large runs; with the
+        resources evaluated for the last patient (an individual report lists them)."""
+        prepared = self.prepare(measure_res)
+        _, interval = self.period(*period)
+        if progress is not None:
+            progress(0, len(ids))
+        if distribute and self._distributes(len(ids)):
+            return self._run_chunks(measure_res, period, ids, progress), []
+        results: list[SubjectResult] = []
+        last_evaluated: list[str] = []
+        shared: dict[str, list[dict[str, Any]]] = {}
+        for pid, data in self.with_data(prepared, ids):
+            result, last_evaluated = self.evaluate_patient(prepared, pid, interval, shared, data,
+                                                           track=len(ids) == 1)
+            results.append(result)
+            if progress is not None:
+                progress(1, len(ids))
+        return results, last_evaluated
+
+    def with_data(self, prepared: PreparedMeasure, ids: list[str]) -> Any:
+        """(patient id, prefetched data or None) in order; data is read ahead in chunks of PREFETCH patients
+        when the measure's retrieved types are known."""
+        if prepared.data_types is None or len(ids) < 2:
+            for pid in ids:
+                yield pid, None
+            return
+        for i in range(0, len(ids), PREFETCH):
+            part = ids[i:i + PREFETCH]
+            data = prefetch(self.store, part, set(prepared.data_types))
+            for pid in part:
+                yield pid, data.get(pid)
 
     def _distributes(self, n: int) -> bool:
         url = getattr(self.store, "url", "")
@@ -230,9 +305,11 @@ class MeasureService:
         return [by_subject[f"Patient/{pid}"] for pid in ids]
 
     def evaluate_patient(self, prepared: PreparedMeasure, patient_id: str, interval: Any,
-                         shared: dict[str, list[dict[str, Any]]] | None = None) -> tuple[SubjectResult, list[str]]:
-        ds = StoreDataSource(self.store, patient_id, shared)
-        ctx = Context(ds, prepared.terminology, {"Measurement Period": interval}, evaluated={})
+                         shared: dict[str, list[dict[str, Any]]] | None = None,
+                         data: PatientData | None = None, track: bool = True) -> tuple[SubjectResult, list[str]]:
+        ds = StoreDataSource(self.store, patient_id, shared, data)
+        ctx = Context(ds, prepared.terminology, {"Measurement Period": interval},
+                      evaluated={} if track else None)
         try:
             result = evaluate_subject(prepared.measure, prepared.engine, prepared.library, ctx,
                                       f"Patient/{patient_id}")
@@ -254,7 +331,7 @@ class MeasureService:
                                   "title": f"{group.id or gi} {code}",
                                   "entry": [{"item": {"reference": s}} for s in members]})
                 pop["subjectResults"] = {"reference": f"#{list_id}"}
-        mr["contained"] = contained
+        mr["contained"] = contained + mr.get("contained", [])
 
     @staticmethod
     def period(start: str | None, end: str | None) -> tuple[tuple[str, str], Any]:

@@ -1,8 +1,13 @@
 """The engine's data port over the gateway store: one patient's data, loaded through the Patient compartment
-on first use of each resource type and kept for the rest of that patient's evaluation."""
+on first use of each resource type and kept for the rest of that patient's evaluation.
+
+Population runs prefetch: for a chunk of patients, every resource of the types a measure retrieves is read
+in one query over the reference index (``prefetch``), instead of one search per patient and type.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -13,15 +18,40 @@ from ..search.query import Criterion, RefValue, SearchQuery
 PAGE = 1000
 
 
+@dataclass
+class PatientData:
+    """One patient's resources read ahead of evaluation, by type (only the prefetched types are present)."""
+    patient: dict[str, Any] | None
+    by_type: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def prefetch(store: Any, patient_ids: list[str], types: set[str]) -> dict[str, PatientData]:
+    """The Patient resources of ``patient_ids`` and their compartment resources of ``types``."""
+    comp = patient_compartment()
+    wanted = {t: comp[t] for t in types if t in comp and t != "Patient"}
+    patients = store.read_many("Patient", patient_ids)
+    rows = store.compartment_contents(patient_ids, wanted)
+    out: dict[str, PatientData] = {}
+    for pid in patient_ids:
+        s = patients.get(pid)
+        data = PatientData(orjson.loads(s.content) if s is not None and s.content else None,
+                           {t: [] for t in wanted})
+        for rtype, _pk, content in rows.get(pid, ()):
+            data.by_type[rtype].append(orjson.loads(content))
+        out[pid] = data
+    return out
+
+
 class StoreDataSource:
     """``shared`` caches resources outside the Patient compartment (Medication, Location, ...) across the
     patients of one evaluation run: a retrieve of such a type returns all of them."""
 
-    def __init__(self, store: Any, patient_id: str, shared: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    def __init__(self, store: Any, patient_id: str, shared: dict[str, list[dict[str, Any]]] | None = None,
+                 prefetched: PatientData | None = None) -> None:
         self.store = store
         self.patient_id = patient_id
-        self._by_type: dict[str, list[dict[str, Any]]] = {}
-        self._patient: dict[str, Any] | None = None
+        self._by_type: dict[str, list[dict[str, Any]]] = dict(prefetched.by_type) if prefetched else {}
+        self._patient: dict[str, Any] | None = prefetched.patient if prefetched else None
         self._shared = shared if shared is not None else {}
 
     def patient(self) -> dict[str, Any] | None:

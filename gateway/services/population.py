@@ -38,4 +38,5 @@ def evaluate_chunk(task: ChunkTask) -> list[SubjectResult]:
     prepared = svc.prepare(orjson.loads(task.measure_json))
     _, interval = svc.period(task.period_start, task.period_end)
     shared: dict[str, list[dict[str, Any]]] = {}
-    return [svc.evaluate_patient(prepared, pid, interval, shared)[0] for pid in task.patient_ids]
+    return [svc.evaluate_patient(prepared, pid, interval, shared, data, track=False)[0]
+            for pid, data in svc.with_data(prepared, list(task.patient_ids))]

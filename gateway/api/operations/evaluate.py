@@ -47,7 +47,9 @@ async def _params(request: Request, settings: Any) -> tuple[dict[str, str], dict
 
 def _bundle(report: dict[str, Any], store: Any, base: str) -> dict[str, Any]:
     entries = [{"fullUrl": f"urn:uuid:{report['id']}", "resource": report}]
-    for ref in [r["reference"] for r in report.get("evaluatedResource", [])]:
+    for ref in [r.get("reference", "") for r in report.get("evaluatedResource", [])]:
+        if ref.startswith("#"):  # contained in the report (supplemental data Observations)
+            continue
         rtype, _, rid = ref.partition("/")
         s = store.read(rtype, rid)
         if s is not None and not s.deleted:
@@ -74,16 +76,20 @@ async def _run(request: Request, settings: Any, measure_id: str | None) -> Respo
             raise BadRequest("Name at least one measure: measureId, measureUrl, measureIdentifier or measure")
         report_type = single.get("reportType")
         subject = single.get("subject")
+        extra = {"practitioner": single.get("practitioner"), "last_received_on": single.get("lastReceivedOn")}
         out = []
         for m in measures:
             if report_type == "subject" and subject and subject.startswith("Group/"):
-                for pid in svc.subjects(subject):  # one individual report per member
+                members = svc.subjects(subject)
+                if extra["practitioner"]:
+                    members = svc.patients_of(extra["practitioner"], members, subject)
+                for pid in members:  # one individual report per member
                     rep = svc.evaluate(m, single.get("periodStart"), single.get("periodEnd"), "subject",
-                                       f"Patient/{pid}", single.get("reporter"))
+                                       f"Patient/{pid}", single.get("reporter"), **extra)
                     out.append({"name": "return", "resource": _bundle(rep, store, svc.base_url)})
                 continue
             rep = svc.evaluate(m, single.get("periodStart"), single.get("periodEnd"), report_type, subject,
-                               single.get("reporter"))
+                               single.get("reporter"), **extra)
             out.append({"name": "return", "resource": _bundle(rep, store, svc.base_url)})
         return {"resourceType": "Parameters", "parameter": out}
 

@@ -45,7 +45,8 @@ async def _run(request: Request, settings: Any, measure_id: str | None) -> Respo
     def work() -> dict[str, Any]:
         measure = svc.find_measure(measure_id, params.get("measure"))
         return svc.evaluate(measure, params.get("periodStart"), params.get("periodEnd"), params.get("reportType"),
-                            params.get("subject"), params.get("reporter"))
+                            params.get("subject"), params.get("reporter"), practitioner=params.get("practitioner"),
+                            last_received_on=params.get("lastReceivedOn"))
 
     report = await run_in_threadpool(work)
     return fhir_response(report, is_pretty=pretty(request))

@@ -360,6 +360,44 @@ class SqlStore:
                 yield _stored(r[1:])
             last = rows[-1][0]
 
+    def compartment_contents(self, patient_ids: list[str], types: dict[str, tuple[str, ...]]
+                             ) -> dict[str, list[tuple[str, int, bytes]]]:
+        """Current resources of the given types in the Patient compartments of ``patient_ids``, in one query
+        per batch of patients: patient id -> [(resource type, pk, JSON content)], each resource once per
+        patient. ``types`` maps a resource type to its compartment parameters (a reference in any other
+        element does not put the resource in the compartment)."""
+        if not patient_ids or not types:
+            return {}
+        ref = IDX["refs"]
+        out: dict[str, list[tuple[str, int, bytes]]] = {}
+        seen: set[tuple[str, int]] = set()
+        for i in range(0, len(patient_ids), 500):
+            part = patient_ids[i:i + 500]
+            stmt = (select(ref.c.target_id, ref.c.res_type, ref.c.param, RESOURCE.c.pk, RESOURCE.c.content)
+                    .join(RESOURCE, RESOURCE.c.pk == ref.c.res_pk)
+                    .where(ref.c.target_type == "Patient", ref.c.target_id.in_(part),
+                           ref.c.res_type.in_(sorted(types)), RESOURCE.c.deleted == false())
+                    .order_by(RESOURCE.c.pk))
+            with self._reader() as conn:
+                for pid, rtype, param, pk, content in conn.execute(stmt):
+                    if param not in types[rtype] or (pid, pk) in seen:
+                        continue
+                    seen.add((pid, pk))
+                    out.setdefault(pid, []).append((rtype, pk, content))
+        return out
+
+    def read_many(self, resource_type: str, ids: list[str]) -> dict[str, StoredResource]:
+        """Current versions of several resources of one type (deleted ones left out)."""
+        out: dict[str, StoredResource] = {}
+        for i in range(0, len(ids), 500):
+            with self._reader() as conn:
+                rows = conn.execute(select(*_COLS).where(RESOURCE.c.res_type == resource_type,
+                                                         RESOURCE.c.res_id.in_(ids[i:i + 500]),
+                                                         RESOURCE.c.deleted == false())).all()
+            for r in rows:
+                out[r[1]] = _stored(r)
+        return out
+
     def count(self, resource_type: str | None = None) -> int:
         cond = [RESOURCE.c.deleted == false()]
         if resource_type:
