@@ -182,3 +182,33 @@ def test_last_received_on_lists_only_what_changed(client: TestClient) -> None:
     assert r.status_code == 400 and "lastReceivedOn" in r.text
     r = client.get(base, params={**PERIOD, "reportType": "population", "lastReceivedOn": "2025-01-01"})
     assert r.status_code == 400 and "patient-level" in r.text
+
+
+def test_cql_messages_reach_the_report(client: TestClient) -> None:
+    """A CQL Message with severity Error (FHIRHelpers on a Quantity whose system is not UCUM's) is reported in
+    a contained OperationOutcome named by cqf-messages; the populations are still computed."""
+    load_measure(client, "CMS69")
+    cases = []
+    for path in case_paths(ECQM / "CMS69"):
+        text = path.read_text()
+        if "https://ucum.org" in text:
+            cases.append(json.loads(text))
+    assert cases
+    tx = as_transaction(cases[0])
+    assert client.post("/fhir", json=tx, headers=JSON).status_code == 200
+    pid = next(e["resource"]["id"] for e in tx["entry"] if e["resource"]["resourceType"] == "Patient")
+    r = client.get(f"/fhir/Measure/{measure_id('CMS69')}/$evaluate-measure",
+                   params={**PERIOD, "subject": f"Patient/{pid}"})
+    report = r.json()
+    [ext] = [e for e in report["extension"] if e["url"] == "http://hl7.org/fhir/StructureDefinition/cqf-messages"]
+    oo = {c["id"]: c for c in report["contained"]}[ext["valueReference"]["reference"][1:]]
+    assert oo["resourceType"] == "OperationOutcome"
+    assert any(i["severity"] == "error" and "https://ucum.org" in i["diagnostics"] for i in oo["issue"])
+    assert report["group"][0]["population"]
+    # a clean case has no messages
+    clean = next(json.loads(p.read_text()) for p in case_paths(ECQM / MEASURE))
+    load_measure(client, MEASURE)
+    tx = as_transaction(clean)
+    assert client.post("/fhir", json=tx, headers=JSON).status_code == 200
+    pid = next(e["resource"]["id"] for e in tx["entry"] if e["resource"]["resourceType"] == "Patient")
+    assert not any("messages" in e["url"] for e in _report(client, subject=f"Patient/{pid}")["extension"])

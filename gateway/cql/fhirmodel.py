@@ -15,6 +15,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from .datetime import parse_date, parse_datetime, parse_time
+
 PRIMITIVES = {
     "boolean", "integer", "string", "decimal", "uri", "url", "canonical", "base64Binary", "instant", "date",
     "dateTime", "time", "code", "oid", "id", "markdown", "unsignedInt", "positiveInt", "uuid", "xhtml",
@@ -156,6 +158,39 @@ def children(node: Node, name: str) -> list[Node]:
     return [Node(v, v.get("resourceType", "Element") if isinstance(v, dict) else "string") for v in vals]
 
 
+_UNRESOLVED = object()
+_RESOLVED: dict[tuple[str, str], Any] = {}  # (type, name) -> Field, tuple of choice Fields, or None
+
+
+def _resolve(type_name: str, name: str) -> Any:
+    key = (type_name, name)
+    r = _RESOLVED.get(key, _UNRESOLVED)
+    if r is _UNRESOLVED:
+        info = type_info(type_name)
+        r = None if info is None else (info.fields.get(name) or info.choices.get(name) or False)
+        _RESOLVED[key] = r
+    return r
+
+
+def step(node: Node, name: str) -> Any:
+    """One navigation step from a complex element: the child Node, the list of child Nodes for a repeating
+    element, or None (``children`` plus the cardinality of ``name``, resolved once per type and name)."""
+    obj = node.value
+    r = _resolve(node.type, name)
+    if isinstance(r, Field):
+        kids = _wrap(obj.get(name), r.type, obj.get("_" + name))
+        return kids if r.is_list else (kids[0] if kids else None)
+    if r:  # a choice element: the alternative present in the JSON
+        for alt in r:
+            if alt.json_name in obj or "_" + alt.json_name in obj:
+                kids = _wrap(obj.get(alt.json_name), alt.type, obj.get("_" + alt.json_name))
+                return kids if alt.is_list else (kids[0] if kids else None)
+        return [] if r[0].is_list else None
+    kids = children(node, name)  # contained resources and unknown shapes: the JSON decides
+    is_list = isinstance(obj.get(name), list) if r is None else False
+    return kids if is_list else (kids[0] if kids else None)
+
+
 def _wrap(val: Any, tname: str, ext: Any) -> list[Node]:
     if val is None and ext is None:
         return []
@@ -177,16 +212,10 @@ def primitive_value(node: Node) -> Any:
         return None
     t = node.type
     if t == "date":
-        from .datetime import parse_date
-
         return parse_date(v)
     if t in ("dateTime", "instant"):
-        from .datetime import parse_datetime
-
         return parse_datetime(v)
     if t == "time":
-        from .datetime import parse_time
-
         return parse_time(v)
     if t == "decimal":
         return v if isinstance(v, Decimal) else Decimal(str(v))

@@ -8,7 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 from .engine import Context, EvaluationError, Fn, LibraryCompiler, compiles
-from .fhirmodel import Node, children, primitive_value
+from .fhirmodel import Node, children, primitive_value, type_info
+from .fhirmodel import step as fhir_step
 from .types import is_of_type, spec_key
 from .values import Code, Concept, CqlError
 
@@ -319,7 +320,9 @@ def _step(value: Any, name: str) -> Any:
                 out.append(r)
         return out
     if isinstance(value, Node):
-        if not isinstance(value.value, dict) and name == "value":
+        if isinstance(value.value, dict):
+            return fhir_step(value, name)
+        if name == "value":
             return primitive_value(value)
         kids = children(value, name)
         info_list = _is_list_field(value, name)
@@ -337,8 +340,6 @@ def _step(value: Any, name: str) -> Any:
 
 
 def _is_list_field(node: Node, name: str) -> bool:
-    from .fhirmodel import type_info
-
     info = type_info(node.type)
     if info is None:
         return isinstance(node.value, dict) and isinstance(node.value.get(name), list)

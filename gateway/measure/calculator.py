@@ -49,6 +49,7 @@ class SubjectResult:
     subject: str
     groups: list[GroupResult]
     supplemental: dict[str, list[SdeValue]] = field(default_factory=dict)  # SDE id (or expression) -> values
+    messages: list[str] = field(default_factory=list)  # "severity: text" from CQL Message and failed SDEs
     evaluated: list[str] = field(default_factory=list)
 
 
@@ -260,4 +261,5 @@ def evaluate_subject(measure: MeasureDef, engine: Engine, library: ElmLibrary | 
             ctx.messages.append(f"warning: supplemental data element {sid or expr}: {exc}")
             continue
         out.supplemental[sid or expr] = sde_values(value)
+    out.messages = list(dict.fromkeys(ctx.messages))
     return out

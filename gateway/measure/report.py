@@ -154,6 +154,7 @@ def individual_report(measure: MeasureDef, result: SubjectResult, period: tuple[
     mr["group"] = [_group_json(gr.group, {c: len(k) for c, k in gr.members.items()},
                                [v for _, _, v in gr.observations], None, [gr]) for gr in result.groups]
     _add_supplemental(mr, measure, [result], individual=True)
+    _add_messages(mr, [result])
     entries = _evaluated_entries(result, evaluated or [])
     if entries:
         mr["evaluatedResource"] = entries + mr.get("evaluatedResource", [])
@@ -178,6 +179,32 @@ def _evaluated_entries(result: SubjectResult, evaluated: list[str]) -> list[dict
             entry["extension"] = [{"url": CRITERIA_REF, "valueString": n} for n in fed[ref]]
         out.append(entry)
     return out
+
+
+MESSAGES_EXT = "http://hl7.org/fhir/StructureDefinition/cqf-messages"
+MAX_MESSAGES = 100
+
+
+def _add_messages(mr: dict[str, Any], results: list[SubjectResult]) -> None:
+    """Evaluation messages (CQL Message errors and warnings, supplemental data that could not be computed) as
+    a contained OperationOutcome named by the cqf-messages extension; a population report counts subjects."""
+    seen: dict[str, int] = {}
+    for r in results:
+        for m in r.messages:
+            seen[m] = seen.get(m, 0) + 1
+    if not seen:
+        return
+    issues = []
+    for text, n in list(seen.items())[:MAX_MESSAGES]:
+        sev, _, rest = text.partition(": ")
+        severity = sev if sev in ("fatal", "error", "warning", "information") else "information"
+        if sev not in ("fatal", "error", "warning", "information"):
+            rest = text
+        diag = rest if len(results) == 1 else f"{rest} ({n} of {len(results)} subjects)"
+        issues.append({"severity": severity, "code": "processing", "diagnostics": diag})
+    mr["contained"] = mr.get("contained", []) + [{"resourceType": "OperationOutcome", "id": "messages",
+                                                  "issue": issues}]
+    mr["extension"] = mr.get("extension", []) + [{"url": MESSAGES_EXT, "valueReference": {"reference": "#messages"}}]
 
 
 def _add_supplemental(mr: dict[str, Any], measure: MeasureDef, results: list[SubjectResult],
@@ -227,4 +254,5 @@ def summary_report(measure: MeasureDef, results: list[SubjectResult], period: tu
     if measure.resource.get("improvementNotation"):
         mr["improvementNotation"] = measure.resource["improvementNotation"]
     _add_supplemental(mr, measure, results, individual=False)
+    _add_messages(mr, results)
     return mr
