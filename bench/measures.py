@@ -27,6 +27,7 @@ Results: bench/results/measures.json and bench/results/measures.md (also printed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -104,6 +105,20 @@ def store_copies(store: SqlStore, cases: list[Case], n: int) -> tuple[list[str],
             flush()
     flush()
     return ids, source, total, time.perf_counter() - t0
+
+
+def known_copies(store: SqlStore, cases: list[Case], n: int) -> tuple[list[str], dict[str, Case], int] | None:
+    """The copies a database made by an earlier run already holds (copies are deterministic), or None."""
+    if store.count("Patient") != n:
+        return None
+    ids: list[str] = []
+    source: dict[str, Case] = {}
+    total = 0
+    for case, pid, resources in generate(cases, n):
+        ids.append(pid)
+        source[pid] = case
+        total += len(resources)
+    return ids, source, total
 
 
 def measure_resource(ecqm: Path, name: str) -> dict[str, Any]:
@@ -214,17 +229,24 @@ def compare_fqm(results: list[Any], fqm: dict[str, Any]) -> tuple[int, list[str]
 def run_size(n: int, url: str, args: argparse.Namespace, cases: list[Case], ecqm: Path,
              overrides: dict[tuple[str, str], Any], modules: Path | None) -> dict[str, Any]:
     store = SqlStore(url)
-    rest = RestService(store, BASE, "lenient", 50, 1000)
-    summary = Loader(rest, "lenient").load([ecqm / m / "measure-bundle.json" for m in args.measures])
-    if summary.errors:
-        raise RuntimeError(f"measure bundles did not load: {summary.errors[:3]}")
-    ids, source, resources, load_s = store_copies(store, cases, n)
+    known = known_copies(store, cases, n) if args.db else None
+    if known is not None:
+        ids, source, resources = known
+        load_s = 0.0
+        print(f"  reusing {args.db}: {n:,} patients already stored")
+    else:
+        rest = RestService(store, BASE, "lenient", 50, 1000)
+        summary = Loader(rest, "lenient").load([ecqm / m / "measure-bundle.json" for m in args.measures])
+        if summary.errors:
+            raise RuntimeError(f"measure bundles did not load: {summary.errors[:3]}")
+        ids, source, resources, load_s = store_copies(store, cases, n)
     if store.dialect == "postgresql":
         with store.engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
     row: dict[str, Any] = {"patients": n, "resources": resources, "load_seconds": round(load_s, 1),
-                           "load_per_s": round(resources / load_s), "measures": {}}
-    print(f"  {n:,} patients, {resources:,} resources stored in {load_s:.1f} s")
+                           "load_per_s": round(resources / load_s) if load_s else None, "measures": {}}
+    if load_s:
+        print(f"  {n:,} patients, {resources:,} resources stored in {load_s:.1f} s")
     fqm_tmp = tempfile.mkdtemp(prefix="gw-fqm-") if modules is not None and n == min(args.sizes) else None
     try:
         if fqm_tmp:
@@ -293,7 +315,9 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {n:,} | {name} | {m['fqm']['seconds']} | {m['fqm']['patients_per_s']:,} | "
                          f"{first['patients_per_s']:,} | {m['fqm']['ratio']}x | {m['fqm']['disagreements']} |")
     lines += ["", "Loading (store bulk path): " + ", ".join(
-        f"{r['patients']:,} patients = {r['resources']:,} resources in {r['load_seconds']} s" for r in result["rows"])]
+        f"{r['patients']:,} patients = {r['resources']:,} resources in {r['load_seconds']} s"
+        if r["load_seconds"] else f"{r['patients']:,} patients = {r['resources']:,} resources (database reused)"
+        for r in result["rows"])]
     return "\n".join(lines) + "\n"
 
 
@@ -310,12 +334,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fqm-dir", default=str(BENCH_DIR / ".fqm"))
     p.add_argument("--pg-admin", default=os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"))
     p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432"))
+    p.add_argument("--db", help="keep the SQLite database in this file and reuse it when it already holds the "
+                                "patients of the (single) size asked for: a 100,000-patient run then skips loading")
     p.add_argument("--note", default="", help="free text written with the results (e.g. other load on the machine)")
     p.add_argument("--out", default=str(BENCH_DIR / "results" / "measures"))
     args = p.parse_args(argv)
     args.sizes = sorted(int(s) for s in args.sizes.split(","))
     args.measures = args.measures.split(",")
     args.executors = args.executors.split(",")
+    if args.db and len(args.sizes) != 1:
+        p.error("--db takes one size")
     return args
 
 
@@ -330,7 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for n in args.sizes:
         print(f"{n:,} patients on {args.backend}")
-        backend = sqlite_backend() if args.backend == "sqlite" else postgres_backend(args.pg_admin, args.pg_url)
+        if args.db:
+            backend = contextlib.nullcontext(f"sqlite:///{Path(args.db).resolve()}")
+        elif args.backend == "sqlite":
+            backend = sqlite_backend()
+        else:
+            backend = postgres_backend(args.pg_admin, args.pg_url)
         with backend as url:
             row = run_size(n, url, args, cases, ecqm, overrides, modules)
         result["rows"].append(row)
