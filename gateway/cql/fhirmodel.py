@@ -115,6 +115,7 @@ def type_info(type_name: str) -> TypeInfo | None:
     return TypeInfo(type_name, fields, {k: tuple(v) for k, v in choices.items()})
 
 
+@lru_cache(maxsize=8192)
 def is_subtype(type_name: str, of: str) -> bool:
     t: str | None = type_name
     while t is not None:

@@ -133,7 +133,19 @@ def _retrieve(node: dict[str, Any], c: LibraryCompiler) -> Fn:
                 return []
             pred = _code_filter(codes_value, ctx, comparator)
             prop = code_property or "code"
-            nodes = [n for n in nodes if pred(_codes_of(get_property(n, prop)))]
+            # a resource's code pairs, read once per context and code path: many retrieves filter the same
+            # resources by different value sets
+            pairs = ctx.retrieve_cache.get(("codes", prop))
+            if pairs is None:
+                pairs = ctx.retrieve_cache[("codes", prop)] = {}
+            kept = []
+            for n in nodes:
+                got = pairs.get(id(n))
+                if got is None:
+                    got = pairs[id(n)] = (n, _codes_of(get_property(n, prop)))
+                if pred(got[1]):
+                    kept.append(n)
+            nodes = kept
             if date_range is None:
                 ctx.retrieve_cache[key] = nodes
         if date_range is not None and date_property:
