@@ -167,7 +167,7 @@ def evaluate(
 
     settings = _settings(database)
     store = SqlStore(settings.resolved_database_url())
-    svc = MeasureService(store, settings.fhir_base(), executor)
+    svc = MeasureService(store, settings.fhir_base(), executor, reporter=settings.reporter)
     try:
         if "/" in measure and not measure.startswith("Measure/") or "|" in measure:
             measure_res = svc.find_measure(None, measure)

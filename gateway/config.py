@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     enforce_referential_integrity: bool = True  # for transaction bundles
     log_level: str = "INFO"
     executor: str = "inprocess"  # population runs: inprocess | processes[:N] | dask://host:port
+    reporter: str = ""  # MeasureReport.reporter when a request names none, e.g. Organization/acme-health
 
     def resolved_database_url(self) -> str:
         return self.database_url or default_database_url()

@@ -137,7 +137,7 @@ def test_population_and_subject_list_agree_with_individual_reports(client: TestC
     assert listed["type"] == "subject-list" and counts(listed)[0] == dict(total)
     lists = {c["id"]: c for c in listed["contained"]}
     for pop in listed["group"][0]["population"]:
-        members = lists[pop["subjectResults"]["reference"][1:]]["entry"]
+        members = lists[pop["subjectResults"]["reference"][1:]].get("entry", [])
         assert len(members) == pop["count"]
     num = total["numerator"] - total.get("numerator-exclusion", 0)
     den = total["denominator"] - total["denominator-exclusion"] - total.get("denominator-exception", 0)

@@ -266,7 +266,8 @@ def test_stratifier_and_evaluated_resources(service: MeasureService) -> None:
 
 def test_subject_list(service: MeasureService) -> None:
     report = service.evaluate(service.find_measure(DM, None), *PERIOD, "subject-list", None)
-    lists = {c["id"]: {e["item"]["reference"] for e in c["entry"]} for c in report["contained"]}
+    lists = {c["id"]: {e["item"]["reference"] for e in c.get("entry", [])} for c in report["contained"]
+             if c["resourceType"] == "List"}
     num = lists["subjects-g0-p2"]  # the third population: numerator
     assert num == {f"Patient/{p}" for p, (_, exp) in DM_CASES.items() if exp[2]}
 

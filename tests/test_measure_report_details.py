@@ -212,3 +212,29 @@ def test_cql_messages_reach_the_report(client: TestClient) -> None:
     assert client.post("/fhir", json=tx, headers=JSON).status_code == 200
     pid = next(e["resource"]["id"] for e in tx["entry"] if e["resource"]["resourceType"] == "Patient")
     assert not any("messages" in e["url"] for e in _report(client, subject=f"Patient/{pid}")["extension"])
+
+
+def test_reports_follow_the_deqm_scoring_notation_and_reporter_rules(store: Any) -> None:
+    from tests.conftest import make_client
+
+    with make_client(store, enforce_referential_integrity=False, reporter="Organization/acme-health") as c:
+        [(_, pid)] = _load_cases(c, 1)
+        measure = c.get(f"/fhir/Measure/{measure_id(MEASURE)}").json()
+        notation = [next(e["valueCodeableConcept"]["coding"][0]["code"] for e in g["extension"]
+                         if e["url"].endswith("cqfm-improvementNotation")) for g in measure["group"]]
+        scoring_url = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/extension-measureScoring"
+        for params in ({"subject": f"Patient/{pid}"}, {"reportType": "population"},
+                       {"subject": f"Patient/{pid}", "reporter": "Organization/other"}):
+            report = _report(c, **params)
+            # deqm-3: scoring on the report (one scoring for all groups) and not on the groups
+            assert [e["url"] for e in report["extension"]].count(scoring_url) == 1
+            assert all(e["url"] != scoring_url for g in report["group"] for e in g["extension"])
+            # deqm-2 / deqm-4: improvement notation on the report and on each scored group, as the Measure says
+            assert report["improvementNotation"]["coding"][0]["code"] == notation[0]
+            assert [next(e["valueCodeableConcept"]["coding"][0]["code"] for e in g["extension"]
+                         if e["url"].endswith("extension-groupImprovementNotation"))
+                    for g in report["group"]] == notation
+            assert report["reporter"] == {"reference": params.get("reporter", "Organization/acme-health")}
+    with make_client(store, enforce_referential_integrity=False) as c:
+        report = _report(c, reportType="population")
+        assert report["reporter"]["display"]  # 1..1 in DEQM: without a configured Organization, a display

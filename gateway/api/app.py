@@ -52,7 +52,7 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
                                  settings.max_page_size)
     from ..services.evaluate import MeasureService
 
-    app.state.measures = MeasureService(store, base, settings.executor)
+    app.state.measures = MeasureService(store, base, settings.executor, reporter=settings.reporter)
     app.state.capability = orjson.dumps(build_capability(base, OPERATIONS))
     errors.install(app)
     app.include_router(system.health_router)

@@ -27,6 +27,41 @@ def measure_canonical(measure: MeasureDef) -> str:
     return f"{url}|{res['version']}" if res.get("version") else url
 
 
+SCORED = ("proportion", "ratio", "continuous-variable")
+
+
+def _improvement(code: str) -> dict[str, Any]:
+    return {"coding": [{"system": IMPROVEMENT_SYSTEM, "code": code}]}
+
+
+def _root(measure: MeasureDef, report_type: str, period: tuple[str, str], reporter: str | None) -> dict[str, Any]:
+    """The parts every report shares. DEQM: measureScoring on the report when all groups share one scoring
+    (else on every group, never both: deqm-3); improvementNotation on the report for scored measures (deqm-2),
+    from the Measure or, when its groups agree, from them; reporter 1..1."""
+    scorings = {g.scoring for g in measure.groups} or {"proportion"}
+    mr: dict[str, Any] = {
+        "resourceType": "MeasureReport",
+        "id": str(uuid.uuid4()),
+        "meta": {"profile": [PROFILE[report_type]]},
+    }
+    if len(scorings) == 1:
+        mr["extension"] = [_scoring_ext(next(iter(scorings)))]
+    mr.update({"status": "complete", "type": report_type, "measure": measure_canonical(measure),
+               "date": now_instant(), "period": {"start": period[0], "end": period[1]}})
+    mr["reporter"] = {"reference": reporter} if reporter else {"display": DEFAULT_REPORTER}
+    notation = measure.resource.get("improvementNotation")
+    if notation:
+        mr["improvementNotation"] = notation
+    else:
+        found = {g.improvement for g in measure.groups if g.scoring in SCORED}
+        if len(found) == 1 and None not in found:
+            mr["improvementNotation"] = _improvement(next(iter(found)))  # type: ignore[arg-type]
+    return mr
+
+
+DEFAULT_REPORTER = "FHIR VBC Gateway (set GATEWAY_REPORTER to the reporting Organization)"
+
+
 def _scoring_ext(code: str) -> dict[str, Any]:
     return {"url": DEQM + "extension-measureScoring",
             "valueCodeableConcept": {"coding": [{"system": SCORING_SYSTEM, "code": code}]}}
@@ -101,15 +136,19 @@ def _strata_json(group: Group, results: list[GroupResult]) -> list[dict[str, Any
 
 
 def _group_json(group: Group, counts: dict[str, int], observations: list[Any],
-                subject_lists: dict[str, str] | None = None, results: list[GroupResult] | None = None
-                ) -> dict[str, Any]:
+                subject_lists: dict[str, str] | None = None, results: list[GroupResult] | None = None,
+                scoring_per_group: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if group.id:
         out["id"] = group.id
     if group.raw.get("code"):
         out["code"] = group.raw["code"]
-    out["extension"] = [{"url": DEQM + "extension-calculatedDate", "valueDateTime": now_instant()},
-                        _scoring_ext(group.scoring)]
+    out["extension"] = [{"url": DEQM + "extension-calculatedDate", "valueDateTime": now_instant()}]
+    if scoring_per_group:
+        out["extension"].append(_scoring_ext(group.scoring))
+    if group.improvement and group.scoring in SCORED:
+        out["extension"].append({"url": DEQM + "extension-groupImprovementNotation",
+                                 "valueCodeableConcept": _improvement(group.improvement)})
     pops = []
     for p in group.populations:
         if p.code == "measure-observation":
@@ -135,24 +174,11 @@ def _group_json(group: Group, counts: dict[str, int], observations: list[Any],
 
 def individual_report(measure: MeasureDef, result: SubjectResult, period: tuple[str, str],
                       evaluated: list[str] | None = None, reporter: str | None = None) -> dict[str, Any]:
-    mr: dict[str, Any] = {
-        "resourceType": "MeasureReport",
-        "id": str(uuid.uuid4()),
-        "meta": {"profile": [PROFILE["individual"]]},
-        "extension": [_scoring_ext(measure.groups[0].scoring if measure.groups else "proportion")],
-        "status": "complete",
-        "type": "individual",
-        "measure": measure_canonical(measure),
-        "subject": {"reference": result.subject},
-        "date": now_instant(),
-        "period": {"start": period[0], "end": period[1]},
-    }
-    if reporter:
-        mr["reporter"] = {"reference": reporter}
-    if measure.resource.get("improvementNotation"):
-        mr["improvementNotation"] = measure.resource["improvementNotation"]
+    mr = _root(measure, "individual", period, reporter)
+    mr["subject"] = {"reference": result.subject}
+    per_group = "extension" not in mr
     mr["group"] = [_group_json(gr.group, {c: len(k) for c, k in gr.members.items()},
-                               [v for _, _, v in gr.observations], None, [gr]) for gr in result.groups]
+                               [v for _, _, v in gr.observations], None, [gr], per_group) for gr in result.groups]
     _add_supplemental(mr, measure, [result], individual=True)
     _add_messages(mr, [result])
     entries = _evaluated_entries(result, evaluated or [])
@@ -224,6 +250,8 @@ def _add_supplemental(mr: dict[str, Any], measure: MeasureDef, results: list[Sub
 def summary_report(measure: MeasureDef, results: list[SubjectResult], period: tuple[str, str],
                    report_type: str = "summary", subject: str | None = None,
                    subject_lists: list[dict[str, str]] | None = None, reporter: str | None = None) -> dict[str, Any]:
+    mr = _root(measure, report_type, period, reporter)
+    per_group = "extension" not in mr
     groups = []
     for i, g in enumerate(measure.groups):
         counts: Counter[str] = Counter()
@@ -234,25 +262,10 @@ def summary_report(measure: MeasureDef, results: list[SubjectResult], period: tu
                 counts[code] += len(keys)
             observations.extend(v for _, _, v in gr.observations)
         groups.append(_group_json(g, dict(counts), observations, subject_lists[i] if subject_lists else None,
-                                  [r.groups[i] for r in results]))
-    mr: dict[str, Any] = {
-        "resourceType": "MeasureReport",
-        "id": str(uuid.uuid4()),
-        "meta": {"profile": [PROFILE[report_type]]},
-        "extension": [_scoring_ext(measure.groups[0].scoring if measure.groups else "proportion")],
-        "status": "complete",
-        "type": report_type,
-        "measure": measure_canonical(measure),
-        "date": now_instant(),
-        "period": {"start": period[0], "end": period[1]},
-        "group": groups,
-    }
+                                  [r.groups[i] for r in results], per_group))
+    mr["group"] = groups
     if subject and report_type == "subject-list":
         mr["subject"] = {"reference": subject}
-    if reporter:
-        mr["reporter"] = {"reference": reporter}
-    if measure.resource.get("improvementNotation"):
-        mr["improvementNotation"] = measure.resource["improvementNotation"]
     _add_supplemental(mr, measure, results, individual=False)
     _add_messages(mr, results)
     return mr

@@ -43,8 +43,11 @@ class PreparedMeasure:
 
 
 class MeasureService:
-    def __init__(self, store: Any, base_url: str, executor: str | None = None, chunk_size: int = 200) -> None:
-        """``executor``: inprocess (default), processes[:N] or dask://host:port for population runs."""
+    def __init__(self, store: Any, base_url: str, executor: str | None = None, chunk_size: int = 200,
+                 reporter: str | None = None) -> None:
+        """``executor``: inprocess (default), processes[:N] or dask://host:port for population runs;
+        ``reporter``: MeasureReport.reporter when a request names none."""
+        self.default_reporter = reporter or None
         self.executor_spec = executor or "inprocess"
         self.chunk_size = chunk_size
         self.store = store
@@ -186,6 +189,7 @@ class MeasureService:
         ``last_received_on`` (individual reports only): evaluatedResource lists only what changed after it."""
         period, _ = self.period(period_start, period_end)
         prepared = self.prepare(measure_res)
+        reporter = reporter or self.default_reporter
         report_type = report_type or ("subject" if subject and subject.startswith("Patient/") else "population")
         if report_type not in ("subject", "subject-list", "population"):
             raise BadRequest(f"reportType must be subject, subject-list or population, got {report_type!r}")
@@ -327,9 +331,11 @@ class MeasureService:
                 code = pop["code"]["coding"][0]["code"]
                 members = [r.subject for r in results if r.groups[gi].members.get(code)]
                 list_id = f"subjects-g{gi}-p{pi}"
-                contained.append({"resourceType": "List", "id": list_id, "status": "current", "mode": "snapshot",
-                                  "title": f"{group.id or gi} {code}",
-                                  "entry": [{"item": {"reference": s}} for s in members]})
+                listed: dict[str, Any] = {"resourceType": "List", "id": list_id, "status": "current",
+                                          "mode": "snapshot", "title": f"{group.id or gi} {code}"}
+                if members:  # FHIR JSON has no empty arrays
+                    listed["entry"] = [{"item": {"reference": s}} for s in members]
+                contained.append(listed)
                 pop["subjectResults"] = {"reference": f"#{list_id}"}
         mr["contained"] = contained + mr.get("contained", [])
 
