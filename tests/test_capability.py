@@ -43,6 +43,17 @@ ROUTE_INTERACTIONS = {
     ("POST", "/fhir/Measure/$evaluate"): "operation:evaluate",
     ("GET", "/fhir/Measure/{measure_id}/$evaluate"): "operation:evaluate",
     ("POST", "/fhir/Measure/{measure_id}/$evaluate"): "operation:evaluate",
+    ("GET", "/fhir/Measure/$care-gaps"): "operation:care-gaps",
+    ("POST", "/fhir/Measure/$care-gaps"): "operation:care-gaps",
+    ("GET", "/fhir/Measure/{measure_id}/$care-gaps"): "operation:care-gaps",
+    ("POST", "/fhir/Measure/{measure_id}/$care-gaps"): "operation:care-gaps",
+    ("GET", "/fhir/Measure/$data-requirements"): "operation:data-requirements",
+    ("POST", "/fhir/Measure/$data-requirements"): "operation:data-requirements",
+    ("GET", "/fhir/Measure/{measure_id}/$data-requirements"): "operation:data-requirements",
+    ("POST", "/fhir/Measure/{measure_id}/$data-requirements"): "operation:data-requirements",
+    ("POST", "/fhir/Measure/$submit-data"): "operation:submit-data",
+    ("POST", "/fhir/Measure/$deqm-submit-data"): "operation:submit-data",
+    ("POST", "/fhir/Measure/{measure_id}/$submit-data"): "operation:submit-data",
 }
 
 

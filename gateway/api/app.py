@@ -15,7 +15,7 @@ from ..logs import RequestIdMiddleware
 from ..services.capability import build_capability
 from ..services.rest import RestService
 from . import errors, instance, system, type_level
-from .operations import evaluate, evaluate_measure
+from .operations import care_gaps, data_requirements, evaluate, evaluate_measure, submit_data
 
 log = logging.getLogger("gateway")
 OPERATIONS = [
@@ -25,6 +25,24 @@ OPERATIONS = [
     {"name": "evaluate", "definition": "http://hl7.org/fhir/us/davinci-deqm/OperationDefinition/evaluate",
      "documentation": "DEQM Measure/$evaluate: measureId, measureUrl, measureIdentifier, measure (repeatable), "
                       "measureResource; returns Parameters of Bundles (MeasureReport + data of interest)"},
+    {"name": "care-gaps", "definition": "http://hl7.org/fhir/us/davinci-deqm/OperationDefinition/care-gaps",
+     "documentation": "DEQM Measure/$care-gaps and Measure/[id]/$care-gaps, GET and POST: gaps-in-care document "
+                      "(or collection, isDocument=false) Bundles per patient; status open-gap | closed-gap | "
+                      "prospective-gap | not-applicable; subject Patient/Group, subjectGroup, practitioner, "
+                      "organization(Resource); measures by measureId, measureUrl, measureIdentifier, measure, "
+                      "measureResource, manifest, topic"},
+    {"name": "data-requirements",
+     "definition": "http://hl7.org/fhir/OperationDefinition/Measure-data-requirements",
+     "documentation": "Measure/[id]/$data-requirements (and Measure/$data-requirements?measure=), GET and POST: "
+                      "module-definition Library derived from the measure's ELM (types, profiles, value set and "
+                      "code filters, date filters, mustSupport)"},
+    {"name": "submit-data", "definition": "http://hl7.org/fhir/OperationDefinition/Measure-submit-data",
+     "extension": [{"url": "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/extension-submitDataUpdateType",
+                    "valueCode": code} for code in ("incremental", "snapshot")],
+     "documentation": "Measure/$submit-data and Measure/[id]/$submit-data (POST; alias Measure/$deqm-submit-data): "
+                      "DEQM 'bundle' parameters or the R4 measureReport + resource form; data-collection "
+                      "MeasureReport with submitDataUpdateType incremental or snapshot; stored atomically with a "
+                      "Provenance (X-Provenance honoured)"},
 ]
 
 
@@ -59,6 +77,9 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.include_router(system.router, prefix="/fhir")
     app.include_router(evaluate_measure.router, prefix="/fhir")
     app.include_router(evaluate.router, prefix="/fhir")
+    app.include_router(care_gaps.router, prefix="/fhir")
+    app.include_router(data_requirements.router, prefix="/fhir")
+    app.include_router(submit_data.router, prefix="/fhir")
     app.include_router(type_level.router, prefix="/fhir")
     app.include_router(instance.router, prefix="/fhir")
     app.include_router(type_level.compartment_router, prefix="/fhir")
