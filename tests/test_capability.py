@@ -54,6 +54,10 @@ ROUTE_INTERACTIONS = {
     ("POST", "/fhir/Measure/$submit-data"): "operation:submit-data",
     ("POST", "/fhir/Measure/$deqm-submit-data"): "operation:submit-data",
     ("POST", "/fhir/Measure/{measure_id}/$submit-data"): "operation:submit-data",
+    ("GET", "/fhir/Measure/$collect-data"): "operation:collect-data",
+    ("POST", "/fhir/Measure/$collect-data"): "operation:collect-data",
+    ("GET", "/fhir/Measure/{measure_id}/$collect-data"): "operation:collect-data",
+    ("POST", "/fhir/Measure/{measure_id}/$collect-data"): "operation:collect-data",
 }
 
 

@@ -15,7 +15,7 @@ from ..logs import RequestIdMiddleware
 from ..services.capability import build_capability
 from ..services.rest import RestService
 from . import errors, instance, system, type_level
-from .operations import care_gaps, data_requirements, evaluate, evaluate_measure, submit_data
+from .operations import care_gaps, collect_data, data_requirements, evaluate, evaluate_measure, submit_data
 
 log = logging.getLogger("gateway")
 OPERATIONS = [
@@ -43,6 +43,11 @@ OPERATIONS = [
                       "DEQM 'bundle' parameters or the R4 measureReport + resource form; data-collection "
                       "MeasureReport with submitDataUpdateType incremental or snapshot; stored atomically with a "
                       "Provenance (X-Provenance honoured)"},
+    {"name": "collect-data", "definition": "http://hl7.org/fhir/us/davinci-deqm/OperationDefinition/collect-data",
+     "documentation": "Measure/$collect-data and Measure/[id]/$collect-data, GET and POST: per measure and patient "
+                      "a collection Bundle with a Data Exchange MeasureReport (reporter = organization) and the "
+                      "data the measure's retrieves select; subject Patient/Group, subjectGroup, practitioner or "
+                      "the whole population; lastReceivedOn for incremental pulls"},
 ]
 
 
@@ -80,6 +85,7 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.include_router(care_gaps.router, prefix="/fhir")
     app.include_router(data_requirements.router, prefix="/fhir")
     app.include_router(submit_data.router, prefix="/fhir")
+    app.include_router(collect_data.router, prefix="/fhir")
     app.include_router(type_level.router, prefix="/fhir")
     app.include_router(instance.router, prefix="/fhir")
     app.include_router(type_level.compartment_router, prefix="/fhir")
