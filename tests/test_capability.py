@@ -58,6 +58,10 @@ ROUTE_INTERACTIONS = {
     ("POST", "/fhir/Measure/$collect-data"): "operation:collect-data",
     ("GET", "/fhir/Measure/{measure_id}/$collect-data"): "operation:collect-data",
     ("POST", "/fhir/Measure/{measure_id}/$collect-data"): "operation:collect-data",
+    ("POST", "/fhir/{rtype}/$validate"): "operation:validate",
+    ("GET", "/fhir/Measure/$care-gaps-status/{job_id}"): "operation:care-gaps",
+    ("GET", "/fhir/Measure/$care-gaps-status/{job_id}/output"): "operation:care-gaps",
+    ("DELETE", "/fhir/Measure/$care-gaps-status/{job_id}"): "operation:care-gaps",
 }
 
 
@@ -116,3 +120,20 @@ def test_every_claimed_search_parameter_works(app_client: TestClient) -> None:
             if resp.status_code != 200:
                 failures.append((r["type"], p["name"], resp.status_code, resp.text[:200]))
     assert failures == []
+
+
+def test_deqm_capabilities(app_client: TestClient) -> None:
+    cs = app_client.get("/fhir/metadata").json()
+    deqm = "http://hl7.org/fhir/us/davinci-deqm/CapabilityStatement/"
+    assert sorted(cs["instantiates"]) == [deqm + "consumer-server", deqm + "gic-server", deqm + "receiver-server"]
+    ops = {op["name"]: op for op in cs["rest"][0]["operation"]}
+    # consumer-server: $data-requirements and $submit-data with the update types declared
+    assert {"data-requirements", "submit-data", "care-gaps", "collect-data"} <= set(ops)
+    declared = [e["valueCode"] for e in ops["submit-data"]["extension"]
+                if e["url"].endswith("extension-submitDataUpdateType")]
+    assert declared == ["incremental", "snapshot"]
+    # receiver-server and gic-server: MeasureReport create, update, patch and search by DEQM's category
+    mr = next(r for r in cs["rest"][0]["resource"] if r["type"] == "MeasureReport")
+    assert {"create", "update", "patch", "search-type"} <= {i["code"] for i in mr["interaction"]}
+    assert "category" in {p["name"] for p in mr["searchParam"]}
+    assert "application/fhir+json" in cs["patchFormat"]

@@ -5,6 +5,7 @@ the gaps-in-care profile rules the official examples keep."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -119,6 +120,18 @@ def test_positive_measure_gap_status_per_population(client: TestClient) -> None:
         assert f"http://testserver/fhir/Patient/{pids[0]}" in urls
         for ev in report.get("evaluatedResource", []):
             assert f"http://testserver/fhir/{ev['reference']}" in urls
+        issue = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DetectedIssue")
+        if cat != "denominator":
+            assert len(issue["evidence"]) == 1
+            continue
+        # an open gap also points at a detailed GuidanceResponse: what is missing, and what data would close it
+        guide_ref = issue["evidence"][1]["detail"][0]["reference"]
+        guide = next(e["resource"] for e in bundle["entry"] if e["fullUrl"] == guide_ref)
+        assert guide["resourceType"] == "GuidanceResponse"
+        assert guide["reasonCode"][0]["coding"][0]["code"] == "Missing"
+        full = client.get(f"/fhir/Measure/{measure_id(measure)}/$data-requirements").json()["dataRequirement"]
+        assert guide["dataRequirement"] and all(d in full for d in guide["dataRequirement"])
+        assert "Procedure" in {d["type"] for d in guide["dataRequirement"]}  # the colonoscopy
 
 
 def test_inverse_measure_and_group_subject(client: TestClient) -> None:
@@ -183,6 +196,76 @@ def test_practitioner_and_organization_select_patients(client: TestClient) -> No
     report = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MeasureReport")
     assert report["reporter"] == {"reference": "Organization/payer1"}
     assert "http://testserver/fhir/Organization/payer1" in {e["fullUrl"] for e in bundle["entry"]}
+
+
+def test_every_way_to_name_measures_and_patients(client: TestClient) -> None:
+    chosen = load_cases(client, "CMS130")
+    pid = chosen["denominator"][0]
+    mid = measure_id("CMS130")
+    measure = client.get(f"/fhir/Measure/{mid}").json()
+    measure["topic"] = [{"coding": [{"system": "http://example.org/topic", "code": "screening"}]}]
+    assert client.put(f"/fhir/Measure/{mid}", json=measure, headers=JSON).status_code == 200
+    canonical = f"{measure['url']}|{measure['version']}"
+    client.put("/fhir/Library/program-2025", headers=JSON, json={
+        "resourceType": "Library", "id": "program-2025", "url": "http://example.org/Library/program-2025",
+        "version": "1", "status": "active", "type": {"coding": [{"code": "asset-collection"}]},
+        "relatedArtifact": [{"type": "composed-of", "resource": canonical}]})
+    base = {**PERIOD, "subject": f"Patient/{pid}", "status": "open-gap"}
+    expect = {f"Patient/{pid}": ["open-gap"]}
+    for named in ({"measureUrl": canonical}, {"measure": f"Measure/{mid}"},
+                  {"measureIdentifier": "https://madie.cms.gov/measure/shortName|CMS130FHIR"},
+                  {"manifest": "http://example.org/Library/program-2025|1"},
+                  {"topic": "http://example.org/topic|screening"}):
+        r = client.get("/fhir/Measure/$care-gaps", params={**base, **named})
+        assert r.status_code == 200, (named, r.text)
+        assert statuses(r.json()) == expect, named
+    # inline Group, inline Measure and inline Organization (POST)
+    org = {"resourceType": "Organization", "id": "payer-inline", "name": "Inline Payer"}
+    r = client.post("/fhir/Measure/$care-gaps", headers=JSON, json={"resourceType": "Parameters", "parameter": [
+        {"name": "periodStart", "valueDate": "2025-01-01"}, {"name": "periodEnd", "valueDate": "2025-12-31"},
+        {"name": "status", "valueCode": "open-gap"}, {"name": "measureResource", "resource": measure},
+        {"name": "organizationResource", "resource": org},
+        {"name": "subjectGroup", "resource": {"resourceType": "Group", "type": "person", "actual": True,
+                                              "member": [{"entity": {"reference": f"Patient/{pid}"}}]}}]})
+    assert r.status_code == 200, r.text
+    assert statuses(r.json()) == expect
+    bundle = r.json()["parameter"][0]["resource"]
+    assert bundle["entry"][0]["resource"]["author"] == [{"reference": "Organization/payer-inline"}]
+    assert {"fullUrl": "http://testserver/fhir/Organization/payer-inline", "resource": org} in bundle["entry"]
+    for bad in ({"manifest": "http://example.org/Library/none"}, {"topic": "http://example.org/topic|none"},
+                {"measureUrl": "http://example.org/Measure/none"}):
+        assert client.get("/fhir/Measure/$care-gaps", params={**base, **bad}).status_code == 404, bad
+
+
+def test_respond_async(client: TestClient) -> None:
+    chosen = load_cases(client, "CMS130")
+    members = [p for pids in chosen.values() for p in pids]
+    client.put("/fhir/Group/g130", headers=JSON, json={
+        "resourceType": "Group", "id": "g130", "type": "person", "actual": True,
+        "member": [{"entity": {"reference": f"Patient/{p}"}} for p in members]})
+    params = {**PERIOD, "subject": "Group/g130", "measureId": measure_id("CMS130"), "status": ALL}
+    sync = client.get("/fhir/Measure/$care-gaps", params=params).json()
+    bad = client.get("/fhir/Measure/$care-gaps", params={**params, "status": "nope"},
+                     headers={"Prefer": "respond-async"})
+    assert bad.status_code == 400
+    r = client.get("/fhir/Measure/$care-gaps", params=params, headers={"Prefer": "respond-async"})
+    assert r.status_code == 202, r.text
+    status_url = r.headers["content-location"]
+    assert status_url.startswith("http://testserver/fhir/Measure/$care-gaps-status/")
+    path = status_url.removeprefix("http://testserver")
+    deadline = time.monotonic() + 120
+    while (status := client.get(path)).status_code == 202:
+        assert time.monotonic() < deadline, "the job did not finish in time"
+        time.sleep(0.2)
+    assert status.status_code == 200, status.text
+    manifest = status.json()
+    assert manifest["error"] == [] and manifest["output"][0]["count"] == len(members)
+    out = client.get(manifest["output"][0]["url"].removeprefix("http://testserver"))
+    assert out.headers["content-type"].startswith("application/fhir+ndjson")
+    bundles = [json.loads(line) for line in out.text.splitlines()]
+    assert statuses({"parameter": [{"resource": b} for b in bundles]}) == statuses(sync)
+    assert client.delete(path).status_code == 202
+    assert client.get(path).status_code in (404, 410)
 
 
 def test_bad_input(client: TestClient) -> None:

@@ -125,6 +125,22 @@ def test_mutated_copies_are_refused_naming_the_rule(client: TestClient) -> None:
         assert client.get(f"/fhir/{res['resourceType']}", params={"_summary": "count"}).json()["total"] == 0
 
 
+def test_validate_reports_violations(client: TestClient) -> None:
+    good = example(INDV)
+    r = client.post("/fhir/MeasureReport/$validate", json=good, headers=JSON)
+    assert r.status_code == 200 and r.json()["issue"][0]["severity"] == "information"
+    bad = example(INDV)
+    del bad["reporter"]
+    bad["extension"] = []
+    r = client.post("/fhir/MeasureReport/$validate", headers=JSON,
+                    json={"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": bad}]})
+    assert r.status_code == 200, r.text
+    messages = [i["diagnostics"] for i in r.json()["issue"] if i["severity"] == "error"]
+    assert any(m.startswith("deqm-3") for m in messages) and any("reporter" in m for m in messages)
+    assert client.get("/fhir/MeasureReport", params={"_summary": "count"}).json()["total"] == 0
+    assert client.post("/fhir/Nope/$validate", json=good, headers=JSON).status_code == 404
+
+
 def test_transaction_and_search(client: TestClient) -> None:
     indv, summ, datax = example(INDV), example(SUMM), example(DATAX)
     summ["extension"].append({"url": CATEGORY, "valueCodeableConcept": {"coding": [{

@@ -15,7 +15,15 @@ from ..logs import RequestIdMiddleware
 from ..services.capability import build_capability
 from ..services.rest import RestService
 from . import errors, instance, system, type_level
-from .operations import care_gaps, collect_data, data_requirements, evaluate, evaluate_measure, submit_data
+from .operations import (
+    care_gaps,
+    collect_data,
+    data_requirements,
+    evaluate,
+    evaluate_measure,
+    submit_data,
+    validate,
+)
 
 log = logging.getLogger("gateway")
 OPERATIONS = [
@@ -48,6 +56,9 @@ OPERATIONS = [
                       "a collection Bundle with a Data Exchange MeasureReport (reporter = organization) and the "
                       "data the measure's retrieves select; subject Patient/Group, subjectGroup, practitioner or "
                       "the whole population; lastReceivedOn for incremental pulls"},
+    {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+     "documentation": "[type]/$validate (POST): R4 model checks plus the rules of any DEQM profile the resource "
+                      "claims, reported as an OperationOutcome; nothing is stored"},
 ]
 
 
@@ -86,6 +97,7 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.include_router(data_requirements.router, prefix="/fhir")
     app.include_router(submit_data.router, prefix="/fhir")
     app.include_router(collect_data.router, prefix="/fhir")
+    app.include_router(validate.router, prefix="/fhir")
     app.include_router(type_level.router, prefix="/fhir")
     app.include_router(instance.router, prefix="/fhir")
     app.include_router(type_level.compartment_router, prefix="/fhir")

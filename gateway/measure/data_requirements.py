@@ -166,19 +166,29 @@ class _Walker:
         return None, ()
 
 
+def _walk(manager: LibraryManager, main: ElmLibrary, names: list[str]) -> tuple[_Walker, list[Requirement]]:
+    walker = _Walker(manager)
+    for name in names:
+        walker.definition(main, name)
+    reqs = sorted(walker.found.values(), key=lambda r: (r.type, r.profile or "", r.valueset or "",
+                                                         str(r.codes), r.date_path or ""))
+    return walker, reqs
+
+
+def requirements_of(manager: LibraryManager, main: ElmLibrary, expressions: list[str],
+                    period: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """DataRequirements of some definitions only (e.g. a numerator: the data that would satisfy it)."""
+    return [r.to_json(period) for r in _walk(manager, main, expressions)[1]]
+
+
 def data_requirements(measure: MeasureDef, manager: LibraryManager, main: ElmLibrary | None,
                       period: tuple[str, str] | None = None) -> dict[str, Any]:
     """The module-definition Library for ``measure`` (``main`` is its primary ELM library)."""
-    walker = _Walker(manager)
-    if main is not None:
-        names = [p.expression for g in measure.groups for p in g.populations if p.expression]
-        names += [s.expression for g in measure.groups for s in g.stratifiers if s.expression]
-        names += [c for g in measure.groups for s in g.stratifiers for _, c in s.components if c]
-        names += [expr for _, expr in measure.supplemental]
-        for name in names:
-            walker.definition(main, name)
-    reqs = sorted(walker.found.values(), key=lambda r: (r.type, r.profile or "", r.valueset or "",
-                                                         str(r.codes), r.date_path or ""))
+    names = [p.expression for g in measure.groups for p in g.populations if p.expression]
+    names += [s.expression for g in measure.groups for s in g.stratifiers if s.expression]
+    names += [c for g in measure.groups for s in g.stratifiers for _, c in s.components if c]
+    names += [expr for _, expr in measure.supplemental]
+    walker, reqs = _walk(manager, main, names) if main is not None else (_Walker(manager), [])
     related = [{"type": "depends-on", "resource": _canonical(lib)} for lib in walker.libraries.values()]
     related += [{"type": "depends-on", "resource": vs} for vs in sorted(walker.valuesets)]
     res = measure.resource

@@ -61,10 +61,13 @@ def group_gap_status(report_group: dict[str, Any], scoring: str, improvement: st
 
 
 def detected_issue(patient_ref: str, report_ref: str, status: str, group_id: str | None,
-                   identified: str) -> dict[str, Any]:
+                   identified: str, guidance_ref: str | None = None) -> dict[str, Any]:
     detail: dict[str, Any] = {"reference": report_ref}
     if group_id:
         detail["extension"] = [{"url": CRITERIA_REF, "valueString": group_id}]
+    evidence = [{"detail": [detail]}]
+    if guidance_ref:
+        evidence.append({"detail": [{"reference": guidance_ref}]})
     return {
         "resourceType": "DetectedIssue",
         "id": str(uuid.uuid4()),
@@ -75,8 +78,32 @@ def detected_issue(patient_ref: str, report_ref: str, status: str, group_id: str
         "code": {"coding": [dict(CAREGAP)]},
         "patient": {"reference": patient_ref},
         "identifiedDateTime": identified,
-        "evidence": [{"detail": [detail]}],
+        "evidence": evidence,
     }
+
+
+PROFILE_GUIDANCE = DEQM + "StructureDefinition/gaps-guidanceresponse-detailedcaregap"
+REASON_SYSTEM = DEQM + "CodeSystem/care-gap-reason"
+
+
+def guidance_response(patient_ref: str, measure_canonical: str, inverse: bool,
+                      requirements: list[dict[str, Any]], when: str) -> dict[str, Any]:
+    """Detailed care gap: why the gap is open (positive measure: the numerator's data is missing; inverse
+    measure: data placing the patient in the numerator is present) and the data the numerator reads."""
+    code, display = ("Present", "Data Element Present") if inverse else ("Missing", "Missing Data Element")
+    out: dict[str, Any] = {
+        "resourceType": "GuidanceResponse",
+        "id": str(uuid.uuid4()),
+        "meta": {"profile": [PROFILE_GUIDANCE]},
+        "moduleCanonical": measure_canonical,
+        "status": "success",
+        "subject": {"reference": patient_ref},
+        "occurrenceDateTime": when,
+        "reasonCode": [{"coding": [{"system": REASON_SYSTEM, "code": code, "display": display}]}],
+    }
+    if requirements:
+        out["dataRequirement"] = requirements
+    return out
 
 
 def gap_status_of(issue: dict[str, Any]) -> str | None:
@@ -88,7 +115,8 @@ def gap_status_of(issue: dict[str, Any]) -> str | None:
 
 def gaps_bundle(patient_ref: str, sections: list[tuple[str, dict[str, Any], list[dict[str, Any]]]],
                 data: list[tuple[str, Any]], *, timestamp: str, author: dict[str, Any],
-                custodian: dict[str, Any] | None, is_document: bool) -> dict[str, Any]:
+                custodian: dict[str, Any] | None, is_document: bool,
+                guidance: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One patient's gaps Bundle. ``sections``: (title, individual MeasureReport, DetectedIssues) per measure;
     ``data``: (fullUrl, resource) of the patient data the reports reference. Generated resources are
     addressed by ``urn:uuid:`` (they are not stored); stored ones keep their server URL."""
@@ -118,6 +146,7 @@ def gaps_bundle(patient_ref: str, sections: list[tuple[str, dict[str, Any], list
         entries.append({"fullUrl": f"urn:uuid:{composition['id']}", "resource": composition})
     entries.extend(reports)
     entries.extend(issues)
+    entries.extend({"fullUrl": f"urn:uuid:{g['id']}", "resource": g} for g in guidance or [])
     entries.extend({"fullUrl": url, "resource": res} for url, res in data)
     return {
         "resourceType": "Bundle",

@@ -12,7 +12,8 @@ import orjson
 
 from ..fhir.dates import now_instant, parse_range
 from ..fhir.errors import BadRequest
-from ..measure.gaps import GAP_STATUSES, detected_issue, gaps_bundle, group_gap_status
+from ..measure.data_requirements import requirements_of
+from ..measure.gaps import GAP_STATUSES, detected_issue, gaps_bundle, group_gap_status, guidance_response
 from .measure_select import MeasureChoice, select_measures, select_patients
 
 
@@ -62,6 +63,7 @@ class CareGapsService:
         self.svc = measures  # MeasureService
         self.store = measures.store
         self.base_url = measures.base_url
+        self._requirements: dict[tuple[str, int], list[dict[str, Any]]] = {}
 
     def run(self, req: CareGapsRequest, measure_id: str | None = None) -> dict[str, Any]:
         req.check()
@@ -87,17 +89,25 @@ class CareGapsService:
         patient_ref = f"Patient/{pid}"
         now = now_instant()
         sections = []
+        guidance: list[dict[str, Any]] = []
         evaluated: list[str] = []
         for m in measures:
             prepared = self.svc.prepare(m)
-            report = self.svc.evaluate(m, req.period_start, req.period_end, "subject", patient_ref, req.reporter)
+            report = self.svc.evaluate(m, req.period_start, req.period_end, "subject", patient_ref, reporter=req.reporter)
             issues = []
             for gi, group in enumerate(report.get("group") or []):
                 gdef = prepared.measure.groups[gi]
                 status = group_gap_status(group, gdef.scoring, gdef.improvement, period_open)
-                if status in req.statuses:
-                    issues.append(detected_issue(patient_ref, f"urn:uuid:{report['id']}", status,
-                                                 group.get("id") if len(report["group"]) > 1 else None, now))
+                if status not in req.statuses:
+                    continue
+                guide = None
+                if status in ("open-gap", "prospective-gap"):
+                    guide = guidance_response(patient_ref, report["measure"], gdef.improvement == "decrease",
+                                              self._numerator_requirements(prepared, gi), now)
+                    guidance.append(guide)
+                issues.append(detected_issue(patient_ref, f"urn:uuid:{report['id']}", status,
+                                             group.get("id") if len(report["group"]) > 1 else None, now,
+                                             f"urn:uuid:{guide['id']}" if guide else None))
             if not issues:
                 continue
             title = m.get("title") or m.get("name") or m.get("url") or f"Measure/{m.get('id')}"
@@ -110,7 +120,18 @@ class CareGapsService:
             {"reference": req.practitioner} if req.practitioner else {"display": "FHIR VBC gateway"}
         return gaps_bundle(patient_ref, sections, data, timestamp=now, author=author,
                            custodian={"reference": req.reporter} if req.reporter else None,
-                           is_document=req.is_document)
+                           is_document=req.is_document, guidance=guidance)
+
+    def _numerator_requirements(self, prepared: Any, group_index: int) -> list[dict[str, Any]]:
+        """The data the group's numerator reads (from the ELM; none for FHIRPath measures), once per measure."""
+        key = (prepared.version_key, group_index)
+        if key not in self._requirements:
+            num = prepared.measure.groups[group_index].population("numerator")
+            reqs: list[dict[str, Any]] = []
+            if prepared.library is not None and num is not None and num.expression:
+                reqs = requirements_of(prepared.engine.manager, prepared.library, [num.expression])
+            self._requirements[key] = reqs
+        return self._requirements[key]
 
     def _data(self, refs: list[str], req: CareGapsRequest) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []

@@ -77,7 +77,8 @@ class CollectDataService:
     def patient_bundle(self, measure: dict[str, Any], pid: str, req: CollectDataRequest,
                        since: str | None) -> dict[str, Any] | None:
         patient_ref = f"Patient/{pid}"
-        report = self.svc.evaluate(measure, req.period_start, req.period_end, "subject", patient_ref, req.reporter)
+        report = self.svc.evaluate(measure, req.period_start, req.period_end, "subject", patient_ref,
+                                  reporter=req.reporter)
         refs = [patient_ref] + [r["reference"] for r in report.get("evaluatedResource") or []
                                 if r.get("reference") and r["reference"] != patient_ref]
         entries = []
