@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """$care-gaps over a large Group: load N synthetic patients (the demo generator) and the demo measures into a
-temporary SQLite file, put every patient in one Group, then time GET Measure/[id]/$care-gaps for that Group
-through the ASGI app (real HTTP semantics, in process) — the same path a client takes, minus the socket.
+temporary SQLite file, put every patient in one Group, then time, side by side, a population
+$evaluate-measure and GET Measure/[id]/$care-gaps for that Group through the ASGI app (real HTTP semantics, in
+process) — the same path a client takes, minus the socket.
 
 Results go to bench/results/care-gaps.json and bench/results/care-gaps.md.
 
@@ -60,6 +61,13 @@ def main() -> None:
                      "member": [{"entity": {"reference": f"Patient/{p}"}} for p in patients]}
             assert client.put("/fhir/Group/bench-group", json=group).status_code in (200, 201)
             load_s = time.perf_counter() - t0
+            # the same evaluation as a population report, side by side: what the gaps Bundles add
+            t1 = time.perf_counter()
+            pop = client.get(f"/fhir/Measure/{args.measure}/$evaluate-measure", params={
+                "periodStart": "2025-01-01", "periodEnd": "2025-12-31", "subject": "Group/bench-group",
+                "reportType": "population"})
+            population_s = time.perf_counter() - t1
+            assert pop.status_code == 200, pop.text[:500]
             t1 = time.perf_counter()
             r = client.get(f"/fhir/Measure/{args.measure}/$care-gaps", params={
                 "periodStart": "2025-01-01", "periodEnd": "2025-12-31", "subject": "Group/bench-group",
@@ -76,13 +84,18 @@ def main() -> None:
         store.close()
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "patients": len(patients),
               "measure": args.measure, "load_seconds": round(load_s, 1), "care_gaps_seconds": round(gaps_s, 1),
+              "population_report_seconds": round(population_s, 1),
+              "care_gaps_over_population": round(gaps_s / population_s, 2),
               "patients_per_second": round(len(patients) / gaps_s, 1), "bundles": len(bundles),
               "statuses": statuses, "response_bytes": len(r.content), "cpus": os.cpu_count(),
               "python": platform.python_version()}
     (out_dir / "care-gaps.json").write_text(json.dumps(result, indent=2) + "\n")
-    md = ("| patients | measure | load (s) | $care-gaps (s) | patients/s | bundles | statuses | response |\n"
-          "|---:|---|---:|---:|---:|---:|---|---:|\n"
-          f"| {result['patients']:,} | `{args.measure}` | {result['load_seconds']} | {result['care_gaps_seconds']} | "
+    md = ("| patients | measure | load (s) | population report (s) | $care-gaps (s) | ratio | patients/s | bundles "
+          "| statuses | response |\n"
+          "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|\n"
+          f"| {result['patients']:,} | `{args.measure}` | {result['load_seconds']} | "
+          f"{result['population_report_seconds']} | {result['care_gaps_seconds']} | "
+          f"{result['care_gaps_over_population']} | "
           f"{result['patients_per_second']} | {result['bundles']:,} | "
           f"{', '.join(f'{k} {v:,}' for k, v in sorted(statuses.items()))} | {len(r.content) / 1e6:.1f} MB |\n")
     (out_dir / "care-gaps.md").write_text(md)

@@ -136,4 +136,5 @@ def test_deqm_capabilities(app_client: TestClient) -> None:
     mr = next(r for r in cs["rest"][0]["resource"] if r["type"] == "MeasureReport")
     assert {"create", "update", "patch", "search-type"} <= {i["code"] for i in mr["interaction"]}
     assert "category" in {p["name"] for p in mr["searchParam"]}
+    assert len(mr["supportedProfile"]) == 4 and all("davinci-deqm" in p for p in mr["supportedProfile"])
     assert "application/fhir+json" in cs["patchFormat"]

@@ -110,6 +110,7 @@ MUTATIONS = [
      "96315-7"),
     (GAPS, _drop("entry", "3", "resource", "modifierExtension"), "extension-gapStatus"),
     (GAPS, _set({"coding": [{"code": "ISSUE"}]}, "entry", "3", "resource", "code"), "CAREGAP"),
+    ("Composition-gaps-composition01.json", _drop("section"), "section is required"),
     ("DetectedIssue-gaps-detectedissue01.json", _set("closed", "modifierExtension", "0", "valueCodeableConcept",
                                                      "coding", "0", "code"), "gap status"),
 ]

@@ -133,6 +133,20 @@ def test_r4_form_and_official_example(client: TestClient) -> None:
     r = client.post("/fhir/Measure/$submit-data", headers=JSON, json=example)
     assert r.status_code == 422 and "not a Measure known" in r.json()["issue"][0]["diagnostics"]
     assert (count(client, "Observation"), count(client, "MeasureReport")) == before
+    # with that measure on the server the official example is accepted and its resources round-trip
+    client.put("/fhir/Measure/exm130", headers=JSON, json={
+        "resourceType": "Measure", "id": "exm130", "status": "active", "version": "8.0.000",
+        "url": "http://hl7.org/fhir/us/cqfmeasures/Measure/EXM130-FHIR"})
+    r = client.post("/fhir/Measure/$submit-data", headers=JSON, json=example)
+    assert r.status_code == 200, r.text
+    for e in example["parameter"][0]["resource"]["entry"]:
+        sent = e["resource"]
+        if sent.get("id"):
+            back = client.get(f"/fhir/{sent['resourceType']}/{sent['id']}").json()
+            listed = {x["reference"] for x in back.get("evaluatedResource", [])}
+            assert {k: v for k, v in back.items() if k not in ("meta", "evaluatedResource")} == \
+                {k: v for k, v in sent.items() if k not in ("meta", "evaluatedResource")}
+            assert {x["reference"] for x in sent.get("evaluatedResource", [])} <= listed
 
 
 def test_bad_submissions_store_nothing(client: TestClient) -> None:

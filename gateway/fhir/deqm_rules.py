@@ -19,6 +19,9 @@ UPDATE_TYPES = ("incremental", "snapshot")
 GAP_STATUS_EXT = SD + "extension-gapStatus"
 GAP_STATUSES = ("open-gap", "closed-gap", "prospective-gap", "not-applicable")
 MR_STATUSES = ("complete", "pending", "error")
+# the profiles whose rules are enforced on write, by resource type (declared as supportedProfile)
+ENFORCED = {"MeasureReport": list(PROFILES.values()), "Bundle": [SD + "gaps-bundle-deqm"],
+            "DetectedIssue": [SD + "gaps-detectedissue-deqm"], "Composition": [SD + "gaps-composition-deqm"]}
 
 
 def _issue(rule: str, text: str, path: str) -> Issue:
@@ -66,6 +69,8 @@ def check_profiles(resource: dict[str, Any]) -> list[Issue]:
         return check_gaps_bundle(resource)
     if rtype == "DetectedIssue" and _claims(resource, SD + "gaps-detectedissue-deqm"):
         return [i for i in _check_issue({}, resource, "DetectedIssue") if "in the Bundle" not in i.diagnostics]
+    if rtype == "Composition" and _claims(resource, SD + "gaps-composition-deqm"):
+        return [i for i in _check_composition({}, resource) if "in the Bundle" not in i.diagnostics]
     return []
 
 
