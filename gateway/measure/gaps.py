@@ -21,10 +21,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from ..fhir.deqm_rules import GAP_STATUS_EXT, GAP_STATUSES
+
 DEQM = "http://hl7.org/fhir/us/davinci-deqm/"
-GAP_STATUS_EXT = DEQM + "StructureDefinition/extension-gapStatus"
 GAP_STATUS_SYSTEM = DEQM + "CodeSystem/gaps-status"
-GAP_STATUSES = ("open-gap", "closed-gap", "prospective-gap", "not-applicable")
+__all__ = ["GAP_STATUSES", "detected_issue", "gap_status_of", "gaps_bundle", "group_gap_status",
+           "guidance_response"]
 CRITERIA_REF = "http://hl7.org/fhir/StructureDefinition/cqf-criteriaReference"
 PROFILE_BUNDLE = DEQM + "StructureDefinition/gaps-bundle-deqm"
 PROFILE_COMPOSITION = DEQM + "StructureDefinition/gaps-composition-deqm"
