@@ -43,6 +43,25 @@ ROUTE_INTERACTIONS = {
     ("POST", "/fhir/Measure/$evaluate"): "operation:evaluate",
     ("GET", "/fhir/Measure/{measure_id}/$evaluate"): "operation:evaluate",
     ("POST", "/fhir/Measure/{measure_id}/$evaluate"): "operation:evaluate",
+    ("GET", "/fhir/Measure/$care-gaps"): "operation:care-gaps",
+    ("POST", "/fhir/Measure/$care-gaps"): "operation:care-gaps",
+    ("GET", "/fhir/Measure/{measure_id}/$care-gaps"): "operation:care-gaps",
+    ("POST", "/fhir/Measure/{measure_id}/$care-gaps"): "operation:care-gaps",
+    ("GET", "/fhir/Measure/$data-requirements"): "operation:data-requirements",
+    ("POST", "/fhir/Measure/$data-requirements"): "operation:data-requirements",
+    ("GET", "/fhir/Measure/{measure_id}/$data-requirements"): "operation:data-requirements",
+    ("POST", "/fhir/Measure/{measure_id}/$data-requirements"): "operation:data-requirements",
+    ("POST", "/fhir/Measure/$submit-data"): "operation:submit-data",
+    ("POST", "/fhir/Measure/$deqm-submit-data"): "operation:submit-data",
+    ("POST", "/fhir/Measure/{measure_id}/$submit-data"): "operation:submit-data",
+    ("GET", "/fhir/Measure/$collect-data"): "operation:collect-data",
+    ("POST", "/fhir/Measure/$collect-data"): "operation:collect-data",
+    ("GET", "/fhir/Measure/{measure_id}/$collect-data"): "operation:collect-data",
+    ("POST", "/fhir/Measure/{measure_id}/$collect-data"): "operation:collect-data",
+    ("POST", "/fhir/{rtype}/$validate"): "operation:validate",
+    ("GET", "/fhir/Measure/$care-gaps-status/{job_id}"): "operation:care-gaps",
+    ("GET", "/fhir/Measure/$care-gaps-status/{job_id}/output"): "operation:care-gaps",
+    ("DELETE", "/fhir/Measure/$care-gaps-status/{job_id}"): "operation:care-gaps",
 }
 
 
@@ -101,3 +120,21 @@ def test_every_claimed_search_parameter_works(app_client: TestClient) -> None:
             if resp.status_code != 200:
                 failures.append((r["type"], p["name"], resp.status_code, resp.text[:200]))
     assert failures == []
+
+
+def test_deqm_capabilities(app_client: TestClient) -> None:
+    cs = app_client.get("/fhir/metadata").json()
+    deqm = "http://hl7.org/fhir/us/davinci-deqm/CapabilityStatement/"
+    assert sorted(cs["instantiates"]) == [deqm + "consumer-server", deqm + "gic-server", deqm + "receiver-server"]
+    ops = {op["name"]: op for op in cs["rest"][0]["operation"]}
+    # consumer-server: $data-requirements and $submit-data with the update types declared
+    assert {"data-requirements", "submit-data", "care-gaps", "collect-data"} <= set(ops)
+    declared = [e["valueCode"] for e in ops["submit-data"]["extension"]
+                if e["url"].endswith("extension-submitDataUpdateType")]
+    assert declared == ["incremental", "snapshot"]
+    # receiver-server and gic-server: MeasureReport create, update, patch and search by DEQM's category
+    mr = next(r for r in cs["rest"][0]["resource"] if r["type"] == "MeasureReport")
+    assert {"create", "update", "patch", "search-type"} <= {i["code"] for i in mr["interaction"]}
+    assert "category" in {p["name"] for p in mr["searchParam"]}
+    assert len(mr["supportedProfile"]) == 4 and all("davinci-deqm" in p for p in mr["supportedProfile"])
+    assert "application/fhir+json" in cs["patchFormat"]

@@ -15,7 +15,15 @@ from ..logs import RequestIdMiddleware
 from ..services.capability import build_capability
 from ..services.rest import RestService
 from . import errors, instance, system, type_level
-from .operations import evaluate, evaluate_measure
+from .operations import (
+    care_gaps,
+    collect_data,
+    data_requirements,
+    evaluate,
+    evaluate_measure,
+    submit_data,
+    validate,
+)
 
 log = logging.getLogger("gateway")
 OPERATIONS = [
@@ -25,6 +33,32 @@ OPERATIONS = [
     {"name": "evaluate", "definition": "http://hl7.org/fhir/us/davinci-deqm/OperationDefinition/evaluate",
      "documentation": "DEQM Measure/$evaluate: measureId, measureUrl, measureIdentifier, measure (repeatable), "
                       "measureResource; returns Parameters of Bundles (MeasureReport + data of interest)"},
+    {"name": "care-gaps", "definition": "http://hl7.org/fhir/us/davinci-deqm/OperationDefinition/care-gaps",
+     "documentation": "DEQM Measure/$care-gaps and Measure/[id]/$care-gaps, GET and POST: gaps-in-care document "
+                      "(or collection, isDocument=false) Bundles per patient; status open-gap | closed-gap | "
+                      "prospective-gap | not-applicable; subject Patient/Group, subjectGroup, practitioner, "
+                      "organization(Resource); measures by measureId, measureUrl, measureIdentifier, measure, "
+                      "measureResource, manifest, topic"},
+    {"name": "data-requirements",
+     "definition": "http://hl7.org/fhir/OperationDefinition/Measure-data-requirements",
+     "documentation": "Measure/[id]/$data-requirements (and Measure/$data-requirements?measure=), GET and POST: "
+                      "module-definition Library derived from the measure's ELM (types, profiles, value set and "
+                      "code filters, date filters, mustSupport)"},
+    {"name": "submit-data", "definition": "http://hl7.org/fhir/OperationDefinition/Measure-submit-data",
+     "extension": [{"url": "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/extension-submitDataUpdateType",
+                    "valueCode": code} for code in ("incremental", "snapshot")],
+     "documentation": "Measure/$submit-data and Measure/[id]/$submit-data (POST; alias Measure/$deqm-submit-data): "
+                      "DEQM 'bundle' parameters or the R4 measureReport + resource form; data-collection "
+                      "MeasureReport with submitDataUpdateType incremental or snapshot; stored atomically with a "
+                      "Provenance (X-Provenance honoured)"},
+    {"name": "collect-data", "definition": "http://hl7.org/fhir/us/davinci-deqm/OperationDefinition/collect-data",
+     "documentation": "Measure/$collect-data and Measure/[id]/$collect-data, GET and POST: per measure and patient "
+                      "a collection Bundle with a Data Exchange MeasureReport (reporter = organization) and the "
+                      "data the measure's retrieves select; subject Patient/Group, subjectGroup, practitioner or "
+                      "the whole population; lastReceivedOn for incremental pulls"},
+    {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+     "documentation": "[type]/$validate (POST): R4 model checks plus the rules of any DEQM profile the resource "
+                      "claims, reported as an OperationOutcome; nothing is stored"},
 ]
 
 
@@ -59,6 +93,11 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.include_router(system.router, prefix="/fhir")
     app.include_router(evaluate_measure.router, prefix="/fhir")
     app.include_router(evaluate.router, prefix="/fhir")
+    app.include_router(care_gaps.router, prefix="/fhir")
+    app.include_router(data_requirements.router, prefix="/fhir")
+    app.include_router(submit_data.router, prefix="/fhir")
+    app.include_router(collect_data.router, prefix="/fhir")
+    app.include_router(validate.router, prefix="/fhir")
     app.include_router(type_level.router, prefix="/fhir")
     app.include_router(instance.router, prefix="/fhir")
     app.include_router(type_level.compartment_router, prefix="/fhir")

@@ -97,10 +97,20 @@ async def update(rtype: str, rid: str, request: Request, rest: Rest, settings: S
     return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
 
 
-@router.patch("/{rtype}/{rid}", tags=["write"], summary="patch (JSON Patch, application/json-patch+json)")
+@router.patch("/{rtype}/{rid}", tags=["write"],
+              summary="patch (JSON Patch, application/json-patch+json; FHIRPath Patch, application/fhir+json)")
 async def patch(rtype: str, rid: str, request: Request, rest: Rest, settings: Settings) -> Response:
     check_accept(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("application/fhir+json", "application/json"):
+        params = await read_json_body(request, settings.max_body_bytes)
+        if not isinstance(params, dict) or params.get("resourceType") != "Parameters":
+            from ..fhir.errors import UnsupportedMediaType
+
+            raise UnsupportedMediaType(f"PATCH with {ctype} takes a FHIRPath Patch Parameters resource; send JSON "
+                                       "Patch as application/json-patch+json")
+        out = await run_in_threadpool(rest.fhirpath_patch, rtype, rid, params, request.headers.get("if-match"))
+        return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
     if ctype != "application/json-patch+json":
         from ..fhir.errors import UnsupportedMediaType
 

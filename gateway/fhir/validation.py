@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .deqm_rules import check_profiles
 from .errors import Issue
 from .resource_types import RESOURCE_TYPES
 
@@ -89,4 +90,10 @@ def validate_resource(resource: Any, level: str = "strict") -> ValidationResult:
     except (ValueError, TypeError) as exc:  # model-level validators raising plain errors
         issue = Issue("error", "invalid", f"{rtype}: {exc}")
         (res.warnings if level == "lenient" else res.errors).append(issue)
+    for issue in check_profiles(resource):  # DEQM profiles the resource claims
+        if level == "lenient":
+            issue.severity = "warning"
+            res.warnings.append(issue)
+        else:
+            res.errors.append(issue)
     return res

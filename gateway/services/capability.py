@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import __version__
 from ..fhir.dates import now_instant
+from ..fhir.deqm_rules import ENFORCED
 from ..fhir.resource_types import RESOURCE_TYPES, profiles_dir
 from ..search.params import registry
 
@@ -53,8 +54,11 @@ def build_capability(base_url: str, extra_operations: list[dict[str, Any]] | Non
             for code, sp in reg.params_for(other).items():
                 if sp.type == "reference" and sp.extract is not None and (not sp.targets or rtype in sp.targets):
                     revincludes.append(f"{other}:{code}")
+        entry: dict[str, Any] = {"type": rtype}
+        if rtype in ENFORCED:
+            entry["supportedProfile"] = ENFORCED[rtype]
         resources.append({
-            "type": rtype,
+            **entry,
             "interaction": [{"code": c} for c in TYPE_INTERACTIONS],
             "versioning": "versioned-update",
             "readHistory": True,

@@ -213,6 +213,14 @@ class RestService:
             stored = tx.write(patched, "PATCH", expected_version=current.version)
             return WriteOutcome(stored, 200, warnings)
 
+    def fhirpath_patch(self, resource_type: str, id: str, params: Any, if_match: str | None = None) -> WriteOutcome:
+        """FHIRPath Patch (a Parameters body), applied as JSON Patch on the version it was computed from."""
+        from ..fhir.fhirpath_patch import to_json_patch
+
+        current = self.read(resource_type, id)
+        ops = to_json_patch(resource_json(current), params)
+        return self.patch(resource_type, id, ops, if_match or current.etag)
+
     def delete(self, resource_type: str, id: str, tx: Any = None, if_match: str | None = None) -> StoredResource | None:
         check_type(resource_type)
         if tx is None:

@@ -1,0 +1,37 @@
+"""[type]/$validate (FHIR R4 Resource-validate), POST: the resource (the body, or the `resource` parameter of a
+Parameters body) is checked as a write would check it — R4 model and, for a claimed DEQM profile, the
+profile's rules — and the answer is an OperationOutcome listing every issue; nothing is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ...fhir.errors import BadRequest, operation_outcome
+from ...fhir.validation import validate_resource
+from ...services.rest import check_type
+from ..deps import Settings
+from ..http import check_accept, fhir_response, pretty, read_json_body
+
+router = APIRouter()
+
+
+@router.post("/{rtype}/$validate", tags=["write"], summary="Validate a resource without storing it")
+async def validate(rtype: str, request: Request, settings: Settings) -> Response:
+    check_accept(request)
+    check_type(rtype)
+    body: Any = await read_json_body(request, settings.max_body_bytes)
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters" and rtype != "Parameters":
+        found = [p.get("resource") for p in body.get("parameter") or [] if p.get("name") == "resource"]
+        if len(found) != 1:
+            raise BadRequest("$validate takes one 'resource' parameter")
+        body = found[0]
+    if not isinstance(body, dict) or body.get("resourceType") != rtype:
+        raise BadRequest(f"$validate on {rtype} takes a {rtype} resource")
+    result = validate_resource(body, "strict")
+    issues = result.errors + result.warnings
+    outcome = operation_outcome(issues) if issues else {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "information", "code": "informational", "diagnostics": "No issues found"}]}
+    return fhir_response(outcome, is_pretty=pretty(request))
