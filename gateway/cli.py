@@ -293,6 +293,9 @@ def clients_add(
                                                             "app (repeatable)")] = None,
     confidential: Annotated[bool, typer.Option("--confidential", help="An app with a client secret "
                                                "(client_secret_basic) instead of a public client")] = False,
+    fhir_user: Annotated[str | None, typer.Option("--fhir-user", help="The Organization/<id> or Practitioner/<id> "
+                                                  "a backend client acts for: it then sees only the ATR Groups "
+                                                  "it manages or is attributed in")] = None,
 ) -> None:
     """Register a client; prints it as one JSON object (with client_id, and client_secret once) on stdout."""
     import json
@@ -312,7 +315,7 @@ def clients_add(
     try:
         client, secret = ClientStore(store.engine).register(name, scope, jwks=doc, jwks_uri=jwks_url,
                                                             redirect_uris=redirect_uri or None,
-                                                            confidential=confidential)
+                                                            confidential=confidential, fhir_user=fhir_user)
     except RegistrationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

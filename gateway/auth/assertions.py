@@ -36,6 +36,10 @@ class JwksFetcher:
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
+    def forget(self, url: str) -> None:
+        with self._lock:
+            self._cache.pop(url, None)
+
     def get(self, url: str) -> dict[str, Any]:
         hit = self._cache.get(url)
         if hit and hit[0] > time.monotonic():

@@ -50,6 +50,7 @@ class Client(ClientMixin):
     jwks: dict[str, Any] | None = None
     jwks_uri: str | None = None
     secret_hash: str | None = None
+    fhir_user: str | None = None  # the organization or practitioner a backend client acts for
 
     # -- authlib ClientMixin -----------------------------------------------------------------------------
     def get_client_id(self) -> str:
@@ -88,6 +89,8 @@ class Client(ClientMixin):
             out["jwks_uri"] = self.jwks_uri
         if self.jwks:
             out["jwks"] = self.jwks
+        if self.fhir_user:
+            out["fhir_user"] = self.fhir_user
         return out
 
 
@@ -95,7 +98,7 @@ def _row_to_client(row: Any) -> Client:
     return Client(client_id=row.client_id, name=row.name, auth_method=row.auth_method, scope=row.scope,
                   redirect_uris=json.loads(row.redirect_uris), grant_types=json.loads(row.grant_types),
                   jwks=json.loads(row.jwks) if row.jwks else None, jwks_uri=row.jwks_uri,
-                  secret_hash=row.secret_hash)
+                  secret_hash=row.secret_hash, fhir_user=row.fhir_user)
 
 
 def validate_jwks(jwks: Any) -> dict[str, Any]:
@@ -130,7 +133,7 @@ class ClientStore:
 
     def register(self, name: str, scope: str, *, jwks: Any = None, jwks_uri: str | None = None,
                  redirect_uris: list[str] | None = None, confidential: bool = False,
-                 client_id: str | None = None) -> tuple[Client, str | None]:
+                 client_id: str | None = None, fhir_user: str | None = None) -> tuple[Client, str | None]:
         """Register a client; returns it and, for a confidential symmetric client, its secret (shown once)."""
         if not name.strip():
             raise RegistrationError("a client needs a name")
@@ -141,6 +144,9 @@ class ClientStore:
             raise RegistrationError("a client needs at least one scope")
         secret = None
         secret_hash = None
+        if fhir_user is not None and (fhir_user.count("/") != 1 or fhir_user.split("/")[0] not in
+                                      ("Organization", "Practitioner", "PractitionerRole")):
+            raise RegistrationError("fhir_user must be Organization/<id>, Practitioner/<id> or PractitionerRole/<id>")
         if jwks is not None or jwks_uri:
             if redirect_uris:
                 raise RegistrationError("give either keys (backend services) or redirect URIs (apps), not both")
@@ -168,11 +174,11 @@ class ClientStore:
             raise RegistrationError("give --jwks, --jwks-url or --redirect-uri")
         client = Client(client_id=client_id or uuid.uuid4().hex, name=name.strip(), auth_method=method,
                         scope=" ".join(scope.split()), redirect_uris=redirect_uris or [], grant_types=grants,
-                        jwks=jwks, jwks_uri=jwks_uri, secret_hash=secret_hash)
+                        jwks=jwks, jwks_uri=jwks_uri, secret_hash=secret_hash, fhir_user=fhir_user)
         with self.engine.begin() as conn:
             conn.execute(insert(CLIENT).values(
                 client_id=client.client_id, name=client.name, auth_method=method, secret_hash=secret_hash,
                 jwks=json.dumps(jwks) if jwks else None, jwks_uri=jwks_uri,
                 redirect_uris=json.dumps(client.redirect_uris), grant_types=json.dumps(grants),
-                scope=client.scope, created_at=int(time.time())))
+                scope=client.scope, fhir_user=fhir_user, created_at=int(time.time())))
         return client, secret

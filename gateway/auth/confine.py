@@ -9,6 +9,7 @@ from typing import Any
 from . import policy
 from .compartment import compartment_types, in_compartment
 from .context import Grant
+from .groups import group_visible, restricted
 
 CONTAINERS = {"searchset", "history", "batch-response", "transaction-response", "collection"}
 
@@ -24,6 +25,8 @@ class Confiner:
         if rtype == "OperationOutcome":
             return True
         scopes = self.grant.scopes
+        if rtype == "Group" and restricted(self.grant.fhir_user) and not group_visible(res, str(self.grant.fhir_user)):
+            return False
         if self.need_read and not policy.readable(scopes, rtype):
             return False
         if policy.confined(scopes, rtype, "rs" if self.need_read else "cruds") and (

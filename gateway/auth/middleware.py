@@ -19,6 +19,7 @@ from . import policy
 from .compartment import compartment_types, in_compartment
 from .confine import Confiner
 from .context import Grant, current
+from .groups import group_visible, restricted
 from .routing import RouteTable
 
 log = logging.getLogger("gateway.auth")
@@ -81,7 +82,8 @@ class AuthMiddleware:
         state.update(client_id=grant.client_id, scopes=grant.scopes.to_string(), patient=grant.patient,
                      grant=grant)
         status_box = [0]
-        filtering = bool(grant.scopes.levels() & {"patient"}) and access.interaction not in WRITES | {"none"}
+        filtering = (bool(grant.scopes.levels() & {"patient"}) or restricted(grant.fhir_user)) \
+            and access.interaction not in WRITES | {"none"}
         token = current.set(grant)
         try:
             if filtering:
@@ -114,6 +116,7 @@ class AuthMiddleware:
             self._transaction(scope, grant, body)
             return
         policy.check(grant.scopes, access)
+        self._group(grant, access)
         self._compartment(grant, access, query, body)
 
     def _transaction(self, scope: dict[str, Any], grant: Grant, body: bytes | None) -> None:
@@ -139,6 +142,7 @@ class AuthMiddleware:
                 inner = policy.AccessRequest("unknown")
             try:
                 policy.check(grant.scopes, inner)
+                self._group(grant, inner)
                 res = entry.get("resource")
                 self._compartment(grant, inner, q, orjson.dumps(res) if isinstance(res, dict) else None)
             except FhirError as exc:
@@ -196,6 +200,15 @@ class AuthMiddleware:
             old = self.authority.store.read(rtype, access.rid)
             if old is not None and old.content is not None and not in_compartment(orjson.loads(old.content), pid):
                 raise policy.Denied(f"patient/ scopes allow writes in Patient/{pid}'s compartment only")
+
+    def _group(self, grant: Grant, access: policy.AccessRequest) -> None:
+        """ATR: a caller acting for an organization or practitioner reaches only its own Groups."""
+        if access.rtype != "Group" or not access.rid or not restricted(grant.fhir_user):
+            return
+        stored = self.authority.store.read("Group", access.rid)
+        if stored is not None and stored.content is not None and \
+                not group_visible(orjson.loads(stored.content), str(grant.fhir_user)):
+            raise NotFound(f"Group/{access.rid} is not known")
 
     def _readable_instance(self, grant: Grant, rtype: str, rid: str) -> None:
         """read, vread, instance history: the resource must be in the compartment (patient/ scopes) and match

@@ -323,7 +323,9 @@ class AuthServer(AuthorizationServer):
         scopes = ScopeSet.parse(scope)
         user: EndUser | None = request.user
         if grant_type == "client_credentials":
-            issued = self.tokens.issue_access(client.client_id, scope, self.backend_ttl, uuid.uuid4().hex)
+            ctx = {"fhirUser": client.fhir_user} if client.fhir_user else None
+            issued = self.tokens.issue_access(client.client_id, scope, self.backend_ttl, uuid.uuid4().hex,
+                                              context=ctx)
             token.update(access_token=issued.token, expires_in=self.backend_ttl)
             return
         if grant_type == "authorization_code":

@@ -23,6 +23,7 @@ class AuthClient(SQLModel, table=True):
     redirect_uris: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON list
     grant_types: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON list
     scope: str = Field(sa_column=Column(Text, nullable=False))
+    fhir_user: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045 - e.g. Organization/12 (ATR)
     created_at: int
 
 

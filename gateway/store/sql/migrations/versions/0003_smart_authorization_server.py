@@ -43,6 +43,7 @@ def upgrade() -> None:
     sa.Column('redirect_uris', sa.Text(), nullable=False),
     sa.Column('grant_types', sa.Text(), nullable=False),
     sa.Column('scope', sa.Text(), nullable=False),
+    sa.Column('fhir_user', sa.String(length=255), nullable=True),
     sa.Column('created_at', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('client_id')
     )
