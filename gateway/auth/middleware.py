@@ -12,6 +12,8 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import jsonpatch
+import jsonpointer
 import orjson
 
 from ..fhir.errors import BadRequest, FhirError, NotFound, PayloadTooLarge, Unauthorized
@@ -24,6 +26,7 @@ from .routing import RouteTable
 
 log = logging.getLogger("gateway.auth")
 WRITES = {"create", "update", "patch", "delete", "conditional-update", "conditional-delete"}
+SINGLE = {"read", "vread"}  # one resource of a type the scope check has covered already
 ACTION = {"create": "C", "update": "U", "patch": "U", "delete": "D", "conditional-update": "U",
           "conditional-delete": "D", "operation": "E", "transaction": "E"}
 
@@ -82,8 +85,9 @@ class AuthMiddleware:
         state.update(client_id=grant.client_id, scopes=grant.scopes.to_string(), patient=grant.patient,
                      grant=grant)
         status_box = [0]
-        filtering = (bool(grant.scopes.levels() & {"patient"}) or restricted(grant.fhir_user)) \
-            and access.interaction not in WRITES | {"none"}
+        filtering = access.interaction not in WRITES | {"none"} and (
+            bool(grant.scopes.levels() & {"patient"}) or restricted(grant.fhir_user)
+            or (access.interaction not in SINGLE and not _reads_everything(grant)))
         token = current.set(grant)
         try:
             if filtering:
@@ -198,8 +202,19 @@ class AuthMiddleware:
                 raise policy.Denied(f"patient/ scopes allow writes in Patient/{pid}'s compartment only")
         if access.rid and access.interaction in ("update", "patch", "delete"):
             old = self.authority.store.read(rtype, access.rid)
-            if old is not None and old.content is not None and not in_compartment(orjson.loads(old.content), pid):
+            if old is None or old.content is None:
+                return
+            current = orjson.loads(old.content)
+            if not in_compartment(current, pid):
                 raise policy.Denied(f"patient/ scopes allow writes in Patient/{pid}'s compartment only")
+            if access.interaction == "patch" and body is not None:
+                try:  # the patched version must stay in the compartment too
+                    patched = jsonpatch.apply_patch(current, orjson.loads(body))
+                except (orjson.JSONDecodeError, jsonpatch.JsonPatchException, jsonpointer.JsonPointerException,
+                        TypeError, ValueError):
+                    return  # the route reports the bad patch
+                if isinstance(patched, dict) and not in_compartment(patched, pid):
+                    raise policy.Denied(f"patient/ scopes allow writes in Patient/{pid}'s compartment only")
 
     def _group(self, grant: Grant, access: policy.AccessRequest) -> None:
         """ATR: a caller acting for an organization or practitioner reaches only its own Groups."""
@@ -269,6 +284,12 @@ class AuthMiddleware:
         headers.append((b"content-length", str(len(raw)).encode()))
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": raw})
+
+
+def _reads_everything(grant: Grant) -> bool:
+    """A user/ or system/ scope reads and searches every type: responses need no filtering."""
+    return any(s.rtype == "*" and {"r", "s"} <= s.perms and not s.query and s.level != "patient"
+               for s in grant.scopes.resource)
 
 
 def _parameter_values(body: bytes, name: str) -> list[str]:

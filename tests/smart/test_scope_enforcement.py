@@ -202,3 +202,27 @@ def test_token_validation(seeded: TestClient) -> None:
     assert seeded.get("/fhir/Patient", headers=bearer(good)).status_code == 200
     auth.tokens.revoke(good)
     assert seeded.get("/fhir/Patient", headers=bearer(good)).status_code == 401
+
+
+def test_includes_of_types_the_scopes_do_not_cover_are_dropped(seeded: TestClient) -> None:
+    t = bearer(issue(seeded, "user/Observation.rs"))
+    r = seeded.get("/fhir/Observation?_include=Observation:subject&_include=Observation:performer", headers=t)
+    assert r.status_code == 200 and ids(r.json()) == {"Observation/o1", "Observation/o2", "Observation/o3"}
+    r = seeded.post("/fhir/Observation/_search", data={"_include": "Observation:subject"}, headers=t)
+    assert ids(r.json()) == {"Observation/o1", "Observation/o2", "Observation/o3"}
+    # an explicitly typed include of an uncovered type is refused outright
+    assert seeded.get("/fhir/Observation?_include=Observation:subject:Patient", headers=t).status_code == 403
+    assert seeded.get("/fhir/Patient?_revinclude=Observation:subject",
+                      headers=bearer(issue(seeded, "user/Patient.rs"))).status_code == 403
+    both = bearer(issue(seeded, "user/Observation.rs user/Patient.rs"))
+    r = seeded.get("/fhir/Observation?_include=Observation:subject", headers=both)
+    assert {"Patient/p1", "Patient/p2"} <= ids(r.json())
+
+
+def test_patch_cannot_move_a_resource_out_of_the_compartment(seeded: TestClient) -> None:
+    t = {**bearer(issue(seeded, "patient/*.cruds", "p1")), "Content-Type": "application/json-patch+json"}
+    move = [{"op": "replace", "path": "/subject/reference", "value": "Patient/p2"}]
+    assert seeded.patch("/fhir/Observation/o1", json=move, headers=t).status_code == 403
+    fine = [{"op": "replace", "path": "/status", "value": "amended"}]
+    assert seeded.patch("/fhir/Observation/o1", json=fine, headers=t).status_code == 200
+    assert seeded.app.state.store.read("Observation", "o1").version == 2
