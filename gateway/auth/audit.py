@@ -28,7 +28,8 @@ class AuditLog:
         self._last = time.monotonic()
         self._lock = threading.Lock()
 
-    def record(self, scope: dict[str, Any], grant: Any, access: Any, status: int) -> None:
+    def record(self, scope: dict[str, Any], grant: Any, access: Any, status: int) -> bool:
+        """Queue one row; True when a batch is due (the caller flushes it off the event loop)."""
         interaction = getattr(access, "interaction", "unknown")
         if interaction == "operation":
             interaction = f"operation:{access.operation}"
@@ -40,9 +41,7 @@ class AuditLog:
                "request_id": request_id.get()[:64]}
         with self._lock:
             self._rows.append(row)
-            due = len(self._rows) >= self.batch or time.monotonic() - self._last >= self.flush_every
-        if due:
-            self.flush()
+            return len(self._rows) >= self.batch or time.monotonic() - self._last >= self.flush_every
 
     def flush(self) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import jsonpatch
 import jsonpointer
 import orjson
+from starlette.concurrency import run_in_threadpool
 
 from ..fhir.errors import BadRequest, FhirError, NotFound, PayloadTooLarge, Unauthorized
 from . import policy
@@ -57,12 +58,15 @@ class AuthMiddleware:
         if scope["type"] != "http" or not (scope["path"] == "/fhir" or scope["path"].startswith("/fhir/")):
             await self.app(scope, receive, send)
             return
+        if self.authority is None or scope["method"] == "OPTIONS":  # --auth off
+            await self.app(scope, receive, send)
+            return
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
         template, params, _ = self.match(scope, method=method)
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         access = policy.classify(method, template, params, query) if template else policy.AccessRequest("unknown")
         state = scope.setdefault("state", {})
-        if access.interaction == "public" or self.authority is None or scope["method"] == "OPTIONS":
+        if access.interaction == "public":
             await self.app(scope, receive, send)
             return
         body: bytes | None = None
@@ -76,8 +80,8 @@ class AuthMiddleware:
                     body, receive = await _buffer(receive, self.authority.max_body)
                 self.authorize(scope, grant, access, query, body)
         except FhirError as exc:
-            self.authority.audit.record(scope, None if isinstance(exc, Unauthorized) else locals().get("grant"),
-                                        access, exc.status)
+            await self._audit(scope, None if isinstance(exc, Unauthorized) else locals().get("grant"), access,
+                              exc.status)
             log.info("request refused", extra={"status": exc.status, "path": scope["path"],
                                                "reason": exc.diagnostics})
             await _send_error(send, exc)
@@ -101,7 +105,12 @@ class AuthMiddleware:
                 await self.app(scope, receive, tap)
         finally:
             current.reset(token)
-            self.authority.audit.record(scope, grant, access, status_box[0])
+            await self._audit(scope, grant, access, status_box[0])
+
+    async def _audit(self, scope: dict[str, Any], grant: Grant | None, access: policy.AccessRequest,
+                     status: int) -> None:
+        if self.authority.audit.record(scope, grant, access, status):
+            await run_in_threadpool(self.authority.audit.flush)
 
     def authenticate(self, scope: dict[str, Any]) -> Grant:
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
