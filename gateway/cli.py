@@ -367,6 +367,26 @@ def users_add(
     typer.echo(f"user {username} added")
 
 
+keys_app = typer.Typer(help="The gateway's token signing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate")
+def keys_rotate(database: DatabaseOpt = None) -> None:
+    """Sign new tokens with a fresh key; older keys stay published at /auth/jwks for a day. Running servers
+    pick the new key up within 30 seconds."""
+    from .auth.keys import KeyRing
+    from .store.sql.store import SqlStore
+
+    store = SqlStore(_settings(database).resolved_database_url())
+    try:
+        ring = KeyRing(store.engine)
+        ring.ensure()
+        typer.echo(f"signing key {ring.rotate()} is now active")
+    finally:
+        store.close()
+
+
 @app.command()
 def token(
     fhir_base: Annotated[str, typer.Option("--fhir-base", help="FHIR base URL of the gateway")],

@@ -100,3 +100,47 @@ def test_registration_rules(auth_client: TestClient) -> None:
                    {"scope": "system/*.rs", "jwks": {"keys": []}}):
         with pytest.raises(RegistrationError):
             clients.register("x", **kwargs)
+
+
+def test_key_rotation_keeps_old_tokens_valid(auth_client: TestClient) -> None:
+    from .conftest import bearer, issue
+
+    auth = auth_client.app.state.authority
+    old = issue(auth_client, "user/*.rs")
+    old_kid = auth.keys.signing_key.kid
+    new_kid = auth.keys.rotate()
+    assert new_kid != old_kid and auth.keys.signing_key.kid == new_kid
+    kids = {k["kid"] for k in auth_client.get("/auth/jwks").json()["keys"]}
+    assert {old_kid, new_kid} <= kids
+    auth.tokens._cache.clear()
+    assert auth_client.get("/fhir/Patient", headers=bearer(old)).status_code == 200
+    fresh = issue(auth_client, "user/*.rs")
+    from joserfc import jws
+
+    assert jws.extract_compact(fresh.encode()).headers()["kid"] == new_kid
+
+
+def test_admin_api(auth_client: TestClient) -> None:
+    from .conftest import bearer, issue
+
+    admin = bearer(issue(auth_client, "__admin"))
+    key = {"keys": [generate_client_key("ES384").as_dict(private=False)]}
+    assert auth_client.post("/auth/admin/clients", json={"client_name": "x", "scope": "system/*.rs", "jwks": key},
+                            headers=bearer(issue(auth_client, "system/*.cruds"))).status_code == 403
+    assert auth_client.get("/auth/admin/clients").status_code == 401
+    r = auth_client.post("/auth/admin/clients", json={"client_name": "Sync", "scope": "system/*.rs", "jwks": key},
+                         headers=admin)
+    assert r.status_code == 201 and r.json()["token_endpoint_auth_method"] == "private_key_jwt"
+    bad = auth_client.post("/auth/admin/clients", json={"client_name": "Bad", "scope": "patient/*.rs", "jwks": key},
+                           headers=admin)
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_client_metadata"
+    app = auth_client.post("/auth/admin/clients", headers=admin, json={
+        "client_name": "App", "scope": "launch patient/*.rs", "redirect_uris": ["https://app.example.org/cb"],
+        "token_endpoint_auth_method": "client_secret_basic"}).json()
+    assert app["client_secret"]
+    listed = auth_client.get("/auth/admin/clients", headers=admin).json()
+    assert {c["client_name"] for c in listed} == {"Sync", "App"} and app["client_secret"] not in str(listed)
+    assert all("client_secret" not in c for c in listed)
+    launch = auth_client.post("/auth/admin/launch", headers=admin, json={"client_id": app["client_id"],
+                                                                          "patient": "p1"}).json()
+    assert launch["launch"] and launch["iss"] == "http://localhost/fhir"
