@@ -9,6 +9,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from fastapi import APIRouter, Request
@@ -29,6 +30,10 @@ log = logging.getLogger("gateway.auth")
 router = APIRouter(tags=["auth"])  # mounted at /auth
 wellknown = APIRouter(tags=["auth"])  # mounted at /fhir, before the FHIR routes
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# the sign-in and consent pages: never cached, never framed (clickjacking), no scripts
+PAGE = {**NO_STORE, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                   "frame-ancestors 'none'"}
 TICKET_AUD = "urn:fhir-gateway:consent"
 
 
@@ -94,7 +99,7 @@ async def token(request: Request) -> Response:
 
 # -- authorize -------------------------------------------------------------------------------------------
 def _error_page(message: str, status: int = 400) -> HTMLResponse:
-    return HTMLResponse(pages.error(message), status_code=status, headers=NO_STORE)
+    return HTMLResponse(pages.error(message), status_code=status, headers=PAGE)
 
 
 def _redirect_or_page(result: tuple[int, Any, list[tuple[str, str]]]) -> Response:
@@ -132,8 +137,6 @@ def _needs_picker(auth: Any, req: StarletteOAuth2Request, user: EndUser) -> bool
 def _patients(auth: Any) -> list[tuple[str, str]]:
     rest = auth.rest
     _, result = rest.search("Patient", [("_count", "100"), ("_sort", "family")])
-    import orjson
-
     out = []
     for m in result.matches:
         p = orjson.loads(m.content)
@@ -164,20 +167,20 @@ async def authorize(request: Request) -> Response:
     params = {k: v for k, v in req.payload.data.items() if k in pages.OAUTH_FIELDS}
     step = req.form.get("_step")
     if step is None:
-        return HTMLResponse(pages.login(params, client.name), headers=NO_STORE)
+        return HTMLResponse(pages.login(params, client.name), headers=PAGE)
     if step == "login":
         username = req.form.get("username", "")
         user = await run_in_threadpool(_login, auth, username, req.form.get("password", ""))
         if user is None:
             log.warning("login failed", extra={"client_id": client.client_id})
             return HTMLResponse(pages.login(params, client.name, "Unknown user name or wrong password"),
-                                status_code=401, headers=NO_STORE)
+                                status_code=401, headers=PAGE)
         return await _consent_page(auth, req, params, client, user)
     username = _check_ticket(auth, req.form.get("ticket", ""), client.client_id)
     user = auth.server.user(username) if username else None
     if user is None:
         return HTMLResponse(pages.login(params, client.name, "Your sign-in has expired; sign in again"),
-                            status_code=401, headers=NO_STORE)
+                            status_code=401, headers=PAGE)
     if req.form.get("decision") != "allow":
         result = await run_in_threadpool(auth.server.create_authorization_response, req, None, grant)
         return _redirect_or_page(result)
@@ -200,7 +203,7 @@ async def _consent_page(auth: Any, req: StarletteOAuth2Request, params: dict[str
                         user: EndUser, error: str | None = None) -> HTMLResponse:
     patients = await run_in_threadpool(_patients, auth) if _needs_picker(auth, req, user) else None
     return HTMLResponse(pages.consent(params, client.name, _ticket(auth, user.username, client.client_id),
-                                      (req.scope or "").split(), patients, error), headers=NO_STORE)
+                                      (req.scope or "").split(), patients, error), headers=PAGE)
 
 
 def _login(auth: Any, username: str, password: str) -> EndUser | None:
@@ -324,8 +327,6 @@ def audit(request: Request) -> Response:
     _admin(request, auth)
     events = auth.audit.events(request.query_params.get("patient"), request.query_params.get("since"),
                                min(int(request.query_params.get("_count", "100")), 1000))
-    import orjson
-
     body = {"resourceType": "Bundle", "type": "collection", "total": len(events),
             "entry": [{"resource": e} for e in events]}
     return Response(orjson.dumps(body), media_type="application/fhir+json")
