@@ -26,7 +26,7 @@ from tests.conftest import clean_env, gateway_exe, wipe
 
 pytestmark = pytest.mark.live
 
-START_TIMEOUT = 30.0
+START_TIMEOUT = 90.0  # a loaded 2-core machine takes over 30 s to migrate and load the demo on PostgreSQL
 FHIR_JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 
 
