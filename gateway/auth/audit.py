@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select
 
-from ..fhir.dates import now_instant
 from ..logs import request_id
 from .tables import AUDIT
 
@@ -34,7 +33,7 @@ class AuditLog:
         if interaction == "operation":
             interaction = f"operation:{access.operation}"
         qs = scope.get("query_string", b"").decode("latin-1")
-        row = {"recorded": now_instant(), "client_id": getattr(grant, "client_id", None),
+        row = {"recorded": time.time(), "client_id": getattr(grant, "client_id", None),
                "subject": getattr(grant, "subject", None), "patient": getattr(grant, "patient", None),
                "action": ACTIONS.get(getattr(access, "interaction", ""), "R"), "interaction": interaction[:64],
                "method": scope["method"][:8], "path": scope["path"] + (f"?{qs}" if qs else ""), "status": status,
@@ -49,6 +48,9 @@ class AuditLog:
             self._last = time.monotonic()
         if not rows:
             return
+        for r in rows:  # epoch seconds -> FHIR instant, here rather than on the request path
+            if isinstance(r["recorded"], float):
+                r["recorded"] = _instant(r["recorded"])
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(AUDIT), rows)
@@ -66,6 +68,10 @@ class AuditLog:
             q = q.where(AUDIT.c.recorded >= since)
         with self.engine.connect() as conn:
             return [as_audit_event(dict(r)) for r in conn.execute(q).mappings()]
+
+
+def _instant(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
 
 
 def as_audit_event(row: dict[str, Any]) -> dict[str, Any]:

@@ -34,21 +34,35 @@ def iter_routes(routes: list[Any]) -> Iterator[tuple[str, frozenset[str]]]:
 
 
 class RouteTable:
+    """Routes in registration order, bucketed by their number of path segments (a ``{param}`` never spans a
+    ``/``; templates with ``:path`` parameters are tried for every length)."""
+
     def __init__(self) -> None:
         self._entries: list[RouteEntry] = []
+        self._buckets: dict[int, list[RouteEntry]] = {}
         self._key: Any = None
 
     def entries(self, app: Any) -> list[RouteEntry]:
         key = (id(app), len(app.router.routes))
         if key != self._key:
             self._entries = [RouteEntry(p, m, compile_path(p)[0]) for p, m in iter_routes(app.router.routes)]
+            self._buckets = {}
             self._key = key
         return self._entries
+
+    def _candidates(self, app: Any, path: str) -> list[RouteEntry]:
+        entries = self.entries(app)
+        n = path.count("/")
+        bucket = self._buckets.get(n)
+        if bucket is None:
+            bucket = [e for e in entries if ":path}" in e.path or e.path.count("/") == n]
+            self._buckets[n] = bucket
+        return bucket
 
     def match(self, app: Any, path: str, method: str) -> tuple[str | None, dict[str, str], bool]:
         """(template, path params, matched the path with another method only)."""
         other = False
-        for e in self.entries(app):
+        for e in self._candidates(app, path):
             m = e.regex.match(path)
             if m is None:
                 continue
