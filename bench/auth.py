@@ -69,6 +69,43 @@ def validation_cost(db: str, n: int) -> dict[str, float]:
     return out
 
 
+def asgi_read_cost(db: str, ids: list[str], batches: int = 8, per_batch: int = 400) -> dict[str, Any]:
+    """The whole app in process (no sockets, no load generator): microseconds per GET Patient/{id}, auth off
+    and on, in alternating batches so that other work on the machine hits both alike."""
+    import asyncio
+
+    from gateway.api.app import create_app
+    from gateway.config import Settings
+
+    store = SqlStore(db)
+    base = "http://127.0.0.1/fhir"
+    apps = {"off": create_app(Settings(base_url=base, auth="off"), store=store, access_log=False),
+            "on": create_app(Settings(base_url=base, auth="smart"), store=store, access_log=False)}
+    token = apps["on"].state.authority.tokens.issue_access("bench", "system/*.rs", 3600, "bench").token
+    headers = {"off": {}, "on": {"Authorization": f"Bearer {token}"}}
+
+    async def batch(mode: str, rng: random.Random) -> float:
+        transport = httpx.ASGITransport(app=apps[mode])
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            t0 = time.perf_counter()
+            for _ in range(per_batch):
+                r = await c.get(f"/fhir/Patient/{rng.choice(ids)}", headers=headers[mode])
+                if r.status_code != 200:
+                    raise RuntimeError(f"{mode}: {r.status_code} {r.text[:200]}")
+            return (time.perf_counter() - t0) / per_batch * 1e6
+
+    rng = random.Random(3)
+    out: dict[str, list[float]] = {"off": [], "on": []}
+    asyncio.run(batch("off", rng))
+    asyncio.run(batch("on", rng))  # warm both (token cache, compiled statements)
+    for i in range(batches):
+        for mode in (("off", "on") if i % 2 == 0 else ("on", "off")):
+            out[mode].append(asyncio.run(batch(mode, rng)))
+    store.close()
+    med = {k: statistics.median(v) for k, v in out.items()}
+    return {"us_per_read": out, "median_us": med, "overhead_pct": (med["on"] / med["off"] - 1) * 100}
+
+
 def seed(fhir: str, n: int, rng: random.Random) -> list[str]:
     ids: list[str] = []
     with httpx.Client(timeout=60) as c:
@@ -115,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                                                            jwks={"keys": [key.as_dict(private=False)]})
             store.close()
             token = fetch_token(on.fhir, client.client_id, key.as_dict(private=True), "system/*.rs")["access_token"]
+            result["asgi_in_process"] = asgi_read_cost(db, ids)
+            print("in process:", json.dumps(result["asgi_in_process"]["median_us"]),
+                  f"overhead {result['asgi_in_process']['overhead_pct']:.1f}%", flush=True)
             rounds: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
             for i in range(args.rounds):
                 for mode, server in (("off", off), ("on", on)) if i % 2 == 0 else (("on", on), ("off", off)):
