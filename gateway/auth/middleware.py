@@ -70,6 +70,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         body: bytes | None = None
+        grant: Grant | None = None
         try:
             grant = self.authenticate(scope)
             if template is None:  # no such route: let the app say 404/405, to authenticated callers only
@@ -80,8 +81,7 @@ class AuthMiddleware:
                     body, receive = await _buffer(receive, self.authority.max_body)
                 self.authorize(scope, grant, access, query, body)
         except FhirError as exc:
-            await self._audit(scope, None if isinstance(exc, Unauthorized) else locals().get("grant"), access,
-                              exc.status)
+            await self._audit(scope, grant, access, exc.status)
             log.info("request refused", extra={"status": exc.status, "path": scope["path"],
                                                "reason": exc.diagnostics})
             await _send_error(send, exc)
@@ -89,7 +89,7 @@ class AuthMiddleware:
         state.update(client_id=grant.client_id, scopes=grant.scopes.to_string(), patient=grant.patient,
                      grant=grant)
         status_box = [0]
-        filtering = access.interaction not in WRITES | {"none"} and (
+        filtering = scope["method"] != "HEAD" and access.interaction not in WRITES | {"none"} and (
             bool(grant.scopes.levels() & {"patient"}) or restricted(grant.fhir_user)
             or (access.interaction not in SINGLE and not _reads_everything(grant)))
         token = current.set(grant)
