@@ -85,5 +85,9 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.include_router(type_level.compartment_router, prefix="/fhir")
     # every /fhir request passes the auth middleware, whatever router serves it (gateway/auth/policy.py)
     app.add_middleware(AuthMiddleware, authority=authority)
+    if authority is not None:  # outside the auth check: preflight requests carry no token
+        from ..auth.cors import CorsMiddleware
+
+        app.add_middleware(CorsMiddleware, authority=authority)
     app.add_middleware(RequestIdMiddleware, access_log=access_log)
     return app

@@ -119,6 +119,7 @@ def validate_jwks(jwks: Any) -> dict[str, Any]:
 class ClientStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.changed_at = 0.0  # time.monotonic() of the last registration through this store
 
     def get(self, client_id: Any) -> Client | None:
         if not isinstance(client_id, str) or not client_id:
@@ -181,4 +182,5 @@ class ClientStore:
                 jwks=json.dumps(jwks) if jwks else None, jwks_uri=jwks_uri,
                 redirect_uris=json.dumps(client.redirect_uris), grant_types=json.dumps(grants),
                 scope=client.scope, fhir_user=fhir_user, created_at=int(time.time())))
+        self.changed_at = time.monotonic()
         return client, secret

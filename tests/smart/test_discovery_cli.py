@@ -144,3 +144,21 @@ def test_admin_api(auth_client: TestClient) -> None:
     launch = auth_client.post("/auth/admin/launch", headers=admin, json={"client_id": app["client_id"],
                                                                           "patient": "p1"}).json()
     assert launch["launch"] and launch["iss"] == "http://localhost/fhir"
+
+
+def test_cors_for_registered_app_origins_only(auth_client: TestClient) -> None:
+    from .conftest import bearer, issue
+
+    auth_client.app.state.authority.clients.register("Web app", "patient/*.rs",
+                                                     redirect_uris=["https://app.example.org/cb"])
+    pre = auth_client.options("/auth/token", headers={"Origin": "https://app.example.org",
+                                                      "Access-Control-Request-Method": "POST"})
+    assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == "https://app.example.org"
+    r = auth_client.get("/fhir/Patient", headers={**bearer(issue(auth_client, "user/*.rs")),
+                                                  "Origin": "https://app.example.org"})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example.org"
+    assert "access-control-allow-origin" not in auth_client.get(
+        "/fhir/Patient", headers={"Origin": "https://evil.example.org"}).headers
+    evil = auth_client.options("/auth/token", headers={"Origin": "https://evil.example.org",
+                                                       "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in evil.headers
