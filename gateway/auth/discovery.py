@@ -8,7 +8,7 @@ from typing import Any
 CAPABILITIES = [
     "launch-ehr", "launch-standalone", "authorize-post",
     "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
-    "sso-openid-connect", "context-banner", "context-style",
+    "sso-openid-connect", "context-banner",
     "context-ehr-patient", "context-ehr-encounter", "context-standalone-patient",
     "permission-offline", "permission-online", "permission-patient", "permission-user", "permission-v1",
     "permission-v2",

@@ -258,3 +258,10 @@ def test_confidential_client_with_secret(auth_client: TestClient) -> None:
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
     r = auth_client.post("/auth/token", data=data, auth=(c.client_id, secret))
     assert r.status_code == 200 and r.json()["patient"] == "p1", r.text
+
+
+def test_authorize_by_post(app: App) -> None:
+    params = app.params()
+    page = app.client.post("/auth/authorize", data=params)
+    assert page.status_code == 200 and "Sign in" in page.text
+    assert hidden(page.text)["state"] == params["state"]
