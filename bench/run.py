@@ -275,12 +275,12 @@ def server_command() -> list[str]:
 class Server:
     """A live ``fhir-gateway serve`` subprocess on a free loopback port."""
 
-    def __init__(self, database_url: str, workers: int, log_dir: str) -> None:
+    def __init__(self, database_url: str, workers: int, log_dir: str, auth: str = "off") -> None:
         self.port = free_port()
         self.base = f"http://{HOST}:{self.port}"
         self.fhir = f"{self.base}/fhir"
         self.log_path = Path(log_dir) / f"server-{self.port}.log"
-        cmd = [*server_command(), "serve", "--host", HOST, "--port", str(self.port), "--auth", "off",
+        cmd = [*server_command(), "serve", "--host", HOST, "--port", str(self.port), "--auth", auth,
                "--database", database_url, "--workers", str(workers)]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         # default settings apart from the flags: no GATEWAY_* variable of the caller's shell leaks in
@@ -540,6 +540,7 @@ function init(args)
   end
   math.randomseed(os.time() * 1000 + (tid or 0))
   headers = {["Accept"] = "application/fhir+json"}
+  if args[5] ~= nil and args[5] ~= "" then headers["Authorization"] = "Bearer " .. args[5] end
   if mode == "post" then
     headers["Content-Type"] = "application/fhir+json"
     headers["Prefer"] = "return=minimal"
@@ -590,6 +591,7 @@ class Load:
     expect: str = ""  # a 2xx response must contain this text to count as a success
     concurrency: int = 32
     timeout: float = 10.0
+    token: str = ""  # a bearer access token, sent on every request when set
 
 
 @dataclass
@@ -614,7 +616,7 @@ def run_wrk(wrk: str, base: str, load: Load, seconds: float, work: str) -> Measu
     data = Path(work) / f"pool-{uuid.uuid4().hex[:8]}.txt"
     data.write_text("\n".join(load.pool) + "\n", encoding="utf-8")
     cmd = [wrk, "-t1", f"-c{load.concurrency}", f"-d{max(1, round(seconds))}s", f"--timeout={load.timeout:g}s",
-           "-s", str(script), base, "--", load.mode, str(data), load.path, load.expect]
+           "-s", str(script), base, "--", load.mode, str(data), load.path, load.expect, load.token]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + load.timeout + 60)
     data.unlink(missing_ok=True)
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
@@ -636,6 +638,8 @@ def _pct(sorted_ms: list[float], p: float) -> float:
 def run_httpx(base: str, load: Load, seconds: float) -> Measured:
     """Fallback load generator: N asyncio tasks on one httpx.AsyncClient (uses CPU on the same machine)."""
     headers = {"Accept": "application/fhir+json"}
+    if load.token:
+        headers["Authorization"] = f"Bearer {load.token}"
     if load.mode == "post":
         headers |= {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
     pool = [p.encode() for p in load.pool] if load.mode == "post" else load.pool

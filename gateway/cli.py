@@ -51,7 +51,8 @@ def serve(
     database: DatabaseOpt = None,
     base_url: Annotated[str | None, typer.Option("--base-url", envvar="GATEWAY_BASE_URL", help="Public FHIR base URL "
                                                  "(default http://HOST:PORT/fhir)")] = None,
-    auth: Annotated[str, typer.Option(envvar="GATEWAY_AUTH", help="smart | off (off only on a loopback host)")] = "off",
+    auth: Annotated[str, typer.Option(envvar="GATEWAY_AUTH", help="smart (SMART on FHIR authorization, the "
+                                      "default) | off (no authorization; only on a loopback host)")] = "smart",
     demo: Annotated[bool, typer.Option("--demo", envvar="GATEWAY_DEMO", help="Load the built-in demo data on start: "
                                        "sample patients, the demo measures and 200 synthetic patients "
                                        "(docs/demo-measures.md)")] = False,
@@ -68,12 +69,10 @@ def serve(
         typer.echo(f"Refusing --auth off on non-loopback host {host}: patient data would be open to the "
                    "network. Use --auth smart, or bind 127.0.0.1.", err=True)
         raise typer.Exit(2)
-    if auth == "smart":
-        typer.echo("SMART on FHIR authorization is not available in this version; run with --auth off on "
-                   "127.0.0.1.", err=True)
-        raise typer.Exit(2)
     settings = _settings(database, host=host, port=port, base_url=base_url, auth=auth, demo=demo)
     configure(settings.log_level)
+    if auth == "smart" and demo:
+        _demo_client(settings)
     # settings reach worker processes through the environment
     os.environ["GATEWAY_DATABASE_URL"] = settings.resolved_database_url()
     os.environ["GATEWAY_HOST"] = host
@@ -92,6 +91,19 @@ def serve(
         from .main import build_app
 
         uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False)
+
+
+def _demo_client(settings) -> None:  # type: ignore[no-untyped-def]
+    """Register (once) a demo backend client and a demo user, and print how to get a token."""
+    from .auth.demo import ensure_demo_access
+    from .store.sql.store import SqlStore
+
+    store = SqlStore(settings.resolved_database_url())
+    try:
+        text = ensure_demo_access(store, settings)
+    finally:
+        store.close()
+    typer.echo(text, err=True)
 
 
 def _load_demo_once(settings) -> None:  # type: ignore[no-untyped-def]
@@ -258,6 +270,142 @@ def synth(
                f"({len(summary.errors)} errors)")
     if summary.errors:
         raise typer.Exit(1)
+
+
+clients_app = typer.Typer(help="Register and list OAuth clients (SMART apps and backend services).",
+                          no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+users_app = typer.Typer(help="The built-in user store for the login page.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@clients_app.command("add")
+def clients_add(
+    name: Annotated[str, typer.Option("--name", help="Client name shown on the consent page")],
+    scope: Annotated[str, typer.Option("--scope", help="Scopes the client may ask for, space separated "
+                                       "(backend services: system/ scopes)")],
+    database: DatabaseOpt = None,
+    jwks: Annotated[Path | None, typer.Option("--jwks", help="File with the client's public JWKS "
+                                              "(backend services, private_key_jwt)")] = None,
+    jwks_url: Annotated[str | None, typer.Option("--jwks-url", help="URL of the client's JWKS "
+                                                 "(backend services, private_key_jwt)")] = None,
+    redirect_uri: Annotated[list[str] | None, typer.Option("--redirect-uri", help="Redirect URI of a SMART "
+                                                            "app (repeatable)")] = None,
+    confidential: Annotated[bool, typer.Option("--confidential", help="An app with a client secret "
+                                               "(client_secret_basic) instead of a public client")] = False,
+    fhir_user: Annotated[str | None, typer.Option("--fhir-user", help="The Organization/<id> or Practitioner/<id> "
+                                                  "a backend client acts for: it then sees only the ATR Groups "
+                                                  "it manages or is attributed in")] = None,
+) -> None:
+    """Register a client; prints it as one JSON object (with client_id, and client_secret once) on stdout."""
+    import json
+
+    from .auth.clients import ClientStore, RegistrationError
+    from .store.sql.store import SqlStore
+
+    settings = _settings(database)
+    doc = None
+    if jwks is not None:
+        try:
+            doc = json.loads(jwks.read_text())
+        except (OSError, ValueError) as exc:
+            typer.echo(f"error: cannot read the JWKS file {jwks}: {exc}", err=True)
+            raise typer.Exit(2) from None
+    store = SqlStore(settings.resolved_database_url())
+    try:
+        client, secret = ClientStore(store.engine).register(name, scope, jwks=doc, jwks_uri=jwks_url,
+                                                            redirect_uris=redirect_uri or None,
+                                                            confidential=confidential, fhir_user=fhir_user)
+    except RegistrationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    out = client.public_view()
+    if secret:
+        out["client_secret"] = secret
+    typer.echo(json.dumps(out))
+
+
+@clients_app.command("list")
+def clients_list(database: DatabaseOpt = None) -> None:
+    """List the registered clients as JSON lines (no secrets)."""
+    import json
+
+    from .auth.clients import ClientStore
+    from .store.sql.store import SqlStore
+
+    store = SqlStore(_settings(database).resolved_database_url())
+    try:
+        for c in ClientStore(store.engine).list():
+            typer.echo(json.dumps(c.public_view()))
+    finally:
+        store.close()
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Option("--username")],
+    database: DatabaseOpt = None,
+    fhir_user: Annotated[str | None, typer.Option("--fhir-user", help="The user's FHIR resource, e.g. "
+                                                  "Practitioner/123 or Patient/456")] = None,
+    password: Annotated[str, typer.Option("--password", prompt=True, hide_input=True,
+                                          envvar="GATEWAY_USER_PASSWORD")] = "",
+) -> None:
+    """Add a user to the built-in user store (a Patient/<id> user sees only that patient's record)."""
+    from .auth.users import UserError, add_user
+    from .store.sql.store import SqlStore
+
+    store = SqlStore(_settings(database).resolved_database_url())
+    try:
+        add_user(store.engine, username, password, fhir_user)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    typer.echo(f"user {username} added")
+
+
+keys_app = typer.Typer(help="The gateway's token signing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate")
+def keys_rotate(database: DatabaseOpt = None) -> None:
+    """Sign new tokens with a fresh key; older keys stay published at /auth/jwks for a day. Running servers
+    pick the new key up within 30 seconds."""
+    from .auth.keys import KeyRing
+    from .store.sql.store import SqlStore
+
+    store = SqlStore(_settings(database).resolved_database_url())
+    try:
+        ring = KeyRing(store.engine)
+        ring.ensure()
+        typer.echo(f"signing key {ring.rotate()} is now active")
+    finally:
+        store.close()
+
+
+@app.command()
+def token(
+    fhir_base: Annotated[str, typer.Option("--fhir-base", help="FHIR base URL of the gateway")],
+    client_id: Annotated[str, typer.Option("--client-id")],
+    key: Annotated[Path, typer.Option("--key", help="File with the client's private JWK (RS384 or ES384)")],
+    scope: Annotated[str, typer.Option("--scope")] = "system/*.rs",
+    full: Annotated[bool, typer.Option("--json", help="Print the whole token response")] = False,
+) -> None:
+    """Backend Services: sign a client assertion and print an access token (client_credentials)."""
+    import json
+
+    from .auth.assertion_client import fetch_token
+
+    try:
+        body = fetch_token(fhir_base, client_id, json.loads(key.read_text()), scope)
+    except (OSError, ValueError, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(body) if full else body["access_token"])
 
 
 @app.command()

@@ -22,6 +22,14 @@ class Settings(BaseSettings):
     port: int = 8080
     base_url: str = ""  # public FHIR base; default http://HOST:PORT/fhir
     auth: str = "smart"  # smart | off
+    auth_base_url: str = ""  # public URL of the /auth endpoints; default: the FHIR base's origin + /auth
+    access_token_lifetime: int = 900  # seconds, app launch tokens (SMART: SHOULD be <= 3600)
+    backend_token_lifetime: int = 300  # seconds, client_credentials tokens (Backend Services: SHOULD be <= 300)
+    refresh_token_lifetime: int = 86400
+    # external identity provider whose access tokens are accepted too (validated with its JWKS)
+    idp_issuer: str = ""
+    idp_jwks_uri: str = ""
+    idp_audience: str = ""  # default: the FHIR base
     demo: bool = False
     profiles_dir: Path = REPO_PROFILES
     max_body_bytes: int = 32 * 1024 * 1024
@@ -42,6 +50,13 @@ class Settings(BaseSettings):
         if self.base_url:
             return self.base_url.rstrip("/")
         return f"http://{self.host}:{self.port}/fhir"
+
+
+    def auth_base(self) -> str:
+        if self.auth_base_url:
+            return self.auth_base_url.rstrip("/")
+        base = self.fhir_base()
+        return (base[: -len("/fhir")] if base.endswith("/fhir") else base) + "/auth"
 
 
 @lru_cache(maxsize=1)

@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.api.app import create_app
+from gateway.auth.routing import iter_routes
 from gateway.config import Settings
 from gateway.fhir.resource_types import RESOURCE_TYPES
 from gateway.services.capability import TYPE_INTERACTIONS
@@ -35,6 +36,8 @@ ROUTE_INTERACTIONS = {
     ("POST", "/fhir/"): "transaction",
     ("GET", "/fhir/_history"): "history-system",
     ("GET", "/fhir/metadata"): "capabilities",
+    ("GET", "/fhir/.well-known/smart-configuration"): "capabilities",  # SMART discovery
+    ("GET", "/fhir/.well-known/openid-configuration"): "capabilities",
     ("GET", "/fhir/Measure/$evaluate-measure"): "operation:evaluate-measure",
     ("POST", "/fhir/Measure/$evaluate-measure"): "operation:evaluate-measure",
     ("GET", "/fhir/Measure/{measure_id}/$evaluate-measure"): "operation:evaluate-measure",
@@ -92,14 +95,16 @@ def test_every_route_is_claimed(app_client: TestClient) -> None:
     claimed = {i["code"] for r in cs["rest"][0]["resource"] for i in r["interaction"]}
     claimed |= {i["code"] for i in cs["rest"][0]["interaction"]} | {"capabilities"}
     claimed |= {f"operation:{op['name']}" for op in cs["rest"][0].get("operation", [])}
-    for route in app_client.app.routes:
-        path = getattr(route, "path", "")
+    seen = 0
+    for path, methods in iter_routes(app_client.app.router.routes):  # also sees into included routers
         if not path.startswith("/fhir"):
             continue
-        for method in getattr(route, "methods", set()) - {"HEAD", "OPTIONS"}:
+        for method in methods - {"HEAD", "OPTIONS"}:
+            seen += 1
             interaction = ROUTE_INTERACTIONS.get((method, path))
             assert interaction is not None, f"route {method} {path} is not mapped to an interaction"
             assert interaction in claimed, f"{method} {path} implements {interaction}, not in the CapabilityStatement"
+    assert seen >= len(ROUTE_INTERACTIONS) - 2
 
 
 def test_every_claimed_search_parameter_works(app_client: TestClient) -> None:

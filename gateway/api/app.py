@@ -76,6 +76,8 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
             summary = load_demo(app.state.rest)
             log.info("demo data loaded", extra={"resources": summary.resources})
         yield
+        if app.state.authority is not None:
+            app.state.authority.audit.flush()  # the last batch of audit rows
 
     app = FastAPI(title="FHIR VBC Gateway", version=__version__, lifespan=lifespan,
                   description="FHIR R4 gateway for value-based care. The FHIR base is /fhir.")
@@ -87,9 +89,28 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     from ..services.evaluate import MeasureService
 
     app.state.measures = MeasureService(store, base, settings.executor, reporter=settings.reporter)
-    app.state.capability = orjson.dumps(build_capability(base, OPERATIONS))
+    authority = None
+    if settings.auth == "smart":
+        from ..auth.service import Authority
+
+        authority = Authority(settings, store)
+        authority.rest = app.state.rest
+    elif settings.auth != "off":
+        raise ValueError(f"auth must be 'smart' or 'off', not {settings.auth!r}")
+    app.state.authority = authority
+    capability = build_capability(base, OPERATIONS)
+    if authority is not None:
+        from ..auth.discovery import capability_security
+
+        capability["rest"][0]["security"] = capability_security(authority)
+    app.state.capability = orjson.dumps(capability)
     errors.install(app)
     app.include_router(system.health_router)
+    from ..auth import routes as auth_routes
+    from ..auth.middleware import AuthMiddleware
+
+    app.include_router(auth_routes.router, prefix="/auth")
+    app.include_router(auth_routes.wellknown, prefix="/fhir")
     app.include_router(system.router, prefix="/fhir")
     app.include_router(evaluate_measure.router, prefix="/fhir")
     app.include_router(evaluate.router, prefix="/fhir")
@@ -101,5 +122,11 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.include_router(type_level.router, prefix="/fhir")
     app.include_router(instance.router, prefix="/fhir")
     app.include_router(type_level.compartment_router, prefix="/fhir")
+    # every /fhir request passes the auth middleware, whatever router serves it (gateway/auth/policy.py)
+    app.add_middleware(AuthMiddleware, authority=authority)
+    if authority is not None:  # outside the auth check: preflight requests carry no token
+        from ..auth.cors import CorsMiddleware
+
+        app.add_middleware(CorsMiddleware, authority=authority)
     app.add_middleware(RequestIdMiddleware, access_log=access_log)
     return app

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from ..auth.context import constrain_search
 from ..fhir.errors import BadRequest, info_outcome
 from ..search.params import patient_compartment
 from ..services import bundles
@@ -95,7 +96,9 @@ def compartment_search(pid: str, rtype: str, request: Request, rest: Rest) -> Re
     else:
         raise BadRequest(f"{rtype} is not in the Patient compartment")
     params += list(request.query_params.multi_items())
-    q = rest.parser(prefer(request).get("handling") == "strict").parse(rtype, params)
+    parser = rest.parser(prefer(request).get("handling") == "strict")
+    q = parser.parse(rtype, params)
+    constrain_search(q, parser)
     if rtype != "Patient":
         from ..search.query import Criterion, RefValue
 

@@ -85,6 +85,16 @@ class Unprocessable(FhirError):
     status, code = 422, "business-rule"
 
 
+class Unauthorized(FhirError):
+    status = 401
+    code = "login"
+
+
+class Forbidden(FhirError):
+    status = 403
+    code = "forbidden"
+
+
 class NotSupported(FhirError):
     status, code = 400, "not-supported"
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from ..auth.context import constrain_search
 from ..fhir.errors import (
     BadRequest,
     FhirError,
@@ -84,7 +85,9 @@ class RestService:
         params = parse_query_string(criteria.lstrip("?"))
         if not params:
             raise BadRequest("Conditional request without search criteria")
-        q = self.parser(strict=True).parse(resource_type, params)
+        parser = self.parser(strict=True)
+        q = parser.parse(resource_type, params)
+        constrain_search(q, parser)
         q.count, q.total = 2, "none"
         return (tx.search(q) if tx is not None else self.store.search(q)).matches
 
@@ -248,7 +251,9 @@ class RestService:
     def search(self, resource_type: str, params: list[tuple[str, str]], strict: bool = False,
                tx: Any = None) -> tuple[SearchQuery, SearchResult]:
         check_type(resource_type)
-        q = self.parser(strict).parse(resource_type, params)
+        parser = self.parser(strict)
+        q = parser.parse(resource_type, params)
+        constrain_search(q, parser)
         result = tx.search(q) if tx is not None else self.store.search(q)
         return q, result
 

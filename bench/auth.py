@@ -1,0 +1,190 @@
+"""Cost of authorization: token validation per request (in process), and read throughput of a live server
+with --auth smart versus --auth off, measured side by side on the same SQLite file.
+
+    python bench/auth.py                     # 3 alternating rounds of 10 s per mode
+    python bench/auth.py --rounds 5 --duration 15 --out bench/results/auth.json
+
+Both servers run at the same time on one database (1,000 seeded Patients); the rounds alternate off/on so
+that load from other work on the machine hits both modes alike. The read scenario is bench/run.py's
+(`GET Patient/{id}` at random, 32 connections, wrk when on PATH, else httpx).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from run import Load, Server, machine_info, make_patient, run_httpx, run_wrk, transaction  # noqa: E402
+
+from gateway.auth.assertion_client import fetch_token, generate_client_key  # noqa: E402
+from gateway.auth.clients import ClientStore  # noqa: E402
+from gateway.auth.context import Grant  # noqa: E402
+from gateway.auth.keys import KeyRing  # noqa: E402
+from gateway.auth.policy import check as check_scopes  # noqa: E402
+from gateway.auth.policy import classify  # noqa: E402
+from gateway.auth.tokens import TokenService  # noqa: E402
+from gateway.store.sql.store import SqlStore  # noqa: E402
+
+
+def per_call_us(fn: Any, n: int) -> float:
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def validation_cost(db: str, n: int) -> dict[str, float]:
+    store = SqlStore(db)
+    keys = KeyRing(store.engine)
+    keys.ensure()
+    base = "http://127.0.0.1/fhir"
+    tokens = TokenService(store.engine, keys, base, base)
+    token = tokens.issue_access("bench", "system/*.rs", 3600, "f").token
+
+    def uncached() -> Grant:
+        tokens._cache.clear()
+        return tokens.validate(token)
+
+    grant = tokens.validate(token)
+    req = classify("GET", "/fhir/{rtype}/{rid}", {"rtype": "Patient", "rid": "1"}, [])
+    out = {"jwt_verify_and_claims_us": per_call_us(uncached, n),
+           "cached_validate_us": per_call_us(lambda: tokens.validate(token), n * 10),
+           "scope_check_us": per_call_us(lambda: check_scopes(grant.scopes, req), n * 10)}
+    store.close()
+    return out
+
+
+def asgi_read_cost(db: str, ids: list[str], batches: int = 8, per_batch: int = 400) -> dict[str, Any]:
+    """The whole app in process (no sockets, no load generator): microseconds per GET Patient/{id}, auth off
+    and on, in alternating batches so that other work on the machine hits both alike."""
+    import asyncio
+
+    from gateway.api.app import create_app
+    from gateway.config import Settings
+
+    store = SqlStore(db)
+    base = "http://127.0.0.1/fhir"
+    apps = {"off": create_app(Settings(base_url=base, auth="off"), store=store, access_log=False),
+            "on": create_app(Settings(base_url=base, auth="smart"), store=store, access_log=False)}
+    token = apps["on"].state.authority.tokens.issue_access("bench", "system/*.rs", 3600, "bench").token
+    headers = {"off": {}, "on": {"Authorization": f"Bearer {token}"}}
+
+    async def batch(mode: str, rng: random.Random) -> float:
+        transport = httpx.ASGITransport(app=apps[mode])
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            t0 = time.perf_counter()
+            for _ in range(per_batch):
+                r = await c.get(f"/fhir/Patient/{rng.choice(ids)}", headers=headers[mode])
+                if r.status_code != 200:
+                    raise RuntimeError(f"{mode}: {r.status_code} {r.text[:200]}")
+            return (time.perf_counter() - t0) / per_batch * 1e6
+
+    rng = random.Random(3)
+    out: dict[str, list[float]] = {"off": [], "on": []}
+    asyncio.run(batch("off", rng))
+    asyncio.run(batch("on", rng))  # warm both (token cache, compiled statements)
+    for i in range(batches):
+        for mode in (("off", "on") if i % 2 == 0 else ("on", "off")):
+            out[mode].append(asyncio.run(batch(mode, rng)))
+    store.close()
+    med = {k: statistics.median(v) for k, v in out.items()}
+    return {"us_per_read": out, "median_us": med, "overhead_pct": (med["on"] / med["off"] - 1) * 100}
+
+
+def seed(fhir: str, n: int, rng: random.Random) -> list[str]:
+    ids: list[str] = []
+    with httpx.Client(timeout=60) as c:
+        for start in range(0, n, 200):
+            entries = []
+            for _ in range(min(200, n - start)):
+                p = make_patient(rng)
+                pid = uuid.uuid4().hex
+                p["id"] = pid
+                ids.append(pid)
+                entries.append({"resource": p, "request": {"method": "PUT", "url": f"Patient/{pid}"}})
+            r = c.post(fhir, json=transaction(entries),
+                       headers={"Content-Type": "application/fhir+json"})
+            r.raise_for_status()
+    return ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--patients", type=int, default=1000)
+    ap.add_argument("--validations", type=int, default=2000)
+    ap.add_argument("--out", default="bench/results/auth.json")
+    args = ap.parse_args(argv)
+    work = tempfile.mkdtemp(prefix="gw-bench-auth-")
+    db = f"sqlite:///{work}/bench.sqlite3"
+    wrk = shutil.which("wrk")
+    result: dict[str, Any] = {"machine": machine_info(None), "client": "wrk" if wrk else "httpx",
+                              "note": "2-core machine shared with other work; compare the modes side by side"}
+    try:
+        result["validation"] = validation_cost(db, args.validations)
+        print("token validation:", json.dumps(result["validation"]), flush=True)
+        off = Server(db, 1, work, auth="off")
+        on = Server(db, 1, work, auth="smart")
+        try:
+            off.wait_ready()
+            on.wait_ready()
+            ids = seed(off.fhir, args.patients, random.Random(7))
+            key = generate_client_key("ES384")
+            store = SqlStore(db)
+            client, _ = ClientStore(store.engine).register("bench", "system/*.rs",
+                                                           jwks={"keys": [key.as_dict(private=False)]})
+            store.close()
+            token = fetch_token(on.fhir, client.client_id, key.as_dict(private=True), "system/*.rs")["access_token"]
+            result["asgi_in_process"] = asgi_read_cost(db, ids)
+            print("in process:", json.dumps(result["asgi_in_process"]["median_us"]),
+                  f"overhead {result['asgi_in_process']['overhead_pct']:.1f}%", flush=True)
+            rounds: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+            for i in range(args.rounds):
+                for mode, server in (("off", off), ("on", on)) if i % 2 == 0 else (("on", on), ("off", off)):
+                    pool = [f"/fhir/Patient/{pid}" for pid in ids]
+                    load = Load("get", pool, expect='"resourceType":"Patient"', concurrency=args.concurrency,
+                                token=token if mode == "on" else "")
+                    m = run_wrk(wrk, server.base, load, args.duration, work) if wrk else \
+                        run_httpx(server.base, load, args.duration)
+                    if m.ok != m.requests or m.socket_errors:
+                        raise RuntimeError(f"{mode}: {m.requests - m.ok} failed requests, {m.socket_errors} socket errors")
+                    row = {"req_s": m.ok / m.seconds, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms, "mean_ms": m.mean_ms}
+                    rounds[mode].append(row)
+                    print(f"round {i + 1} {mode}: {json.dumps(row)}", flush=True)
+            result["read"] = rounds
+            med = {k: {f: statistics.median(r[f] for r in v) for f in ("req_s", "p50_ms", "p99_ms", "mean_ms")}
+                   for k, v in rounds.items()}
+            result["read_median"] = med
+            result["auth_overhead_mean_latency_pct"] = (med["on"]["mean_ms"] / med["off"]["mean_ms"] - 1) * 100
+            result["auth_throughput_ratio"] = med["on"]["req_s"] / med["off"]["req_s"]
+            print(json.dumps({k: result[k] for k in ("read_median", "auth_overhead_mean_latency_pct",
+                                                     "auth_throughput_ratio")}, indent=1), flush=True)
+        finally:
+            off.stop()
+            on.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

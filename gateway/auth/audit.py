@@ -1,0 +1,100 @@
+"""Audit trail: one row per authorized or refused access to /fhir, written in small batches, exported as
+FHIR R4 AuditEvent resources (DICOM/HL7 audit codes)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+
+from ..logs import request_id
+from .tables import AUDIT
+
+log = logging.getLogger("gateway.audit")
+ACTIONS = {"create": "C", "update": "U", "patch": "U", "delete": "D", "conditional-update": "U",
+           "conditional-delete": "D", "operation": "E", "transaction": "E"}
+
+
+class AuditLog:
+    def __init__(self, engine: Engine, flush_every: float = 1.0, batch: int = 200) -> None:
+        self.engine = engine
+        self.flush_every = flush_every
+        self.batch = batch
+        self._rows: list[dict[str, Any]] = []
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def record(self, scope: dict[str, Any], grant: Any, access: Any, status: int) -> bool:
+        """Queue one row; True when a batch is due (the caller flushes it off the event loop)."""
+        interaction = getattr(access, "interaction", "unknown")
+        if interaction == "operation":
+            interaction = f"operation:{access.operation}"
+        qs = scope.get("query_string", b"").decode("latin-1")
+        row = {"recorded": time.time(), "client_id": getattr(grant, "client_id", None),
+               "subject": getattr(grant, "subject", None), "patient": getattr(grant, "patient", None),
+               "action": ACTIONS.get(getattr(access, "interaction", ""), "R"), "interaction": interaction[:64],
+               "method": scope["method"][:8], "path": scope["path"] + (f"?{qs}" if qs else ""), "status": status,
+               "request_id": request_id.get()[:64]}
+        with self._lock:
+            self._rows.append(row)
+            return len(self._rows) >= self.batch or time.monotonic() - self._last >= self.flush_every
+
+    def flush(self) -> None:
+        with self._lock:
+            rows, self._rows = self._rows, []
+            self._last = time.monotonic()
+        if not rows:
+            return
+        for r in rows:  # epoch seconds -> FHIR instant, here rather than on the request path
+            if isinstance(r["recorded"], float):
+                r["recorded"] = _instant(r["recorded"])
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(AUDIT), rows)
+        except Exception:  # noqa: BLE001 - an audit write failure is logged loudly, the rows kept
+            log.exception("audit rows could not be written; kept for the next flush")
+            with self._lock:
+                self._rows[:0] = rows
+
+    def events(self, patient: str | None = None, since: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        self.flush()
+        q = select(AUDIT).order_by(AUDIT.c.pk.desc()).limit(limit)
+        if patient:
+            q = q.where(AUDIT.c.patient == patient)
+        if since:
+            q = q.where(AUDIT.c.recorded >= since)
+        with self.engine.connect() as conn:
+            return [as_audit_event(dict(r)) for r in conn.execute(q).mappings()]
+
+
+def _instant(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
+
+
+def as_audit_event(row: dict[str, Any]) -> dict[str, Any]:
+    ok = 200 <= row["status"] < 400
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent", "id": str(row["pk"]),
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+                 "display": "RESTful Operation"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": row["interaction"]}],
+        "action": row["action"], "recorded": row["recorded"],
+        "outcome": "0" if ok else ("4" if row["status"] < 500 else "8"),
+        "outcomeDesc": f"HTTP {row['status']}",
+        "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                        "code": "IRCP"}]},
+                   "who": {"identifier": {"system": "urn:ietf:params:oauth:client-id",
+                                          "value": row["client_id"] or "anonymous"}},
+                   "altId": row["subject"], "requestor": True}],
+        "source": {"observer": {"display": "fhir-vbc-gateway"}, "site": row["request_id"]},
+        "entity": [{"what": {"reference": row["path"].split("?")[0].removeprefix("/fhir/")},
+                    "description": f"{row['method']} {row['path']}"}],
+    }
+    if row["patient"]:
+        event["entity"].append({"what": {"reference": f"Patient/{row['patient']}"},
+                                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                                         "code": "1"}})
+    return event

@@ -1,0 +1,33 @@
+"""Patient compartment membership of a resource, from the same compartment definition and search parameter
+expressions the search index and Patient compartment search use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..search.index import reference_values
+from ..search.params import patient_compartment, registry
+
+
+def compartment_types() -> dict[str, tuple[str, ...]]:
+    return patient_compartment()
+
+
+def in_compartment(resource: dict[str, Any], patient_id: str) -> bool:
+    """True when ``resource`` belongs to Patient/<patient_id>'s compartment (a Patient: only itself)."""
+    rtype = resource.get("resourceType")
+    if rtype == "Patient":
+        return resource.get("id") == patient_id
+    params = patient_compartment().get(str(rtype))
+    if not params:
+        return False
+    reg = registry()
+    for code in params:
+        sp = reg.get(str(rtype), code)
+        if sp is None:
+            continue
+        for value in sp.extract(resource):  # type: ignore[misc]
+            for t, i, _url in reference_values(value):
+                if t == "Patient" and i == patient_id:
+                    return True
+    return False

@@ -1,0 +1,200 @@
+"""Which scopes a FHIR request needs, and whether a grant has them. Pure logic, no I/O.
+
+Two declarative tables drive everything:
+
+- ``ROUTES``: (method, route template) -> interaction, for the RESTful API. A /fhir route that is neither in
+  this table nor an operation (a ``$name`` path segment) is refused for every token, so a new endpoint is
+  closed until someone states its policy here.
+- ``OPERATIONS``: operation name -> ``OperationPolicy``. Operations not listed are refused under
+  ``patient/`` and ``user/`` scopes and need ``system/*.cruds``.
+
+docs/security.md explains the policy in prose; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..fhir.errors import Forbidden
+from .scopes import ScopeSet
+
+# interaction -> the SMART v2 permission letter it needs on its resource type
+LETTER = {
+    "read": "r", "vread": "r", "history-instance": "r",
+    "search-type": "s", "search-compartment": "s", "history-type": "s", "history-system": "s",
+    "create": "c", "update": "u", "patch": "u", "delete": "d",
+    "conditional-update": "u", "conditional-delete": "d",
+}
+
+ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/fhir/metadata"): "public",
+    ("GET", "/fhir/.well-known/smart-configuration"): "public",
+    ("GET", "/fhir/.well-known/openid-configuration"): "public",
+    ("GET", "/fhir/{rtype}/{rid}"): "read",
+    ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"): "vread",
+    ("GET", "/fhir/{rtype}/{rid}/_history"): "history-instance",
+    ("GET", "/fhir/{rtype}/_history"): "history-type",
+    ("GET", "/fhir/_history"): "history-system",
+    ("GET", "/fhir/{rtype}"): "search-type",
+    ("POST", "/fhir/{rtype}/_search"): "search-type",
+    ("GET", "/fhir/Patient/{pid}/{rtype}"): "search-compartment",
+    ("POST", "/fhir/{rtype}"): "create",
+    ("PUT", "/fhir/{rtype}/{rid}"): "update",
+    ("PATCH", "/fhir/{rtype}/{rid}"): "patch",
+    ("DELETE", "/fhir/{rtype}/{rid}"): "delete",
+    ("PUT", "/fhir/{rtype}"): "conditional-update",
+    ("DELETE", "/fhir/{rtype}"): "conditional-delete",
+    ("POST", "/fhir"): "transaction",
+    ("POST", "/fhir/"): "transaction",
+}
+
+
+@dataclass(frozen=True)
+class Need:
+    rtype: str  # a resource type, or "*" for every type
+    letters: str  # every one of these letters is needed
+
+
+@dataclass(frozen=True)
+class OperationPolicy:
+    needs: tuple[Need, ...]
+    patient: bool = False  # usable under patient/ scopes; its output is then confined to the compartment
+    subject_param: str | None = None  # under patient/ scopes this parameter, when given, must be Patient/<P>
+    type_param: str | None = None  # e.g. _type for $export: the listed types replace "*" in needs
+    levels: frozenset[str] = frozenset({"patient", "user", "system"})
+
+
+_MEASURE_READ = (Need("Measure", "r"), Need("Library", "r"))
+OPERATIONS: dict[str, OperationPolicy] = {
+    # measures: read the definitions, search the evaluated data (its types are only known while running)
+    "evaluate-measure": OperationPolicy((*_MEASURE_READ, Need("*", "s")), patient=True, subject_param="subject"),
+    "evaluate": OperationPolicy((*_MEASURE_READ, Need("*", "s")), patient=True, subject_param="subject"),
+    "care-gaps": OperationPolicy((*_MEASURE_READ, Need("*", "s")), patient=True, subject_param="subject"),
+    "collect-data": OperationPolicy((*_MEASURE_READ, Need("*", "s")), patient=True, subject_param="subject"),
+    "data-requirements": OperationPolicy(_MEASURE_READ, patient=True),
+    # writes of measure reports and their data: never by a patient-facing app
+    "submit-data": OperationPolicy((Need("MeasureReport", "c"), Need("*", "cu")), levels=frozenset({"user", "system"})),
+    # bulk data and attribution lists: user or system level only
+    "export": OperationPolicy((Need("*", "rs"),), type_param="_type", levels=frozenset({"user", "system"})),
+    "davinci-data-export": OperationPolicy((Need("Group", "r"), Need("*", "rs")), type_param="_type",
+                                           levels=frozenset({"user", "system"})),
+    "member-add": OperationPolicy((Need("Group", "u"),), levels=frozenset({"user", "system"})),
+    "member-remove": OperationPolicy((Need("Group", "u"),), levels=frozenset({"user", "system"})),
+    "everything": OperationPolicy((Need("*", "rs"),), patient=True),
+}
+UNKNOWN_OPERATION = OperationPolicy((Need("*", "cruds"),), levels=frozenset({"system"}))
+
+
+@dataclass
+class AccessRequest:
+    """What one request (or one transaction entry) asks to do."""
+    interaction: str  # a key of LETTER, "operation", "transaction", "public" or "unknown"
+    rtype: str | None = None
+    rid: str | None = None
+    operation: str | None = None
+    needs: list[Need] = field(default_factory=list)
+    levels: frozenset[str] = frozenset({"patient", "user", "system"})
+    policy: OperationPolicy | None = None
+
+
+class Denied(Forbidden):
+    """403 insufficient_scope, rendered as an OperationOutcome."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
+        self.message = message
+
+
+def operation_name(template: str) -> str | None:
+    for seg in template.split("/"):
+        if seg.startswith("$"):
+            return seg[1:]
+    return None
+
+
+def classify(method: str, template: str, path_params: dict[str, str],
+             query: list[tuple[str, str]]) -> AccessRequest:
+    interaction = ROUTES.get((method, template))
+    rtype = path_params.get("rtype")
+    rid = path_params.get("rid")
+    if interaction == "public":
+        return AccessRequest("public")
+    if interaction == "transaction":
+        return AccessRequest("transaction")
+    if interaction is not None:
+        if interaction == "search-compartment":
+            rid = path_params.get("pid")
+        needs = [Need(rtype or "*", LETTER[interaction])]
+        if interaction in ("search-type", "search-compartment"):
+            needs += include_needs(query)
+        return AccessRequest(interaction, rtype, rid, needs=needs)
+    op = operation_name(template)
+    if op is None:
+        return AccessRequest("unknown")
+    segs = [s for s in template.split("/")[2:]]
+    before = segs[: segs.index(f"${op}")]
+    op_type = next((s for s in before if not s.startswith("{")), None)
+    op_id = next((path_params.get(s.strip("{}")) for s in before if s.startswith("{")), None)
+    policy = OPERATIONS.get(op, UNKNOWN_OPERATION)
+    needs = list(policy.needs)
+    if policy.type_param:
+        types = [t.strip() for v in (v for k, v in query if k == policy.type_param) for t in v.split(",")
+                 if t.strip()]
+        if types:
+            needs = [n for n in needs if n.rtype != "*"] + [Need(t, n.letters) for t in types
+                                                             for n in policy.needs if n.rtype == "*"]
+    return AccessRequest("operation", op_type, op_id, operation=op, needs=needs, levels=policy.levels,
+                         policy=policy)
+
+
+def include_needs(query: list[tuple[str, str]]) -> list[Need]:
+    """_include targets with an explicit type and _revinclude sources must be searchable too."""
+    out: list[Need] = []
+    for k, v in query:
+        base = k.split(":")[0]
+        parts = v.split(":")
+        if base == "_include" and len(parts) >= 3 and parts[2] != "*":
+            out.append(Need(parts[2], "s"))
+        elif base == "_revinclude" and parts and parts[0] and parts[0] != "*":
+            out.append(Need(parts[0], "s"))
+    return out
+
+
+def check(scopes: ScopeSet, req: AccessRequest) -> None:
+    """Raise Denied unless some granted scope covers every needed (type, letter) at an allowed level."""
+    if req.interaction == "unknown":
+        raise Denied("This endpoint has no access policy; it is closed to every token")
+    for need in req.needs:
+        for letter in need.letters:
+            ok = any(s.covers(need.rtype, letter) and s.level in req.levels for s in scopes.resource)
+            if not ok:
+                what = f"operation ${req.operation}" if req.operation else req.interaction
+                levels = "/".join(sorted(req.levels))
+                raise Denied(f"The granted scopes do not allow {what}: it needs '{letter}' on "
+                             f"{need.rtype} at level {levels}")
+
+
+def confined(scopes: ScopeSet, rtype: str, letters: str = "rs") -> bool:
+    """True when the only scopes giving ``rtype`` are patient/ ones: results are then confined to the
+    launch patient's compartment."""
+    cover = [s for s in scopes.resource if any(s.covers(rtype, c) for c in letters)]
+    return bool(cover) and all(s.level == "patient" for s in cover)
+
+
+def readable(scopes: ScopeSet, rtype: str) -> bool:
+    return any(s.covers(rtype, "r") or s.covers(rtype, "s") for s in scopes.resource)
+
+
+def scope_filters(scopes: ScopeSet, rtype: str, letter: str) -> list[tuple[str, str]] | None:
+    """Search parameters a v2 scope query adds (``?category=…``); None when some covering scope has none.
+    Several filtered scopes must name one and the same parameter; their values are then OR-ed."""
+    cover = [s for s in scopes.resource if s.covers(rtype, letter)]
+    if not cover or any(not s.query for s in cover):
+        return None
+    if len(cover) == 1:
+        return list(cover[0].query)
+    names = {k for s in cover for k, _ in s.query}
+    if len(names) == 1 and all(len(s.query) == 1 for s in cover):
+        name = names.pop()
+        return [(name, ",".join(dict.fromkeys(s.query[0][1] for s in cover)))]
+    raise Denied(f"The granted scopes for {rtype} carry filters that cannot be combined into one search")

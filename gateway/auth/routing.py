@@ -1,0 +1,72 @@
+"""The app's HTTP routes as (method, template) pairs with compiled matchers, read from FastAPI's router in
+a way that works for both its classic route list and its included-router objects. The auth middleware uses
+this to know which route will serve a request before it runs; the tests use it to walk every route."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.routing import compile_path
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    path: str
+    methods: frozenset[str]
+    regex: re.Pattern[str]
+
+
+def iter_routes(routes: list[Any]) -> Iterator[tuple[str, frozenset[str]]]:
+    for route in routes:
+        if hasattr(route, "effective_route_contexts"):  # FastAPI's included routers
+            for ctx in route.effective_route_contexts():
+                methods = getattr(ctx.original_route, "methods", None) or set()
+                yield ctx.path, frozenset(methods)
+        elif hasattr(route, "routes") and not hasattr(route, "methods"):  # mounts and plain routers
+            prefix = getattr(route, "path", "")
+            for path, methods in iter_routes(route.routes):
+                yield prefix + path, methods
+        elif getattr(route, "path", None) is not None:
+            yield route.path, frozenset(getattr(route, "methods", None) or set())
+
+
+class RouteTable:
+    """Routes in registration order, bucketed by their number of path segments (a ``{param}`` never spans a
+    ``/``; templates with ``:path`` parameters are tried for every length)."""
+
+    def __init__(self) -> None:
+        self._entries: list[RouteEntry] = []
+        self._buckets: dict[int, list[RouteEntry]] = {}
+        self._key: Any = None
+
+    def entries(self, app: Any) -> list[RouteEntry]:
+        key = (id(app), len(app.router.routes))
+        if key != self._key:
+            self._entries = [RouteEntry(p, m, compile_path(p)[0]) for p, m in iter_routes(app.router.routes)]
+            self._buckets = {}
+            self._key = key
+        return self._entries
+
+    def _candidates(self, app: Any, path: str) -> list[RouteEntry]:
+        entries = self.entries(app)
+        n = path.count("/")
+        bucket = self._buckets.get(n)
+        if bucket is None:
+            bucket = [e for e in entries if ":path}" in e.path or e.path.count("/") == n]
+            self._buckets[n] = bucket
+        return bucket
+
+    def match(self, app: Any, path: str, method: str) -> tuple[str | None, dict[str, str], bool]:
+        """(template, path params, matched the path with another method only)."""
+        other = False
+        for e in self._candidates(app, path):
+            m = e.regex.match(path)
+            if m is None:
+                continue
+            if method in e.methods:
+                return e.path, m.groupdict(), False
+            other = True
+        return None, {}, other

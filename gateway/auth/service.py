@@ -1,0 +1,49 @@
+"""Wires the authorization server's parts on one database engine (the resource store's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from .assertions import JwksFetcher
+from .audit import AuditLog
+from .clients import ClientStore
+from .keys import KeyRing
+from .server import AuthServer
+from .tokens import TokenService
+
+
+class Authority:
+    def __init__(self, settings: Any, store: Any, http: httpx.Client | None = None) -> None:
+        engine = store.engine
+        self.settings = settings
+        self.store = store
+        self.fhir_base = settings.fhir_base()
+        self.auth_base = settings.auth_base()
+        self.max_body = settings.max_body_bytes
+        self.keys = KeyRing(engine)
+        self.keys.ensure()
+        self.clients = ClientStore(engine)
+        self.tokens = TokenService(engine, self.keys, issuer=self.fhir_base, audience=self.fhir_base)
+        self.fetcher = JwksFetcher(http)
+        if settings.idp_issuer:
+            from .idp import ExternalIssuer
+
+            self.tokens.external = ExternalIssuer(settings.idp_issuer, settings.idp_jwks_uri,
+                                                  settings.idp_audience or self.fhir_base, self.fetcher)
+        self.server = AuthServer(engine, self.clients, self.tokens, self.fhir_base, self.token_url, self.fetcher,
+                                 access_ttl=settings.access_token_lifetime,
+                                 backend_ttl=settings.backend_token_lifetime,
+                                 refresh_ttl=settings.refresh_token_lifetime)
+        self.audit = AuditLog(engine)
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.auth_base}/token"
+
+    def endpoints(self) -> dict[str, str]:
+        a = self.auth_base
+        return {"authorize": f"{a}/authorize", "token": f"{a}/token", "introspect": f"{a}/introspect",
+                "revoke": f"{a}/revoke", "jwks": f"{a}/jwks", "manage": f"{a}/manage",
+                "register": f"{a}/admin/clients"}

@@ -1,0 +1,124 @@
+"""Operations under the declarative policy (docs/security.md), operation outputs confined to the launch
+patient, and the audit trail exported as AuditEvent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.auth import policy
+from gateway.auth.scopes import ScopeSet
+
+from .conftest import bearer, issue
+
+MEASURE = Path(__file__).resolve().parents[2] / "gateway" / "demo" / "measures" / "demo-diabetes-a1c-poor-control.json"
+Q = "/fhir/Measure/demo-diabetes-a1c-poor-control/$evaluate-measure?periodStart=2025-01-01&periodEnd=2025-12-31"
+
+
+@pytest.fixture()
+def measured(auth_client: TestClient) -> TestClient:
+    rest = auth_client.app.state.rest
+    m = json.loads(MEASURE.read_text())
+    rest.update("Measure", m["id"], m)
+    for pid in ("p1", "p2"):
+        rest.update("Patient", pid, {"resourceType": "Patient", "id": pid, "birthDate": "1960-01-01"})
+    return auth_client
+
+
+def test_evaluate_measure_under_patient_scope(measured: TestClient) -> None:
+    t = bearer(issue(measured, "patient/*.rs", "p1"))
+    r = measured.get(Q + "&subject=Patient/p1", headers=t)
+    assert r.status_code == 200, r.text
+    assert r.json()["resourceType"] == "MeasureReport" and r.json()["subject"]["reference"] == "Patient/p1"
+    for extra in ("&subject=Patient/p2", "", "&reportType=population", "&subject=Group/g1"):
+        r = measured.get(Q + extra, headers=t)
+        assert r.status_code == 403 and r.json()["resourceType"] == "OperationOutcome", extra
+    body = {"resourceType": "Parameters", "parameter": [{"name": "periodStart", "valueDate": "2025-01-01"},
+            {"name": "periodEnd", "valueDate": "2025-12-31"}, {"name": "subject", "valueString": "Patient/p2"}]}
+    r = measured.post(Q.split("?")[0], json=body, headers={**t, "Content-Type": "application/fhir+json"})
+    assert r.status_code == 403
+    # population reports need user/ or system/ scopes
+    r = measured.get(Q + "&reportType=population", headers=bearer(issue(measured, "user/*.rs")))
+    assert r.status_code == 200 and r.json()["type"] == "summary"
+    # a scope without Measure read is not enough
+    assert measured.get(Q + "&subject=Patient/p1", headers=bearer(issue(measured, "patient/Patient.rs", "p1"))
+                        ).status_code == 403
+
+
+def test_operation_table_policy() -> None:
+    def allowed(op: str, scope: str, query: list[tuple[str, str]] | None = None, path: str | None = None) -> bool:
+        req = policy.classify("GET", path or f"/fhir/Group/{{rid}}/${op}", {"rid": "g"}, query or [])
+        try:
+            policy.check(ScopeSet.parse(scope), req)
+            return True
+        except policy.Denied:
+            return False
+
+    assert allowed("export", "system/*.rs")
+    assert allowed("export", "system/*.read")  # v1
+    assert not allowed("export", "patient/*.rs")
+    assert not allowed("export", "system/Patient.rs")
+    assert allowed("export", "system/Patient.rs system/Observation.rs", [("_type", "Patient,Observation")])
+    assert not allowed("export", "system/Patient.rs", [("_type", "Patient,Observation")])
+    assert allowed("member-add", "user/Group.u") and not allowed("member-add", "patient/Group.cruds")
+    assert not allowed("member-add", "system/Group.rs")
+    assert allowed("submit-data", "system/*.cu system/MeasureReport.c", path="/fhir/Measure/$submit-data")
+    assert not allowed("submit-data", "patient/*.cruds", path="/fhir/Measure/$submit-data")
+    assert allowed("care-gaps", "patient/*.rs", path="/fhir/Measure/$care-gaps")
+    assert not allowed("never-heard-of", "user/*.cruds") and allowed("never-heard-of", "system/*.cruds")
+
+
+def test_audit_trail(measured: TestClient) -> None:
+    t = bearer(issue(measured, "patient/*.rs", "p1", client_id="chart-app"))
+    measured.get("/fhir/Patient/p1", headers=t)
+    measured.get("/fhir/Patient/p2", headers=t)
+    measured.get("/fhir/Patient")
+    admin = bearer(issue(measured, "__admin"))
+    assert measured.get("/auth/admin/audit", headers=t).status_code == 403
+    bundle = measured.get("/auth/admin/audit?_count=10", headers=admin).json()
+    events = [e["resource"] for e in bundle["entry"]]
+    by_path = {e["entity"][0]["description"]: e for e in events}
+    ok = by_path["GET /fhir/Patient/p1"]
+    assert ok["resourceType"] == "AuditEvent" and ok["outcome"] == "0" and ok["action"] == "R"
+    assert ok["agent"][0]["who"]["identifier"]["value"] == "chart-app"
+    assert {"reference": "Patient/p1"} in [e["what"] for e in ok["entity"]]
+    assert by_path["GET /fhir/Patient/p2"]["outcome"] == "4"  # refused (404)
+    anon = by_path["GET /fhir/Patient"]
+    assert anon["outcome"] == "4" and anon["agent"][0]["who"]["identifier"]["value"] == "anonymous"
+    assert all("Bearer" not in json.dumps(e) for e in events)
+
+
+def test_atr_groups_are_checked_per_group(auth_client: TestClient) -> None:
+    from .conftest import register_backend
+
+    rest = auth_client.app.state.rest
+    ext = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-attributedProvider"
+
+    def group(gid: str, provider: str) -> dict[str, object]:
+        return {"resourceType": "Group", "id": gid, "type": "person", "actual": True,
+                "managingEntity": {"reference": "Organization/payer"},
+                "member": [{"entity": {"reference": "Patient/p1"},
+                            "extension": [{"url": ext, "valueReference": {"reference": provider}}]}]}
+
+    rest.update("Group", "g-a", group("g-a", "Organization/clinic-a"))
+    rest.update("Group", "g-b", group("g-b", "Organization/clinic-b"))
+    auth = auth_client.app.state.authority
+    b = register_backend(auth_client, "system/*.rs")
+    with auth.store.engine.begin() as conn:  # bind the client to clinic A (as `clients add --fhir-user` does)
+        from sqlalchemy import update
+
+        from gateway.auth.tables import CLIENT
+
+        conn.execute(update(CLIENT).where(CLIENT.c.client_id == b.client_id).values(fhir_user="Organization/clinic-a"))
+    t = bearer(b.token())
+    r = auth_client.get("/fhir/Group", headers=t)
+    assert [e["resource"]["id"] for e in r.json()["entry"]] == ["g-a"]
+    assert auth_client.get("/fhir/Group/g-a", headers=t).status_code == 200
+    assert auth_client.get("/fhir/Group/g-b", headers=t).status_code == 404
+    assert auth_client.get("/fhir/Group/g-b/_history", headers=t).status_code == 404
+    # the payer's own system (no fhirUser) sees both
+    payer = bearer(register_backend(auth_client, "system/*.rs").token())
+    assert len(auth_client.get("/fhir/Group", headers=payer).json()["entry"]) == 2
