@@ -64,6 +64,7 @@ class OperationPolicy:
     levels: frozenset[str] = frozenset({"patient", "user", "system"})
 
 
+PATH_TYPE = "{type}"  # in a Need: the resource type the operation's path names
 _MEASURE_READ = (Need("Measure", "r"), Need("Library", "r"))
 OPERATIONS: dict[str, OperationPolicy] = {
     # measures: read the definitions, search the evaluated data (its types are only known while running)
@@ -74,6 +75,12 @@ OPERATIONS: dict[str, OperationPolicy] = {
     "data-requirements": OperationPolicy(_MEASURE_READ, patient=True),
     # writes of measure reports and their data: never by a patient-facing app
     "submit-data": OperationPolicy((Need("MeasureReport", "c"), Need("*", "cu")), levels=frozenset({"user", "system"})),
+    "deqm-submit-data": OperationPolicy((Need("MeasureReport", "c"), Need("*", "cu")),
+                                        levels=frozenset({"user", "system"})),
+    # asynchronous $care-gaps: the status and output of a job hold many patients' data
+    "care-gaps-status": OperationPolicy((*_MEASURE_READ, Need("*", "s")), levels=frozenset({"user", "system"})),
+    # [type]/$validate reads and writes nothing, but answers as a create of that type would
+    "validate": OperationPolicy((Need(PATH_TYPE, "c"),), patient=True),
     # bulk data and attribution lists: user or system level only
     "export": OperationPolicy((Need("*", "rs"),), type_param="_type", levels=frozenset({"user", "system"})),
     "davinci-data-export": OperationPolicy((Need("Group", "r"), Need("*", "rs")), type_param="_type",
@@ -136,7 +143,8 @@ def classify(method: str, template: str, path_params: dict[str, str],
     op_type = next((s for s in before if not s.startswith("{")), None)
     op_id = next((path_params.get(s.strip("{}")) for s in before if s.startswith("{")), None)
     policy = OPERATIONS.get(op, UNKNOWN_OPERATION)
-    needs = list(policy.needs)
+    path_type = path_params.get("rtype") or op_type or "*"
+    needs = [Need(path_type, n.letters) if n.rtype == PATH_TYPE else n for n in policy.needs]
     if policy.type_param:
         types = [t.strip() for v in (v for k, v in query if k == policy.type_param) for t in v.split(",")
                  if t.strip()]
