@@ -14,7 +14,7 @@ from ..config import Settings
 from ..logs import RequestIdMiddleware
 from ..services.capability import build_capability
 from ..services.rest import RestService
-from . import errors, instance, system, type_level
+from . import errors, ingest, instance, system, type_level
 from .operations import evaluate, evaluate_measure
 
 log = logging.getLogger("gateway")
@@ -56,6 +56,7 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.state.capability = orjson.dumps(build_capability(base, OPERATIONS))
     errors.install(app)
     app.include_router(system.health_router)
+    app.include_router(ingest.router)
     app.include_router(system.router, prefix="/fhir")
     app.include_router(evaluate_measure.router, prefix="/fhir")
     app.include_router(evaluate.router, prefix="/fhir")
