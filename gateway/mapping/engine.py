@@ -9,6 +9,7 @@ unit is written or rejected as a whole.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,12 @@ class Unit:
     where: str
     resources: list[dict[str, Any]]
     lines: int = 1  # source records this unit stands for
+
+
+def _row_hash(fields: dict[str, Any]) -> str:
+    """A stable key for sources without an id column: the same row always hashes the same."""
+    text = "\x1f".join(f"{k}={'' if v is None else v}" for k, v in fields.items())
+    return hashlib.sha1(text.encode()).hexdigest()[:24]
 
 
 def _sort_key(v: Any) -> tuple[int, Any]:
@@ -84,7 +91,7 @@ class Engine:
                 on = c["key"]
                 pkey = rec.fields.get(on[0] if isinstance(on, list) else on)
                 kids[name] = [Scope(r.fields) for r in children[name].get(pkey, [])]
-            return Scope(rec.fields, kids, {}, base)
+            return Scope(rec.fields, kids, {"$rowhash": _row_hash(rec.fields)}, base)
 
         items: list[tuple[str, Scope, int]]
         if e.group_by:

@@ -77,7 +77,7 @@ class Filters:
             "strip0": lambda v, a, f: str(v).lstrip("0") or "0", "id": lambda v, a, f: ID_UNSAFE.sub("-", str(v)),
             "hash": lambda v, a, f: hashlib.sha1(str(v).encode()).hexdigest()[:int(a or 16)],
             "classify": self._classify, "icd": self._icd, "date": self._date, "first": lambda v, a, f: str(v)[:int(a or 1)],
-            "default": lambda v, a, f: v, "bool": lambda v, a, f: str(v).lower() in ("1", "y", "true", "yes"),
+            "then": lambda v, a, f: a, "bool": lambda v, a, f: str(v).lower() in ("1", "y", "true", "yes"),
         }
 
     def apply(self, name: str, arg: str | None, value: Any, field_name: str) -> Any:
@@ -172,7 +172,7 @@ class Template:
                     value = arg
                 continue
             if _empty(value):
-                return None
+                continue  # an empty value passes through to a later "default"
             value = self.filters.apply(fname, arg or None, value, name)
         return None if _empty(value) else value
 
@@ -201,6 +201,8 @@ class Template:
                 val = self.expr(cond.lstrip("!"), scope)
                 if (val is None) != neg:
                     return None
+            if "$value" in node:  # a conditional scalar: {$if: FIELD, $value: ...}
+                return self.render(node["$value"], scope)
             out_d = {}
             for k, v in node.items():
                 if k.startswith("$"):
