@@ -56,7 +56,7 @@ class Engine:
     def run(self, records: dict[str, list[Record]], rejects: list[Reject],
             extra_scope: dict[str, Any] | None = None) -> Iterator[Unit]:
         filters = Filters(self.spec.lookups, self.build_crosswalks(records))
-        tpl = Template(filters)
+        tpl = Template(filters, self.spec.raw.get("open_fields"))
         base = Scope({}, {}, {"$mapping_version": self.spec.version, **(extra_scope or {})})
         for entity in self.spec.entities:
             for where, scope, lines in self._scopes(entity, records, base, tpl, rejects):

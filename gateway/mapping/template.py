@@ -142,6 +142,15 @@ class Filters:
     @staticmethod
     def _date(v: Any, arg: str | None, fname: str) -> str:
         s = str(v).strip()
+        if arg == "hl7":  # HL7 v2 TS: YYYY[MM[DD[HHMM[SS[.S]]]]][+/-ZZZZ]
+            m = re.fullmatch(r"(\d{4})(\d{2})?(\d{2})?(?:(\d{2})(\d{2})(\d{2})?(?:\.\d+)?)?([+-]\d{4})?", s)
+            if not m:
+                raise MappingError(f"field {fname}: {s!r} is not an HL7 date/time", fname)
+            y, mo, d, hh, mi, ss, tz = m.groups()
+            out = "-".join(p for p in (y, mo, d) if p)
+            if hh and tz and d:  # FHIR needs a time zone with a time; without one, keep the date
+                out += f"T{hh}:{mi}:{ss or '00'}{tz[:3]}:{tz[3:]}"
+            return out
         if arg == "yyyymmdd":
             if not re.fullmatch(r"\d{8}(\d{4,6})?", s):
                 raise MappingError(f"field {fname}: {s!r} is not a date (CCYYMMDD)", fname)
@@ -152,8 +161,18 @@ class Filters:
 class Template:
     """Evaluates template data against a Scope."""
 
-    def __init__(self, filters: Filters) -> None:
+    def __init__(self, filters: Filters, open_fields: str | None = None) -> None:
         self.filters = filters
+        # field names that may be absent from a record and then count as empty (HL7 v2: trailing fields are cut)
+        self.open_fields = re.compile(open_fields) if open_fields else None
+
+    def _lookup(self, scope: Scope, name: str) -> Any:
+        try:
+            return scope.lookup(name)
+        except MappingError:
+            if self.open_fields is not None and self.open_fields.fullmatch(name):
+                return None
+            raise
 
     def expr(self, text: str, scope: Scope) -> Any:
         parts = [p.strip() for p in text.split("|")]
@@ -161,7 +180,7 @@ class Template:
         value: Any = None
         for alt in name.split("??"):  # "A ?? B": the first of the fields that is not empty
             alt = alt.strip()
-            value = alt[1:-1] if alt.startswith("'") and alt.endswith("'") else scope.lookup(alt)
+            value = alt[1:-1] if alt.startswith("'") and alt.endswith("'") else self._lookup(scope, alt)
             if not _empty(value):
                 name = alt
                 break
