@@ -8,13 +8,15 @@ lookup tables, code and identifier systems, and the entities: which records make
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-MAPPINGS_DIR = Path(__file__).resolve().parent.parent.parent / "mappings"
+# the repository's mappings/ folder; GATEWAY_MAPPINGS_DIR points elsewhere (an installed gateway, own mappings)
+MAPPINGS_DIR = Path(os.environ.get("GATEWAY_MAPPINGS_DIR") or Path(__file__).resolve().parent.parent.parent / "mappings")
 FIELD_TYPES = ("text", "date", "datetime", "decimal", "int")
 
 
