@@ -322,6 +322,43 @@ def ingest(
 
 
 @app.command()
+def extract(
+    to: Annotated[str, typer.Option("--to", help="internal: the internal relational schema "
+                                    "(mappings/internal.outbound.yaml)")] = "internal",
+    database: DatabaseOpt = None,
+    target: Annotated[str | None, typer.Option("--target-database", help="SQLAlchemy URL of a separate database "
+                                               "for the internal tables (default: the gateway database)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+) -> None:
+    """Extract stored FHIR data into internal tables (members, coverage, claims, claim lines, diagnoses,
+    procedures, lab results, medications, providers). Repeating an extract replaces rows, it does not add."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .services.extract import extract_internal
+    from .store.sql.store import SqlStore
+
+    if to != "internal":
+        typer.echo(f"error: --to {to!r} is not supported (internal)", err=True)
+        raise typer.Exit(1)
+    settings = _settings(database)
+    try:
+        store = SqlStore(settings.resolved_database_url())
+    except Exception as exc:  # noqa: BLE001 - any connection failure is fatal here
+        typer.echo(f"error: cannot open the database: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        with Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TextColumn("resources"),
+                      TimeElapsedColumn(), disable=quiet, transient=True, console=Console(stderr=True)) as bar:
+            task = bar.add_task("extract", total=None)
+            summary = extract_internal(store, target, progress=lambda n: bar.advance(task, n))
+    finally:
+        store.close()
+    tables = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_table.items()))
+    typer.echo(f"Extracted {summary.resources} resources into {summary.rows} internal rows ({tables})")
+
+
+@app.command()
 def migrate(database: DatabaseOpt = None) -> None:
     """Create or upgrade the database schema (also done automatically on start)."""
     from .store.sql.store import SqlStore
