@@ -96,8 +96,12 @@ class Engine:
         items: list[tuple[str, Scope, int]]
         if e.group_by:
             groups: dict[Any, list[Record]] = defaultdict(list)
-            for r in rows:
-                groups[r.fields.get(e.group_by)].append(r)
+            if "{" in e.group_by:  # a key built from several fields, e.g. "{CLAIM_ID}|{VERSION}"
+                for r in rows:
+                    groups[tpl.render(e.group_by, Scope(r.fields))].append(r)
+            else:
+                for r in rows:
+                    groups[r.fields.get(e.group_by)].append(r)
             items = []
             for recs in groups.values():
                 s = make(recs[0])
