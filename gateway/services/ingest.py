@@ -8,10 +8,13 @@ the same input again changes no counts."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from ..fhir.errors import FhirError
 from ..mapping.engine import Engine, Unit
@@ -54,6 +57,9 @@ class Ingestor:
         self.spec = find_spec(spec) if isinstance(spec, str) else spec
         self.level = level
         self.progress = progress or (lambda n: None)
+        # resources shared by many records (a payer, a provider, a member) are validated and written once per
+        # run when their content repeats: content hash by (type, id)
+        self._seen: dict[tuple[str, str], bytes] = {}
 
     def ingest(self, paths: Iterable[Path]) -> IngestSummary:
         summary = IngestSummary(self.spec.format, self.spec.version)
@@ -73,14 +79,21 @@ class Ingestor:
         return summary
 
     def _validate(self, unit: Unit, summary: IngestSummary) -> Unit | None:
+        fresh = []
         for res in unit.resources:
+            key = (res["resourceType"], str(res.get("id")))
+            digest = hashlib.sha1(orjson.dumps(res, option=orjson.OPT_SORT_KEYS)).digest()
+            if self._seen.get(key) == digest:
+                continue  # the same content was already validated and written in this run
+            fresh.append((key, digest, res))
+        for _key, _digest, res in fresh:
             try:
                 self.rest.validate(res, None, self.level)
             except FhirError as exc:
                 summary.rejects.append(Reject(unit.where, f"{unit.entity}: mapped {res.get('resourceType')}/"
                                               f"{res.get('id')} is not valid: {exc.diagnostics}"))
                 return None
-        return unit
+        return Unit(unit.entity, unit.where, [r for _k, _d, r in fresh], unit.lines)
 
     def _write(self, units: list[Unit], summary: IngestSummary) -> None:
         if not units:
@@ -115,6 +128,8 @@ class Ingestor:
 
     def _count(self, units: list[Unit], summary: IngestSummary) -> None:
         created, updated, latest = self._pending
+        for key, res in latest.items():  # stored: the same content later in this run needs no second write
+            self._seen[key] = hashlib.sha1(orjson.dumps(res, option=orjson.OPT_SORT_KEYS)).digest()
         summary.created += created
         summary.updated += updated
         summary.units += len(units)
