@@ -19,6 +19,7 @@ from .deps import Rest, Settings
 from .http import fhir_response, pretty
 
 router = APIRouter()
+DEFAULT_NAMES = {"hl7v2": "upload.hl7", "x12-837": "upload.837", "claims-csv": "claims.csv"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
 
@@ -26,7 +27,7 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 async def ingest(fmt: str, request: Request, rest: Rest, settings: Settings) -> Response:
     if fmt not in available():
         raise NotFound(f"No mapping for format '{fmt}' (known: {', '.join(available())})", code="not-supported")
-    name = request.query_params.get("filename") or f"upload.{fmt}"
+    name = request.query_params.get("filename") or DEFAULT_NAMES.get(fmt, f"upload.{fmt}")
     if not SAFE_NAME.match(name):
         raise BadRequest(f"filename {name!r}: use letters, digits, '.', '_' and '-' only")
     body = bytearray()
