@@ -409,6 +409,104 @@ def token(
 
 
 @app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Input files or folders")],
+    fmt: Annotated[str, typer.Option("--format", help="cclf | claims-csv | synthea-csv | hl7v2 | x12-837 (a "
+                                     "mapping file in mappings/ named FORMAT.inbound.yaml)")],
+    database: DatabaseOpt = None,
+    rejects: Annotated[Path | None, typer.Option("--rejects", help="Write rejected records here (tab-separated: "
+                                                 "where, field, reason)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+) -> None:
+    """Map internal records (claims feeds, clinical extracts, HL7 v2) to FHIR and store them. Exit status: 0 all
+    records loaded, 3 some records rejected, 1 fatal error."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .mapping.spec import SpecError, find_spec
+    from .services.ingest import Ingestor
+    from .services.rest import RestService
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        for m in missing:
+            typer.echo(f"error: {m}: no such file or folder", err=True)
+        raise typer.Exit(1)
+    try:
+        spec = find_spec(fmt)
+    except SpecError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    settings = _settings(database)
+    try:
+        from .store.sql.store import SqlStore
+
+        store = SqlStore(settings.resolved_database_url())
+    except Exception as exc:  # noqa: BLE001 - any connection failure is fatal here
+        typer.echo(f"error: cannot open the database: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        with Progress(TextColumn(f"ingesting {fmt}"), BarColumn(), MofNCompleteColumn(), TextColumn("records"),
+                      TimeElapsedColumn(), disable=quiet, transient=True, console=Console(stderr=True)) as bar:
+            task = bar.add_task("ingest", total=None)
+            summary = Ingestor(RestService(store, settings.fhir_base()), spec,
+                               progress=lambda n: bar.advance(task, n)).ingest(paths)
+    except OSError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    for r in summary.rejects:
+        typer.echo(f"rejected: {r}", err=True)
+    if rejects is not None:
+        with rejects.open("w", encoding="utf-8") as fh:
+            for r in summary.rejects:
+                fh.write(f"{r.where}\t{r.field or ''}\t{r.reason}\n")
+    typer.echo(f"Ingested {summary.format} (mapping {summary.mapping_version}): {summary.files} files, "
+               f"{summary.records} records read, {summary.created} resources created, {summary.updated} updated, "
+               f"{len(summary.rejects)} records rejected")
+    if summary.rejects:
+        raise typer.Exit(3)
+
+
+@app.command()
+def extract(
+    to: Annotated[str, typer.Option("--to", help="internal: the internal relational schema "
+                                    "(mappings/internal.outbound.yaml)")] = "internal",
+    database: DatabaseOpt = None,
+    target: Annotated[str | None, typer.Option("--target-database", help="SQLAlchemy URL of a separate database "
+                                               "for the internal tables (default: the gateway database)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+) -> None:
+    """Extract stored FHIR data into internal tables (members, coverage, claims, claim lines, diagnoses,
+    procedures, lab results, medications, providers). Repeating an extract replaces rows, it does not add."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .services.extract import extract_internal
+    from .store.sql.store import SqlStore
+
+    if to != "internal":
+        typer.echo(f"error: --to {to!r} is not supported (internal)", err=True)
+        raise typer.Exit(1)
+    settings = _settings(database)
+    try:
+        store = SqlStore(settings.resolved_database_url())
+    except Exception as exc:  # noqa: BLE001 - any connection failure is fatal here
+        typer.echo(f"error: cannot open the database: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        with Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TextColumn("resources"),
+                      TimeElapsedColumn(), disable=quiet, transient=True, console=Console(stderr=True)) as bar:
+            task = bar.add_task("extract", total=None)
+            summary = extract_internal(store, target, progress=lambda n: bar.advance(task, n))
+    finally:
+        store.close()
+    tables = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_table.items()))
+    typer.echo(f"Extracted {summary.resources} resources into {summary.rows} internal rows ({tables})")
+
+
+@app.command()
 def migrate(database: DatabaseOpt = None) -> None:
     """Create or upgrade the database schema (also done automatically on start)."""
     from .store.sql.store import SqlStore

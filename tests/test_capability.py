@@ -65,6 +65,7 @@ ROUTE_INTERACTIONS = {
     ("GET", "/fhir/Measure/$care-gaps-status/{job_id}"): "operation:care-gaps",
     ("GET", "/fhir/Measure/$care-gaps-status/{job_id}/output"): "operation:care-gaps",
     ("DELETE", "/fhir/Measure/$care-gaps-status/{job_id}"): "operation:care-gaps",
+    ("POST", "/fhir/$ingest/{fmt}"): "operation:ingest",
 }
 
 

@@ -14,7 +14,7 @@ from ..config import Settings
 from ..logs import RequestIdMiddleware
 from ..services.capability import build_capability
 from ..services.rest import RestService
-from . import errors, instance, system, type_level
+from . import errors, ingest, instance, system, type_level
 from .operations import (
     care_gaps,
     collect_data,
@@ -59,6 +59,11 @@ OPERATIONS = [
     {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
      "documentation": "[type]/$validate (POST): R4 model checks plus the rules of any DEQM profile the resource "
                       "claims, reported as an OperationOutcome; nothing is stored"},
+    {"name": "ingest", "definition": "http://fhir-vbc-gateway.example.org/OperationDefinition/ingest",
+     "documentation": "$ingest/{format} (POST, gateway-specific): one internal-format file (cclf, claims-csv, "
+                      "x12-837, synthea-csv, hl7v2) as the body, mapped to FHIR through mappings/{format}.inbound.yaml "
+                      "and written idempotently; answers an OperationOutcome with the summary and per-record "
+                      "rejects (docs/guides/mappings.md)"},
 ]
 
 
@@ -111,6 +116,8 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
 
     app.include_router(auth_routes.router, prefix="/auth")
     app.include_router(auth_routes.wellknown, prefix="/fhir")
+
+    app.include_router(ingest.router, prefix="/fhir")
     app.include_router(system.router, prefix="/fhir")
     app.include_router(evaluate_measure.router, prefix="/fhir")
     app.include_router(evaluate.router, prefix="/fhir")

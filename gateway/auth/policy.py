@@ -87,6 +87,8 @@ OPERATIONS: dict[str, OperationPolicy] = {
                                            levels=frozenset({"user", "system"})),
     "member-add": OperationPolicy((Need("Group", "u"),), levels=frozenset({"user", "system"})),
     "member-remove": OperationPolicy((Need("Group", "u"),), levels=frozenset({"user", "system"})),
+    # internal-format files mapped to FHIR and written: back-office systems only
+    "ingest": OperationPolicy((Need("*", "cu"),), levels=frozenset({"system"})),
     "everything": OperationPolicy((Need("*", "rs"),), patient=True),
 }
 UNKNOWN_OPERATION = OperationPolicy((Need("*", "cruds"),), levels=frozenset({"system"}))

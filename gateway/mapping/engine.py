@@ -1,0 +1,197 @@
+"""The mapping engine: records + a mapping file -> units of FHIR resources (pure: no store, no HTTP).
+
+For every entity of the mapping file the engine gathers its records (with their child records joined by key),
+collapses them (``group_by`` several lines into one claim, ``key`` + ``latest_by`` to keep the newest copy of a
+record delivered in several monthly files, ``versions`` to resolve claim adjustments and cancellations to the
+latest version), and renders the resource templates. One unit is what one source record (or claim) becomes; a
+unit is written or rejected as a whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .records import Record, Reject
+from .spec import EntitySpec, MappingSpec
+from .template import Filters, MappingError, Scope, Template
+
+
+@dataclass
+class Unit:
+    entity: str
+    where: str
+    resources: list[dict[str, Any]]
+    lines: int = 1  # source records this unit stands for
+
+
+def _row_hash(fields: dict[str, Any]) -> str:
+    """A stable key for sources without an id column: the same row always hashes the same."""
+    text = "\x1f".join(f"{k}={'' if v is None else v}" for k, v in fields.items())
+    return hashlib.sha1(text.encode()).hexdigest()[:24]
+
+
+def _sort_key(v: Any) -> tuple[int, Any]:
+    return (0, "") if v is None else (1, v)
+
+
+class Engine:
+    def __init__(self, spec: MappingSpec) -> None:
+        self.spec = spec
+
+    def build_crosswalks(self, records: dict[str, list[Record]]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for name, cw in self.spec.crosswalks.items():
+            table = {}
+            for r in records.get(cw["table"], []):
+                old, new = r.fields.get(cw["from"]), r.fields.get(cw["to"])
+                if old and new and old != new:
+                    table[str(old)] = str(new)
+            out[name] = table
+        return out
+
+    def run(self, records: dict[str, list[Record]], rejects: list[Reject],
+            extra_scope: dict[str, Any] | None = None) -> Iterator[Unit]:
+        filters = Filters(self.spec.lookups, self.build_crosswalks(records))
+        tpl = Template(filters, self.spec.raw.get("open_fields"))
+        base = Scope({}, {}, {"$mapping_version": self.spec.version, **(extra_scope or {})})
+        for entity in self.spec.entities:
+            for where, scope, lines in self._scopes(entity, records, base, tpl, rejects):
+                try:
+                    resources = [self._finish(r) for r in tpl.render(entity.resources, scope) or []]
+                except MappingError as exc:
+                    rejects.append(Reject(where, f"{entity.name}: {exc.reason}", exc.field))
+                    continue
+                yield Unit(entity.name, where, [r for r in resources if r], lines)
+
+    def _finish(self, res: Any) -> dict[str, Any] | None:
+        if not res:
+            return None
+        if not res.get("resourceType"):
+            raise MappingError("a resource template rendered without resourceType")
+        meta = res.setdefault("meta", {})
+        meta["source"] = self.spec.source_uri
+        return res
+
+    # -- collecting the records of an entity -------------------------------------------------------------------
+    def _scopes(self, e: EntitySpec, records: dict[str, list[Record]], base: Scope, tpl: Template,
+                rejects: list[Reject]) -> Iterator[tuple[str, Scope, int]]:
+        if e.source is None:
+            yield f"{self.spec.format}:{e.name}", base, 0
+            return
+        rows = records.get(e.source, [])
+        children = {name: self._index_children(c, records) for name, c in e.children.items()}
+
+        def make(rec: Record) -> Scope:
+            kids = {}
+            for name, c in e.children.items():
+                on = c["key"]
+                pkey = rec.fields.get(on[0] if isinstance(on, list) else on)
+                kids[name] = [Scope(r.fields) for r in children[name].get(pkey, [])]
+            return Scope(rec.fields, kids, {"$rowhash": _row_hash(rec.fields)}, base)
+
+        items: list[tuple[str, Scope, int]]
+        if e.group_by:
+            groups: dict[Any, list[Record]] = defaultdict(list)
+            if "{" in e.group_by:  # a key built from several fields, e.g. "{CLAIM_ID}|{VERSION}"
+                for r in rows:
+                    groups[tpl.render(e.group_by, Scope(r.fields))].append(r)
+            else:
+                for r in rows:
+                    groups[r.fields.get(e.group_by)].append(r)
+            items = []
+            for recs in groups.values():
+                s = make(recs[0])
+                s.children = {**s.children, "rows": [Scope(r.fields) for r in recs]}
+                items.append((recs[0].where, s, len(recs)))
+        else:
+            items = [(r.where, make(r), 1) for r in rows]
+        if e.when:
+            items = [i for i in items if self._safe(tpl, e.when, i, rejects, e) is not None]
+        if e.versions:
+            items = self._latest_versions(e, items, tpl, rejects)
+        if e.key:
+            items = self._dedupe(e, items, tpl, rejects)
+        yield from items
+
+    def _safe(self, tpl: Template, expr: str, item: tuple[str, Scope, int], rejects: list[Reject],
+              e: EntitySpec) -> Any:
+        try:
+            return tpl.render(expr, item[1])
+        except MappingError as exc:
+            rejects.append(Reject(item[0], f"{e.name}: {exc.reason}", exc.field))
+            return None
+
+    @staticmethod
+    def _index_children(c: dict[str, Any], records: dict[str, list[Record]]) -> dict[Any, list[Record]]:
+        on = c["key"]
+        ckey = on[1] if isinstance(on, list) else on
+        idx: dict[Any, list[Record]] = defaultdict(list)
+        for r in records.get(c["from"], []):
+            idx[r.fields.get(ckey)].append(r)
+        order = c.get("order_by")
+        if order:
+            for v in idx.values():
+                v.sort(key=lambda r: tuple(_sort_key(r.fields.get(f)) for f in order))
+        return idx
+
+    def _dedupe(self, e: EntitySpec, items: list[tuple[str, Scope, int]], tpl: Template,
+                rejects: list[Reject]) -> list[tuple[str, Scope, int]]:
+        best: dict[Any, tuple[tuple[Any, ...], tuple[str, Scope, int], int]] = {}
+        for pos, item in enumerate(items):
+            k = self._safe(tpl, e.key, item, rejects, e)  # type: ignore[arg-type]
+            if k is None:
+                continue
+            rank = tuple(_sort_key(item[1].fields.get(f)) for f in e.latest_by) + (pos,)
+            prev = best.get(k)
+            if prev is None or rank > prev[0]:
+                best[k] = (rank, item, (prev[2] if prev else 0) + item[2])
+            else:
+                best[k] = (prev[0], prev[1], prev[2] + item[2])
+        return [(it[0], it[1], n) for _r, it, n in best.values()]
+
+    def _latest_versions(self, e: EntitySpec, items: list[tuple[str, Scope, int]], tpl: Template,
+                         rejects: list[Reject]) -> list[tuple[str, Scope, int]]:
+        """Claim versions: records linked through ``id``/``replaces`` form one chain; the latest by ``order_by``
+        stands for the claim, marked ``$cancelled`` when it is a cancellation."""
+        v = e.versions or {}
+        id_f, repl_f = v["id"], v.get("replaces")
+        parent: dict[str, str] = {}
+
+        def find(x: str) -> str:
+            while parent.get(x, x) != x:
+                x = parent[x]
+            return x
+
+        for _w, s, _n in items:
+            cid = s.fields.get(id_f)
+            if cid is None:
+                continue
+            parent.setdefault(str(cid), str(cid))
+            rep = s.fields.get(repl_f) if repl_f else None
+            if rep:
+                parent.setdefault(str(rep), str(rep))
+                a, b = find(str(cid)), find(str(rep))
+                if a != b:
+                    parent[a] = b
+        chains: dict[str, list[tuple[str, Scope, int]]] = defaultdict(list)
+        for item in items:
+            cid = item[1].fields.get(id_f)
+            if cid is None:
+                rejects.append(Reject(item[0], f"{e.name}: field {id_f}: the claim has no control number", id_f))
+                continue
+            chains[find(str(cid))].append(item)
+        order = v.get("order_by", [])
+        cancel = v.get("cancelled") or {}
+        out = []
+        for root, members in chains.items():
+            members.sort(key=lambda it: tuple(_sort_key(it[1].fields.get(f)) for f in order))
+            where, scope, _n = members[-1]
+            cancelled = bool(cancel) and str(scope.fields.get(cancel["field"])) in [str(x) for x in cancel["in"]]
+            scope.vars.update({"$chain": root, "$cancelled": "true" if cancelled else "false",
+                               "$versions": len(members)})
+            out.append((where, scope, sum(m[2] for m in members)))
+        return out

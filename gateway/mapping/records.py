@@ -1,0 +1,205 @@
+"""Reading input files into records: CSV tables (by header name) and fixed-width files (by position).
+
+A file belongs to the table whose ``match`` text occurs in its name. Every record carries where it came from
+(file and line) so a reject can name it. A line that cannot be read (truncated, not text, a field of the wrong
+type) becomes a reject and the rest of the file is still read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from .spec import FieldSpec, MappingSpec, TableSpec
+
+DATE_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
+DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$")
+
+
+@dataclass
+class Record:
+    table: str
+    where: str  # "file:line"
+    fields: dict[str, Any]
+
+
+@dataclass
+class Reject:
+    where: str
+    reason: str
+    field: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+@dataclass
+class ReadResult:
+    records: dict[str, list[Record]] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+    files: int = 0
+    read: int = 0
+
+
+class FieldError(ValueError):
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.name = name
+        self.reason = reason
+
+
+def convert(f: FieldSpec, raw: str, nulls: frozenset[str]) -> Any:
+    s = raw.strip()
+    if s == "" or s in nulls:
+        return None
+    if f.type == "text":
+        return s
+    if f.type == "date":
+        try:
+            if not DATE_RE.match(s):
+                raise ValueError
+            date.fromisoformat(s)
+        except ValueError:
+            raise FieldError(f.name, f"field {f.name}: {s!r} is not a date (YYYY-MM-DD)") from None
+        return s
+    if f.type == "datetime":
+        if not DATETIME_RE.match(s):
+            raise FieldError(f.name, f"field {f.name}: {s!r} is not a date/time (ISO 8601)")
+        return s
+    try:
+        d = Decimal(s)
+    except InvalidOperation:
+        raise FieldError(f.name, f"field {f.name}: {s!r} is not a number") from None
+    if f.type == "int":
+        if d != d.to_integral_value():
+            raise FieldError(f.name, f"field {f.name}: {s!r} is not a whole number")
+        return int(d)
+    return float(d)
+
+
+def table_for(spec: MappingSpec, path: Path, first_line: bytes = b"") -> TableSpec | None:
+    """The table a file belongs to: by name; when several fixed-width tables share a name pattern, by the
+    length of the file's first record."""
+    name = path.name
+    found: list[TableSpec] = []
+    for t in spec.tables.values():
+        for m in t.match:
+            if (m.endswith(".csv") and name == m) or (not m.endswith(".csv") and m in name):
+                found.append(t)
+                break
+    if len(found) > 1 and path.suffix.lower() != ".csv":
+        n = len(first_line.rstrip(b"\r\n"))
+        exact = [t for t in found if t.record_length == n]
+        return exact[0] if exact else max(found, key=lambda t: t.record_length or 0)
+    return found[0] if found else None
+
+
+def iter_input_files(paths: list[Path]) -> Iterator[Path]:
+    for p in paths:
+        if p.is_dir():
+            yield from sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")
+                              and x.suffix.lower() not in (".md", ".pdf", ".zip"))
+        else:
+            yield p
+
+
+def read_tables(spec: MappingSpec, paths: list[Path], result: ReadResult | None = None) -> ReadResult:
+    res = result or ReadResult()
+    nulls = frozenset(spec.null_values)
+    for path in iter_input_files(paths):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise OSError(f"{path}: cannot read ({exc.strerror})") from exc
+        table = table_for(spec, path, data.split(b"\n", 1)[0])
+        if table is None:
+            continue  # not a file this mapping reads (e.g. a summary file)
+        res.files += 1
+        out = res.records.setdefault(table.name, [])
+        if path.suffix.lower() == ".csv" or not table.fixed_width:
+            _read_csv(path, data, table, nulls, out, res)
+        else:
+            _read_fixed(path, data, table, nulls, out, res)
+    return res
+
+
+def _decode(path: Path, lineno: int, raw: bytes, res: ReadResult) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        res.rejects.append(Reject(f"{path.name}:{lineno}", f"not UTF-8/ASCII text (byte {exc.start + 1} is "
+                                  f"0x{raw[exc.start]:02x})"))
+        return None
+
+
+def _read_fixed(path: Path, data: bytes, table: TableSpec, nulls: frozenset[str], out: list[Record],
+                res: ReadResult) -> None:
+    full = max((f.start or 0) + (f.length or 0) - 1 for f in table.fields)
+    need = table.min_length or full
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue
+        res.read += 1
+        line = _decode(path, lineno, raw, res)
+        if line is None:
+            continue
+        where = f"{path.name}:{lineno}"
+        if len(line) < need:
+            res.rejects.append(Reject(where, f"truncated {table.name} record: {len(line)} characters, the layout "
+                                      f"needs {need}"))
+            continue
+        line = line.ljust(full)
+        try:
+            fields = {f.name: convert(f, line[f.start - 1:f.start - 1 + f.length], nulls)  # type: ignore[operator]
+                      for f in table.fields}
+        except FieldError as exc:
+            res.rejects.append(Reject(where, exc.reason, exc.name))
+            continue
+        out.append(Record(table.name, where, fields))
+
+
+def _read_csv(path: Path, data: bytes, table: TableSpec, nulls: frozenset[str], out: list[Record],
+              res: ReadResult) -> None:
+    lines = data.split(b"\n")
+    text_lines: list[str] = []
+    for lineno, raw in enumerate(lines, 1):
+        t = _decode(path, lineno, raw, res) if raw else ""
+        text_lines.append(t if t is not None else "")
+    reader = csv.reader(io.StringIO("\n".join(text_lines)))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    declared = {f.name: f for f in table.fields}
+    missing = [n for n in declared if n not in header]
+    if missing:
+        res.rejects.append(Reject(f"{path.name}:1", f"{table.name} header lacks column(s) {', '.join(missing)}"))
+        return
+    for row in reader:
+        lineno = reader.line_num
+        if not row or (len(row) == 1 and not row[0]):
+            continue
+        res.read += 1
+        where = f"{path.name}:{lineno}"
+        if lines[lineno - 1] and text_lines[lineno - 1] == "":
+            continue  # already rejected as undecodable
+        if len(row) != len(header):
+            res.rejects.append(Reject(where, f"{len(row)} columns, the header has {len(header)}"))
+            continue
+        fields: dict[str, Any] = {}
+        try:
+            for name, value in zip(header, row, strict=True):
+                f = declared.get(name)
+                fields[name] = convert(f or FieldSpec(name), value, nulls)
+        except FieldError as exc:
+            res.rejects.append(Reject(where, exc.reason, exc.name))
+            continue
+        out.append(Record(table.name, where, fields))

@@ -1,0 +1,187 @@
+"""ASC X12 837 (professional and institutional) -> records, parsed and checked with pyx12.
+
+pyx12 reads the interchange against its implementation-guide maps (envelope, loop structure, segment order) and
+gives loop nodes. Every claim (loop 2300) becomes one record of table ``claim`` and every service line (loop
+2400) one record of table ``line``; the mapping file's tables say which X12 element becomes which field, as a
+pyx12 path relative to the loop (``CLM01``, ``HI01-2``, ``2310B/NM109``) or to an enclosing loop with a prefix
+(``2000B:2010BA/NM109`` for the subscriber, ``2000C:2010CA/NM103`` for a patient who is not the subscriber,
+``2000A:2010AA/NM109`` for the billing provider). Envelope and structure errors reject the file or the claims
+they fall in, naming the segment's line.
+
+pyx12 ships maps for the 005010X222A1 / X223A2 guides and the 4010 ones; the later errata (X222A2, X223A3)
+keep their loop structure, so those interchanges are read with the A1 / A2 maps."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import pyx12.error_handler
+import pyx12.errors
+import pyx12.params
+import pyx12.x12context
+
+from .records import ReadResult, Record, Reject, iter_input_files
+from .spec import MappingSpec
+
+ERRATA = {"005010X222A2": "005010X222A1", "005010X223A3": "005010X223A2"}
+
+
+class _Errors(pyx12.error_handler.errh_null):
+    """Collects envelope and segment errors with the line they occur on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line = 0
+        self.found: list[tuple[int, str]] = []
+
+    def add_seg(self, map_node: Any, seg: Any, seg_count: int, cur_line: int, ls_id: str | None) -> None:
+        self.line = cur_line
+
+    def isa_error(self, err_cde: str, err_str: str) -> None:
+        self.found.append((self.line, f"interchange envelope: {err_str}"))
+
+    def gs_error(self, err_cde: str, err_str: str) -> None:
+        self.found.append((self.line, f"functional group: {err_str}"))
+
+    def st_error(self, err_cde: str, err_str: str) -> None:
+        self.found.append((self.line, f"transaction set: {err_str}"))
+
+    def seg_error(self, err_cde: str, err_str: str, err_value: str | None = None,
+                  src_line: int | None = None) -> None:
+        self.found.append((src_line or self.line, f"segment: {err_str}"))
+
+
+def _get(node: Any, path: str, loops: dict[str, Any]) -> str | None:
+    if ":" in path:
+        loop, _, rel = path.partition(":")
+        node = loops.get(loop)
+        path = rel
+        if node is None:
+            return None
+    try:
+        v = node.get_value(path)
+    except Exception:  # noqa: BLE001 - pyx12 raises several error types for a path that does not apply
+        return None
+    return v.strip() if isinstance(v, str) and v.strip() else None
+
+
+def read_x12(spec: MappingSpec, paths: list[Path]) -> ReadResult:
+    res = ReadResult()
+    claim_t, line_t = spec.tables.get("claim"), spec.tables.get("line")
+    claim_fields = {f.name: f.type for f in claim_t.fields} if claim_t else {}
+    line_fields = {f.name: f.type for f in line_t.fields} if line_t else {}
+    paths_of = spec.raw.get("x12_paths") or {}
+    for path in iter_input_files(paths):
+        if path.suffix.lower() not in (".837", ".837p", ".837i", ".x12", ".edi", ".txt"):
+            continue
+        res.files += 1
+        try:
+            text = path.read_bytes().decode("ascii")
+        except UnicodeDecodeError as exc:
+            res.rejects.append(Reject(f"{path.name}:1", f"not ASCII text (byte {exc.start + 1}); X12 files are "
+                                      "ASCII, the file is skipped"))
+            continue
+        except OSError as exc:
+            raise OSError(f"{path}: cannot read ({exc.strerror})") from exc
+        m = re.search(r"GS\W(?:[^~\n]*?\W){7}(\d{6}X\d{3}A\d)", text)
+        guide = m.group(1) if m else None  # GS08, the implementation guide (X222 professional, X223 institutional)
+        for old, new in ERRATA.items():
+            text = text.replace(old, new)
+        text = _tr3_component_quirk(text)
+        _read_file(path, text, res, paths_of, claim_fields, line_fields, guide)
+    return res
+
+
+def _read_file(path: Path, text: str, res: ReadResult, paths_of: dict[str, dict[str, str]],
+               claim_fields: dict[str, str], line_fields: dict[str, str], guide: str | None) -> None:
+    errh = _Errors()
+    claims: list[tuple[int, int, Record, list[Record]]] = []
+    try:
+        src = pyx12.x12context.X12ContextReader(pyx12.params.params(), errh, io.StringIO(text))
+        for st in src.iter_segments("ST_LOOP"):
+            if st.id != "ST_LOOP":
+                continue
+            for a in st.select("DETAIL/2000A"):
+                for b in a.select("2000B"):
+                    for loops, clm in _claims(a, b):
+                        claims.append(_claim_record(path, clm, loops, len(claims), paths_of, claim_fields,
+                                                    line_fields, res))
+    except (pyx12.errors.X12Error, pyx12.errors.EngineError, ValueError, KeyError) as exc:
+        res.rejects.append(Reject(f"{path.name}:{errh.line or 1}", f"not a readable X12 837 interchange ({exc})"))
+        return
+    env = [e for e in errh.found if e[1].startswith(("interchange", "functional", "transaction"))]
+    if env:
+        res.rejects.append(Reject(f"{path.name}:{env[0][0]}", f"{env[0][1]}; the file is skipped"))
+        return
+    res.read += len(claims)
+    for start, end, rec, lines in claims:
+        rec.fields["GUIDE"] = guide
+        errs = [e for e in errh.found if start <= e[0] <= end]
+        if errs:
+            res.rejects.append(Reject(f"{path.name}:{errs[0][0]}", errs[0][1]))
+            continue
+        res.records.setdefault("claim", []).append(rec)
+        res.records.setdefault("line", []).extend(lines)
+    orphan = [e for e in errh.found if not any(s <= e[0] <= t for s, t, _r, _l in claims)]
+    for line, msg in orphan:
+        res.rejects.append(Reject(f"{path.name}:{line}", msg))
+
+
+QUIRK_SEGMENTS = ("CLM", "HI", "SV1", "SV2")
+
+
+def _tr3_component_quirk(text: str) -> str:
+    """The TR3 examples write ``>`` as the component separator inside CLM/HI/SV1/SV2 (``HI*BK>7215``) even where
+    ISA16 declares ``:``. When a file declares ``:`` and such a segment has no ``:`` at all, its ``>`` are read
+    as component separators; anything else is left to pyx12 as written."""
+    if len(text) < 106 or not text.startswith("ISA") or text[104] != ":":
+        return text
+    term = text[105]
+    elem = text[3]
+    out = []
+    for seg in text.split(term):
+        sid = seg.strip().split(elem, 1)[0]
+        if sid in QUIRK_SEGMENTS and ">" in seg and ":" not in seg:
+            seg = seg.replace(">", ":")
+        out.append(seg)
+    return term.join(out)
+
+
+def _claims(a: Any, b: Any) -> list[tuple[dict[str, Any], Any]]:
+    out = [({"2000A": a, "2000B": b, "2000C": None}, clm) for clm in b.select("2300")]
+    for c in b.select("2000C"):
+        out += [({"2000A": a, "2000B": b, "2000C": c}, clm) for clm in c.select("2300")]
+    return out
+
+
+def _claim_record(path: Path, clm: Any, loops: dict[str, Any], index: int, paths_of: dict[str, dict[str, str]],
+                  claim_fields: dict[str, str], line_fields: dict[str, str],
+                  res: ReadResult) -> tuple[int, int, Record, list[Record]]:
+    start = clm.cur_line_number or 0
+    key = f"{path.name}#{index + 1}"
+    fields: dict[str, Any] = {"CLAIM_KEY": key}
+    for name, xpath in (paths_of.get("claim") or {}).items():
+        fields[name] = _typed(_get(clm, xpath, loops), claim_fields.get(name))
+    lines = []
+    end = start
+    for ln in clm.select("2400"):
+        lf: dict[str, Any] = {"CLAIM_KEY": key}
+        for name, xpath in (paths_of.get("line") or {}).items():
+            lf[name] = _typed(_get(ln, xpath, loops), line_fields.get(name))
+        end = max(end, ln.cur_line_number or end)
+        lines.append(Record("line", f"{path.name}:{ln.cur_line_number}", lf))
+    return start, end + 8, Record("claim", f"{path.name}:{start}", fields), lines
+
+
+def _typed(v: str | None, t: str | None) -> Any:
+    if v is None:
+        return None
+    if t == "decimal":
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v

@@ -1,0 +1,34 @@
+"""The generic flat claims CSV (mappings/claims-csv.inbound.yaml) on a small hand-made file
+(tests/fixtures/mapping/claims.csv): versions, voids, pharmacy lines, rejects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import FIXTURES
+from tests.mapping.helpers import counts, ingest, read
+
+CLAIMS = FIXTURES / "mapping" / "claims.csv"
+
+
+def test_claims_csv(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    summary = ingest(store, "claims-csv", CLAIMS)
+    assert summary.rejects == [] and summary.records == 5
+    c = counts(store)
+    assert c["ExplanationOfBenefit"] == 3 and c["Patient"] == 1 and c["MedicationDispense"] == 1
+    # C1 version 2 (replacement) wins: paid 160.00
+    eob = read(store, "ExplanationOfBenefit", "claim-P1-C1")
+    assert eob["item"][0]["adjudication"][1]["amount"]["value"] == 160.0 and eob["status"] == "active"
+    assert read(store, "Observation", "claim-P1-C1-ln1-study")["code"]["coding"][0]["code"] == "24606-6"
+    # C3 version 2 is a void (FREQUENCY 8): EOB and its facts retired
+    assert read(store, "ExplanationOfBenefit", "claim-P1-C3")["status"] == "entered-in-error"
+    assert read(store, "Procedure", "claim-P1-C3-ln1")["status"] == "entered-in-error"
+    # a bad row is rejected, the rest of the file still loads
+    lines = CLAIMS.read_text().splitlines()
+    lines.append(lines[1].replace("C1,1,1", "C9,1,1").replace("2025-03-01,2025-03-01", "2025-13-01,2025-03-01"))
+    lines.append(lines[1].replace("C1,1,1", "C8,1,1").replace(",professional,", ",dental,"))
+    (tmp_path / "claims.csv").write_text("\n".join(lines) + "\n")
+    again = ingest(store, "claims-csv", tmp_path / "claims.csv")
+    why = {r.where: r.reason for r in again.rejects}
+    assert "FROM_DATE" in why["claims.csv:7"] and "unknown code 'dental'" in why["claims.csv:8"]
+    assert counts(store)["ExplanationOfBenefit"] == 3
