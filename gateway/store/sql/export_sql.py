@@ -1,0 +1,172 @@
+"""Streaming reads for Bulk Data export: the stored JSON of each selected resource, in primary-key order.
+
+Every selection is one SQL statement per resource type, keyed on ``pk > after`` so an interrupted export
+resumes exactly where its last complete file ended. Rows are streamed (server-side cursor on PostgreSQL),
+never collected, so memory stays flat whatever the size of the group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, false, or_, select, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from ...search.query import SearchQuery
+from .tables import IDX, RESOURCE
+
+REFS = IDX["refs"]
+# resources outside the Patient compartment that a group or patient export adds when members' data
+# (or the group itself) reference them
+REFERENCED_TYPES = ("PractitionerRole", "Practitioner", "Organization", "Location")
+
+
+@dataclass
+class Scope:
+    """Which patients an export covers: all (system level), every Patient, or a Group's members."""
+
+    level: str  # system | patient | group
+    group_pk: int | None = None
+    patients: list[str] | None = None  # the `patient` parameter: only these (already checked) ids
+    since: str | None = None  # FHIR instants normalised to the stored lastUpdated format
+    until: str | None = None
+    filters: dict[str, list[SearchQuery]] = field(default_factory=dict)  # _typeFilter per type
+
+
+@dataclass(frozen=True)
+class Row:
+    pk: int
+    res_type: str
+    res_id: str
+    content: bytes
+
+
+class ExportSource:
+    def __init__(self, store: Any, compartment: dict[str, tuple[str, ...]]) -> None:
+        self.store = store
+        self.compartment = compartment
+
+    # -- patient sets ------------------------------------------------------------------------------------
+    def _member_ids(self, scope: Scope) -> Any:
+        """A sub-select of the Patient ids in scope (None: every Patient)."""
+        if scope.level == "group":
+            sel = select(REFS.c.target_id).where(REFS.c.res_pk == scope.group_pk, REFS.c.param == "member",
+                                                 REFS.c.target_type == "Patient")
+            if scope.patients is not None:
+                sel = sel.where(REFS.c.target_id.in_(scope.patients))
+            return sel
+        if scope.patients is not None:
+            return select(RESOURCE.c.res_id).where(RESOURCE.c.res_type == "Patient",
+                                                   RESOURCE.c.res_id.in_(scope.patients))
+        return None
+
+    def _compartment_pks(self, rtype: str, members: Any) -> Any:
+        params = self.compartment.get(rtype, ())
+        sel = select(REFS.c.res_pk).where(REFS.c.res_type == rtype, REFS.c.param.in_(params),
+                                          REFS.c.target_type == "Patient")
+        if members is not None:
+            sel = sel.where(REFS.c.target_id.in_(members))
+        return sel
+
+    def _source_pks(self, scope: Scope, members: Any) -> Any:
+        """Resources whose references pull in Practitioners, Organizations…: members' data and the group."""
+        sel = select(REFS.c.res_pk).where(REFS.c.target_type == "Patient")
+        if members is not None:
+            sel = sel.where(REFS.c.target_id.in_(members))
+        conds = [RESOURCE.c.pk.in_(sel)]
+        if members is not None:
+            conds.append(and_(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id.in_(members)))
+        else:
+            conds.append(RESOURCE.c.res_type == "Patient")
+        if scope.group_pk is not None:
+            conds.append(RESOURCE.c.pk == scope.group_pk)
+        return select(RESOURCE.c.pk).where(or_(*conds), RESOURCE.c.deleted == false())
+
+    def selection(self, rtype: str, scope: Scope) -> list[ColumnElement[bool]]:
+        """The WHERE clause choosing the current resources of ``rtype`` that the export covers."""
+        conds: list[ColumnElement[bool]] = [RESOURCE.c.res_type == rtype, RESOURCE.c.deleted == false()]
+        if scope.level != "system":
+            members = self._member_ids(scope)
+            if rtype == "Patient":
+                if members is not None:
+                    conds.append(RESOURCE.c.res_id.in_(members))
+            elif rtype == "Group" and scope.level == "group":
+                conds.append(RESOURCE.c.pk == scope.group_pk)  # the exported group, not others members share
+            elif rtype in self.compartment:
+                conds.append(RESOURCE.c.pk.in_(self._compartment_pks(rtype, members)))
+            elif rtype in REFERENCED_TYPES:
+                sources = self._source_pks(scope, members)
+                if rtype != "PractitionerRole":  # one more hop: the roles' practitioners, organizations…
+                    roles = select(REFS.c.target_id).where(REFS.c.res_pk.in_(sources),
+                                                           REFS.c.target_type == "PractitionerRole")
+                    role_pks = select(RESOURCE.c.pk).where(RESOURCE.c.res_type == "PractitionerRole",
+                                                           RESOURCE.c.res_id.in_(roles))
+                    sources = select(RESOURCE.c.pk).where(or_(RESOURCE.c.pk.in_(sources),
+                                                              RESOURCE.c.pk.in_(role_pks)))
+                targets = select(REFS.c.target_id).where(REFS.c.res_pk.in_(sources), REFS.c.target_type == rtype)
+                conds.append(RESOURCE.c.res_id.in_(targets))
+            else:
+                conds.append(false())
+        if scope.since:
+            conds.append(RESOURCE.c.last_updated > scope.since)
+        if scope.until:
+            conds.append(RESOURCE.c.last_updated <= scope.until)
+        queries = scope.filters.get(rtype)
+        if queries:
+            comp = self.store.compiler
+            conds.append(or_(*[and_(*comp.where(rtype, q.criteria)) for q in queries]))
+        return conds
+
+    def stream(self, rtype: str, scope: Scope, after: int = 0, batch: int = 2000) -> Iterator[Row]:
+        stmt = (select(RESOURCE.c.pk, RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.content)
+                .where(*self.selection(rtype, scope), RESOURCE.c.pk > after).order_by(RESOURCE.c.pk))
+        with self.store.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
+            for r in result:
+                yield Row(r[0], r[1], r[2], r[3])
+
+    def deleted(self, rtype: str, scope: Scope, after: int = 0) -> Iterator[Row]:
+        """Tombstones changed since ``_since`` (system and patient level, and a group's own members)."""
+        if not scope.since:
+            return
+        conds = [RESOURCE.c.res_type == rtype, RESOURCE.c.deleted == true(), RESOURCE.c.last_updated > scope.since,
+                 RESOURCE.c.pk > after]
+        if scope.until:
+            conds.append(RESOURCE.c.last_updated <= scope.until)
+        if scope.level != "system":
+            if rtype != "Patient":
+                return
+            members = self._member_ids(scope)
+            if members is not None:
+                conds.append(RESOURCE.c.res_id.in_(members))
+        stmt = select(RESOURCE.c.pk, RESOURCE.c.res_type, RESOURCE.c.res_id).where(*conds).order_by(RESOURCE.c.pk)
+        with self.store.engine.connect() as conn:
+            for r in conn.execution_options(stream_results=True, yield_per=2000).execute(stmt):
+                yield Row(r[0], r[1], r[2], b"")
+
+    def pk_of(self, rtype: str, rid: str) -> int | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(RESOURCE.c.pk).where(RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == rid,
+                                                           RESOURCE.c.deleted == false())).first()
+        return row[0] if row else None
+
+    def group_member_ids(self, group_pk: int, candidates: list[str]) -> set[str]:
+        """Which of ``candidates`` are members of the group (bounded by the size of ``candidates``)."""
+        if not candidates:
+            return set()
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(REFS.c.target_id).where(
+                REFS.c.res_pk == group_pk, REFS.c.param == "member", REFS.c.target_type == "Patient",
+                REFS.c.target_id.in_(candidates))).all()
+        return {r[0] for r in rows}
+
+    def existing_patients(self, candidates: list[str]) -> set[str]:
+        if not candidates:
+            return set()
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(RESOURCE.c.res_id).where(
+                RESOURCE.c.res_type == "Patient", RESOURCE.c.deleted == false(),
+                RESOURCE.c.res_id.in_(candidates))).all()
+        return {r[0] for r in rows}
