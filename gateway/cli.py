@@ -194,6 +194,55 @@ def evaluate(
 
 
 @app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the NDJSON files and manifest.json")],
+    group: Annotated[str | None, typer.Option("--group", help="Group id; default: every resource (system level)")] = None,
+    types: Annotated[str | None, typer.Option("--type", help="Comma-separated resource types (_type)")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only resources changed after this instant")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Only resources changed up to this instant")] = None,
+    type_filter: Annotated[list[str] | None, typer.Option("--type-filter", help="_typeFilter, e.g. "
+                                                          "'Patient?gender=female' (repeatable)")] = None,
+    max_file_mb: Annotated[int, typer.Option("--max-file-mb", min=1, help="Split files at this size")] = 64,
+    database: DatabaseOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+) -> None:
+    """Bulk-export a Group's members (or everything) to NDJSON files, as the server's $export does."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .bulk.local import export_to_dir
+    from .fhir.errors import FhirError
+    from .store.sql.store import SqlStore
+
+    params = [(k, v) for k, v in (("_type", types), ("_since", since), ("_until", until)) if v]
+    params += [("_typeFilter", f) for f in type_filter or []]
+    settings = _settings(database)
+    store = SqlStore(settings.resolved_database_url())
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("types"),
+                      TextColumn("{task.fields[written]} resources"), TimeElapsedColumn(), disable=quiet,
+                      transient=True, console=Console(stderr=True)) as bar:
+            task = bar.add_task("exporting", total=None, written=0)
+
+            def progress(p: dict) -> None:  # type: ignore[type-arg]
+                steps = p.get("steps") or []
+                label = steps[min(p.get("step", 0), len(steps) - 1)][1] if steps else ""
+                bar.update(task, total=len(steps), completed=p.get("step", 0), written=p.get("written", 0),
+                           description=f"exporting {label}")
+
+            manifest = export_to_dir(store, out, group, params, max_file_mb * 1024 * 1024, progress)
+    except FhirError as exc:
+        typer.echo(f"error: {exc.diagnostics}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    total = sum(o["count"] for o in manifest["output"])
+    typer.echo(f"Exported {total} resources in {len(manifest['output'])} files to {out} (manifest.json)")
+    for o in manifest["error"]:
+        typer.echo(f"warning: see {o['url']} ({o['count']} issues)", err=True)
+
+
+@app.command()
 def synth(
     patients: Annotated[int, typer.Option("--patients", min=0, help="How many synthetic patients")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same data")] = 1,

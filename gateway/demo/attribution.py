@@ -61,3 +61,23 @@ def synthetic_population(n_members: int, group_id: str = "atr-bench", prefix: st
         ids.append(pid)
         yield from member_resources(pid, i)
     yield group_for(group_id, ids, n_prac)
+
+
+DEMO_ATR_GROUP = "demo-atr-riverbend-2025"
+
+
+def demo_attribution_group(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """An ATR attribution list (draft) of the demo bundle's members with active Coverage: Sunrise Health Plan's
+    list for Riverbend Primary Care, each member attributed to their general practitioner."""
+    by_ref = {f"{r['resourceType']}/{r['id']}": r for r in resources}
+    members = []
+    for cov in sorted((r for r in resources if r["resourceType"] == "Coverage" and r.get("status") == "active"),
+                      key=lambda r: r["id"]):
+        patient = cov["beneficiary"]["reference"]
+        gp = (by_ref.get(patient, {}).get("generalPractitioner") or [{}])[0].get("reference")
+        members.append(make_member(patient, f"Coverage/{cov['id']}", gp or "Organization/demo-org-riverbend",
+                                   {"start": "2025-01-01", "end": "2025-12-31"}))
+    return make_group(DEMO_ATR_GROUP, "Riverbend Primary Care attribution list 2025", "Organization/demo-org-sunrise",
+                      members, "draft", npi="1291840357", tin="931234567",
+                      contract=("http://sunrise-health.example.org/contracts", "SHP-RPC-2025"),
+                      contract_period={"start": "2025-01-01", "end": "2025-12-31"})
