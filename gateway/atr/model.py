@@ -88,7 +88,9 @@ def make_group(group_id: str, name: str, payer: str, members: list[dict[str, Any
         idents.append({"system": contract[0], "value": contract[1]})
     g: dict[str, Any] = {"resourceType": "Group", "id": group_id, "meta": {"profile": [PROFILE_GROUP]},
                          "extension": exts, "active": True, "type": "person", "actual": True, "name": name,
-                         "managingEntity": {"reference": payer}, "quantity": len(members), "member": members}
+                         "managingEntity": {"reference": payer}, "quantity": len(members)}
+    if members:
+        g["member"] = members
     if idents:
         g["identifier"] = idents
     return g
