@@ -25,7 +25,7 @@ from ..fhir.dates import now_instant
 from ..fhir.errors import FhirError, Issue, operation_outcome
 from ..search.query import QueryParser
 from ..store.sql.export_jobs import Job, JobStore
-from ..store.sql.export_sql import ExportSource, Row, Scope
+from ..store.sql.export_sql import ExportSource, Scope
 from .request import ExportRequest, subset, types_for_level
 
 log = logging.getLogger("gateway.bulk")
@@ -56,9 +56,10 @@ def ordered_types(req: ExportRequest, compartment: dict[str, tuple[str, ...]]) -
     return first + sorted(types_for_level(req.level, compartment) - set(first))
 
 
-def _deleted_line(row: Row, when: str) -> bytes:
+def _deleted_line(row: Any, when: str) -> bytes:
+    """One NDJSON line of the `deleted` file: a transaction Bundle deleting the (pk, type, id) row's resource."""
     return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "timestamp": when,
-                         "entry": [{"request": {"method": "DELETE", "url": f"{row.res_type}/{row.res_id}"}}]})
+                         "entry": [{"request": {"method": "DELETE", "url": f"{row[1]}/{row[2]}"}}]})
 
 
 class ExportRunner:
@@ -152,7 +153,7 @@ class ExportRunner:
             if on_progress:
                 on_progress(progress)
             if kind == "output":
-                rows: Iterator[Row] = self.source.stream(rtype, scope, progress["after"])
+                rows: Iterator[Any] = self.source.stream(rtype, scope, progress["after"])
             else:
                 rows = self.source.deleted(rtype, scope, progress["after"])
             fh = None
@@ -168,15 +169,14 @@ class ExportRunner:
                     fh = open(tmp, "wb")  # noqa: SIM115 - closed when the file is full or the type ends
                     size = count = 0
                 if kind == "output":
-                    line = row.content if elements is None else orjson.dumps(subset(orjson.loads(row.content),
-                                                                                    elements))
+                    line = row[3] if elements is None else orjson.dumps(subset(orjson.loads(row[3]), elements))
                 else:
                     line = _deleted_line(row, job.transaction_time)
                 fh.write(line)
                 fh.write(b"\n")
                 size += len(line) + 1
                 count += 1
-                last_pk = row.pk
+                last_pk = row[0]
                 if size >= self.max_file_bytes:
                     self._commit(fh, tmp, final, kind, rtype, count, last_pk, progress)
                     self._save(job, progress)

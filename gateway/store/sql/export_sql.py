@@ -35,14 +35,6 @@ class Scope:
     filters: dict[str, list[SearchQuery]] = field(default_factory=dict)  # _typeFilter per type
 
 
-@dataclass(frozen=True)
-class Row:
-    pk: int
-    res_type: str
-    res_id: str
-    content: bytes
-
-
 class ExportSource:
     def __init__(self, store: Any, compartment: dict[str, tuple[str, ...]]) -> None:
         self.store = store
@@ -119,15 +111,15 @@ class ExportSource:
             conds.append(or_(*[and_(*comp.where(rtype, q.criteria)) for q in queries]))
         return conds
 
-    def stream(self, rtype: str, scope: Scope, after: int = 0, batch: int = 2000) -> Iterator[Row]:
+    def stream(self, rtype: str, scope: Scope, after: int = 0, batch: int = 2000) -> Iterator[Any]:
+        """(pk, res_type, res_id, content) rows, as the driver returns them (no object per row)."""
         stmt = (select(RESOURCE.c.pk, RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.content)
                 .where(*self.selection(rtype, scope), RESOURCE.c.pk > after).order_by(RESOURCE.c.pk))
         with self.store.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
-            for r in result:
-                yield Row(r[0], r[1], r[2], r[3])
+            yield from result
 
-    def deleted(self, rtype: str, scope: Scope, after: int = 0) -> Iterator[Row]:
+    def deleted(self, rtype: str, scope: Scope, after: int = 0) -> Iterator[Any]:
         """Tombstones changed since ``_since`` (system and patient level, and a group's own members)."""
         if not scope.since:
             return
@@ -144,7 +136,7 @@ class ExportSource:
         stmt = select(RESOURCE.c.pk, RESOURCE.c.res_type, RESOURCE.c.res_id).where(*conds).order_by(RESOURCE.c.pk)
         with self.store.engine.connect() as conn:
             for r in conn.execution_options(stream_results=True, yield_per=2000).execute(stmt):
-                yield Row(r[0], r[1], r[2], b"")
+                yield (r[0], r[1], r[2], b"")
 
     def pk_of(self, rtype: str, rid: str) -> int | None:
         with self.store.engine.connect() as conn:
