@@ -4,12 +4,12 @@ exported with the gateway's export runner, on a SQLite file and on PostgreSQL.
 
 The data goes in with a bench-only bulk loader (batched inserts through the store's own bulk insert path:
 executemany with RETURNING and buffered index rows), not over HTTP, so millions of rows load in minutes.
-Each export runs in a fresh child process that reports its wall time and peak RSS (getrusage), so the
-memory figure is the export's alone; the baseline RSS of the child before exporting is reported too.
+Each export runs in a fresh child process that reports its wall time and peak RSS (VmHWM), so the memory
+figure is the export's alone; the child's peak RSS before exporting (imports, connection) is reported too.
 
     python bench/export_bench.py --members 10000,100000 --observations 3 --backends sqlite,postgres
 
-Results: bench/results/export.json and bench/results/export.md (also printed).
+Results: bench/results/export.json and bench/results/export.md (also printed; --tag names them).
 """
 
 from __future__ import annotations
@@ -75,6 +75,15 @@ def bulk_load(url: str, members: int, k: int) -> tuple[int, float]:
     return n, time.monotonic() - start
 
 
+def hwm_mb() -> float:
+    """This process's peak resident set (VmHWM). Not getrusage: its ru_maxrss is inherited from the parent
+    across fork and exec, so a child would report the loader's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(url: str, out: str) -> None:
     """Run one group export to its end and print wall time, counts and memory as JSON."""
     from gateway.bulk.request import parse_export
@@ -92,7 +101,7 @@ def child(url: str, out: str) -> None:
               "2099-01-01T00:00:00.000Z")
     jobs.create(job)
     claimed = jobs.claim(3600, only=job.id)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline = hwm_mb()
     runner = ExportRunner(store, jobs, Path(out), comp)
     start = time.monotonic()
     status = runner.run(claimed)
@@ -103,8 +112,7 @@ def child(url: str, out: str) -> None:
         counts[o["type"]] = counts.get(o["type"], 0) + o["count"]
     size = sum(f.stat().st_size for f in (Path(out) / job.id).iterdir())
     print(json.dumps({"status": status, "seconds": wall, "counts": counts, "bytes": size,
-                      "baseline_rss_mb": baseline / 1024,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "baseline_rss_mb": baseline, "peak_rss_mb": hwm_mb()}))
 
 
 def pg_database() -> tuple[str, str]:
@@ -157,6 +165,7 @@ def main() -> None:
     ap.add_argument("--members", default="10000")
     ap.add_argument("--observations", type=int, default=3)
     ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--tag", default="export", help="results file name: bench/results/TAG.json and TAG.md")
     ap.add_argument("--child", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -170,7 +179,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    (RESULTS / "export.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
+    (RESULTS / f"{args.tag}.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     lines = ["| backend | members | resources exported | export s | resources/s | NDJSON MB | child RSS before MB "
              "| peak RSS MB | load s (bench loader) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -178,7 +187,7 @@ def main() -> None:
                      f"{r['resources_per_s']:,} | {r['mb']} | {r['baseline_rss_mb']} | {r['peak_rss_mb']} | "
                      f"{r['load_seconds']} |")
     table = "\n".join(lines)
-    (RESULTS / "export.md").write_text(f"{meta['when']}, {meta['machine']}\n\n{table}\n")
+    (RESULTS / f"{args.tag}.md").write_text(f"{meta['when']}, {meta['machine']}\n\n{table}\n")
     print(table)
 
 

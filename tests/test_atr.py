@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.atr.model import EXT_CHANGE_TYPE, EXT_STATUS, PROFILE_GROUP, list_status, member_ref
+from gateway.atr.model import (
+    EXT_CHANGE_TYPE,
+    EXT_PROVIDER,
+    EXT_STATUS,
+    PROFILE_GROUP,
+    list_status,
+    member_ref,
+)
 from gateway.store.sql.store import SqlStore
 from tests.bulk_helpers import ATR_DIR, atr_examples, export, load_examples
 from tests.conftest import make_client
@@ -208,6 +215,12 @@ def test_open_list_removal_deletes_the_member(atr: TestClient) -> None:
         memberId={"system": "https://example.org", "value": "789123"}, providerNpi={"system": NPI, "value": "9941339100"}))
     assert r.status_code == 200
     assert [m["entity"]["reference"] for m in atr.get("/fhir/Group/open").json()["member"]] == ["Patient/1"]
+    # adding works in open status too
+    r = atr.post("/fhir/Group/open/$member-add", json=illustrative("Parameters-member-add-references"))
+    assert r.status_code == 200, r.text
+    g = atr.get("/fhir/Group/open").json()
+    assert [m["entity"]["reference"] for m in g["member"]] == ["Patient/1", "Patient/2"]
+    assert member_ref(g["member"][1], EXT_PROVIDER) == "PractitionerRole/1"
 
 
 def test_final_official_example_refuses_changes(atr: TestClient) -> None:

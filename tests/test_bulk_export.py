@@ -144,6 +144,15 @@ def test_over_eager_polling_gets_429(store: SqlStore, tmp_path: Path) -> None:
         assert second.json()["issue"][0]["code"] == "throttled"
 
 
+def test_too_many_concurrent_exports_get_429(store: SqlStore, tmp_path: Path) -> None:
+    load_population(store, 3, "g")
+    with make_client(store, export_dir=tmp_path / "x", export_worker=False, export_max_active_jobs=1) as c:
+        kickoff(c, "/fhir/Group/g/$export")
+        r = c.get("/fhir/Group/g/$export", headers={"Prefer": "respond-async"})
+        assert r.status_code == 429 and r.headers["Retry-After"].isdigit()
+        assert r.json()["issue"][0]["code"] == "throttled"
+
+
 def test_files_are_served_only_to_the_client_that_started_the_job(store: SqlStore, tmp_path: Path) -> None:
     load_population(store, 3, "g")
     app = create_app(Settings(base_url=BASE, auth="off", export_dir=tmp_path / "x", export_poll_min_seconds=0),

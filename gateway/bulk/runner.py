@@ -62,6 +62,35 @@ def _deleted_line(row: Any, when: str) -> bytes:
                          "entry": [{"request": {"method": "DELETE", "url": f"{row[1]}/{row[2]}"}}]})
 
 
+class Heartbeat:
+    """Beats for a running job from its own thread, so a long query that yields no row for a while does not
+    make the job look abandoned; notes when the job stops being ``running`` (a cancel)."""
+
+    def __init__(self, jobs: JobStore, job_id: str, seconds: float) -> None:
+        self.jobs = jobs
+        self.job_id = job_id
+        self.seconds = seconds
+        self.cancelled = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"export-beat-{job_id[:8]}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._done.wait(self.seconds):
+            try:
+                if self.jobs.beat(self.job_id) != "running":
+                    self.cancelled = True
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the job itself reports real failures
+                log.warning("heartbeat of export job %s failed", self.job_id)
+
+
 class ExportRunner:
     def __init__(self, store: Any, jobs: JobStore, export_dir: Path, compartment: dict[str, tuple[str, ...]],
                  max_file_bytes: int = 64 * 1024 * 1024, retention_seconds: float = 86400,
@@ -88,7 +117,8 @@ class ExportRunner:
             out.mkdir(parents=True, exist_ok=True)
             for stale in out.glob("*.part"):  # a file being written when the process stopped
                 stale.unlink()
-            progress = self._execute(job, out, on_progress)
+            with Heartbeat(self.jobs, job.id, self.beat_seconds) as heart:
+                progress = self._execute(job, out, on_progress, heart)
         except Cancelled:
             shutil.rmtree(out, ignore_errors=True)
             return "cancelled"
@@ -133,7 +163,7 @@ class ExportRunner:
             scope.filters.setdefault(rtype, []).append(parser.parse(rtype, parse_qsl(query, keep_blank_values=True)))
         return scope
 
-    def _execute(self, job: Job, out: Path, on_progress: Progress | None) -> dict[str, Any]:
+    def _execute(self, job: Job, out: Path, on_progress: Progress | None, heart: Heartbeat) -> dict[str, Any]:
         req = ExportRequest.from_json(job.params)
         progress = dict(job.progress)
         errors: list[dict[str, Any]] = list(req.warnings)
@@ -147,7 +177,7 @@ class ExportRunner:
                         "errors": [], "written": 0}
             self._save(job, progress)
         elements = req.elements
-        last_beat = time.monotonic()
+        last_report = time.monotonic()
         while progress["step"] < len(progress["steps"]):
             kind, rtype = progress["steps"][progress["step"]]
             if on_progress:
@@ -183,16 +213,15 @@ class ExportRunner:
                     if on_progress:
                         on_progress(progress)
                     fh = None
-                    last_beat = time.monotonic()
-                elif count % 1000 == 0 and time.monotonic() - last_beat > self.beat_seconds:
-                    last_beat = time.monotonic()
-                    if self.jobs.beat(job.id) != "running":
+                elif count % 1000 == 0:
+                    if heart.cancelled:
                         fh.close()
                         raise Cancelled()
                     if self.stopping.is_set():
                         fh.close()
                         raise Interrupted()
-                    if on_progress:
+                    if on_progress and time.monotonic() - last_report > 0.5:
+                        last_report = time.monotonic()
                         on_progress({**progress, "written": progress["written"] + count})
             if fh is not None:
                 self._commit(fh, tmp, final, kind, rtype, count, last_pk, progress)

@@ -63,6 +63,7 @@ class BulkService:
         self.export_dir = Path(settings.export_dir).absolute()
         self.runner = ExportRunner(store, self.jobs, self.export_dir, self.compartment,
                                    settings.export_max_file_bytes, settings.export_retention_seconds)
+        self.runner.beat_seconds = max(0.2, min(2.0, settings.export_stale_seconds / 3))
         self.worker = ExportWorker(self.runner, self.jobs, settings.export_stale_seconds)
         self._polled: dict[str, float] = {}
 
