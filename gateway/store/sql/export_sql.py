@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select, true
+from sqlalchemy import and_, false, or_, select, true, union
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...search.query import SearchQuery
@@ -63,18 +63,19 @@ class ExportSource:
         return sel
 
     def _source_pks(self, scope: Scope, members: Any) -> Any:
-        """Resources whose references pull in Practitioners, Organizations…: members' data and the group."""
-        sel = select(REFS.c.res_pk).where(REFS.c.target_type == "Patient")
+        """Resources whose references pull in Practitioners, Organizations…: members' data and the group.
+
+        A UNION of index lookups (no scan of the resource table): the resources referencing a member, the
+        members' own Patient rows, and the group. Index rows of deleted resources are gone already."""
+        refs_to_members = select(REFS.c.res_pk).where(REFS.c.target_type == "Patient")
+        patients = select(RESOURCE.c.pk).where(RESOURCE.c.res_type == "Patient")
         if members is not None:
-            sel = sel.where(REFS.c.target_id.in_(members))
-        conds = [RESOURCE.c.pk.in_(sel)]
-        if members is not None:
-            conds.append(and_(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id.in_(members)))
-        else:
-            conds.append(RESOURCE.c.res_type == "Patient")
+            refs_to_members = refs_to_members.where(REFS.c.target_id.in_(members))
+            patients = patients.where(RESOURCE.c.res_id.in_(members))
+        parts = [refs_to_members, patients]
         if scope.group_pk is not None:
-            conds.append(RESOURCE.c.pk == scope.group_pk)
-        return select(RESOURCE.c.pk).where(or_(*conds), RESOURCE.c.deleted == false())
+            parts.append(select(RESOURCE.c.pk).where(RESOURCE.c.pk == scope.group_pk))
+        return union(*parts)
 
     def selection(self, rtype: str, scope: Scope) -> list[ColumnElement[bool]]:
         """The WHERE clause choosing the current resources of ``rtype`` that the export covers."""
@@ -89,15 +90,15 @@ class ExportSource:
             elif rtype in self.compartment:
                 conds.append(RESOURCE.c.pk.in_(self._compartment_pks(rtype, members)))
             elif rtype in REFERENCED_TYPES:
-                sources = self._source_pks(scope, members)
+                sources = self._source_pks(scope, members).subquery()
+                src = select(sources.c[0])
                 if rtype != "PractitionerRole":  # one more hop: the roles' practitioners, organizations…
-                    roles = select(REFS.c.target_id).where(REFS.c.res_pk.in_(sources),
+                    roles = select(REFS.c.target_id).where(REFS.c.res_pk.in_(src),
                                                            REFS.c.target_type == "PractitionerRole")
                     role_pks = select(RESOURCE.c.pk).where(RESOURCE.c.res_type == "PractitionerRole",
                                                            RESOURCE.c.res_id.in_(roles))
-                    sources = select(RESOURCE.c.pk).where(or_(RESOURCE.c.pk.in_(sources),
-                                                              RESOURCE.c.pk.in_(role_pks)))
-                targets = select(REFS.c.target_id).where(REFS.c.res_pk.in_(sources), REFS.c.target_type == rtype)
+                    src = union(src, role_pks)
+                targets = select(REFS.c.target_id).where(REFS.c.res_pk.in_(src), REFS.c.target_type == rtype)
                 conds.append(RESOURCE.c.res_id.in_(targets))
             else:
                 conds.append(false())
