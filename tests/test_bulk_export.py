@@ -218,3 +218,18 @@ def test_expired_jobs_are_cleaned_up(bulk: TestClient, tmp_path: Path) -> None:
     assert not (tmp_path / "export" / job_id).exists()
     assert bulk.get(path(loc)).status_code == 404
     assert json.loads(bulk.get(path(manifest.json()["output"][0]["url"])).text)["resourceType"] == "OperationOutcome"
+
+
+def test_large_resources_are_copied_in_pieces(store: SqlStore, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.store.sql import export_sql
+
+    monkeypatch.setattr(export_sql, "LARGE", 1500)  # the 40-member Group (about 20 kB) is read in pieces
+    monkeypatch.setattr(export_sql, "CHUNK", 1000)
+    load_population(store, 40, "g")
+    with make_client(store, export_dir=tmp_path / "x", export_poll_min_seconds=0) as c:
+        _, files = export(c, "/fhir/Group/g/$export?_type=Group,Patient")
+        assert files["Group"] == [c.get("/fhir/Group/g").json()]
+        assert len(files["Patient"]) == 40
+        _, sub = export(c, "/fhir/Group/g/$export?_type=Group&_elements=name")
+        assert set(sub["Group"][0]) == {"resourceType", "id", "meta", "name"}

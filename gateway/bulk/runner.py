@@ -198,10 +198,19 @@ class ExportRunner:
                     tmp = out / (name + ".part")
                     fh = open(tmp, "wb")  # noqa: SIM115 - closed when the file is full or the type ends
                     size = count = 0
-                if kind == "output":
-                    line = row[3] if elements is None else orjson.dumps(subset(orjson.loads(row[3]), elements))
-                else:
+                if kind != "output":
                     line = _deleted_line(row, job.transaction_time)
+                elif row[3] is None:  # a very large resource: copied piece by piece (or parsed for _elements)
+                    if elements is None:
+                        for piece in self.source.chunks(row[0], row[4]):
+                            fh.write(piece)
+                        line = b""
+                        size += row[4]
+                    else:
+                        line = orjson.dumps(subset(orjson.loads(b"".join(self.source.chunks(row[0], row[4]))),
+                                                   elements))
+                else:
+                    line = row[3] if elements is None else orjson.dumps(subset(orjson.loads(row[3]), elements))
                 fh.write(line)
                 fh.write(b"\n")
                 size += len(line) + 1

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select, true, union
+from sqlalchemy import and_, case, false, func, null, or_, select, true, union
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...search.query import SearchQuery
@@ -21,6 +21,8 @@ REFS = IDX["refs"]
 # resources outside the Patient compartment that a group or patient export adds when members' data
 # (or the group itself) reference them
 REFERENCED_TYPES = ("PractitionerRole", "Practitioner", "Organization", "Location")
+LARGE = 1 << 20  # resources above this many bytes of JSON are read in pieces
+CHUNK = 1 << 20
 
 
 @dataclass
@@ -113,12 +115,24 @@ class ExportSource:
         return conds
 
     def stream(self, rtype: str, scope: Scope, after: int = 0, batch: int = 2000) -> Iterator[Any]:
-        """(pk, res_type, res_id, content) rows, as the driver returns them (no object per row)."""
-        stmt = (select(RESOURCE.c.pk, RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.content)
+        """(pk, res_type, res_id, content, length) rows as the driver returns them (no object per row).
+
+        ``content`` is None for a resource larger than LARGE bytes (a Group of 100,000 members is about 60 MB):
+        its JSON is then read in pieces with ``chunks``, so no single row's size sets the memory use."""
+        length = func.length(RESOURCE.c.content)
+        stmt = (select(RESOURCE.c.pk, RESOURCE.c.res_type, RESOURCE.c.res_id,
+                       case((length <= LARGE, RESOURCE.c.content), else_=null()), length)
                 .where(*self.selection(rtype, scope), RESOURCE.c.pk > after).order_by(RESOURCE.c.pk))
         with self.store.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
             yield from result
+
+    def chunks(self, pk: int, length: int, size: int = CHUNK) -> Iterator[bytes]:
+        """The stored JSON of one resource, ``size`` bytes at a time."""
+        with self.store.engine.connect() as conn:
+            for start in range(1, length + 1, size):
+                yield conn.execute(select(func.substr(RESOURCE.c.content, start, size))
+                                   .where(RESOURCE.c.pk == pk)).scalar_one()
 
     def deleted(self, rtype: str, scope: Scope, after: int = 0) -> Iterator[Any]:
         """Tombstones changed since ``_since`` (system and patient level, and a group's own members)."""
@@ -137,7 +151,7 @@ class ExportSource:
         stmt = select(RESOURCE.c.pk, RESOURCE.c.res_type, RESOURCE.c.res_id).where(*conds).order_by(RESOURCE.c.pk)
         with self.store.engine.connect() as conn:
             for r in conn.execution_options(stream_results=True, yield_per=2000).execute(stmt):
-                yield (r[0], r[1], r[2], b"")
+                yield (r[0], r[1], r[2], b"", 0)
 
     def pk_of(self, rtype: str, rid: str) -> int | None:
         with self.store.engine.connect() as conn:
