@@ -104,14 +104,23 @@ def child(url: str, out: str) -> None:
     baseline = hwm_mb()
     runner = ExportRunner(store, jobs, Path(out), comp)
     start = time.monotonic()
-    status = runner.run(claimed)
+    marks: dict[str, float] = {}
+
+    def on_progress(p: dict[str, Any]) -> None:  # when each type's step begins
+        steps = p.get("steps") or []
+        if p.get("step", 0) < len(steps):
+            marks.setdefault(steps[p["step"]][1], time.monotonic())
+
+    status = runner.run(claimed, on_progress)
     wall = time.monotonic() - start
+    order = sorted(marks.items(), key=lambda kv: kv[1]) + [("end", start + wall)]
+    step_seconds = {t: round(order[i + 1][1] - at, 2) for i, (t, at) in enumerate(order[:-1])}
     done = jobs.get(job.id)
     counts: dict[str, int] = {}
     for o in done.progress.get("outputs", []):
         counts[o["type"]] = counts.get(o["type"], 0) + o["count"]
     size = sum(f.stat().st_size for f in (Path(out) / job.id).iterdir())
-    print(json.dumps({"status": status, "seconds": wall, "counts": counts, "bytes": size,
+    print(json.dumps({"status": status, "seconds": wall, "counts": counts, "bytes": size, "steps": step_seconds,
                       "baseline_rss_mb": baseline, "peak_rss_mb": hwm_mb()}))
 
 
@@ -149,7 +158,7 @@ def run_one(backend: str, members: int, k: int, work: Path) -> dict[str, Any]:
                "load_seconds": round(load_s, 1), "exported": exported, "export_seconds": round(res["seconds"], 2),
                "resources_per_s": round(exported / res["seconds"]), "mb": round(res["bytes"] / 2**20, 1),
                "baseline_rss_mb": round(res["baseline_rss_mb"], 1), "peak_rss_mb": round(res["peak_rss_mb"], 1),
-               "status": res["status"], "counts": res["counts"]}
+               "status": res["status"], "counts": res["counts"], "step_seconds": res["steps"]}
         print(json.dumps(row), flush=True)
         return row
     finally:
