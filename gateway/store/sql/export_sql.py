@@ -137,7 +137,7 @@ class ExportSource:
                     while piece := blob.read(size or CHUNK):
                         yield piece
                 return
-            step = size or CHUNK * 8
+            step = size or CHUNK * 2
             for start in range(1, length + 1, step):
                 yield conn.execute(select(func.substr(RESOURCE.c.content, start, step))
                                    .where(RESOURCE.c.pk == pk)).scalar_one()
