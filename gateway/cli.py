@@ -206,6 +206,102 @@ def evaluate(
 
 
 @app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the NDJSON files and manifest.json")],
+    group: Annotated[str | None, typer.Option("--group", help="Group id; default: every resource (system level)")] = None,
+    types: Annotated[str | None, typer.Option("--type", help="Comma-separated resource types (_type)")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only resources changed after this instant")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Only resources changed up to this instant")] = None,
+    type_filter: Annotated[list[str] | None, typer.Option("--type-filter", help="_typeFilter, e.g. "
+                                                          "'Patient?gender=female' (repeatable)")] = None,
+    max_file_mb: Annotated[int, typer.Option("--max-file-mb", min=1, help="Split files at this size")] = 64,
+    database: DatabaseOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+) -> None:
+    """Bulk-export a Group's members (or everything) to NDJSON files, as the server's $export does."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .bulk.local import export_to_dir
+    from .fhir.errors import FhirError
+    from .store.sql.store import SqlStore
+
+    params = [(k, v) for k, v in (("_type", types), ("_since", since), ("_until", until)) if v]
+    params += [("_typeFilter", f) for f in type_filter or []]
+    settings = _settings(database)
+    store = SqlStore(settings.resolved_database_url())
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("types"),
+                      TextColumn("{task.fields[written]} resources"), TimeElapsedColumn(), disable=quiet,
+                      transient=True, console=Console(stderr=True)) as bar:
+            task = bar.add_task("exporting", total=None, written=0)
+
+            def progress(p: dict) -> None:  # type: ignore[type-arg]
+                steps = p.get("steps") or []
+                label = steps[min(p.get("step", 0), len(steps) - 1)][1] if steps else ""
+                bar.update(task, total=len(steps), completed=p.get("step", 0), written=p.get("written", 0),
+                           description=f"exporting {label}")
+
+            manifest = export_to_dir(store, out, group, params, max_file_mb * 1024 * 1024, progress)
+    except FhirError as exc:
+        typer.echo(f"error: {exc.diagnostics}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    total = sum(o["count"] for o in manifest["output"])
+    typer.echo(f"Exported {total} resources in {len(manifest['output'])} files to {out} (manifest.json)")
+    for o in manifest["error"]:
+        typer.echo(f"warning: see {o['url']} ({o['count']} issues)", err=True)
+
+
+@app.command()
+def attribute(
+    group: Annotated[str, typer.Option("--group", help="Id of the attribution list Group to (re)compute")],
+    payer: Annotated[str, typer.Option("--payer", help="The payer, Organization/[id] (the list's managingEntity)")],
+    as_of: Annotated[str, typer.Option("--as-of", help="End of the look-back window, YYYY-MM-DD")],
+    lookback_months: Annotated[int, typer.Option("--lookback-months", min=1, max=120)] = 12,
+    codes: Annotated[Path | None, typer.Option("--codes", help="JSON list of qualifying CPT/HCPCS codes "
+                                               "(default: the primary-care codes in docs/integration-payer.md)")] = None,
+    encounter_value: Annotated[float, typer.Option("--encounter-value", help="Allowed charge credited to an "
+                                                   "Encounter (default 0: visits only break ties)")] = 0.0,
+    database: DatabaseOpt = None,
+) -> None:
+    """Compute a draft ATR attribution list from the stored claims and encounters (plurality of primary-care
+    allowed charges, ties to the most recent visit) and store it as a new version of the Group."""
+    import datetime as dt
+    import json
+
+    from .atr.claims_rule import DEFAULT_CODES, AttributionRule
+    from .fhir.errors import FhirError
+    from .services.attribution_claims import compute_draft
+    from .services.rest import RestService
+    from .store.sql.store import SqlStore
+
+    try:
+        day = dt.date.fromisoformat(as_of)
+    except ValueError:
+        raise typer.BadParameter("--as-of must be a date, YYYY-MM-DD") from None
+    code_set = frozenset(json.loads(codes.read_text())) if codes else DEFAULT_CODES
+    settings = _settings(database)
+    store = SqlStore(settings.resolved_database_url())
+    try:
+        g, n = compute_draft(RestService(store, settings.fhir_base()), group, payer,
+                             AttributionRule(day, lookback_months, code_set, encounter_value))
+    except FhirError as exc:
+        typer.echo(f"error: {exc.diagnostics}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    changes: dict[str, int] = {}
+    for m in g.get("member") or []:
+        for e in m.get("extension") or []:
+            if e["url"].endswith("ext-changeType"):
+                changes[e["valueCode"]] = changes.get(e["valueCode"], 0) + 1
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(changes.items())) or "no members"
+    typer.echo(f"Group/{group} version {g['meta']['versionId']}: {n} patients attributed ({summary})")
+
+
+@app.command()
 def synth(
     patients: Annotated[int, typer.Option("--patients", min=0, help="How many synthetic patients")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same data")] = 1,

@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     executor: str = "inprocess"  # population runs: inprocess | processes[:N] | dask://host:port
     reporter: str = ""  # MeasureReport.reporter when a request names none, e.g. Organization/acme-health
 
+    # Bulk Data export: where NDJSON files go, how big one file may grow, how long finished jobs stay
+    export_dir: Path = Path("var/export")
+    export_max_file_bytes: int = 64 * 1024 * 1024
+    export_retention_seconds: int = 24 * 3600
+    export_poll_min_seconds: float = 1.0  # a status poll sooner than this after the last one gets 429
+    export_stale_seconds: float = 30.0  # a running job without a heartbeat this long is resumed by a worker
+    export_max_active_jobs: int = 4  # per client; more concurrent kick-offs get 429
+    export_worker: bool = True  # run export jobs in a worker thread inside this process
+    # ATR $confirm-attribution-list: the IG says "SHALL return 201 Accepted" (201 is Created, 202 Accepted)
+    atr_confirm_status: int = 201
+
     def resolved_database_url(self) -> str:
         return self.database_url or default_database_url()
 

@@ -66,6 +66,23 @@ ROUTE_INTERACTIONS = {
     ("GET", "/fhir/Measure/$care-gaps-status/{job_id}/output"): "operation:care-gaps",
     ("DELETE", "/fhir/Measure/$care-gaps-status/{job_id}"): "operation:care-gaps",
     ("POST", "/fhir/$ingest/{fmt}"): "operation:ingest",
+
+    ("GET", "/fhir/$export"): "operation:export",
+    ("POST", "/fhir/$export"): "operation:export",
+    ("GET", "/fhir/Patient/$export"): "operation:patient-export",
+    ("POST", "/fhir/Patient/$export"): "operation:patient-export",
+    ("GET", "/fhir/Group/{group_id}/$export"): "operation:group-export",
+    ("POST", "/fhir/Group/{group_id}/$export"): "operation:group-export",
+    ("GET", "/fhir/Group/{group_id}/$davinci-data-export"): "operation:davinci-data-export",
+    ("POST", "/fhir/Group/{group_id}/$davinci-data-export"): "operation:davinci-data-export",
+    # the asynchronous request pattern's status and file URLs belong to the export operations
+    ("GET", "/fhir/$export-status/{job_id}"): "operation:export",
+    ("DELETE", "/fhir/$export-status/{job_id}"): "operation:export",
+    ("GET", "/fhir/$export-file/{job_id}/{name}"): "operation:export",
+    ("POST", "/fhir/Group/{group_id}/$member-add"): "operation:member-add",
+    ("POST", "/fhir/Group/{group_id}/$member-remove"): "operation:member-remove",
+    ("POST", "/fhir/Group/{group_id}/$confirm-attribution-list"): "operation:confirm-attribution-list",
+    ("POST", "/fhir/Group/{group_id}/$attribution-status"): "operation:attribution-status",
 }
 
 

@@ -131,6 +131,16 @@ def test_demo_loads_measures_and_synthetic_patients() -> None:
         strata = client.get("/fhir/Measure/demo-controlling-blood-pressure/$evaluate-measure",
                             params=PERIOD).json()["group"][0]["stratifier"][0]["stratum"]
         assert {"Medicare", "Medicaid", "Private health insurance"} <= {s["value"]["text"] for s in strata}
+        # the demo's ATR attribution list: every demo member with active Coverage, attributed to their GP
+        atr = client.get("/fhir/Group", params={"identifier": "http://hl7.org/fhir/sid/us-npi|1291840357"}).json()
+        group = next(e["resource"] for e in atr["entry"] if e["resource"]["id"] == "demo-atr-riverbend-2025")
+        covered = client.get("/fhir/Coverage", params={"status": "active", "beneficiary:missing": "false",
+                                                       "_count": "500"}).json()
+        assert sorted(m["entity"]["reference"] for m in group["member"]) == sorted(
+            e["resource"]["beneficiary"]["reference"] for e in covered["entry"]
+            if e["resource"]["id"].startswith("demo-cov-"))
+        assert all(m["extension"][2]["valueReference"]["reference"].startswith("Practitioner/demo-prac-")
+                   for m in group["member"])
     # loading again (a restart on the same database) updates the same resources rather than adding any
     patients = sum(1 for _ in store.iter_current("Patient"))
     again = load_demo(RestService(store, BASE))

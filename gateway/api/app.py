@@ -16,6 +16,8 @@ from ..services.capability import build_capability
 from ..services.rest import RestService
 from . import errors, ingest, instance, system, type_level
 from .operations import (
+    atr,
+    bulk,
     care_gaps,
     collect_data,
     data_requirements,
@@ -64,6 +66,35 @@ OPERATIONS = [
                       "x12-837, synthea-csv, hl7v2) as the body, mapped to FHIR through mappings/{format}.inbound.yaml "
                       "and written idempotently; answers an OperationOutcome with the summary and per-record "
                       "rejects (docs/guides/mappings.md)"},
+    {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+     "documentation": "Bulk Data [base]/$export, GET and POST, Prefer: respond-async; _outputFormat, _type, _since, "
+                      "_until, _elements, _typeFilter; status at [base]/$export-status/[job] (202 + X-Progress, "
+                      "200 manifest, DELETE cancels), NDJSON files at [base]/$export-file/[job]/[file]"},
+    {"name": "patient-export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+     "documentation": "Patient/$export: every Patient's compartment plus referenced Practitioner, "
+                      "PractitionerRole, Organization and Location; patient (POST) narrows it"},
+    {"name": "group-export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+     "documentation": "Group/[id]/$export: the Group, its members' Patient compartments and the referenced "
+                      "Practitioner, PractitionerRole, Organization and Location"},
+    {"name": "davinci-data-export",
+     "definition": "http://hl7.org/fhir/us/davinci-atr/OperationDefinition/davinci-data-export",
+     "documentation": "Da Vinci ATR Group/[id]/$davinci-data-export: exportType hl7.fhir.us.davinci-atr; _type "
+                      "defaults to the eight ATR types and must include Group, Patient and Coverage"},
+    {"name": "member-add", "definition": "http://hl7.org/fhir/us/davinci-atr/OperationDefinition/member-add",
+     "documentation": "ATR Group/[id]/$member-add: memberId + providerNpi or patientReference + providerReference, "
+                      "optional attributionPeriod; draft and open lists only; each change is a new Group version"},
+    {"name": "member-remove", "definition": "http://hl7.org/fhir/us/davinci-atr/OperationDefinition/member-remove",
+     "documentation": "ATR Group/[id]/$member-remove: memberId [+ providerNpi] or patientReference "
+                      "[+ providerReference [+ coverageReference]]; draft keeps the member inactive with "
+                      "changeType dropped, open deletes it, final refuses"},
+    {"name": "confirm-attribution-list",
+     "definition": "http://hl7.org/fhir/us/davinci-atr/OperationDefinition/confirm-attribution-list",
+     "documentation": "ATR Group/[id]/$confirm-attribution-list: the list becomes final (inactive members "
+                      "dropped); answers 201"},
+    {"name": "attribution-status",
+     "definition": "http://hl7.org/fhir/us/davinci-atr/OperationDefinition/attribution-status",
+     "documentation": "ATR Group/[id]/$attribution-status: memberId or patientReference; a Bundle of the "
+                      "member's Patient, Coverage and attributed providers"},
 ]
 
 
@@ -80,9 +111,13 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
 
             summary = load_demo(app.state.rest)
             log.info("demo data loaded", extra={"resources": summary.resources})
-        yield
-        if app.state.authority is not None:
-            app.state.authority.audit.flush()  # the last batch of audit rows
+        app.state.bulk.start()
+        try:
+            yield
+        finally:
+            app.state.bulk.stop()
+            if app.state.authority is not None:
+                app.state.authority.audit.flush()  # the last batch of audit rows
 
     app = FastAPI(title="FHIR VBC Gateway", version=__version__, lifespan=lifespan,
                   description="FHIR R4 gateway for value-based care. The FHIR base is /fhir.")
@@ -103,6 +138,9 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     elif settings.auth != "off":
         raise ValueError(f"auth must be 'smart' or 'off', not {settings.auth!r}")
     app.state.authority = authority
+    from ..bulk.service import BulkService
+
+    app.state.bulk = BulkService(store, settings, base)
     capability = build_capability(base, OPERATIONS)
     if authority is not None:
         from ..auth.discovery import capability_security
@@ -116,7 +154,6 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
 
     app.include_router(auth_routes.router, prefix="/auth")
     app.include_router(auth_routes.wellknown, prefix="/fhir")
-
     app.include_router(ingest.router, prefix="/fhir")
     app.include_router(system.router, prefix="/fhir")
     app.include_router(evaluate_measure.router, prefix="/fhir")
@@ -126,6 +163,8 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.include_router(submit_data.router, prefix="/fhir")
     app.include_router(collect_data.router, prefix="/fhir")
     app.include_router(validate.router, prefix="/fhir")
+    app.include_router(bulk.router, prefix="/fhir")
+    app.include_router(atr.router, prefix="/fhir")
     app.include_router(type_level.router, prefix="/fhir")
     app.include_router(instance.router, prefix="/fhir")
     app.include_router(type_level.compartment_router, prefix="/fhir")

@@ -85,6 +85,13 @@ OPERATIONS: dict[str, OperationPolicy] = {
     "export": OperationPolicy((Need("*", "rs"),), type_param="_type", levels=frozenset({"user", "system"})),
     "davinci-data-export": OperationPolicy((Need("Group", "r"), Need("*", "rs")), type_param="_type",
                                            levels=frozenset({"user", "system"})),
+    # a bulk job's status, manifest and files: read access on every type (what bulk clients hold, system/*.rs);
+    # the bulk service also serves them only to the client that started the job
+    "export-status": OperationPolicy((Need("*", "r"),), levels=frozenset({"user", "system"})),
+    "export-file": OperationPolicy((Need("*", "r"),), levels=frozenset({"user", "system"})),
+    "confirm-attribution-list": OperationPolicy((Need("Group", "u"),), levels=frozenset({"user", "system"})),
+    "attribution-status": OperationPolicy((Need("Group", "r"), Need("Patient", "r"), Need("Coverage", "r")),
+                                          levels=frozenset({"user", "system"})),
     "member-add": OperationPolicy((Need("Group", "u"),), levels=frozenset({"user", "system"})),
     "member-remove": OperationPolicy((Need("Group", "u"),), levels=frozenset({"user", "system"})),
     # internal-format files mapped to FHIR and written: back-office systems only

@@ -10,6 +10,11 @@ SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValu
              "display": "Resource encoded in summary mode"}
 
 
+# kept in _summary=true beyond R4's summary flags: an ATR attribution list's status and contract period are
+# Group extensions, and the IG has consumers discover lists with _summary=true (docs/integration-payer.md)
+SUMMARY_EXTRA = {("extension", "Group")}
+
+
 @lru_cache(maxsize=256)
 def summary_elements(resource_type: str) -> frozenset[str] | None:
     """The top-level JSON element names flagged isSummary in the R4B model of ``resource_type``."""
@@ -54,6 +59,7 @@ def apply_summary(resource: dict[str, Any], mode: str) -> dict[str, Any]:
         names = summary_elements(resource.get("resourceType", ""))
         if names is None:
             return resource
-        out = {k: v for k, v in resource.items() if k in ALWAYS or k in names}
+        out = {k: v for k, v in resource.items() if k in ALWAYS or k in names or (k, resource.get("resourceType"))
+               in SUMMARY_EXTRA}
         return _mark(out)
     return resource

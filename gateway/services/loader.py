@@ -166,6 +166,10 @@ def load_demo(rest: RestService) -> LoadSummary:
     loader = Loader(rest, level="strict")
     summary = LoadSummary(files=1)
     loader._json(Path("demo-bundle.json"), data, summary)
+    from ..demo.attribution import demo_attribution_group
+
+    bundle = [e["resource"] for e in orjson.loads(data)["entry"]]
+    loader._write([("demo ATR attribution list", demo_attribution_group(bundle))], summary)
     items: list[tuple[str, Any]] = [(f"demo Measure/{m.get('id')}", m) for m in demo_measures()]
     summary.files += len(items)
     items.extend((f"synthetic {r['resourceType']}/{r['id']}", r)

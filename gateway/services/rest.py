@@ -74,7 +74,19 @@ class RestService:
         if resource_type is not None and resource.get("resourceType") != resource_type:
             raise InvalidResource(
                 f"resourceType '{resource.get('resourceType')}' does not match the URL type '{resource_type}'")
-        result = validate_resource(resource, level or self.validation_level)
+        level = level or self.validation_level
+        result = validate_resource(resource, level)
+        if result.ok and resource.get("resourceType") == "Group":  # ATR attribution list profile rules
+            from ..atr.rules import group_issues
+
+            errors, warnings = group_issues(resource)
+            result.warnings.extend(warnings)
+            if level == "lenient":
+                for e in errors:
+                    e.severity = "warning"
+                result.warnings.extend(errors)
+            else:
+                result.errors.extend(errors)
         if not result.ok:
             raise InvalidResource(f"Invalid {resource.get('resourceType')}: {result.errors[0].diagnostics}"
                                   + (f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""),

@@ -111,8 +111,28 @@ class IdxComposite(_IndexRow, table=True):
     hi: Optional[str] = Field(default=None, max_length=26)  # noqa: UP045
 
 
+class ExportJob(SQLModel, table=True):
+    """A Bulk Data export job: its request, its owner, its progress checkpoint and its outputs (JSON text)."""
+
+    __tablename__ = "export_job"
+    __table_args__ = (Index("ix_export_job_status", "status"),)
+    id: str = Field(primary_key=True, max_length=64)
+    status: str = Field(max_length=16)  # queued running complete failed cancelled
+    client_id: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
+    request_url: str = Field(max_length=2048)
+    params: str  # the parsed kick-off (JSON)
+    transaction_time: str = Field(max_length=30)
+    created: str = Field(max_length=30)
+    heartbeat: float = 0.0  # epoch seconds of the worker's last sign of life
+    attempts: int = 0  # how many times a worker started (or resumed) the job
+    progress: str = "{}"  # checkpoint and outputs (JSON)
+    message: Optional[str] = None  # noqa: UP045 - the reason of a failure
+    expires: Optional[float] = None  # noqa: UP045 - epoch seconds after which the job and its files go
+
+
 RESOURCE = Resource.__table__
 HISTORY = ResourceHistory.__table__
+EXPORT_JOB = ExportJob.__table__
 IDX = {
     "strings": IdxString.__table__,
     "tokens": IdxToken.__table__,

@@ -1,0 +1,283 @@
+"""Run one export job: stream each selected resource type from the store into NDJSON files.
+
+Files are written under a temporary ``.part`` name, flushed to disk and renamed only when complete; after
+each rename the job's checkpoint (the last primary key written for the current type) is saved, so a job
+interrupted by a crash resumes after its last complete file and never presents a truncated one. A file
+is closed and a new one begun once it reaches ``max_file_bytes``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from ..fhir.dates import now_instant
+from ..fhir.errors import FhirError, Issue, operation_outcome
+from ..search.query import QueryParser
+from ..store.sql.export_jobs import Job, JobStore
+from ..store.sql.export_sql import ExportSource, Scope
+from .request import ExportRequest, subset, types_for_level
+
+log = logging.getLogger("gateway.bulk")
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Cancelled(Exception):
+    pass
+
+
+class JobFailed(Exception):
+    pass
+
+
+class Interrupted(Exception):
+    """The gateway is shutting down: the job stays claimable and resumes from its checkpoint."""
+
+
+def job_dir(export_dir: Path, job_id: str) -> Path:
+    return export_dir / job_id
+
+
+def ordered_types(req: ExportRequest, compartment: dict[str, tuple[str, ...]]) -> list[str]:
+    """The requested types in request order, or every type the level covers (Group and Patient first)."""
+    if req.types is not None:
+        return list(req.types)
+    first = ["Group", "Patient"] if req.level == "group" else ["Patient"]
+    return first + sorted(types_for_level(req.level, compartment) - set(first))
+
+
+def _deleted_line(row: Any, when: str) -> bytes:
+    """One NDJSON line of the `deleted` file: a transaction Bundle deleting the (pk, type, id) row's resource."""
+    return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "timestamp": when,
+                         "entry": [{"request": {"method": "DELETE", "url": f"{row[1]}/{row[2]}"}}]})
+
+
+class Heartbeat:
+    """Beats for a running job from its own thread, so a long query that yields no row for a while does not
+    make the job look abandoned; notes when the job stops being ``running`` (a cancel)."""
+
+    def __init__(self, jobs: JobStore, job_id: str, seconds: float) -> None:
+        self.jobs = jobs
+        self.job_id = job_id
+        self.seconds = seconds
+        self.cancelled = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"export-beat-{job_id[:8]}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._done.wait(self.seconds):
+            try:
+                if self.jobs.beat(self.job_id) != "running":
+                    self.cancelled = True
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the job itself reports real failures
+                log.warning("heartbeat of export job %s failed", self.job_id)
+
+
+class ExportRunner:
+    def __init__(self, store: Any, jobs: JobStore, export_dir: Path, compartment: dict[str, tuple[str, ...]],
+                 max_file_bytes: int = 64 * 1024 * 1024, retention_seconds: float = 86400,
+                 max_attempts: int = 3) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.export_dir = export_dir
+        self.compartment = compartment
+        self.source = ExportSource(store, compartment)
+        self.max_file_bytes = max_file_bytes
+        self.retention_seconds = retention_seconds
+        self.max_attempts = max_attempts
+        self.beat_seconds = 1.0
+        self.stopping = threading.Event()
+
+    # -- the job life cycle ------------------------------------------------------------------------------
+    def run(self, job: Job, on_progress: Progress | None = None) -> str:
+        """Run (or resume) a claimed job to its end; returns the final status."""
+        out = job_dir(self.export_dir, job.id)
+        try:
+            if job.attempts > self.max_attempts:
+                raise JobFailed(f"The export was interrupted {job.attempts - 1} times and was abandoned; "
+                                "start a new export")
+            out.mkdir(parents=True, exist_ok=True)
+            for stale in out.glob("*.part"):  # a file being written when the process stopped
+                stale.unlink()
+            with Heartbeat(self.jobs, job.id, self.beat_seconds) as heart:
+                progress = self._execute(job, out, on_progress, heart)
+        except Cancelled:
+            shutil.rmtree(out, ignore_errors=True)
+            return "cancelled"
+        except Interrupted:
+            self.jobs.release(job.id)
+            return "interrupted"
+        except (JobFailed, FhirError) as exc:
+            return self._fail(job, out, str(exc) if isinstance(exc, JobFailed) else exc.diagnostics)
+        except Exception as exc:  # noqa: BLE001 - any failure ends the job with an explanation, never silently
+            log.exception("export job %s failed", job.id)
+            return self._fail(job, out, f"The export failed: {type(exc).__name__}: {exc}")
+        if not self.jobs.finish(job.id, "complete", progress, time.time() + self.retention_seconds):
+            shutil.rmtree(out, ignore_errors=True)  # cancelled just before the end
+            return "cancelled"
+        return "complete"
+
+    def _fail(self, job: Job, out: Path, message: str) -> str:
+        shutil.rmtree(out, ignore_errors=True)
+        self.jobs.finish(job.id, "failed", {**job.progress, "outputs": [], "errors": []},
+                         time.time() + self.retention_seconds, message)
+        return "failed"
+
+    def _scope(self, req: ExportRequest, errors: list[dict[str, Any]]) -> Scope:
+        scope = Scope(req.level, since=req.since, until=req.until)
+        if req.level == "group":
+            pk = self.source.pk_of("Group", req.group_id or "")
+            if pk is None:
+                raise JobFailed(f"Group/{req.group_id} no longer exists")
+            scope.group_pk = pk
+        if req.patients is not None:
+            known = (self.source.group_member_ids(scope.group_pk, req.patients) if scope.group_pk is not None
+                     else self.source.existing_patients(req.patients))
+            for pid in req.patients:
+                if pid not in known:
+                    what = f"a member of Group/{req.group_id}" if scope.group_pk is not None else "a stored Patient"
+                    errors.append(operation_outcome([Issue("error", "not-found",
+                                                           f"patient Patient/{pid} is not {what}; ignored")]))
+            scope.patients = [p for p in req.patients if p in known]
+        parser = QueryParser(strict=True)
+        for tf in req.type_filters:
+            rtype, _, query = tf.partition("?")
+            scope.filters.setdefault(rtype, []).append(parser.parse(rtype, parse_qsl(query, keep_blank_values=True)))
+        return scope
+
+    def _execute(self, job: Job, out: Path, on_progress: Progress | None, heart: Heartbeat) -> dict[str, Any]:
+        req = ExportRequest.from_json(job.params)
+        progress = dict(job.progress)
+        errors: list[dict[str, Any]] = list(req.warnings)
+        scope = self._scope(req, errors)
+        if not progress.get("steps"):
+            types = ordered_types(req, self.compartment)
+            steps = [["output", t] for t in types]
+            if req.since:
+                steps += [["deleted", t] for t in types]
+            progress = {"steps": steps, "step": 0, "after": 0, "part": 1, "outputs": [], "deleted": [],
+                        "errors": [], "written": 0}
+            self._save(job, progress)
+        elements = req.elements
+        last_report = time.monotonic()
+        while progress["step"] < len(progress["steps"]):
+            kind, rtype = progress["steps"][progress["step"]]
+            if on_progress:
+                on_progress(progress)
+            if kind == "output":
+                rows: Iterator[Any] = self.source.stream(rtype, scope, progress["after"])
+            else:
+                rows = self.source.deleted(rtype, scope, progress["after"])
+            fh = None
+            tmp = final = None
+            size = count = 0
+            last_pk = progress["after"]
+            for row in rows:
+                if fh is None:
+                    name = (f"{rtype}-{progress['part']}.ndjson" if kind == "output"
+                            else f"deleted-{rtype}-{progress['part']}.ndjson")
+                    final = out / name
+                    tmp = out / (name + ".part")
+                    fh = open(tmp, "wb")  # noqa: SIM115 - closed when the file is full or the type ends
+                    size = count = 0
+                if kind != "output":
+                    line = _deleted_line(row, job.transaction_time)
+                elif row[3] is None:  # a very large resource: copied piece by piece (or parsed for _elements)
+                    if elements is None:
+                        for piece in self.source.chunks(row[0], row[4]):
+                            fh.write(piece)
+                        line = b""
+                        size += row[4]
+                    else:
+                        line = orjson.dumps(subset(orjson.loads(b"".join(self.source.chunks(row[0], row[4]))),
+                                                   elements))
+                else:
+                    line = row[3] if elements is None else orjson.dumps(subset(orjson.loads(row[3]), elements))
+                fh.write(line)
+                fh.write(b"\n")
+                size += len(line) + 1
+                count += 1
+                last_pk = row[0]
+                if size >= self.max_file_bytes:
+                    self._commit(fh, tmp, final, kind, rtype, count, last_pk, progress)
+                    self._save(job, progress)
+                    if on_progress:
+                        on_progress(progress)
+                    fh = None
+                elif count % 1000 == 0:
+                    if heart.cancelled:
+                        fh.close()
+                        raise Cancelled()
+                    if self.stopping.is_set():
+                        fh.close()
+                        raise Interrupted()
+                    if on_progress and time.monotonic() - last_report > 0.5:
+                        last_report = time.monotonic()
+                        on_progress({**progress, "written": progress["written"] + count})
+            if fh is not None:
+                self._commit(fh, tmp, final, kind, rtype, count, last_pk, progress)
+            progress["step"] += 1
+            progress["after"] = 0
+            progress["part"] = 1
+            self._save(job, progress)
+        progress["errors"] = self._write_errors(out, errors)
+        if on_progress:
+            on_progress(progress)
+        return progress
+
+    def _commit(self, fh: Any, tmp: Path | None, final: Path | None, kind: str, rtype: str, count: int,
+                last_pk: int, progress: dict[str, Any]) -> None:
+        assert tmp is not None and final is not None
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        os.replace(tmp, final)
+        item = {"type": rtype if kind == "output" else "Bundle", "file": final.name, "count": count}
+        progress["outputs" if kind == "output" else "deleted"].append(item)
+        progress["after"] = last_pk
+        progress["part"] += 1
+        progress["written"] += count
+
+    def _write_errors(self, out: Path, errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not errors:
+            return []
+        name = "OperationOutcome-1.ndjson"
+        tmp = out / (name + ".part")
+        with open(tmp, "wb") as fh:
+            for oo in errors:
+                fh.write(orjson.dumps(oo if oo.get("resourceType") else operation_outcome([Issue(**oo)])) + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out / name)
+        return [{"type": "OperationOutcome", "file": name, "count": len(errors)}]
+
+    def _save(self, job: Job, progress: dict[str, Any]) -> None:
+        if self.jobs.checkpoint(job.id, progress) != "running":
+            raise Cancelled()
+        job.progress = progress
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> str:
+    return now_instant()

@@ -1,0 +1,156 @@
+"""The Bulk Data export service: kick-off, status and manifest, cancel, file lookup, with job ownership.
+
+HTTP-free: routes in gateway/api/operations/bulk.py translate requests into these calls.
+"""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ..fhir.dates import now_instant
+from ..fhir.errors import FhirError, NotFound
+from ..search.params import patient_compartment
+from ..search.query import QueryParser
+from ..store.sql.export_jobs import Job, JobStore
+from .request import ExportRequest, parse_export
+from .runner import ExportRunner, job_dir, new_job_id
+from .worker import ExportWorker
+
+
+class TooManyRequests(FhirError):
+    status, code = 429, "throttled"
+
+
+class Forbidden(FhirError):
+    status, code = 403, "forbidden"
+
+
+def manifest(job: Job, base: str, requires_token: bool) -> dict[str, Any]:
+    p = job.progress
+
+    def items(key: str) -> list[dict[str, Any]]:
+        return [{"type": o["type"], "url": f"{base}/$export-file/{job.id}/{o['file']}", "count": o["count"]}
+                for o in p.get(key, [])]
+
+    out: dict[str, Any] = {"transactionTime": job.transaction_time, "request": job.request_url,
+                           "requiresAccessToken": requires_token, "output": items("outputs"),
+                           "error": items("errors")}
+    if p.get("deleted"):
+        out["deleted"] = items("deleted")
+    return out
+
+
+def progress_text(job: Job) -> str:
+    p = job.progress
+    steps = p.get("steps") or []
+    if job.status == "queued" or not steps:
+        return "queued"
+    i = min(p.get("step", 0), len(steps) - 1)
+    return f"{p.get('written', 0)} resources written; {steps[i][1]} ({i + 1} of {len(steps)} steps)"[:99]
+
+
+class BulkService:
+    def __init__(self, store: Any, settings: Any, base_url: str) -> None:
+        self.store = store
+        self.settings = settings
+        self.base_url = base_url
+        self.compartment = patient_compartment()
+        self.jobs = JobStore(store)
+        self.export_dir = Path(settings.export_dir).absolute()
+        self.runner = ExportRunner(store, self.jobs, self.export_dir, self.compartment,
+                                   settings.export_max_file_bytes, settings.export_retention_seconds)
+        self.runner.beat_seconds = max(0.2, min(2.0, settings.export_stale_seconds / 3))
+        self.worker = ExportWorker(self.runner, self.jobs, settings.export_stale_seconds)
+        self._polled: dict[str, float] = {}
+
+    @property
+    def requires_token(self) -> bool:
+        return self.settings.auth != "off"
+
+    @property
+    def runs_worker(self) -> bool:
+        # an in-memory SQLite database is one connection shared by every thread: no background worker on it
+        return bool(self.settings.export_worker) and getattr(self.store, "url", "") not in (
+            "sqlite://", "sqlite:///:memory:")
+
+    def start(self) -> None:
+        if self.runs_worker:
+            self.worker.start()
+
+    def stop(self) -> None:
+        if self.runs_worker:
+            self.worker.stop()
+
+    # -- kick-off ----------------------------------------------------------------------------------------
+    def parse(self, level: str, params: list[tuple[str, str]], group_id: str | None, lenient: bool, method: str,
+              atr: bool) -> ExportRequest:
+        req = parse_export(level, params, self.compartment, group_id, lenient, method, atr)
+        parser = QueryParser(strict=True)
+        for tf in req.type_filters:  # fail now, not in the worker
+            rtype, _, query = tf.partition("?")
+            parser.parse(rtype, parse_qsl(query, keep_blank_values=True))
+        return req
+
+    def kickoff(self, req: ExportRequest, client_id: str | None, request_url: str) -> str:
+        if self.settings.export_worker and not self.runs_worker:
+            raise FhirError("Bulk export needs a database file or server: this gateway runs on an in-memory "
+                            "database", status=503, code="not-supported")
+        if self.jobs.active_count(client_id) >= self.settings.export_max_active_jobs:
+            raise TooManyRequests(f"This client already has {self.settings.export_max_active_jobs} exports in "
+                                  "progress; wait for one to finish", headers={"Retry-After": "30"})
+        job = Job(new_job_id(), "queued", client_id, request_url, req.to_json(), now_instant(), now_instant())
+        self.jobs.create(job)
+        self.worker.wake()
+        return job.id
+
+    def status_url(self, job_id: str) -> str:
+        return f"{self.base_url}/$export-status/{job_id}"
+
+    # -- status, cancel, files ---------------------------------------------------------------------------
+    def owned_job(self, job_id: str, client_id: str | None) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None or (job.expires is not None and job.expires < time.time() and job.status != "cancelled"):
+            raise NotFound(f"No export job {job_id}: it never existed, was cancelled or has expired")
+        if job.client_id != client_id:
+            raise Forbidden("This export job belongs to another client")
+        if job.status == "cancelled":
+            raise NotFound(f"Export job {job_id} was cancelled")
+        return job
+
+    def poll(self, job_id: str, client_id: str | None) -> Job:
+        job = self.owned_job(job_id, client_id)
+        now = time.monotonic()
+        last = self._polled.get(job_id)
+        wait = self.settings.export_poll_min_seconds
+        if job.status in ("queued", "running") and last is not None and now - last < wait:
+            raise TooManyRequests(f"Polled too soon: wait {wait:g} s between status requests",
+                                  headers={"Retry-After": str(max(1, round(wait)))})
+        self._polled[job_id] = now
+        return job
+
+    def retry_after(self) -> str:
+        return str(max(1, round(self.settings.export_poll_min_seconds)))
+
+    def expires_header(self, job: Job) -> dict[str, str]:
+        return {"Expires": formatdate(job.expires, usegmt=True)} if job.expires else {}
+
+    def cancel(self, job_id: str, client_id: str | None) -> None:
+        self.owned_job(job_id, client_id)
+        self.jobs.cancel(job_id)
+        self._polled.pop(job_id, None)  # a running job's worker removes its files; cleanup removes the rest
+
+    def file_path(self, job_id: str, name: str, client_id: str | None) -> Path:
+        job = self.owned_job(job_id, client_id)
+        if job.status != "complete":
+            raise NotFound(f"Export job {job_id} has no files yet")
+        names = {o["file"] for key in ("outputs", "errors", "deleted") for o in job.progress.get(key, [])}
+        if name not in names:
+            raise NotFound(f"Export job {job_id} has no file {name!r}")
+        path = job_dir(self.export_dir, job_id) / name
+        if not path.exists():
+            raise NotFound(f"The file {name} of export job {job_id} is gone")
+        return path
