@@ -54,6 +54,15 @@ NOTES = """
   patient before loading.
 - **Value sets** come from the expansions in the measure bundle (`ValueSetIndex`); a value set that is
   referenced but absent is an error only when an expression actually needs it.
+
+## Improvement notation in the published bundles
+
+Every Measure in the eCQM corpus codes each group's `cqfm-improvementNotation` as `decrease` with the display
+`increase` — for positive measures such as CMS130 (colorectal screening) as much as for the inverse CMS122
+(HbA1c > 9 %). Code and display cannot both be right, and for CMS130 neither the code is. The gateway
+follows the code (it is what the standard makes normative); gap status depends on it, so
+`tests/test_care_gaps.py` restores the notation CMS publishes for the measures it uses (CMS130 increase,
+CMS122 decrease) before asking for gaps. Population counts and scores do not depend on it.
 """
 
 

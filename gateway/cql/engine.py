@@ -7,6 +7,7 @@ naming the node, the library and the definition, at compile time — never a sil
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,22 +131,32 @@ class LibraryCompiler:
         fn = self._defs.get(name)
         if fn is not None:
             return fn
+        with self.engine.lock:  # compiled once, also when threads (a Dask worker's) ask at the same time
+            fn = self._defs.get(name)
+            if fn is not None:
+                return fn
+            return self._compile_definition(name)
+
+    def _compile_definition(self, name: str) -> Fn:
         d = self.library.defs.get(name)
         if d is None:
             raise EvaluationError(f"Library {self.library.key} has no definition \"{name}\"")
         key = (self.library.key, name)
         slot: list[Fn] = []
 
+        lock = self.engine.lock
+
         def memo(ctx: Context) -> Any:  # definitions are evaluated once per context
             try:
                 value = ctx.cache[key]
             except KeyError:
+                body = slot[0] if slot else _compiled(slot, lock)
                 if ctx.evaluated is None:
-                    value = ctx.cache[key] = slot[0](ctx)
+                    value = ctx.cache[key] = body(ctx)
                     return value
                 ctx.trace.append({})
                 try:
-                    value = slot[0](ctx)
+                    value = body(ctx)
                 finally:
                     used = ctx.trace.pop()
                 ctx.cache[key] = value
@@ -174,10 +185,18 @@ class LibraryCompiler:
         fn = self._functions.get(fid)
         if fn is not None:
             return fn
+        with self.engine.lock:
+            fn = self._functions.get(fid)
+            if fn is not None:
+                return fn
+            return self._compile_function(fdef, fid)
+
+    def _compile_function(self, fdef: dict[str, Any], fid: int) -> Fn:
         slot: list[Fn] = []
+        lock = self.engine.lock
 
         def call(ctx: Context) -> Any:
-            return slot[0](ctx)
+            return (slot[0] if slot else _compiled(slot, lock))(ctx)
 
         self._functions[fid] = call
         if fdef.get("external"):
@@ -205,6 +224,15 @@ def _null(ctx: Context) -> Any:
     return None
 
 
+def _compiled(slot: list[Fn], lock: Any) -> Fn:
+    """The body of a definition or function another thread is still compiling: wait for that compile."""
+    with lock:
+        pass
+    if not slot:
+        raise EvaluationError("a definition whose compilation failed was called")
+    return slot[0]
+
+
 class Engine:
     """Compiled libraries, shared across evaluations (thread-safe to read once compiled)."""
 
@@ -212,11 +240,15 @@ class Engine:
         _load_ops()
         self.manager = manager
         self._compilers: dict[str, LibraryCompiler] = {}
+        self.lock = threading.RLock()  # guards lazy compilation (definitions compile on first use)
 
     def compiler(self, library: ElmLibrary) -> LibraryCompiler:
         c = self._compilers.get(library.key)
         if c is None:
-            c = self._compilers[library.key] = LibraryCompiler(library, self.manager, self)
+            with self.lock:
+                c = self._compilers.get(library.key)
+                if c is None:
+                    c = self._compilers[library.key] = LibraryCompiler(library, self.manager, self)
         return c
 
     def evaluate(self, library: ElmLibrary, names: list[str], ctx: Context) -> dict[str, Any]:
