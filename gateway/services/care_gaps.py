@@ -14,7 +14,7 @@ from ..fhir.dates import now_instant, parse_range
 from ..fhir.errors import BadRequest
 from ..measure.data_requirements import requirements_of
 from ..measure.gaps import GAP_STATUSES, detected_issue, gaps_bundle, group_gap_status, guidance_response
-from .measure_select import MeasureChoice, select_measures, select_patients
+from .measure_select import MeasureChoice, ReporterMixin, select_measures, select_patients
 
 
 def utc_now() -> datetime:
@@ -23,7 +23,7 @@ def utc_now() -> datetime:
 
 
 @dataclass
-class CareGapsRequest:
+class CareGapsRequest(ReporterMixin):
     period_start: str | None
     period_end: str | None
     statuses: list[str]
@@ -50,12 +50,6 @@ class CareGapsRequest:
                              "or practitioner")
         if self.subject and not self.subject.startswith(("Patient/", "Group/")):
             raise BadRequest(f"subject must be Patient/[id] or Group/[id], got {self.subject!r}")
-
-    @property
-    def reporter(self) -> str | None:
-        if self.organization_resource is not None:
-            return f"Organization/{self.organization_resource.get('id')}"
-        return self.organization
 
 
 class CareGapsService:

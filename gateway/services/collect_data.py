@@ -14,13 +14,13 @@ import orjson
 from ..fhir.dates import DateParseError, now_instant, parse_range
 from ..fhir.deqm_rules import UPDATE_TYPE_EXT
 from ..fhir.errors import BadRequest
-from .measure_select import MeasureChoice, search_all, select_measures, select_patients
+from .measure_select import MeasureChoice, ReporterMixin, search_all, select_measures, select_patients
 
 DATAX_PROFILE = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/datax-measurereport-deqm"
 
 
 @dataclass
-class CollectDataRequest:
+class CollectDataRequest(ReporterMixin):
     period_start: str | None
     period_end: str | None
     measures: MeasureChoice = field(default_factory=MeasureChoice)
@@ -30,12 +30,6 @@ class CollectDataRequest:
     organization: str | None = None
     organization_resource: dict[str, Any] | None = None
     last_received_on: str | None = None
-
-    @property
-    def reporter(self) -> str | None:
-        if self.organization_resource is not None:
-            return f"Organization/{self.organization_resource.get('id')}"
-        return self.organization
 
 
 class CollectDataService:

@@ -168,15 +168,9 @@ class MeasureService:
                 s = self.store.read("Group", rid)
                 if s is None or s.deleted:
                     raise NotFound(f"Subject {subject} is not known")
-                group = orjson.loads(s.content)
-                out = []
-                for m in group.get("member") or []:
-                    if m.get("inactive"):
-                        continue
-                    ref = (m.get("entity") or {}).get("reference", "")
-                    if ref.startswith("Patient/"):
-                        out.append(ref.split("/", 1)[1])
-                return out
+                from .measure_select import group_members
+
+                return group_members(orjson.loads(s.content))
             raise BadRequest(f"subject must be Patient/[id] or Group/[id], got {subject!r}")
         return [s.id for s in self.store.iter_current("Patient")]
 

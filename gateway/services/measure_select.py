@@ -92,7 +92,21 @@ def _manifest_measures(svc: Any, manifest: str) -> list[dict[str, Any]]:
     return out
 
 
+class ReporterMixin:
+    """DEQM: an organization given with the request (by reference or inline) is the reports' reporter."""
+
+    organization: str | None
+    organization_resource: dict[str, Any] | None
+
+    @property
+    def reporter(self) -> str | None:
+        if self.organization_resource is not None:
+            return f"Organization/{self.organization_resource.get('id')}"
+        return self.organization
+
+
 def group_members(group: dict[str, Any]) -> list[str]:
+    """The ids of a Group's Patient members that are not inactive (an attribution list's current members)."""
     out = []
     for m in group.get("member") or []:
         if m.get("inactive"):
