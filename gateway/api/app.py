@@ -112,12 +112,14 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
             summary = load_demo(app.state.rest)
             log.info("demo data loaded", extra={"resources": summary.resources})
         app.state.bulk.start()
+        if app.state.authority is not None:
+            app.state.authority.audit.start()
         try:
             yield
         finally:
             app.state.bulk.stop()
             if app.state.authority is not None:
-                app.state.authority.audit.flush()  # the last batch of audit rows
+                app.state.authority.audit.stop()  # and writes the last batch of audit rows
 
     app = FastAPI(title="FHIR VBC Gateway", version=__version__, lifespan=lifespan,
                   description="FHIR R4 gateway for value-based care. The FHIR base is /fhir.")

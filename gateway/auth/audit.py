@@ -19,16 +19,43 @@ ACTIONS = {"create": "C", "update": "U", "patch": "U", "delete": "D", "condition
 
 
 class AuditLog:
-    def __init__(self, engine: Engine, flush_every: float = 1.0, batch: int = 200) -> None:
+    def __init__(self, engine: Engine, flush_every: float = 1.0, batch: int = 500) -> None:
         self.engine = engine
         self.flush_every = flush_every
         self.batch = batch
         self._rows: list[dict[str, Any]] = []
         self._last = time.monotonic()
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._due = threading.Event()
+
+    def start(self) -> None:
+        """Write queued rows from a background thread every ``flush_every`` seconds (or sooner when a batch
+        is full), so no request waits for the audit write."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._due.set()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._due.wait(self.flush_every)
+            self._due.clear()
+            self.flush()
 
     def record(self, scope: dict[str, Any], grant: Any, access: Any, status: int) -> bool:
-        """Queue one row; True when a batch is due (the caller flushes it off the event loop)."""
+        """Queue one row; True when a batch is due and no writer thread runs (the caller then flushes it
+        off the event loop)."""
         interaction = getattr(access, "interaction", "unknown")
         if interaction == "operation":
             interaction = f"operation:{access.operation}"
@@ -40,7 +67,12 @@ class AuditLog:
                "request_id": request_id.get()[:64]}
         with self._lock:
             self._rows.append(row)
-            return len(self._rows) >= self.batch or time.monotonic() - self._last >= self.flush_every
+            due = len(self._rows) >= self.batch or time.monotonic() - self._last >= self.flush_every
+        if self._thread is not None:
+            if due:
+                self._due.set()
+            return False
+        return due
 
     def flush(self) -> None:
         with self._lock:

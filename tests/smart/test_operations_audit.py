@@ -122,3 +122,31 @@ def test_atr_groups_are_checked_per_group(auth_client: TestClient) -> None:
     # the payer's own system (no fhirUser) sees both
     payer = bearer(register_backend(auth_client, "system/*.rs").token())
     assert len(auth_client.get("/fhir/Group", headers=payer).json()["entry"]) == 2
+
+
+def test_audit_rows_are_written_by_the_background_writer(auth_client: TestClient) -> None:
+    """No request waits for the audit write: a writer thread stores queued rows within about a second."""
+    import time
+
+    from sqlalchemy import func, select
+
+    from gateway.auth.tables import AUDIT
+
+    audit = auth_client.app.state.authority.audit
+    assert audit._thread is not None and audit._thread.is_alive()
+    engine = auth_client.app.state.store.engine
+    with engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(AUDIT)).scalar_one()
+    token = issue(auth_client, "system/Patient.rs")
+    assert auth_client.get("/fhir/Patient/nobody", headers=bearer(token)).status_code == 404
+    deadline = time.monotonic() + 10
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(select(AUDIT.c.path, AUDIT.c.status).where(AUDIT.c.pk > 0)
+                                .order_by(AUDIT.c.pk.desc()).limit(1)).all()
+            count = conn.execute(select(func.count()).select_from(AUDIT)).scalar_one()
+        if count > before:
+            break
+        assert time.monotonic() < deadline, "the audit row was not written"
+        time.sleep(0.1)
+    assert rows[0] == ("/fhir/Patient/nobody", 404)
