@@ -11,18 +11,12 @@ from typing import Any
 
 import pytest
 
+from gateway.cql import datetime as dt
 from gateway.cql import interval as iv
 from gateway.cql import values
 from gateway.cql.interval import Interval
 from gateway.cql.quantity import Quantity
 from gateway.cql.values import CqlError
-
-try:
-    from gateway.cql import datetime as dt
-except ImportError:  # written separately; the DateTime cases are skipped until it exists
-    dt = None  # type: ignore[assignment]
-
-needs_dt = pytest.mark.skipif(dt is None, reason="gateway.cql.datetime is not available")
 
 
 def I(lo: Any, hi: Any, lc: bool = True, hc: bool = True) -> Interval:  # noqa: E743,N802 - CQL-like literal
@@ -565,7 +559,6 @@ def test_expand_quantity() -> None:
 # ---------------------------------------------------------------------------------------- date / time
 
 
-@needs_dt
 def test_datetime_null_boundaries() -> None:
     jan24 = DA("2024-01-01")
     assert iv.contains(I(jan24, None), DA("2030-01-01")) is True  # closed null high: the maximum
@@ -578,7 +571,6 @@ def test_datetime_null_boundaries() -> None:
     assert iv.start(Interval(None, None, point_type="{urn:hl7-org:elm-types:r1}Date")) == DA("0001-01-01")
 
 
-@needs_dt
 @pytest.mark.parametrize(("op", "a", "b", "expected"), [
     (iv.contains, ("2012-01-01", "2012-01-15"), "2012-01-10", True),
     (iv.contains, ("2012-01-01", "2012-01-15"), "2012-01-16", False),
@@ -609,7 +601,6 @@ def test_datetime_operators(op: Any, a: Any, b: Any, expected: bool) -> None:
     assert op(val(a), val(b)) is expected
 
 
-@needs_dt
 def test_datetime_precision_qualified() -> None:
     period = I(DT("2017-09-01T00:00:00.000"), DT("2017-12-30T23:59:59.999"))
     point = I(DT("2017-09-01T00:00:00"), DT("2017-09-01T00:00:00"))
@@ -637,7 +628,6 @@ def test_datetime_precision_qualified() -> None:
                             I(T("T08:00:00.000"), T("T11:59:59.999")), "hour") is False
 
 
-@needs_dt
 def test_datetime_interval_values() -> None:
     assert iv.except_(I(DT("2012-01-05"), DT("2012-01-15")), I(DT("2012-01-07"), DT("2012-01-15"))) == I(
         DT("2012-01-05"), DT("2012-01-06"))
@@ -661,7 +651,6 @@ def test_datetime_interval_values() -> None:
         iv.width(I(DT("2012-01-05"), DT("2012-01-25")))
 
 
-@needs_dt
 def test_datetime_collapse() -> None:
     out = iv.collapse([I(DT("2012-01-01"), DT("2012-01-15")), I(DT("2012-01-10"), DT("2012-01-25")),
                        I(DT("2012-05-10"), DT("2012-05-25")), I(DT("2012-05-20"), DT("2012-05-30"))])
@@ -678,7 +667,6 @@ def test_datetime_collapse() -> None:
     assert iv.collapse([a, b, c], Quantity(D(1), "day")) == [I(a.low, b.high), c]
 
 
-@needs_dt
 def test_datetime_expand() -> None:
     days = iv.expand([I(DA("2018-01-01"), DA("2018-01-04"))], Quantity(D(1), "day"))
     assert days == [I(DA(f"2018-01-0{d}"), DA(f"2018-01-0{d}")) for d in range(1, 5)]
