@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import interval
 from .engine import Context, Fn, LibraryCompiler, compiles
 from .ops_query import _distinct
 from .values import CqlError, equal, equivalent
@@ -42,9 +43,7 @@ def _exists(node: dict[str, Any], c: LibraryCompiler) -> Fn:
 def _member(coll: Any, x: Any, precision: str | None) -> bool | None:
     """x in coll, for an interval or a list (a null list contains nothing)."""
     if _is_interval(coll):
-        from .interval import contains
-
-        return contains(coll, x, precision)
+        return interval.contains(coll, x, precision)
     if coll is None:
         return False
     return list_contains(coll, x)
@@ -82,8 +81,6 @@ def _includes_op(name: str, reverse: bool, proper: bool) -> None:
             if reverse:
                 x, y = y, x
             if _is_interval(x) or _is_interval(y):
-                from . import interval
-
                 if _is_interval(x) and not _is_interval(y) and y is not None:
                     return interval.contains(x, y, precision) if not proper else None
                 fn = interval.proper_includes if proper else interval.includes
@@ -101,6 +98,14 @@ _includes_op("ProperIncludes", False, True)
 _includes_op("ProperIncludedIn", True, True)
 
 
+def _fold(op: Any, vals: list[Any]) -> Any:
+    """An n-ary Union or Intersect of intervals as the binary operation applied left to right."""
+    out = vals[0]
+    for v in vals[1:]:
+        out = op(out, v)
+    return out
+
+
 @compiles("Union")
 def _union(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     ops = c.operands(node)
@@ -108,12 +113,7 @@ def _union(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     def f(ctx: Context) -> Any:
         vals = [o(ctx) for o in ops]
         if any(_is_interval(v) for v in vals):
-            from .interval import union
-
-            out = vals[0]
-            for v in vals[1:]:
-                out = union(out, v)
-            return out
+            return _fold(interval.union, vals)
         items: list[Any] = []
         for v in vals:
             if v is not None:
@@ -130,12 +130,7 @@ def _intersect(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     def f(ctx: Context) -> Any:
         vals = [o(ctx) for o in ops]
         if any(_is_interval(v) for v in vals):
-            from .interval import intersect
-
-            out = vals[0]
-            for v in vals[1:]:
-                out = intersect(out, v)
-            return out
+            return _fold(interval.intersect, vals)
         if any(v is None for v in vals):
             return None
         out = _distinct(vals[0])
@@ -153,9 +148,7 @@ def _except(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     def f(ctx: Context) -> Any:
         x, y = a(ctx), b(ctx)
         if _is_interval(x) or _is_interval(y):
-            from .interval import except_
-
-            return except_(x, y)
+            return interval.except_(x, y)
         if x is None:
             return None
         if y is None:

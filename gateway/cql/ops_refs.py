@@ -28,6 +28,16 @@ def _expression_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     return ref
 
 
+def _in_frame(ctx: Context, body: Fn, params: list[str], values: list[Any]) -> Any:
+    """A function body evaluated with its operands bound by name (a new frame: outer aliases are not seen)."""
+    saved = ctx.scope
+    ctx.scope = dict(zip(params, values, strict=True))
+    try:
+        return body(ctx)
+    finally:
+        ctx.scope = saved
+
+
 @compiles("ParameterRef")
 def _parameter_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     target = c.other(node.get("libraryName"))
@@ -94,13 +104,7 @@ def _function_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
         params, body = names[0], bodies[0]
 
         def call(ctx: Context) -> Any:
-            values = [a(ctx) for a in args]
-            saved = ctx.scope
-            ctx.scope = dict(zip(params, values, strict=True))
-            try:
-                return body(ctx)
-            finally:
-                ctx.scope = saved
+            return _in_frame(ctx, body, params, [a(ctx) for a in args])
 
         return call
     specs = [[o.get("operandTypeSpecifier") for o in f["operand"]] for f in overloads]
@@ -109,12 +113,7 @@ def _function_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
         values = [a(ctx) for a in args]
         for params, body, types in zip(names, bodies, specs, strict=True):
             if all(v is None or t is None or is_of_type(v, t) for v, t in zip(values, types, strict=True)):
-                saved = ctx.scope
-                ctx.scope = dict(zip(params, values, strict=True))
-                try:
-                    return body(ctx)
-                finally:
-                    ctx.scope = saved
+                return _in_frame(ctx, body, params, values)
         raise EvaluationError(f"No overload of {name} accepts the given argument types")
 
     return dispatch
