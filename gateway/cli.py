@@ -6,7 +6,7 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,6 +30,17 @@ def _settings(database: str | None, **kw: object):  # type: ignore[no-untyped-de
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     return s
+
+
+def _open_store_or_exit(settings) -> Any:  # type: ignore[no-untyped-def]
+    """The configured store; a database that cannot be opened ends the command with exit code 1."""
+    from .store.sql.store import SqlStore
+
+    try:
+        return SqlStore(settings.resolved_database_url())
+    except Exception as exc:  # noqa: BLE001 - any connection failure is fatal here
+        typer.echo(f"error: cannot open the database: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def is_loopback(host: str) -> bool:
@@ -534,13 +545,7 @@ def ingest(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     settings = _settings(database)
-    try:
-        from .store.sql.store import SqlStore
-
-        store = SqlStore(settings.resolved_database_url())
-    except Exception as exc:  # noqa: BLE001 - any connection failure is fatal here
-        typer.echo(f"error: cannot open the database: {exc}", err=True)
-        raise typer.Exit(1) from None
+    store = _open_store_or_exit(settings)
     try:
         with Progress(TextColumn(f"ingesting {fmt}"), BarColumn(), MofNCompleteColumn(), TextColumn("records"),
                       TimeElapsedColumn(), disable=quiet, transient=True, console=Console(stderr=True)) as bar:
@@ -580,17 +585,12 @@ def extract(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .services.extract import extract_internal
-    from .store.sql.store import SqlStore
 
     if to != "internal":
         typer.echo(f"error: --to {to!r} is not supported (internal)", err=True)
         raise typer.Exit(1)
     settings = _settings(database)
-    try:
-        store = SqlStore(settings.resolved_database_url())
-    except Exception as exc:  # noqa: BLE001 - any connection failure is fatal here
-        typer.echo(f"error: cannot open the database: {exc}", err=True)
-        raise typer.Exit(1) from None
+    store = _open_store_or_exit(settings)
     try:
         with Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TextColumn("resources"),
                       TimeElapsedColumn(), disable=quiet, transient=True, console=Console(stderr=True)) as bar:
