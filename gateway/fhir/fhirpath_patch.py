@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from .errors import BadRequest, Unprocessable
+from .paths import split_top_level
 
 REPEATING = {"extension", "modifierExtension", "coding", "identifier", "part", "parameter", "group", "population",
              "stratifier", "stratum", "component", "evaluatedResource", "contained"}
@@ -42,25 +43,9 @@ def _from_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _split(path: str) -> list[str]:
-    segs, depth, cur = [], 0, ""
-    for ch in path:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "." and depth == 0:
-            segs.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    segs.append(cur)
-    return segs
-
-
 def _locate(resource: dict[str, Any], path: str) -> list[tuple[str, Any]]:
     """JSON Pointers and nodes the FHIRPath ``path`` selects."""
-    segs = _split(path.strip())
+    segs = split_top_level(path.strip())
     if not segs or segs[0] != resource.get("resourceType"):
         raise Unprocessable(f"PATCH path {path!r} must start with {resource.get('resourceType')}")
     nodes: list[tuple[str, Any]] = [("", resource)]

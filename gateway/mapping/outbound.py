@@ -10,30 +10,15 @@ from typing import Any
 
 import yaml
 
+from ..fhir.paths import split_top_level
 from .spec import MAPPINGS_DIR, SpecError
 
 STEP = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|\d+)(?:\[(.+)\])?$")
 
 
-def _split(path: str) -> list[str]:
-    out, depth, cur = [], 0, ""
-    for ch in path:
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-        if ch == "." and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    out.append(cur)
-    return out
-
-
 def get_path(node: Any, path: str) -> Any:
     """``a.b[0].c``, ``identifier[system=URI].value``, ``x[k.0.code=v]``; None when absent."""
-    for step in _split(path.strip()):
+    for step in split_top_level(path.strip(), "[", "]"):
         if node is None:
             return None
         m = STEP.match(step)
