@@ -28,6 +28,7 @@ from ..measure.model import MeasureDef
 from ..measure.report import individual_report, summary_report
 from ..search.query import QueryParser
 from .measure_data import PatientData, StoreDataSource, prefetch
+from .measure_select import group_members
 
 PREFETCH = 100  # patients whose data a population run reads in one go
 
@@ -168,8 +169,6 @@ class MeasureService:
                 s = self.store.read("Group", rid)
                 if s is None or s.deleted:
                     raise NotFound(f"Subject {subject} is not known")
-                from .measure_select import group_members
-
                 return group_members(orjson.loads(s.content))
             raise BadRequest(f"subject must be Patient/[id] or Group/[id], got {subject!r}")
         return [s.id for s in self.store.iter_current("Patient")]
