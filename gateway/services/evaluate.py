@@ -28,7 +28,7 @@ from ..measure.model import MeasureDef
 from ..measure.report import individual_report, summary_report
 from ..search.query import QueryParser
 from .measure_data import PatientData, StoreDataSource, prefetch
-from .measure_select import group_members
+from .measure_select import group_members, search_all
 
 PREFETCH = 100  # patients whose data a population run reads in one go
 
@@ -218,7 +218,8 @@ class MeasureService:
         s = self.store.read(rtype, rid)
         if s is None or s.deleted:
             raise NotFound(f"{practitioner} is not known")
-        theirs = {r["id"] for r in self._search("Patient", [("general-practitioner", practitioner)])}
+        theirs = {r["id"] for r in search_all(self.store, self.base_url, "Patient",
+                                              [("general-practitioner", practitioner)])}
         kept = [pid for pid in ids if pid in theirs]
         if subject and subject.startswith("Patient/") and not kept:
             raise BadRequest(f"{subject} is not a patient of {practitioner} (Patient.generalPractitioner)")
