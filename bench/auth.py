@@ -12,6 +12,7 @@ that load from other work on the machine hits both modes alike. The read scenari
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import shutil
@@ -38,6 +39,24 @@ from gateway.auth.policy import check as check_scopes  # noqa: E402
 from gateway.auth.policy import classify  # noqa: E402
 from gateway.auth.tokens import TokenService  # noqa: E402
 from gateway.store.sql.store import SqlStore  # noqa: E402
+
+FIELDS = ("req_s", "p50_ms", "p99_ms", "mean_ms", "cpu_us_per_req")
+
+
+def cpu_ns(pid: int) -> int:
+    """On-CPU nanoseconds of a process so far, summed over all its threads (the audit writer included) and
+    its child processes' threads (uvicorn workers), from /proc/<pid>/task/*/schedstat."""
+    total = 0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                 for c in (t / "children").read_text().split()]
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for t in Path(f"/proc/{p}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += int((t / "schedstat").read_text().split()[0])
+    return total
 
 
 def per_call_us(fn: Any, n: int) -> float:
@@ -127,9 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=10.0)
-    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--concurrency", type=lambda v: [int(x) for x in v.split(",")], default=[1, 32],
+                    help="comma-separated wrk connection counts, each measured in its own rounds (default 1,32)")
     ap.add_argument("--patients", type=int, default=1000)
     ap.add_argument("--validations", type=int, default=2000)
+    ap.add_argument("--no-in-process", dest="in_process", action="store_false",
+                    help="skip the in-process (ASGI, no sockets) comparison")
     ap.add_argument("--out", default="bench/results/auth.json")
     args = ap.parse_args(argv)
     work = tempfile.mkdtemp(prefix="gw-bench-auth-")
@@ -152,30 +174,38 @@ def main(argv: list[str] | None = None) -> int:
                                                            jwks={"keys": [key.as_dict(private=False)]})
             store.close()
             token = fetch_token(on.fhir, client.client_id, key.as_dict(private=True), "system/*.rs")["access_token"]
-            result["asgi_in_process"] = asgi_read_cost(db, ids)
-            print("in process:", json.dumps(result["asgi_in_process"]["median_us"]),
-                  f"overhead {result['asgi_in_process']['overhead_pct']:.1f}%", flush=True)
-            rounds: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
-            for i in range(args.rounds):
-                for mode, server in (("off", off), ("on", on)) if i % 2 == 0 else (("on", on), ("off", off)):
-                    pool = [f"/fhir/Patient/{pid}" for pid in ids]
-                    load = Load("get", pool, expect='"resourceType":"Patient"', concurrency=args.concurrency,
-                                token=token if mode == "on" else "")
-                    m = run_wrk(wrk, server.base, load, args.duration, work) if wrk else \
-                        run_httpx(server.base, load, args.duration)
-                    if m.ok != m.requests or m.socket_errors:
-                        raise RuntimeError(f"{mode}: {m.requests - m.ok} failed requests, {m.socket_errors} socket errors")
-                    row = {"req_s": m.ok / m.seconds, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms, "mean_ms": m.mean_ms}
-                    rounds[mode].append(row)
-                    print(f"round {i + 1} {mode}: {json.dumps(row)}", flush=True)
-            result["read"] = rounds
-            med = {k: {f: statistics.median(r[f] for r in v) for f in ("req_s", "p50_ms", "p99_ms", "mean_ms")}
-                   for k, v in rounds.items()}
-            result["read_median"] = med
-            result["auth_overhead_mean_latency_pct"] = (med["on"]["mean_ms"] / med["off"]["mean_ms"] - 1) * 100
-            result["auth_throughput_ratio"] = med["on"]["req_s"] / med["off"]["req_s"]
-            print(json.dumps({k: result[k] for k in ("read_median", "auth_overhead_mean_latency_pct",
-                                                     "auth_throughput_ratio")}, indent=1), flush=True)
+            if args.in_process:
+                result["asgi_in_process"] = asgi_read_cost(db, ids)
+                print("in process:", json.dumps(result["asgi_in_process"]["median_us"]),
+                      f"overhead {result['asgi_in_process']['overhead_pct']:.1f}%", flush=True)
+            result["read"] = {}
+            for conc in args.concurrency:
+                rounds: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+                for i in range(args.rounds):
+                    for mode, server in (("off", off), ("on", on)) if i % 2 == 0 else (("on", on), ("off", off)):
+                        pool = [f"/fhir/Patient/{pid}" for pid in ids]
+                        load = Load("get", pool, expect='"resourceType":"Patient"', concurrency=conc,
+                                    token=token if mode == "on" else "")
+                        cpu0 = cpu_ns(server.proc.pid)
+                        m = run_wrk(wrk, server.base, load, args.duration, work) if wrk else \
+                            run_httpx(server.base, load, args.duration)
+                        cpu = cpu_ns(server.proc.pid) - cpu0
+                        if m.ok != m.requests or m.socket_errors:
+                            raise RuntimeError(f"{mode}: {m.requests - m.ok} failed requests, "
+                                               f"{m.socket_errors} socket errors")
+                        row = {"req_s": m.ok / m.seconds, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms,
+                               "mean_ms": m.mean_ms, "cpu_us_per_req": cpu / 1000 / max(1, m.requests)}
+                        rounds[mode].append(row)
+                        print(f"c={conc} round {i + 1} {mode}: {json.dumps(row)}", flush=True)
+                med = {k: {f: statistics.median(r[f] for r in v) for f in FIELDS} for k, v in rounds.items()}
+                summary = {"median": med,
+                           "mean_latency_overhead_pct": (med["on"]["mean_ms"] / med["off"]["mean_ms"] - 1) * 100,
+                           "p50_latency_overhead_pct": (med["on"]["p50_ms"] / med["off"]["p50_ms"] - 1) * 100,
+                           "cpu_per_request_overhead_pct":
+                               (med["on"]["cpu_us_per_req"] / med["off"]["cpu_us_per_req"] - 1) * 100,
+                           "throughput_ratio": med["on"]["req_s"] / med["off"]["req_s"]}
+                result["read"][f"c{conc}"] = {"rounds": rounds, **summary}
+                print(f"c={conc}", json.dumps(summary, indent=1), flush=True)
         finally:
             off.stop()
             on.stop()

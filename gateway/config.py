@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     executor: str = "inprocess"  # population runs: inprocess | processes[:N] | dask://host:port
     reporter: str = ""  # MeasureReport.reporter when a request names none, e.g. Organization/acme-health
+    # where audit rows go: "" = beside a SQLite database file (<name>-audit.sqlite3), else the gateway database;
+    # "same" = always the gateway database; or a database URL of its own
+    audit_database_url: str = ""
 
     # Bulk Data export: where NDJSON files go, how big one file may grow, how long finished jobs stay
     export_dir: Path = Path("var/export")
@@ -56,6 +59,20 @@ class Settings(BaseSettings):
 
     def resolved_database_url(self) -> str:
         return self.database_url or default_database_url()
+
+    def resolved_audit_url(self, store_url: str) -> str | None:
+        """The audit log's own database URL, or None for the gateway database. On SQLite a stream of audit
+        inserts into the data file slows every read (readers keep the write-ahead log from being reset, so
+        it grows and each page look-up searches it): the audit rows get a file of their own by default."""
+        if self.audit_database_url == "same":
+            return None
+        if self.audit_database_url:
+            return self.audit_database_url
+        prefix = "sqlite:///"
+        if not store_url.startswith(prefix) or store_url in ("sqlite:///:memory:",):
+            return None
+        path = Path(store_url[len(prefix):])
+        return f"{prefix}{path.with_name(path.stem + '-audit' + (path.suffix or '.sqlite3'))}"
 
     def fhir_base(self) -> str:
         if self.base_url:

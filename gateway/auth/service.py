@@ -5,13 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine
 
 from .assertions import JwksFetcher
 from .audit import AuditLog
 from .clients import ClientStore
 from .keys import KeyRing
 from .server import AuthServer
+from .tables import AUDIT
 from .tokens import TokenService
+
+
+def audit_engine(settings: Any, store: Any) -> Engine:
+    """The gateway database's engine, or one on the audit log's own database (its table created there)."""
+    url = settings.resolved_audit_url(store.url)
+    if url is None or url == store.url:
+        return store.engine
+    from ..store.sql.store import make_engine
+
+    engine = make_engine(url)
+    AUDIT.create(engine, checkfirst=True)
+    return engine
 
 
 class Authority:
@@ -36,7 +50,7 @@ class Authority:
                                  access_ttl=settings.access_token_lifetime,
                                  backend_ttl=settings.backend_token_lifetime,
                                  refresh_ttl=settings.refresh_token_lifetime)
-        self.audit = AuditLog(engine)
+        self.audit = AuditLog(audit_engine(settings, store), store_engine=engine)
 
     @property
     def token_url(self) -> str:

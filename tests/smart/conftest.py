@@ -34,13 +34,17 @@ def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlStore]
     s.close()
 
 
-def wipe_auth(store: SqlStore) -> None:
-    """Clients, users, tokens, codes, launches and audit rows; the signing keys stay."""
+def wipe_auth(store: SqlStore, audit: Any = None) -> None:
+    """Clients, users, tokens, codes, launches and audit rows (also in the audit log's own database when
+    ``audit``, an AuditLog, writes elsewhere); the signing keys stay."""
     from gateway.auth.tables import AUDIT, CLIENT, CODE, JTI, LAUNCH, TOKEN, USER
 
     with store.engine.begin() as conn:
         for t in (AUDIT, CLIENT, CODE, JTI, LAUNCH, TOKEN, USER):
             conn.execute(t.delete())
+    if audit is not None and audit.engine is not store.engine:
+        with audit.engine.begin() as conn:
+            conn.execute(AUDIT.delete())
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +57,7 @@ def auth_app(sqlite_store: SqlStore) -> Any:
 def auth_client(auth_app: Any, sqlite_store: SqlStore) -> Iterator[TestClient]:
     """Authorization on, SQLite (the auth logic is dialect-neutral; auth_client_any adds PostgreSQL)."""
     wipe(sqlite_store)
-    wipe_auth(sqlite_store)
+    wipe_auth(sqlite_store, auth_app.state.authority.audit)
     with TestClient(auth_app, base_url=ORIGIN) as c:
         yield c
 
