@@ -15,8 +15,10 @@ import argparse
 import contextlib
 import json
 import random
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -142,6 +144,66 @@ def seed(fhir: str, n: int, rng: random.Random) -> list[str]:
     return ids
 
 
+def _reads(c: httpx.Client, ids: list[str], rng: random.Random, k: int) -> None:
+    for _ in range(k):
+        r = c.get(f"/fhir/Patient/{rng.choice(ids)}")
+        if r.status_code != 200:
+            raise RuntimeError(f"read failed: {r.status_code} {r.text[:200]}")
+
+
+def callgrind_cost(db: str, work: str, ids: list[str], client_id: str, n: int) -> dict[str, Any]:
+    """CPU work per read as instructions counted by valgrind's callgrind: the same count whatever else the
+    machine is doing, so it can settle a difference of a few percent that wall-clock runs on a shared
+    machine cannot. Each mode's server runs under callgrind with instrumentation off until the measured
+    requests (sequential, after a warm-up), and its threads are counted separately: the request-handling
+    main thread and the others (with auth on, the audit writer). The export worker is switched off: its
+    polling counts by elapsed time, not by request. The audit writer flushes every second, so under
+    callgrind's slowdown each flush carries far fewer rows than at full speed and its share per request
+    is overstated."""
+    valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
+    if not valgrind or not control:
+        return {"skipped": "valgrind/callgrind_control not on PATH"}
+    out: dict[str, Any] = {"requests": n}
+    for mode in ("off", "on"):
+        prefix = Path(work) / f"callgrind-{mode}"
+        server = Server(db, 1, work, auth="off" if mode == "off" else "smart",
+                        wrapper=[valgrind, "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
+                                 f"--callgrind-out-file={prefix}.out"],
+                        env={"GATEWAY_EXPORT_WORKER": "false"})  # its polling counts by time, not by request
+        headers = {}
+        try:
+            server.wait_ready(timeout=600)
+            if mode == "on":  # a backend-services token for this server's own audience
+                store = SqlStore(db)
+                keys = KeyRing(store.engine)
+                tokens = TokenService(store.engine, keys, server.fhir, server.fhir)
+                headers = {"Authorization": f"Bearer {tokens.issue_access(client_id, 'system/*.rs', 3600, 'b').token}"}
+                store.close()
+            rng = random.Random(11)
+            with httpx.Client(base_url=server.base, timeout=120, headers=headers) as c:
+                _reads(c, ids, rng, 50)
+                time.sleep(2.5)  # let a pending audit flush pass before counting starts
+                subprocess.run([control, "-i", "on", str(server.proc.pid)], check=True, capture_output=True)
+                t0 = time.monotonic()
+                _reads(c, ids, rng, n)
+                subprocess.run([control, "-i", "off", str(server.proc.pid)], check=True, capture_output=True)
+                seconds = time.monotonic() - t0
+        finally:
+            server.stop()
+        threads = {}
+        for f in sorted(Path(work).glob(f"callgrind-{mode}.out-*")):
+            text = f.read_text(errors="replace")
+            total = re.search(r"^totals: (\d+)", text, re.M) or re.search(r"^summary: (\d+)", text, re.M)
+            if total and int(total.group(1)):
+                threads[f.name.rsplit("-", 1)[1]] = int(total.group(1))
+        main_thread = threads.pop(min(threads)) if threads else 0
+        out[mode] = {"seconds": seconds, "main_thread_per_request": main_thread / n,
+                     "other_threads": threads, "all_threads_per_request": (main_thread + sum(threads.values())) / n}
+    for key in ("main_thread_per_request", "all_threads_per_request"):
+        out[f"{key}_overhead_pct"] = (out["on"][key] / out["off"][key] - 1) * 100
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -152,10 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validations", type=int, default=2000)
     ap.add_argument("--no-in-process", dest="in_process", action="store_false",
                     help="skip the in-process (ASGI, no sockets) comparison")
+    ap.add_argument("--callgrind", type=int, default=0, metavar="N",
+                    help="also count instructions per read under callgrind over N sequential reads per mode")
+    ap.add_argument("--database", default="",
+                    help="database URL of an empty database to run on (default: a fresh SQLite file)")
     ap.add_argument("--out", default="bench/results/auth.json")
     args = ap.parse_args(argv)
     work = tempfile.mkdtemp(prefix="gw-bench-auth-")
-    db = f"sqlite:///{work}/bench.sqlite3"
+    db = args.database or f"sqlite:///{work}/bench.sqlite3"
     wrk = shutil.which("wrk")
     result: dict[str, Any] = {"machine": machine_info(None), "client": "wrk" if wrk else "httpx",
                               "note": "2-core machine shared with other work; compare the modes side by side"}
@@ -178,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                 result["asgi_in_process"] = asgi_read_cost(db, ids)
                 print("in process:", json.dumps(result["asgi_in_process"]["median_us"]),
                       f"overhead {result['asgi_in_process']['overhead_pct']:.1f}%", flush=True)
+            if args.callgrind:
+                result["callgrind"] = callgrind_cost(db, work, ids, client.client_id, args.callgrind)
+                print("callgrind:", json.dumps(result["callgrind"]), flush=True)
             result["read"] = {}
             for conc in args.concurrency:
                 rounds: dict[str, list[dict[str, float]]] = {"off": [], "on": []}

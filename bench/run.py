@@ -275,16 +275,17 @@ def server_command() -> list[str]:
 class Server:
     """A live ``fhir-gateway serve`` subprocess on a free loopback port."""
 
-    def __init__(self, database_url: str, workers: int, log_dir: str, auth: str = "off") -> None:
+    def __init__(self, database_url: str, workers: int, log_dir: str, auth: str = "off",
+                 wrapper: list[str] | None = None, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://{HOST}:{self.port}"
         self.fhir = f"{self.base}/fhir"
         self.log_path = Path(log_dir) / f"server-{self.port}.log"
-        cmd = [*server_command(), "serve", "--host", HOST, "--port", str(self.port), "--auth", auth,
+        cmd = [*(wrapper or []), *server_command(), "serve", "--host", HOST, "--port", str(self.port), "--auth", auth,
                "--database", database_url, "--workers", str(workers)]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         # default settings apart from the flags: no GATEWAY_* variable of the caller's shell leaks in
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}, **(env or {})}
         # its own session and process group, so that stop() reaches the uvicorn worker processes too
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env, start_new_session=True)

@@ -9,15 +9,16 @@ from typing import Any
 from . import policy
 from .compartment import compartment_types, in_compartment
 from .context import Grant
-from .groups import group_visible, restricted
+from .groups import Identifiers, group_visible, restricted
 
 CONTAINERS = {"searchset", "history", "batch-response", "transaction-response", "collection"}
 
 
 class Confiner:
-    def __init__(self, grant: Grant, need_read: bool = True) -> None:
+    def __init__(self, grant: Grant, need_read: bool = True, identifiers: Identifiers = frozenset()) -> None:
         self.grant = grant
         self.need_read = need_read
+        self.identifiers = identifiers  # the caller's own identifiers (ATR intended recipient)
         self.removed = 0
 
     def allowed(self, res: dict[str, Any]) -> bool:
@@ -25,7 +26,8 @@ class Confiner:
         if rtype == "OperationOutcome":
             return True
         scopes = self.grant.scopes
-        if rtype == "Group" and restricted(self.grant.fhir_user) and not group_visible(res, str(self.grant.fhir_user)):
+        if rtype == "Group" and restricted(self.grant.fhir_user) and not group_visible(res, str(self.grant.fhir_user),
+                                                                                         self.identifiers):
             return False
         if self.need_read and not policy.readable(scopes, rtype):
             return False

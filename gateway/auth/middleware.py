@@ -22,7 +22,7 @@ from . import policy
 from .compartment import compartment_types, in_compartment
 from .confine import Confiner
 from .context import Grant, current
-from .groups import group_visible, restricted
+from .groups import caller_identifiers, group_visible, restricted
 from .routing import RouteTable
 
 log = logging.getLogger("gateway.auth")
@@ -231,7 +231,8 @@ class AuthMiddleware:
             return
         stored = self.authority.store.read("Group", access.rid)
         if stored is not None and stored.content is not None and \
-                not group_visible(orjson.loads(stored.content), str(grant.fhir_user)):
+                not group_visible(orjson.loads(stored.content), str(grant.fhir_user),
+                                  caller_identifiers(grant, self.authority.store)):
             raise NotFound(f"Group/{access.rid} is not known")
 
     def _readable_instance(self, grant: Grant, rtype: str, rid: str) -> None:
@@ -283,7 +284,8 @@ class AuthMiddleware:
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
         if raw and b"json" in ctype and start.get("status", 200) < 300:
-            filtered = Confiner(grant, need_read).filter(orjson.loads(raw))
+            ids = caller_identifiers(grant, self.authority.store) if restricted(grant.fhir_user) else frozenset()
+            filtered = Confiner(grant, need_read, ids).filter(orjson.loads(raw))
             if filtered is None:
                 exc = NotFound("The resource is not known, or not within the granted scopes")
                 status_box[0] = exc.status

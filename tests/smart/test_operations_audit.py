@@ -122,6 +122,27 @@ def test_atr_groups_are_checked_per_group(auth_client: TestClient) -> None:
     # the payer's own system (no fhirUser) sees both
     payer = bearer(register_backend(auth_client, "system/*.rs").token())
     assert len(auth_client.get("/fhir/Group", headers=payer).json()["entry"]) == 2
+    # the intended recipient: a list addressed to clinic C's NPI, where clinic C is neither managing
+    # entity nor attributed provider, is visible to clinic C only
+    npi = "http://hl7.org/fhir/sid/us-npi"
+    rest.update("Organization", "clinic-c", {"resourceType": "Organization", "id": "clinic-c", "name": "C",
+                                             "identifier": [{"system": npi, "value": "1234567893"}]})
+    rest.update("Organization", "clinic-d", {"resourceType": "Organization", "id": "clinic-d", "name": "D",
+                                             "identifier": [{"system": npi, "value": "1999999984"}]})
+    g = group("g-c", "Organization/clinic-a")
+    g["extension"] = [{"url": "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
+                              "atr-intended-recipient-identifier-extension",
+                       "valueIdentifier": {"system": npi, "value": "1234567893"}}]
+    rest.update("Group", "g-c", g)
+    seen = {}
+    for org in ("clinic-c", "clinic-d"):
+        b2 = register_backend(auth_client, "system/*.rs")
+        with auth.store.engine.begin() as conn:
+            conn.execute(update(CLIENT).where(CLIENT.c.client_id == b2.client_id).values(fhir_user=f"Organization/{org}"))
+        t2 = bearer(b2.token())
+        seen[org] = ([e["resource"]["id"] for e in auth_client.get("/fhir/Group", headers=t2).json().get("entry", [])],
+                     auth_client.get("/fhir/Group/g-c", headers=t2).status_code)
+    assert seen == {"clinic-c": (["g-c"], 200), "clinic-d": ([], 404)}
 
 
 def test_audit_rows_are_written_by_the_background_writer(auth_client: TestClient) -> None:
