@@ -101,3 +101,10 @@ def write_response(request: Request, base: str, s: StoredResource, status: int,
         oo = info_outcome(msg) if not warnings else operation_outcome(warnings)
         return fhir_response(oo, status, headers, pretty(request))
     return fhir_response(s.content, status, headers, pretty(request))
+
+
+def x_provenance(request: Request) -> dict[str, Any] | None:
+    """The Provenance of an X-Provenance header (create and update), or None; 400 when malformed."""
+    from ..services.provenance_header import HEADER, parse
+
+    return parse(request.headers.get(HEADER))

@@ -10,7 +10,15 @@ from ..fhir.errors import info_outcome
 from ..services import bundles
 from ..services.rest import resource_json
 from .deps import Rest, Settings
-from .http import check_accept, fhir_response, pretty, read_json_body, version_headers, write_response
+from .http import (
+    check_accept,
+    fhir_response,
+    pretty,
+    read_json_body,
+    version_headers,
+    write_response,
+    x_provenance,
+)
 
 router = APIRouter()
 
@@ -93,7 +101,8 @@ async def read(rtype: str, rid: str, request: Request, rest: Rest) -> Response:
 async def update(rtype: str, rid: str, request: Request, rest: Rest, settings: Settings) -> Response:
     check_accept(request)
     body = await read_json_body(request, settings.max_body_bytes)
-    out = await run_in_threadpool(rest.update, rtype, rid, body, request.headers.get("if-match"))
+    out = await run_in_threadpool(rest.update, rtype, rid, body, request.headers.get("if-match"),
+                                  provenance=x_provenance(request))
     return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
 
 

@@ -15,7 +15,7 @@ from ..search.params import patient_compartment
 from ..services import bundles
 from ..services.rest import check_type
 from .deps import Rest, Settings
-from .http import check_accept, fhir_response, prefer, pretty, read_json_body, write_response
+from .http import check_accept, fhir_response, prefer, pretty, read_json_body, write_response, x_provenance
 from .instance import history_response
 
 router = APIRouter()
@@ -58,7 +58,8 @@ async def create(rtype: str, request: Request, rest: Rest, settings: Settings) -
     check_accept(request)
     check_type(rtype)
     body = await read_json_body(request, settings.max_body_bytes)
-    out = await run_in_threadpool(rest.create, rtype, body, request.headers.get("if-none-exist"))
+    out = await run_in_threadpool(rest.create, rtype, body, request.headers.get("if-none-exist"),
+                                  provenance=x_provenance(request))
     return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
 
 
@@ -70,7 +71,8 @@ async def conditional_update(rtype: str, request: Request, rest: Rest, settings:
     if not criteria:
         raise BadRequest("PUT on a type needs search criteria (conditional update) or an id in the URL")
     body = await read_json_body(request, settings.max_body_bytes)
-    out = await run_in_threadpool(rest.conditional_update, rtype, criteria, body, request.headers.get("if-match"))
+    out = await run_in_threadpool(rest.conditional_update, rtype, criteria, body, request.headers.get("if-match"),
+                                  provenance=x_provenance(request))
     return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
 
 

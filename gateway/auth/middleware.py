@@ -129,6 +129,10 @@ class AuthMiddleware:
             self._transaction(scope, grant, body)
             return
         policy.check(grant.scopes, access)
+        if access.interaction in ("create", "update", "conditional-update") and any(
+                k == b"x-provenance" for k, _ in scope["headers"]):  # the header writes a Provenance too
+            policy.check(grant.scopes, policy.AccessRequest("create", "Provenance",
+                                                            needs=[policy.Need("Provenance", "c")]))
         self._group(grant, access)
         self._compartment(grant, access, query, body)
 

@@ -29,6 +29,7 @@ class WriteOutcome:
     stored: StoredResource
     status: int  # 200 or 201
     warnings: list[Issue] = field(default_factory=list)
+    matched: bool = False  # a conditional create that found an existing resource (nothing written)
 
 
 def check_type(resource_type: str) -> None:
@@ -131,14 +132,34 @@ class RestService:
 
     def create(self, resource_type: str, resource: Any, if_none_exist: str | None = None, tx: Any = None,
                new_id: str | None = None, prevalidated: list[Issue] | None = None,
-               fresh_id: bool = False) -> WriteOutcome:
-        """Create; ``new_id`` is a server-chosen id, and ``fresh_id`` says it is a newly generated UUID."""
+               fresh_id: bool = False, provenance: dict[str, Any] | None = None) -> WriteOutcome:
+        """Create; ``new_id`` is a server-chosen id, and ``fresh_id`` says it is a newly generated UUID.
+        ``provenance`` (an X-Provenance header's resource) is stored in the same transaction."""
         check_type(resource_type)
         warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
+        self._check_provenance(provenance, resource_type, None)
         if tx is None:
             with self.store.session() as s:
-                return self._create(resource_type, resource, if_none_exist, s, new_id, warnings, fresh_id)
-        return self._create(resource_type, resource, if_none_exist, tx, new_id, warnings, fresh_id)
+                out = self._create(resource_type, resource, if_none_exist, s, new_id, warnings, fresh_id)
+                return self._with_provenance(s, provenance, out)
+        return self._with_provenance(tx, provenance,
+                                     self._create(resource_type, resource, if_none_exist, tx, new_id, warnings,
+                                                  fresh_id))
+
+    def _check_provenance(self, provenance: dict[str, Any] | None, rtype: str, rid: str | None) -> None:
+        if provenance is not None:
+            from .provenance_header import check_targets
+
+            self.validate(check_targets(provenance, rtype, rid), "Provenance")
+
+    @staticmethod
+    def _with_provenance(tx: Any, provenance: dict[str, Any] | None, out: WriteOutcome) -> WriteOutcome:
+        """Store the X-Provenance Provenance for a version just written (none when If-None-Exist found one)."""
+        if provenance is not None  and not out.matched:
+            from .provenance_header import store_with
+
+            store_with(tx, provenance, out.stored)
+        return out
 
     def _create(self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None, tx: Any,
                 new_id: str | None, warnings: list[Issue], fresh_id: bool = False) -> WriteOutcome:
@@ -147,12 +168,13 @@ class RestService:
             if len(found) > 1:
                 raise PreconditionFailed(f"If-None-Exist criteria '{if_none_exist}' match more than one resource")
             if found:
-                return WriteOutcome(found[0], 200, warnings)
+                return WriteOutcome(found[0], 200, warnings, matched=True)
         body = {**resource, "id": new_id or str(uuid.uuid4())}
         return WriteOutcome(tx.write(body, "POST", known_new=new_id is None or fresh_id), 201, warnings)
 
     def update(self, resource_type: str, id: str, resource: Any, if_match: str | None = None,
-               tx: Any = None, prevalidated: list[Issue] | None = None) -> WriteOutcome:
+               tx: Any = None, prevalidated: list[Issue] | None = None,
+               provenance: dict[str, Any] | None = None) -> WriteOutcome:
         check_type(resource_type)
         warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
         if resource.get("id") is None:
@@ -160,10 +182,12 @@ class RestService:
         if resource.get("id") != id:
             raise InvalidResource(f"The body id '{resource.get('id')}' does not match the URL id '{id}'")
         expected = parse_if_match(if_match)
+        self._check_provenance(provenance, resource_type, id)
         if tx is None:
             with self.store.session() as s:
-                return self._update(resource_type, id, resource, expected, s, warnings)
-        return self._update(resource_type, id, resource, expected, tx, warnings)
+                return self._with_provenance(s, provenance, self._update(resource_type, id, resource, expected, s,
+                                                                         warnings))
+        return self._with_provenance(tx, provenance, self._update(resource_type, id, resource, expected, tx, warnings))
 
     def _update(self, resource_type: str, id: str, resource: dict[str, Any], expected: int | None, tx: Any,
                 warnings: list[Issue]) -> WriteOutcome:
@@ -172,13 +196,17 @@ class RestService:
         return WriteOutcome(stored, 200 if existed else 201, warnings)
 
     def conditional_update(self, resource_type: str, criteria: str, resource: Any, if_match: str | None = None,
-                           tx: Any = None, prevalidated: list[Issue] | None = None) -> WriteOutcome:
+                           tx: Any = None, prevalidated: list[Issue] | None = None,
+                           provenance: dict[str, Any] | None = None) -> WriteOutcome:
         check_type(resource_type)
         warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
+        self._check_provenance(provenance, resource_type, None)
         if tx is None:
             with self.store.session() as s:
-                return self._conditional_update(resource_type, criteria, resource, if_match, s, warnings)
-        return self._conditional_update(resource_type, criteria, resource, if_match, tx, warnings)
+                return self._with_provenance(s, provenance, self._conditional_update(
+                    resource_type, criteria, resource, if_match, s, warnings))
+        return self._with_provenance(tx, provenance, self._conditional_update(resource_type, criteria, resource,
+                                                                              if_match, tx, warnings))
 
     def _conditional_update(self, resource_type: str, criteria: str, resource: dict[str, Any],
                             if_match: str | None, tx: Any, warnings: list[Issue]) -> WriteOutcome:

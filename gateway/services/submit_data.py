@@ -11,8 +11,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ..fhir.dates import now_instant
 from ..fhir.deqm_rules import check_measure_report, update_type
 from ..fhir.errors import BadRequest, FhirError, Issue, NotFound, Unprocessable
@@ -180,12 +178,6 @@ class SubmitDataService:
 
 
 def parse_provenance_header(value: str | None) -> dict[str, Any] | None:
-    if not value:
-        return None
-    try:
-        prov = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        raise BadRequest("X-Provenance is not a JSON Provenance resource") from None
-    if not isinstance(prov, dict) or prov.get("resourceType") != "Provenance":
-        raise BadRequest("X-Provenance holds a Provenance resource")
-    return prov
+    from .provenance_header import parse
+
+    return parse(value or None)

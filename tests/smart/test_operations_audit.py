@@ -239,3 +239,19 @@ def test_audit_rows_are_written_in_one_statement_on_every_backend(store: object)
     assert e["agent"][0]["altId"] == "Practitioner/dr 'o' \"x\""
     assert e["entity"][0]["description"] == "GET /fhir/Observation?code=a%20b&x=ü"
     assert e["recorded"].endswith("Z") and e["action"] == "R"
+
+
+def test_x_provenance_needs_provenance_create_scope(auth_client: TestClient) -> None:
+    """A create or update carrying X-Provenance also writes a Provenance: the token must allow that."""
+    prov = json.dumps({"resourceType": "Provenance", "recorded": "2026-11-20T10:00:00Z",
+                       "agent": [{"who": {"reference": "Organization/payer-1"}}]})
+    body = {"resourceType": "Organization", "id": "o1", "name": "Clinic"}
+    h = {"Content-Type": "application/fhir+json", "X-Provenance": prov}
+    narrow = bearer(issue(auth_client, "system/Organization.cu"))
+    r = auth_client.put("/fhir/Organization/o1", json=body, headers={**h, **narrow})
+    assert r.status_code == 403 and "Provenance" in r.text
+    assert auth_client.get("/fhir/Organization/o1", headers=bearer(issue(auth_client, "system/*.rs"))).status_code == 404
+    assert auth_client.put("/fhir/Organization/o1", json=body,
+                           headers={**{"Content-Type": "application/fhir+json"}, **narrow}).status_code == 201
+    wide = bearer(issue(auth_client, "system/Organization.cu system/Provenance.c"))
+    assert auth_client.put("/fhir/Organization/o1", json=body, headers={**h, **wide}).status_code == 200
