@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     export_stale_seconds: float = 30.0  # a running job without a heartbeat this long is resumed by a worker
     export_max_active_jobs: int = 4  # per client; more concurrent kick-offs get 429
     export_worker: bool = True  # run export jobs in a worker thread inside this process
+    # ATR list-change Subscriptions: a thread in this process sends the rest-hook notifications
+    subscription_notifier: bool = True
+    subscription_poll_seconds: float = 1.0
+    subscription_endpoints: str = ""  # comma-separated URL prefixes rest-hook endpoints must start with
     # ATR $confirm-attribution-list: the IG says "SHALL return 201 Accepted" (201 is Created, 202 Accepted)
     atr_confirm_status: int = 201
 

@@ -114,9 +114,12 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
         app.state.bulk.start()
         if app.state.authority is not None:
             app.state.authority.audit.start()
+        if settings.subscription_notifier:
+            app.state.notifier.start()
         try:
             yield
         finally:
+            app.state.notifier.stop()
             app.state.bulk.stop()
             if app.state.authority is not None:
                 app.state.authority.audit.stop()  # and writes the last batch of audit rows
@@ -128,6 +131,11 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.state.store = store
     app.state.rest = RestService(store, base, settings.validation_rest, settings.default_page_size,
                                  settings.max_page_size)
+    app.state.rest.subscription_endpoints = tuple(
+        e.strip() for e in settings.subscription_endpoints.split(",") if e.strip())
+    from ..subscriptions.notifier import Notifier
+
+    app.state.notifier = Notifier(store, base, interval=settings.subscription_poll_seconds)
     from ..services.evaluate import MeasureService
 
     app.state.measures = MeasureService(store, base, settings.executor, reporter=settings.reporter)

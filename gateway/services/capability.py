@@ -55,6 +55,14 @@ def build_capability(base_url: str, extra_operations: list[dict[str, Any]] | Non
                 if sp.type == "reference" and sp.extract is not None and (not sp.targets or rtype in sp.targets):
                     revincludes.append(f"{other}:{code}")
         entry: dict[str, Any] = {"type": rtype}
+        if rtype == "Subscription":  # Subscriptions R5 Backport: the one topic offered (gateway/subscriptions)
+            from ..subscriptions.topic import BACKPORT, TOPIC
+
+            entry["extension"] = [{"url": f"{BACKPORT}/capabilitystatement-subscriptiontopic-canonical",
+                                   "valueCanonical": TOPIC}]
+            entry["documentation"] = ("Da Vinci ATR list-change topic only: criteria = the topic, filter "
+                                      "Group/<id>, rest-hook, id-only or empty payloads; handshake on status "
+                                      "'requested', heartbeats, failures set status 'error'")
         if rtype in ENFORCED:
             entry["supportedProfile"] = ENFORCED[rtype]
         resources.append({

@@ -64,6 +64,7 @@ class RestService:
         self.validation_level = validation_level
         self.default_count = default_count
         self.max_count = max_count
+        self.subscription_endpoints: tuple[str, ...] = ()  # allowed rest-hook URL prefixes (empty: any)
 
     # -- helpers -----------------------------------------------------------------------------------------
     def parser(self, strict: bool = False) -> QueryParser:
@@ -88,6 +89,12 @@ class RestService:
                 result.warnings.extend(errors)
             else:
                 result.errors.extend(errors)
+        if result.ok and resource.get("resourceType") == "Subscription":  # the one topic offered (ATR)
+            from ..subscriptions.topic import problems
+
+            for msg in problems(resource, self.subscription_endpoints):
+                issue = Issue("warning" if level == "lenient" else "error", "not-supported", msg, ["Subscription"])
+                (result.warnings if level == "lenient" else result.errors).append(issue)
         if not result.ok:
             raise InvalidResource(f"Invalid {resource.get('resourceType')}: {result.errors[0].diagnostics}"
                                   + (f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""),

@@ -1,0 +1,232 @@
+"""Sends the ATR list-change notifications: a background thread follows the store's history (every write of
+a Group or Subscription adds a history row, whatever path made it: REST, $member-add/$member-remove,
+attribution runs, transactions) and, for each active Subscription whose filter names the changed Group,
+POSTs an event notification to its rest-hook endpoint. A Subscription stored with status `requested` gets a
+handshake first and becomes `active` (or `error`, with the reason in `Subscription.error`); heartbeats go out
+when a heartbeat period is set and nothing else was sent for that long.
+
+Event numbers are derived from the history (the Group's versions written since the Subscription was
+created), so they survive restarts. Changes written while the gateway is stopped are not sent after a
+restart: the thread starts from the newest history row, and consumers resynchronise by reading the Group
+(the handshake and heartbeats carry the current event count)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import func, select
+
+from ..store.sql.tables import HISTORY
+from .notification import bundle
+from .topic import Spec, spec
+
+log = logging.getLogger("gateway.subscriptions")
+LOCK_KEY = 7431001  # PostgreSQL advisory lock of the sending process
+LOOKBACK = 500  # history rows re-read behind the cursor: a transaction may commit after a later-numbered one
+
+
+class Notifier:
+    def __init__(self, store: Any, base: str, http: httpx.Client | None = None, interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.base = base.rstrip("/")
+        self.http = http or httpx.Client()
+        self.interval = interval
+        self.clock = clock
+        self.cursor: int | None = None
+        self._floor = 0  # rows up to here were written before this notifier started: never sent
+        self._seen: set[int] = set()
+        self._last_sent: dict[str, float] = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lease: Any = None  # held while this process is the one that sends (see _lead)
+
+    # -- thread ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        if getattr(self.store, "url", "") in ("sqlite://", "sqlite:///:memory:"):
+            log.warning("no subscription notifications on an in-memory database (one connection for all threads)")
+            return
+        self.prime()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="subscription-notifier", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._release()
+
+    def _lead(self) -> bool:
+        """Only one process sends notifications (uvicorn workers, several gateways on one PostgreSQL): the
+        holder of a PostgreSQL advisory lock, or of an exclusive lock on a file beside the SQLite database.
+        Others check again on every pass and take over when the holder goes away."""
+        if self._lease is not None:
+            return True
+        engine = self.store.engine
+        if engine.dialect.name == "postgresql":
+            # autocommit: holding the lock must not hold a transaction open (snapshots, vacuum)
+            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({LOCK_KEY})").scalar():
+                self._lease = conn
+                return True
+            conn.close()
+            return False
+        path = engine.url.database
+        if not path or path == ":memory:":
+            self._lease = True  # one process by construction
+            return True
+        import fcntl
+
+        fd = open(f"{path}.notifier.lock", "a+b")  # noqa: SIM115 - held open as the lease
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fd.close()
+            return False
+        self._lease = fd
+        return True
+
+    def _release(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is None or lease is True:
+            return
+        if hasattr(lease, "exec_driver_sql"):  # a pooled connection keeps session locks: unlock first
+            try:
+                lease.exec_driver_sql(f"SELECT pg_advisory_unlock({LOCK_KEY})")
+            finally:
+                lease.close()
+            return
+        lease.close()  # closing the file releases its lock
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - the thread must keep running; the next tick retries
+                log.exception("subscription notifier tick failed")
+
+    def prime(self) -> None:
+        """Start from the newest history row: earlier changes are not notified."""
+        with self.store.engine.connect() as conn:
+            self.cursor = conn.execute(select(func.max(HISTORY.c.pk))).scalar() or 0
+        self._floor = self.cursor
+        self._seen.clear()
+
+    # -- one pass ------------------------------------------------------------------------------------------
+    def tick(self) -> int:
+        """Handle the history rows written since the last pass and due heartbeats; returns notifications
+        sent (handshakes, events and heartbeats)."""
+        if not self._lead():
+            self.cursor = None  # a later leader starts from the newest row, as at start-up
+            return 0
+        if self.cursor is None:
+            self.prime()
+        assert self.cursor is not None
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(HISTORY.c.pk, HISTORY.c.res_type, HISTORY.c.res_id, HISTORY.c.version)
+                                .where(HISTORY.c.pk > self.cursor - LOOKBACK,
+                                       HISTORY.c.res_type.in_(("Group", "Subscription")))
+                                .order_by(HISTORY.c.pk).limit(2000)).all()
+        sent = 0
+        subs: list[Spec] | None = None
+        for pk, rtype, rid, version in rows:
+            if pk in self._seen or pk <= self._floor or pk <= self.cursor - LOOKBACK:
+                continue
+            self._seen.add(pk)
+            if rtype == "Subscription":
+                sent += self._maybe_handshake(rid)
+                subs = None  # statuses may have changed
+                continue
+            if subs is None:
+                subs = self._subscriptions()
+            for sub in subs:
+                if sub.status == "active" and sub.group_id == rid:
+                    n = self._events_since_start(sub.id, rid, pk)
+                    sent += self._send(sub, "event-notification", n, (n, "Group", rid, version))
+        if rows:
+            self.cursor = max(self.cursor, rows[-1][0])
+            self._seen = {p for p in self._seen if p > self.cursor - LOOKBACK}
+        now = self.clock()
+        for sub in subs if subs is not None else self._subscriptions():
+            if sub.status == "active" and sub.heartbeat and now - self._last_sent.setdefault(sub.id, now) >= sub.heartbeat:
+                sent += self._send(sub, "heartbeat", self._events_since_start(sub.id, sub.group_id, None))
+        return sent
+
+    def _subscriptions(self) -> list[Spec]:
+        out = []
+        for stored in self.store.iter_current("Subscription"):
+            if stored.content is not None and not stored.deleted:
+                s = spec(orjson.loads(stored.content))
+                if s is not None:
+                    out.append(s)
+        return out
+
+    def _events_since_start(self, sub_id: str, group_id: str, upto_pk: int | None) -> int:
+        with self.store.engine.connect() as conn:
+            start = conn.execute(select(func.min(HISTORY.c.pk)).where(
+                HISTORY.c.res_type == "Subscription", HISTORY.c.res_id == sub_id)).scalar() or 0
+            q = select(func.count()).select_from(HISTORY).where(
+                HISTORY.c.res_type == "Group", HISTORY.c.res_id == group_id, HISTORY.c.pk > start)
+            if upto_pk is not None:
+                q = q.where(HISTORY.c.pk <= upto_pk)
+            return int(conn.execute(q).scalar() or 0)
+
+    def _maybe_handshake(self, sub_id: str) -> int:
+        stored = self.store.read("Subscription", sub_id)
+        if stored is None or stored.content is None:
+            return 0
+        resource = orjson.loads(stored.content)
+        sub = spec(resource)
+        if sub is None or sub.status != "requested":
+            return 0
+        ok = self._post(sub, bundle(self.base, sub, "handshake", "requested",
+                                    self._events_since_start(sub.id, sub.group_id, None)))
+        self._set_status(resource, stored.version, "active" if ok is None else "error", ok)
+        return 1
+
+    def _send(self, sub: Spec, kind: str, events: int, event: tuple[int, str, str, int] | None = None) -> int:
+        error = self._post(sub, bundle(self.base, sub, kind, "active", events, event))
+        if error is not None:
+            stored = self.store.read("Subscription", sub.id)
+            if stored is not None and stored.content is not None:
+                self._set_status(orjson.loads(stored.content), stored.version, "error", error)
+            sub.status = "error"
+        return 1
+
+    def _post(self, sub: Spec, body: dict[str, Any]) -> str | None:
+        """None when the endpoint accepted the notification, else why not."""
+        self._last_sent[sub.id] = self.clock()
+        headers = {"Content-Type": "application/fhir+json", **sub.headers}
+        try:
+            r = self.http.post(sub.endpoint, content=orjson.dumps(body), headers=headers, timeout=sub.timeout)
+        except httpx.HTTPError as exc:
+            log.warning("subscription notification failed", extra={"subscription": sub.id, "error": str(exc)})
+            return f"notification to the endpoint failed: {type(exc).__name__}"
+        if r.status_code >= 300:
+            log.warning("subscription notification refused", extra={"subscription": sub.id, "status": r.status_code})
+            return f"the endpoint answered HTTP {r.status_code}"
+        return None
+
+    def _set_status(self, resource: dict[str, Any], version: int, status: str, error: str | None) -> None:
+        from ..fhir.errors import PreconditionFailed
+
+        updated = {**resource, "status": status}
+        if error:
+            updated["error"] = error
+        else:
+            updated.pop("error", None)
+        try:
+            with self.store.session() as s:
+                s.write(updated, "PUT", expected_version=version)
+        except PreconditionFailed:
+            pass  # the client changed it meanwhile; its new version is handled on the next pass
