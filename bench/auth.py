@@ -151,6 +151,45 @@ def _reads(c: httpx.Client, ids: list[str], rng: random.Random, k: int) -> None:
             raise RuntimeError(f"read failed: {r.status_code} {r.text[:200]}")
 
 
+AUDIT_SCRIPT = """
+import sys, tempfile
+from gateway.auth.audit import AuditLog
+from gateway.auth.policy import AccessRequest
+from gateway.store.sql.store import make_engine
+from gateway.auth.tables import AUDIT
+engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/audit.sqlite3")
+AUDIT.create(engine)
+log = AuditLog(engine)
+class G:
+    client_id, subject, patient = "bench", "bench-client", None
+scope = {"method": "GET", "path": "/fhir/Patient/0f3c5a2e9b7d4c1e8a6f2b3c4d5e6f70", "query_string": b""}
+n = int(sys.argv[1])
+for i in range(n):
+    log.record(scope, G(), AccessRequest("read", "Patient"), 200)
+    if (i + 1) % 500 == 0:
+        log.flush()
+log.flush()
+"""
+
+
+def audit_row_instructions(work: str) -> dict[str, Any]:
+    """Instructions the audit trail costs per request at full-speed batch sizes (500 rows a flush):
+    queueing the row in the request and writing it in the writer, by callgrind over two runs of the same
+    script that differ only in the number of rows (the difference cancels start-up)."""
+    valgrind = shutil.which("valgrind")
+    if not valgrind:
+        return {"skipped": "valgrind not on PATH"}
+    totals = {}
+    for n in (500, 3000):
+        out = Path(work) / f"callgrind-audit-{n}.out"
+        subprocess.run([valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c",
+                        AUDIT_SCRIPT, str(n)], check=True, capture_output=True)
+        text = out.read_text(errors="replace")
+        found = re.search(r"^totals: (\d+)", text, re.M) or re.search(r"^summary: (\d+)", text, re.M)
+        totals[n] = int(found.group(1)) if found else 0
+    return {"per_row": (totals[3000] - totals[500]) / 2500, "runs": totals}
+
+
 def callgrind_cost(db: str, work: str, ids: list[str], client_id: str, n: int) -> dict[str, Any]:
     """CPU work per read as instructions counted by valgrind's callgrind: the same count whatever else the
     machine is doing, so it can settle a difference of a few percent that wall-clock runs on a shared
@@ -201,6 +240,12 @@ def callgrind_cost(db: str, work: str, ids: list[str], client_id: str, n: int) -
                      "other_threads": threads, "all_threads_per_request": (main_thread + sum(threads.values())) / n}
     for key in ("main_thread_per_request", "all_threads_per_request"):
         out[f"{key}_overhead_pct"] = (out["on"][key] / out["off"][key] - 1) * 100
+    # the audit writer at full speed: its batches hold hundreds of rows, not the few a slowed-down run gives
+    out["audit_row"] = audit_row_instructions(work)
+    per_row = out["audit_row"].get("per_row")
+    if per_row:
+        out["request_thread_plus_audit_row_overhead_pct"] = (
+            (out["on"]["main_thread_per_request"] + per_row) / out["off"]["main_thread_per_request"] - 1) * 100
     return out
 
 

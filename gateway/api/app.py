@@ -163,6 +163,11 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     from ..auth.middleware import AuthMiddleware
 
     app.include_router(auth_routes.router, prefix="/auth")
+    # the generic REST routes first: they serve most requests, and their typed path parameters
+    # (api/paths.py) keep them off operation, metadata, _history and .well-known paths
+    app.include_router(type_level.router, prefix="/fhir")
+    app.include_router(instance.router, prefix="/fhir")
+    app.include_router(type_level.compartment_router, prefix="/fhir")
     app.include_router(auth_routes.wellknown, prefix="/fhir")
     app.include_router(ingest.router, prefix="/fhir")
     app.include_router(system.router, prefix="/fhir")
@@ -175,9 +180,6 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.include_router(validate.router, prefix="/fhir")
     app.include_router(bulk.router, prefix="/fhir")
     app.include_router(atr.router, prefix="/fhir")
-    app.include_router(type_level.router, prefix="/fhir")
-    app.include_router(instance.router, prefix="/fhir")
-    app.include_router(type_level.compartment_router, prefix="/fhir")
     # every /fhir request passes the auth middleware, whatever router serves it (gateway/auth/policy.py)
     app.add_middleware(AuthMiddleware, authority=authority)
     if authority is not None:  # outside the auth check: preflight requests carry no token

@@ -14,6 +14,7 @@ from ..fhir.errors import BadRequest, info_outcome
 from ..search.params import patient_compartment
 from ..services import bundles
 from ..services.rest import check_type
+from . import paths  # noqa: F401 - registers the FHIR path convertors
 from .deps import Rest, Settings
 from .http import check_accept, fhir_response, prefer, pretty, read_json_body, write_response, x_provenance
 from .instance import history_response
@@ -29,18 +30,18 @@ def _search(request: Request, rest: Rest, rtype: str, params: list[tuple[str, st
     return fhir_response(body, is_pretty=pretty(request))
 
 
-@router.get("/{rtype}/_history", tags=["history"], summary="Type history")
+@router.get("/{rtype:fhirtype}/_history", tags=["history"], summary="Type history")
 def type_history(rtype: str, request: Request, rest: Rest, settings: Settings) -> Response:
     return history_response(request, rest, settings, rtype, None)
 
 
-@router.get("/{rtype}", tags=["search"], summary="search")
+@router.get("/{rtype:fhirtype}", tags=["search"], summary="search")
 def search_get(rtype: str, request: Request, rest: Rest) -> Response:
     check_accept(request)
     return _search(request, rest, rtype, list(request.query_params.multi_items()), rtype)
 
 
-@router.post("/{rtype}/_search", tags=["search"], summary="search via POST (form-encoded)")
+@router.post("/{rtype:fhirtype}/_search", tags=["search"], summary="search via POST (form-encoded)")
 async def search_post(rtype: str, request: Request, rest: Rest) -> Response:
     check_accept(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
@@ -53,7 +54,7 @@ async def search_post(rtype: str, request: Request, rest: Rest) -> Response:
     return await run_in_threadpool(_search, request, rest, rtype, params, rtype)
 
 
-@router.post("/{rtype}", tags=["write"], summary="create (conditional with If-None-Exist)")
+@router.post("/{rtype:fhirtype}", tags=["write"], summary="create (conditional with If-None-Exist)")
 async def create(rtype: str, request: Request, rest: Rest, settings: Settings) -> Response:
     check_accept(request)
     check_type(rtype)
@@ -63,7 +64,7 @@ async def create(rtype: str, request: Request, rest: Rest, settings: Settings) -
     return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
 
 
-@router.put("/{rtype}", tags=["write"], summary="conditional update")
+@router.put("/{rtype:fhirtype}", tags=["write"], summary="conditional update")
 async def conditional_update(rtype: str, request: Request, rest: Rest, settings: Settings) -> Response:
     check_accept(request)
     check_type(rtype)
@@ -76,7 +77,7 @@ async def conditional_update(rtype: str, request: Request, rest: Rest, settings:
     return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
 
 
-@router.delete("/{rtype}", tags=["write"], summary="conditional delete")
+@router.delete("/{rtype:fhirtype}", tags=["write"], summary="conditional delete")
 def conditional_delete(rtype: str, request: Request, rest: Rest) -> Response:
     check_accept(request)
     criteria = request.url.query
@@ -86,7 +87,7 @@ def conditional_delete(rtype: str, request: Request, rest: Rest) -> Response:
     return fhir_response(info_outcome(f"{n} {rtype} resource(s) deleted"), 200)
 
 
-@compartment_router.get("/Patient/{pid}/{rtype}", tags=["search"], summary="Patient compartment search")
+@compartment_router.get("/Patient/{pid:fhirid}/{rtype:fhirtype}", tags=["search"], summary="Patient compartment search")
 def compartment_search(pid: str, rtype: str, request: Request, rest: Rest) -> Response:
     check_accept(request)
     check_type(rtype)

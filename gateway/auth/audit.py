@@ -109,28 +109,36 @@ class AuditLog:
 
 COLUMNS = ("recorded", "client_id", "subject", "patient", "action", "interaction", "method", "path", "status",
            "request_id")
-_JSON_INSERT = {
-    # the whole batch as one JSON array bound to one parameter, unpacked by the database in one statement:
-    # one round trip and one step of the driver (which releases the interpreter lock once, not once per row
-    # as executemany does; every release is a hand-off the request-serving thread pays for)
-    "sqlite": f"INSERT INTO audit_log ({', '.join(COLUMNS)}) SELECT "
-              + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(COLUMNS))) + " FROM json_each(?)",
-    "postgresql": f"INSERT INTO audit_log ({', '.join(COLUMNS)}) SELECT "
-                  + ", ".join(f"(r->>{i}){'::int' if c == 'status' else ''}" for i, c in enumerate(COLUMNS))
-                  + " FROM jsonb_array_elements(%s::jsonb) AS r",
-}
+_INSERT_ROWS = (f"INSERT INTO audit_log ({', '.join(COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(COLUMNS))})")
+# PostgreSQL: the whole batch as one JSON array bound to one parameter, unpacked by the server in one
+# statement (one round trip); SQLite runs in process, where the driver's executemany is the cheapest path
+_PG_INSERT = (f"INSERT INTO audit_log ({', '.join(COLUMNS)}) SELECT "
+              + ", ".join(f"(r->>{i}){'::int' if c == 'status' else ''}" for i, c in enumerate(COLUMNS))
+              + " FROM jsonb_array_elements(%s::jsonb) AS r")
 
 
 def _insert(conn: Any, rows: list[dict[str, Any]]) -> None:
-    sql = _JSON_INSERT.get(conn.dialect.name)
-    if sql is None:
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        conn.exec_driver_sql(_INSERT_ROWS, [tuple(r[c] for c in COLUMNS) for r in rows])
+    elif dialect == "postgresql":
+        conn.exec_driver_sql(_PG_INSERT, (orjson.dumps([[r[c] for c in COLUMNS] for r in rows]).decode(),))
+    else:
         conn.execute(insert(AUDIT), rows)
-        return
-    conn.exec_driver_sql(sql, (orjson.dumps([[r[c] for c in COLUMNS] for r in rows]).decode(),))
+
+
+_SECOND: tuple[int, str] = (-1, "")  # the last whole second formatted: rows of one flush mostly share it
 
 
 def _instant(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
+    global _SECOND
+    whole = int(epoch)
+    cached = _SECOND  # one tuple, read and replaced whole: safe between the writer and other threads
+    if cached[0] != whole:
+        cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+        _SECOND = cached
+    return f"{cached[1]}.{int(epoch * 1000) % 1000:03d}Z"
 
 
 def as_audit_event(row: dict[str, Any]) -> dict[str, Any]:

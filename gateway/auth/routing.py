@@ -11,6 +11,8 @@ from typing import Any
 
 from starlette.routing import compile_path
 
+from ..api.paths import template
+
 
 @dataclass(frozen=True)
 class RouteEntry:
@@ -20,6 +22,12 @@ class RouteEntry:
 
 
 def iter_routes(routes: list[Any]) -> Iterator[tuple[str, frozenset[str]]]:
+    """(template, methods) of every route; templates without the FHIR path convertors (api/paths.py)."""
+    for path, methods in iter_raw_routes(routes):
+        yield template(path), methods
+
+
+def iter_raw_routes(routes: list[Any]) -> Iterator[tuple[str, frozenset[str]]]:
     for route in routes:
         if hasattr(route, "effective_route_contexts"):  # FastAPI's included routers
             for ctx in route.effective_route_contexts():
@@ -27,7 +35,7 @@ def iter_routes(routes: list[Any]) -> Iterator[tuple[str, frozenset[str]]]:
                 yield ctx.path, frozenset(methods)
         elif hasattr(route, "routes") and not hasattr(route, "methods"):  # mounts and plain routers
             prefix = getattr(route, "path", "")
-            for path, methods in iter_routes(route.routes):
+            for path, methods in iter_raw_routes(route.routes):
                 yield prefix + path, methods
         elif getattr(route, "path", None) is not None:
             yield route.path, frozenset(getattr(route, "methods", None) or set())
@@ -45,7 +53,8 @@ class RouteTable:
     def entries(self, app: Any) -> list[RouteEntry]:
         key = (id(app), len(app.router.routes))
         if key != self._key:
-            self._entries = [RouteEntry(p, m, compile_path(p)[0]) for p, m in iter_routes(app.router.routes)]
+            self._entries = [RouteEntry(template(p), m, compile_path(p)[0])
+                             for p, m in iter_raw_routes(app.router.routes)]
             self._buckets = {}
             self._key = key
         return self._entries

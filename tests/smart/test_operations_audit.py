@@ -211,9 +211,10 @@ def test_audit_rows_go_to_their_own_file_beside_a_sqlite_database(tmp_path: Path
         store.close()
 
 
-def test_audit_rows_are_written_in_one_statement_on_every_backend(store: object) -> None:
-    """The writer hands a whole batch to the database as one JSON array (SQLite json_each, PostgreSQL
-    jsonb_array_elements); every column arrives intact, including text needing escapes."""
+def test_audit_rows_are_written_in_one_call_on_every_backend(store: object) -> None:
+    """The writer hands a whole batch to the database in one call (SQLite: the driver's executemany;
+    PostgreSQL: one JSON array unpacked by jsonb_array_elements); every column arrives intact, including
+    text needing escapes."""
     from gateway.auth.audit import AuditLog
     from gateway.auth.context import Grant  # noqa: F401 - the type record() reads attributes of
     from gateway.auth.policy import AccessRequest
