@@ -6,20 +6,21 @@ resources it renders are written as updates over the earlier version's. What the
 the latest one no longer does (a diagnosis dropped by the adjustment, a line taken off) would otherwise stay in
 the store as if still billed. This module closes that gap:
 
-* every unit of a versioned entity (one claim) gets a **Provenance** ``<claim id>-prov`` whose ``target`` lists
-  the claim (ExplanationOfBenefit or Claim) and the clinical facts it produced — Encounter, Condition,
-  Procedure, Observation, MedicationDispense, MedicationRequest, Immunization;
-* when a claim comes again, the facts its stored Provenance names and the new version does not render are
+* the claim (ExplanationOfBenefit or Claim) of every unit of a versioned entity lists the clinical facts it
+  produced — Encounter, Condition, Procedure, Observation, MedicationDispense, MedicationRequest, Immunization —
+  in ``extension`` entries ``DERIVED`` (``valueReference``), kept on the claim itself so that tracking them costs
+  no extra resource per claim;
+* when a claim comes again, the facts its stored version lists and the new version does not render are
   **retired**: a copy marked ``entered-in-error`` (``verificationStatus`` for a Condition, ``status`` for the
   others) is added to the unit;
 * a void (the claim itself is ``entered-in-error`` or ``cancelled``) retires every fact of the claim, whatever
   the mapping file rendered for them.
 
-The Provenance and the retired copies travel in the claim's own unit, so they are validated and written in the
-same transaction as the new version: a rejected claim retires nothing. Retired facts keep their history
-(``_history`` shows what was billed before); measures ignore ``entered-in-error`` data (the demo measures test
-``status`` / ``verificationStatus``, as QI-Core based measures do). Units are handled in batches: one read of
-the stored Provenances per batch, one read per resource type for the facts to retire.
+The retired copies travel in the claim's own unit, so they are validated and written in the same transaction
+as the new version: a rejected claim retires nothing. Retired facts keep their history (``_history`` shows what
+was billed before); measures ignore ``entered-in-error`` data (the demo measures test ``status`` /
+``verificationStatus``, as QI-Core based measures do). Units are handled in batches: one read of the stored
+claims per batch and claim type, one read per resource type for the facts to retire.
 """
 
 from __future__ import annotations
@@ -39,11 +40,7 @@ VOID_STATUSES = ("entered-in-error", "cancelled")
 FACT_TYPES = ("Encounter", "Condition", "Procedure", "Observation", "MedicationDispense", "MedicationRequest",
               "Immunization")
 VER_STATUS = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-ACTIVITY = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
-
-
-def provenance_id(claim_id: str) -> str:
-    return f"{claim_id}-prov"[:64]
+DERIVED = "http://fhir-vbc-gateway.example.org/StructureDefinition/derived-resource"
 
 
 def retired(res: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +66,7 @@ def is_retired(res: dict[str, Any]) -> bool:
 
 
 class ClaimVersions:
-    """Adds Provenance and retirements to the units of a mapping's versioned entities (see the module doc)."""
+    """Lists derived facts on the claims and adds retirements to the units of a mapping's versioned entities (see the module doc)."""
 
     def __init__(self, store: Any, spec: MappingSpec) -> None:
         self.store = store
@@ -100,24 +97,27 @@ class ClaimVersions:
                 claims[i] = claim
         if not claims:
             return units
-        stored = self.store.read_many("Provenance", [provenance_id(c["id"]) for c in claims.values()])
+        stored: dict[tuple[str, str], Any] = {}
+        for rtype in CLAIM_TYPES:
+            ids = [c["id"] for c in claims.values() if c["resourceType"] == rtype]
+            if ids:
+                stored.update({(rtype, k): v for k, v in self.store.read_many(rtype, ids).items()})
         # the facts earlier versions produced that the new versions do not render: (type, id) -> unit index
         dropped: dict[tuple[str, str], int] = {}
         for i, claim in claims.items():
-            void = claim.get("status") in VOID_STATUSES
             facts = [r for r in units[i].resources if r.get("resourceType") in FACT_TYPES and r.get("id")]
-            if void:
+            if claim.get("status") in VOID_STATUSES:
                 fact_ids = {id(r) for r in facts}
                 units[i].resources[:] = [retired(r) if id(r) in fact_ids and not is_retired(r) else r
                                          for r in units[i].resources]
             now = {(r["resourceType"], r["id"]) for r in facts}
-            prev = stored.get(provenance_id(claim["id"]))
+            prev = stored.get((claim["resourceType"], claim["id"]))
             if prev is not None and prev.content:
-                for ref in orjson.loads(prev.content).get("target") or []:
-                    rtype, _, rid = str(ref.get("reference", "")).partition("/")
-                    if rtype in FACT_TYPES and rid and (rtype, rid) not in now:
+                for rtype, rid in derived_of(orjson.loads(prev.content)):
+                    if rtype in FACT_TYPES and (rtype, rid) not in now:
                         dropped[(rtype, rid)] = i
-            units[i].resources.append(self._provenance(claim, facts))
+            claim["extension"] = [e for e in claim.get("extension") or [] if e.get("url") != DERIVED] + [
+                {"url": DERIVED, "valueReference": {"reference": f"{t}/{rid}"}} for t, rid in sorted(now)]
         by_type: dict[str, list[str]] = {}
         for rtype, rid in dropped:
             by_type.setdefault(rtype, []).append(rid)
@@ -128,21 +128,13 @@ class ClaimVersions:
                     units[dropped[(rtype, rid)]].resources.append(retired(res))
         return units
 
-    def _provenance(self, claim: dict[str, Any], facts: list[dict[str, Any]]) -> dict[str, Any]:
-        rtype, cid = claim["resourceType"], claim["id"]
-        when = str(claim.get("created") or "1970-01-01")
-        if "T" not in when:
-            when = f"{when[:10]}T00:00:00Z"
-        agent_ref = (claim.get("insurer") or claim.get("provider") or {}).get("reference")
-        who = {"reference": agent_ref} if agent_ref else {"display": f"mapping {self.spec.format}"}
-        return {
-            "resourceType": "Provenance",
-            "id": provenance_id(cid),
-            "meta": {"source": self.spec.source_uri},
-            "target": [{"reference": f"{rtype}/{cid}"}]
-            + [{"reference": f"{r['resourceType']}/{r['id']}"} for r in facts],
-            "recorded": when,
-            "policy": [self.spec.source_uri],
-            "activity": {"coding": [{"system": ACTIVITY, "code": "UPDATE"}]},
-            "agent": [{"who": who}],
-        }
+
+def derived_of(claim: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (type, id) of the facts a stored claim lists as derived from it."""
+    out = []
+    for e in claim.get("extension") or []:
+        if e.get("url") == DERIVED:
+            rtype, _, rid = str((e.get("valueReference") or {}).get("reference", "")).partition("/")
+            if rtype and rid:
+                out.append((rtype, rid))
+    return out
