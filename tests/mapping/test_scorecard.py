@@ -98,6 +98,17 @@ def test_stored_reports_to_csv_and_parquet(store, tmp_path: Path) -> None:  # ty
     assert gaps.get("open", 0) > 0 and gaps.get("closed", 0) > 0 and gaps.get("not-applicable", 0) > 0
     assert "stale-report" not in {r["report_id"] for r in rows}
 
+    # a report of a measure this store does not hold: scoring and improvement notation from the report itself
+    inverse = next(mr for mr in reports if "diabetes" in mr["measure"] and _pops(mr)["initial-population"])
+    want = _expected_gap(inverse)  # inverse: read as a positive measure, open and closed would swap
+    foreign = {**inverse, "id": "foreign-report", "measure": "http://example.org/Measure/other|2"}
+    rest.update("MeasureReport", foreign["id"], foreign)
+    export_scorecard(store, BASE, "scorecard-csv", tmp_path / "more.csv")
+    with (tmp_path / "more.csv").open(newline="") as fh:
+        other = [r for r in csv.DictReader(fh) if r["measure_url"] == "http://example.org/Measure/other"]
+    assert [(r["measure_version"], r["gap_status"], r["deqm_gap_status"]) for r in other] == [
+        ("2", want, f"{want}-gap")]
+
     table = pq.read_table(tmp_path / "card.parquet")
     assert table.column_names == list(COLUMNS)
     assert str(table.schema.field("numerator").type) == "int64"
