@@ -324,10 +324,9 @@ def synth(
                                                 "Measures (FHIRPath criteria)")] = False,
     database: DatabaseOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
-    claims: Annotated[Path | None, typer.Option("--claims", help="Instead: write synthetic claims (the generic "
-                                                "claims CSV) here; the demo's gateway/demo/claims.csv is "
-                                                "--claims-members 60 --seed 1 --period-year 2025")] = None,
-    claims_members: Annotated[int, typer.Option("--claims-members", min=0, help="Members in --claims")] = 60,
+    claims: Annotated[Path | None, typer.Option("--claims", help="Instead: write the synthetic payers' claims "
+                                                "for these patients (generic claims CSV) here; the demo's "
+                                                "gateway/demo/claims.csv is --patients 200 --seed 1")] = None,
 ) -> None:
     """Generate synthetic patients for the demo measures (docs/demo-measures.md): write NDJSON with --output,
     or load them into the database; or, with --claims, a synthetic claims file for `fhir-gateway ingest`."""
@@ -338,8 +337,8 @@ def synth(
     if claims is not None:
         from .demo.claims import claims_csv
 
-        claims.write_text(claims_csv(claims_members, seed, period_year), encoding="utf-8")
-        typer.echo(f"Wrote synthetic claims for {claims_members} members to {claims}", err=True)
+        claims.write_text(claims_csv(patients, seed, period_year), encoding="utf-8")
+        typer.echo(f"Wrote the claims of {patients} synthetic patients to {claims}", err=True)
         return
     from .demo.synth import demo_measures, iter_resources, ndjson_lines
 

@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.demo.claims import DEMO_MEMBERS
 from gateway.services.loader import DEMO_PATIENTS
 from gateway.store.sql.store import SqlStore
 from tests.conftest import clean_env, gateway_exe, wipe
@@ -144,7 +143,7 @@ def test_demo_data_is_loaded(http: httpx.Client) -> None:
     bundle = r.json()
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "searchset"
     assert bundle["total"] > 0
-    assert bundle["total"] == len(demo_patients) + DEMO_PATIENTS + DEMO_MEMBERS  # + the demo claims' members
+    assert bundle["total"] == len(demo_patients) + DEMO_PATIENTS
     first = demo_patients[0]
     got = http.get(f"/Patient/{first['id']}")
     assert got.status_code == 200 and got.json()["id"] == first["id"]
@@ -312,5 +311,4 @@ def test_postgres_read_create_search(pg_live: LiveServer) -> None:
         by_patient = http.get("/Observation", params={"patient": patient["id"], "code": f"urn:test:live-pg|{code}"})
         assert by_patient.json()["total"] == 1
         all_patients = http.get("/Patient", params={"_summary": "count"}).json()
-        assert all_patients["total"] == sum(1 for r in demo if r["resourceType"] == "Patient") + DEMO_PATIENTS + \
-            DEMO_MEMBERS
+        assert all_patients["total"] == sum(1 for r in demo if r["resourceType"] == "Patient") + DEMO_PATIENTS

@@ -122,11 +122,11 @@ def test_demo_loads_measures_and_synthetic_patients() -> None:
             assert c["denominator"] == c["initial-population"]
             assert 0 < c["numerator"] < c["denominator"], (mid, c)
             reports[mid] = c
-        # the numbers docs/demo-measures.md quotes (seed 1, 200 patients, the demo bundle's patients and the
-        # 60 members of the demo claims file)
+        # the numbers docs/demo-measures.md quotes (seed 1, 200 patients, plus the demo bundle's patients, with
+        # the demo claims file)
         assert reports == {
-            "demo-diabetes-a1c-poor-control": {"initial-population": 41, "denominator": 41, "numerator": 26},
-            "demo-breast-cancer-screening": {"initial-population": 65, "denominator": 65, "numerator": 46},
+            "demo-diabetes-a1c-poor-control": {"initial-population": 26, "denominator": 26, "numerator": 11},
+            "demo-breast-cancer-screening": {"initial-population": 43, "denominator": 43, "numerator": 37},
             "demo-controlling-blood-pressure": {"initial-population": 59, "denominator": 59, "numerator": 33},
         }
         strata = client.get("/fhir/Measure/demo-controlling-blood-pressure/$evaluate-measure",
