@@ -324,13 +324,22 @@ def synth(
                                                 "Measures (FHIRPath criteria)")] = False,
     database: DatabaseOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+    claims: Annotated[Path | None, typer.Option("--claims", help="Instead: write the synthetic payers' claims "
+                                                "for these patients (generic claims CSV) here; the demo's "
+                                                "gateway/demo/claims.csv is --patients 200 --seed 1")] = None,
 ) -> None:
     """Generate synthetic patients for the demo measures (docs/demo-measures.md): write NDJSON with --output,
-    or load them into the database."""
+    or load them into the database; or, with --claims, a synthetic claims file for `fhir-gateway ingest`."""
     import itertools
     import sys
     import tempfile
 
+    if claims is not None:
+        from .demo.claims import claims_csv
+
+        claims.write_text(claims_csv(patients, seed, period_year), encoding="utf-8")
+        typer.echo(f"Wrote the claims of {patients} synthetic patients to {claims}", err=True)
+        return
     from .demo.synth import demo_measures, iter_resources, ndjson_lines
 
     resources = itertools.chain(demo_measures() if with_measures else [], iter_resources(patients, seed, period_year))
@@ -573,21 +582,33 @@ def ingest(
 @app.command()
 def extract(
     to: Annotated[str, typer.Option("--to", help="internal: the internal relational schema "
-                                    "(mappings/internal.outbound.yaml)")] = "internal",
+                                    "(mappings/internal.outbound.yaml); scorecard-csv | scorecard-parquet: one row "
+                                    "per patient, measure and period with population flags and gap status")] = "internal",
     database: DatabaseOpt = None,
     target: Annotated[str | None, typer.Option("--target-database", help="SQLAlchemy URL of a separate database "
                                                "for the internal tables (default: the gateway database)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Scorecard file (default scorecard.csv / "
+                                             "scorecard.parquet)")] = None,
+    measure: Annotated[list[str] | None, typer.Option("--measure", help="Scorecard: evaluate this measure now (id, "
+                                                      "Measure/[id] or canonical URL; repeatable) instead of "
+                                                      "reading stored individual MeasureReports")] = None,
+    period_start: Annotated[str | None, typer.Option("--period-start", help="Scorecard with --measure")] = None,
+    period_end: Annotated[str | None, typer.Option("--period-end", help="Scorecard with --measure")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
     """Extract stored FHIR data into internal tables (members, coverage, claims, claim lines, diagnoses,
-    procedures, lab results, medications, providers). Repeating an extract replaces rows, it does not add."""
+    procedures, lab results, medications, providers), or measure results into a scorecard file. Repeating an
+    extract replaces rows, it does not add."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .services.extract import extract_internal
 
+    if to in ("scorecard-csv", "scorecard-parquet"):
+        _extract_scorecard(to, database, out, measure or [], period_start, period_end, quiet)
+        return
     if to != "internal":
-        typer.echo(f"error: --to {to!r} is not supported (internal)", err=True)
+        typer.echo(f"error: --to {to!r} is not supported (internal, scorecard-csv, scorecard-parquet)", err=True)
         raise typer.Exit(1)
     settings = _settings(database)
     store = _open_store_or_exit(settings)
@@ -600,6 +621,33 @@ def extract(
         store.close()
     tables = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_table.items()))
     typer.echo(f"Extracted {summary.resources} resources into {summary.rows} internal rows ({tables})")
+
+
+def _extract_scorecard(to: str, database: str | None, out: Path | None, measures: list[str],
+                       period_start: str | None, period_end: str | None, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .fhir.errors import FhirError
+    from .services.scorecard import ScorecardError, export_scorecard
+
+    path = out or Path("scorecard.csv" if to == "scorecard-csv" else "scorecard.parquet")
+    settings = _settings(database)
+    store = _open_store_or_exit(settings)
+    try:
+        with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("patients"),
+                      TimeElapsedColumn(), disable=quiet or not measures, transient=True,
+                      console=Console(stderr=True)) as bar:
+            task = bar.add_task("scorecard", total=None)
+            n = export_scorecard(store, settings.fhir_base(), to, path, measures=measures,
+                                 period_start=period_start, period_end=period_end,
+                                 progress=lambda step, total: bar.update(task, total=total, advance=step))
+    except (ScorecardError, FhirError, OSError) as exc:
+        typer.echo(f"error: {getattr(exc, 'diagnostics', None) or exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    typer.echo(f"Wrote {n} scorecard rows to {path}")
 
 
 @app.command()

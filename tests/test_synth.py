@@ -122,10 +122,11 @@ def test_demo_loads_measures_and_synthetic_patients() -> None:
             assert c["denominator"] == c["initial-population"]
             assert 0 < c["numerator"] < c["denominator"], (mid, c)
             reports[mid] = c
-        # the numbers docs/demo-measures.md quotes (seed 1, 200 patients, plus the demo bundle's patients)
+        # the numbers docs/demo-measures.md quotes (seed 1, 200 patients, plus the demo bundle's patients, with
+        # the demo claims file)
         assert reports == {
-            "demo-diabetes-a1c-poor-control": {"initial-population": 22, "denominator": 22, "numerator": 7},
-            "demo-breast-cancer-screening": {"initial-population": 43, "denominator": 43, "numerator": 31},
+            "demo-diabetes-a1c-poor-control": {"initial-population": 26, "denominator": 26, "numerator": 11},
+            "demo-breast-cancer-screening": {"initial-population": 43, "denominator": 43, "numerator": 37},
             "demo-controlling-blood-pressure": {"initial-population": 59, "denominator": 59, "numerator": 33},
         }
         strata = client.get("/fhir/Measure/demo-controlling-blood-pressure/$evaluate-measure",

@@ -58,9 +58,13 @@ class Engine:
         filters = Filters(self.spec.lookups, self.build_crosswalks(records))
         tpl = Template(filters, self.spec.raw.get("open_fields"))
         base = Scope({}, {}, {"$mapping_version": self.spec.version, **(extra_scope or {})})
+        derived = dict(self.spec.raw.get("vars") or {})  # values computed per record: "$name" in templates
         for entity in self.spec.entities:
             for where, scope, lines in self._scopes(entity, records, base, tpl, rejects):
                 try:
+                    if entity.source is not None:
+                        for name, expr in derived.items():
+                            scope.vars[f"${name}"] = tpl.render(expr, scope)
                     resources = [self._finish(r) for r in tpl.render(entity.resources, scope) or []]
                 except MappingError as exc:
                     rejects.append(Reject(where, f"{entity.name}: {exc.reason}", exc.field))

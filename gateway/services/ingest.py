@@ -21,6 +21,7 @@ from ..mapping.engine import Engine, Unit
 from ..mapping.readers import read_input
 from ..mapping.records import Reject
 from ..mapping.spec import MappingSpec, find_spec
+from .claim_versions import ClaimVersions
 from .rest import RestService
 
 CHUNK = 200
@@ -67,7 +68,8 @@ class Ingestor:
         summary.files, summary.records = read.files, read.read
         summary.rejects.extend(read.rejects)
         batch: list[Unit] = []
-        for unit in Engine(self.spec).run(read.records, summary.rejects):
+        units = Engine(self.spec).run(read.records, summary.rejects)
+        for unit in ClaimVersions(self.rest.store, self.spec).track(units):  # corrected claims retire facts
             good = self._validate(unit, summary)
             if good is None:
                 continue

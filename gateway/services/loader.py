@@ -157,9 +157,10 @@ DEMO_SEED = 1
 DEMO_PERIOD_YEAR = 2025
 
 
-def load_demo(rest: RestService) -> LoadSummary:
-    """The demo bundle, the demo measures (FHIRPath criteria, gateway/demo/measures) and DEMO_PATIENTS synthetic
-    patients to evaluate them on (docs/demo-measures.md)."""
+def load_demo(rest: RestService, claims: bool = True) -> LoadSummary:
+    """The demo bundle, the demo measures (FHIRPath criteria, gateway/demo/measures), DEMO_PATIENTS synthetic
+    patients to evaluate them on (docs/demo-measures.md) and, with ``claims``, the synthetic claims file
+    gateway/demo/claims.csv through the claims-csv ingest (gateway.demo.claims)."""
     from ..demo.synth import demo_measures, iter_resources
 
     data = pkg_resources.files("gateway.demo").joinpath("demo-bundle.json").read_bytes()
@@ -176,6 +177,18 @@ def load_demo(rest: RestService) -> LoadSummary:
                  for r in iter_resources(DEMO_PATIENTS, DEMO_SEED, DEMO_PERIOD_YEAR))
     for i in range(0, len(items), CHUNK):
         loader._write(items[i:i + CHUNK], summary)
+    if claims:
+        _ingest_demo_claims(rest, summary)
     if summary.errors:
         raise RuntimeError("demo data failed to load: " + "; ".join(summary.errors[:3]))
     return summary
+
+
+def _ingest_demo_claims(rest: RestService, summary: LoadSummary) -> None:
+    from .ingest import Ingestor
+
+    with pkg_resources.as_file(pkg_resources.files("gateway.demo").joinpath("claims.csv")) as path:
+        done = Ingestor(rest, "claims-csv").ingest([path])
+    summary.files += 1
+    summary.resources += done.resources
+    summary.errors.extend(f"demo claims {r}" for r in done.rejects)
