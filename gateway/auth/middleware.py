@@ -63,7 +63,8 @@ class AuthMiddleware:
             return
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
         template, params, _ = self.match(scope, method=method)
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        qs = scope.get("query_string", b"")
+        query = parse_qsl(qs.decode("latin-1"), keep_blank_values=True) if qs else []
         access = policy.classify(method, template, params, query) if template else policy.AccessRequest("unknown")
         state = scope.setdefault("state", {})
         if access.interaction == "public":
@@ -303,8 +304,13 @@ class AuthMiddleware:
 
 def _reads_everything(grant: Grant) -> bool:
     """A user/ or system/ scope reads and searches every type: responses need no filtering."""
-    return any(s.rtype == "*" and {"r", "s"} <= s.perms and not s.query and s.level != "patient"
-               for s in grant.scopes.resource)
+    memo = grant.scopes.memo
+    hit = memo.get(("reads-everything",))
+    if hit is None:
+        hit = memo[("reads-everything",)] = any(
+            s.rtype == "*" and {"r", "s"} <= s.perms and not s.query and s.level != "patient"
+            for s in grant.scopes.resource)
+    return bool(hit)
 
 
 def _parameter_values(body: bytes, name: str) -> list[str]:

@@ -194,17 +194,35 @@ def check(scopes: ScopeSet, req: AccessRequest) -> None:
 def confined(scopes: ScopeSet, rtype: str, letters: str = "rs") -> bool:
     """True when the only scopes giving ``rtype`` are patient/ ones: results are then confined to the
     launch patient's compartment."""
-    cover = [s for s in scopes.resource if any(s.covers(rtype, c) for c in letters)]
-    return bool(cover) and all(s.level == "patient" for s in cover)
+    key = ("confined", rtype, letters)
+    hit = scopes.memo.get(key)
+    if hit is None:
+        cover = [s for s in scopes.resource if any(s.covers(rtype, c) for c in letters)]
+        hit = scopes.memo[key] = bool(cover) and all(s.level == "patient" for s in cover)
+    return bool(hit)
 
 
 def readable(scopes: ScopeSet, rtype: str) -> bool:
-    return any(s.covers(rtype, "r") or s.covers(rtype, "s") for s in scopes.resource)
+    key = ("readable", rtype)
+    hit = scopes.memo.get(key)
+    if hit is None:
+        hit = scopes.memo[key] = any(s.covers(rtype, "r") or s.covers(rtype, "s") for s in scopes.resource)
+    return bool(hit)
 
 
 def scope_filters(scopes: ScopeSet, rtype: str, letter: str) -> list[tuple[str, str]] | None:
     """Search parameters a v2 scope query adds (``?category=…``); None when some covering scope has none.
     Several filtered scopes must name one and the same parameter; their values are then OR-ed."""
+    key = ("filters", rtype, letter)
+    if key in scopes.memo:
+        hit = scopes.memo[key]
+        return list(hit) if hit is not None else None  # type: ignore[call-overload]
+    out = _scope_filters(scopes, rtype, letter)
+    scopes.memo[key] = tuple(out) if out is not None else None  # a refusal (Denied) is not remembered
+    return out
+
+
+def _scope_filters(scopes: ScopeSet, rtype: str, letter: str) -> list[tuple[str, str]] | None:
     cover = [s for s in scopes.resource if s.covers(rtype, letter)]
     if not cover or any(not s.query for s in cover):
         return None

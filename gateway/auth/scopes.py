@@ -77,6 +77,9 @@ class ScopeSet:
     resource: list[ResourceScope] = field(default_factory=list)
     other: set[str] = field(default_factory=set)
     invalid: list[str] = field(default_factory=list)
+    # answers of the policy's pure questions about this set (it is not changed after parsing, and a token's
+    # set is cached with the token): asked on every request, computed once
+    memo: dict[tuple[str, ...], object] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def parse(cls, scope: str | None) -> ScopeSet:
@@ -95,10 +98,16 @@ class ScopeSet:
         return [s for s in self.resource if s.covers(rtype, letter)]
 
     def levels(self) -> set[str]:
-        return {s.level for s in self.resource}
+        key = ("levels",)
+        if key not in self.memo:
+            self.memo[key] = frozenset(s.level for s in self.resource)
+        return set(self.memo[key])  # type: ignore[arg-type]
 
     def to_string(self) -> str:
-        return " ".join([s.raw for s in self.resource] + sorted(self.other))
+        key = ("string",)
+        if key not in self.memo:
+            self.memo[key] = " ".join([s.raw for s in self.resource] + sorted(self.other))
+        return self.memo[key]  # type: ignore[return-value]
 
 
 def narrow(requested: str | None, allowed: str | None) -> tuple[str, list[str]]:
