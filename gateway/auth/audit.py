@@ -3,6 +3,7 @@ FHIR R4 AuditEvent resources (DICOM/HL7 audit codes)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -109,19 +110,29 @@ class AuditLog:
 
 COLUMNS = ("recorded", "client_id", "subject", "patient", "action", "interaction", "method", "path", "status",
            "request_id")
-_INSERT_ROWS = (f"INSERT INTO audit_log ({', '.join(COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(COLUMNS))})")
+SQLITE_ROWS_PER_STATEMENT = 500  # 5,000 bound values, well under SQLite's limit of 32,766
 # PostgreSQL: the whole batch as one JSON array bound to one parameter, unpacked by the server in one
-# statement (one round trip); SQLite runs in process, where the driver's executemany is the cheapest path
+# statement (one round trip)
 _PG_INSERT = (f"INSERT INTO audit_log ({', '.join(COLUMNS)}) SELECT "
               + ", ".join(f"(r->>{i}){'::int' if c == 'status' else ''}" for i, c in enumerate(COLUMNS))
               + " FROM jsonb_array_elements(%s::jsonb) AS r")
 
 
+@functools.lru_cache(maxsize=8)
+def _values_sql(n: int) -> str:
+    one = f"({', '.join('?' * len(COLUMNS))})"
+    return f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES " + ", ".join([one] * n)
+
+
 def _insert(conn: Any, rows: list[dict[str, Any]]) -> None:
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        conn.exec_driver_sql(_INSERT_ROWS, [tuple(r[c] for c in COLUMNS) for r in rows])
+        # one multi-row statement per 500 rows: the driver releases the interpreter lock once per statement
+        # step, where executemany releases and re-takes it for every row (each a hand-off that the
+        # request-serving thread waits on)
+        for i in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
+            part = rows[i:i + SQLITE_ROWS_PER_STATEMENT]
+            conn.exec_driver_sql(_values_sql(len(part)), tuple(r[c] for r in part for c in COLUMNS))
     elif dialect == "postgresql":
         conn.exec_driver_sql(_PG_INSERT, (orjson.dumps([[r[c] for c in COLUMNS] for r in rows]).decode(),))
     else:

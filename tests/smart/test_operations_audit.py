@@ -212,7 +212,7 @@ def test_audit_rows_go_to_their_own_file_beside_a_sqlite_database(tmp_path: Path
 
 
 def test_audit_rows_are_written_in_one_call_on_every_backend(store: object) -> None:
-    """The writer hands a whole batch to the database in one call (SQLite: the driver's executemany;
+    """The writer hands a whole batch to the database in few statements (SQLite: one multi-row INSERT per 500 rows;
     PostgreSQL: one JSON array unpacked by jsonb_array_elements); every column arrives intact, including
     text needing escapes."""
     from gateway.auth.audit import AuditLog
