@@ -35,16 +35,18 @@ class IngestSummary:
     units: int = 0
     created: int = 0
     updated: int = 0
+    unchanged: int = 0  # already stored with the same content: no new version
     rejects: list[Reject] = field(default_factory=list)
     by_type: dict[str, int] = field(default_factory=dict)
 
     @property
     def resources(self) -> int:
-        return self.created + self.updated
+        return self.created + self.updated + self.unchanged
 
     def to_json(self) -> dict[str, Any]:
         return {"format": self.format, "mappingVersion": self.mapping_version, "files": self.files,
                 "recordsRead": self.records, "resourcesCreated": self.created, "resourcesUpdated": self.updated,
+                "resourcesUnchanged": self.unchanged,
                 "resourcesByType": dict(sorted(self.by_type.items())),
                 "rejected": [{"where": r.where, "reason": r.reason, **({"field": r.field} if r.field else {})}
                              for r in self.rejects]}
@@ -116,22 +118,17 @@ class Ingestor:
         for u in units:
             for r in u.resources:
                 latest[(r["resourceType"], r["id"])] = r  # the same Practitioner may come with many claims
-        created = updated = 0
         with self.rest.store.session() as tx:
-            for (rtype, rid), res in latest.items():
-                out = self.rest.update(rtype, rid, res, tx=tx, prevalidated=[])
-                if out.status == 201:
-                    created += 1
-                else:
-                    updated += 1
-        self._pending = (created, updated, latest)
+            status = tx.write_many(list(latest.values()), "PUT")
+        self._pending = (status.count("created"), status.count("updated"), status.count("unchanged"), latest)
 
     def _count(self, units: list[Unit], summary: IngestSummary) -> None:
-        created, updated, latest = self._pending
+        created, updated, unchanged, latest = self._pending
         for key, res in latest.items():  # stored: the same content later in this run needs no second write
             self._seen[key] = hashlib.sha1(orjson.dumps(res, option=orjson.OPT_SORT_KEYS)).digest()
         summary.created += created
         summary.updated += updated
+        summary.unchanged += unchanged
         summary.units += len(units)
         for rtype, _id in latest:
             summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1

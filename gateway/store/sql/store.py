@@ -33,6 +33,12 @@ _INSERT_HISTORY = insert(HISTORY)
 _INSERT_RETURNING = insert(RESOURCE).returning(RESOURCE.c.pk, sort_by_parameter_order=True)
 _UPDATE = update(RESOURCE).where(RESOURCE.c.pk == bindparam("_pk"))
 _DELETE_IDX = {k: delete(t).where(t.c.res_pk == bindparam("_pk")) for k, t in IDX.items()}
+_DELETE_IDX_MANY = {k: delete(t).where(t.c.res_pk.in_(bindparam("pks", expanding=True))) for k, t in IDX.items()}
+_CURRENT_MANY = select(RESOURCE.c.res_id, RESOURCE.c.pk, RESOURCE.c.version, RESOURCE.c.deleted,
+                       RESOURCE.c.last_updated, RESOURCE.c.content).where(
+    RESOURCE.c.res_type == bindparam("t"), RESOURCE.c.res_id.in_(bindparam("ids", expanding=True)))
+_INSERT_IDX = {k: insert(t) for k, t in IDX.items()}
+CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 
 
 def _stored(row: Any) -> StoredResource:
@@ -169,6 +175,72 @@ class SqlSession:
             self._fresh.add(pk)
             self._pending[pk] = (rtype, rows)
 
+    def write_many(self, resources: list[dict[str, Any]], method: str = "PUT") -> list[str]:
+        """Store each resource (its id set by the caller; no (type, id) twice) as its next version, in a few
+        statements per table for the whole list: one read of the current versions per type, multi-row inserts
+        for new resources, their history and index rows, executemany updates for changed ones. A resource whose
+        content equals its current version apart from ``meta.versionId``/``meta.lastUpdated`` is left as it is
+        (no new version). Returns, per resource, ``created``, ``updated`` or ``unchanged``."""
+        self._insert_new()
+        by_type: dict[str, list[str]] = {}
+        for r in resources:
+            by_type.setdefault(r["resourceType"], []).append(r["id"])
+        current: dict[tuple[str, str], Any] = {}
+        for rtype, ids in by_type.items():
+            for i in range(0, len(ids), 500):
+                for row in self.conn.execute(_CURRENT_MANY, {"t": rtype, "ids": ids[i:i + 500]}):
+                    current[(rtype, row[0])] = row
+        now = self._now
+        status: list[str] = []
+        new_rows: list[dict[str, Any]] = []
+        new_docs: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        changed_docs: list[tuple[int, dict[str, Any]]] = []
+        history: list[dict[str, Any]] = []
+        for res in resources:
+            rtype, rid = res["resourceType"], res["id"]
+            base_meta = res.get("meta") or {}
+            cur = current.get((rtype, rid))
+            if cur is not None and not cur[3]:
+                same = orjson.dumps({**res, "meta": {**base_meta, "versionId": str(cur[2]), "lastUpdated": cur[4]}})
+                if same == cur[5]:
+                    status.append(UNCHANGED)
+                    continue
+            version = cur[2] + 1 if cur is not None else 1
+            doc = {**res, "meta": {**base_meta, "versionId": str(version), "lastUpdated": now}}
+            content = orjson.dumps(doc)
+            history.append({"res_type": rtype, "res_id": rid, "version": version, "last_updated": now,
+                            "method": method, "content": content})
+            if cur is None:
+                new_rows.append({"res_type": rtype, "res_id": rid, "version": 1, "last_updated": now,
+                                 "deleted": False, "content": content})
+                new_docs.append(doc)
+                status.append(CREATED)
+            else:
+                changed.append({"_pk": cur[1], "version": version, "last_updated": now, "deleted": False,
+                                "content": content})
+                changed_docs.append((cur[1], doc))
+                status.append(CREATED if cur[3] else UPDATED)  # a deleted resource written again is created
+        try:
+            if new_rows:
+                pks = [r[0] for r in self.conn.execute(_INSERT_RETURNING, new_rows)]
+                for pk, doc in zip(pks, new_docs, strict=True):
+                    self._fresh.add(pk)
+                    self._pending[pk] = (doc["resourceType"], index_resource(doc))
+            if changed:
+                self.conn.execute(_UPDATE, changed)
+                stale = [pk for pk, _ in changed_docs if pk not in self._fresh]
+                for i in range(0, len(stale), 500):
+                    for stmt in _DELETE_IDX_MANY.values():
+                        self.conn.execute(stmt, {"pks": stale[i:i + 500]})
+                for pk, doc in changed_docs:
+                    self._pending[pk] = (doc["resourceType"], index_resource(doc))
+            if history:
+                self.conn.execute(_INSERT_HISTORY, history)
+        except IntegrityError:
+            raise Conflict("Concurrent write of the same resources; retry the request") from None
+        return status
+
     def delete(self, resource_type: str, id: str) -> StoredResource | None:
         self._insert_new()
         row = self.conn.execute(_CURRENT, {"t": resource_type, "i": id}).first()
@@ -203,7 +275,7 @@ class SqlSession:
                     batches[kind].append(d)
         for kind, items in batches.items():
             if items:
-                self.conn.execute(insert(IDX[kind]), items)
+                self.conn.execute(_INSERT_IDX[kind], items)
         self._pending.clear()
         self._fresh.clear()
 
