@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from ..fhir.errors import FhirError
+from ..fhir.shapes import ShapeCache
 from ..mapping.engine import Engine, Unit
 from ..mapping.readers import read_input
 from ..mapping.records import Reject
@@ -62,6 +63,7 @@ class Ingestor:
         # resources shared by many records (a payer, a provider, a member) are validated and written once per
         # run when their content repeats: content hash by (type, id)
         self._seen: dict[tuple[str, str], bytes] = {}
+        self._shapes = ShapeCache()  # resources rendered from one template share their structure
 
     def ingest(self, paths: Iterable[Path]) -> IngestSummary:
         summary = IngestSummary(self.spec.format, self.spec.version)
@@ -89,12 +91,16 @@ class Ingestor:
                 continue  # the same content was already validated and written in this run
             fresh.append((key, digest, res))
         for _key, _digest, res in fresh:
+            if res["resourceType"] != "Group" and self._shapes.passes(res):
+                continue  # a shape validated in full before, every value checked against its element's type
             try:
-                self.rest.validate(res, None, self.level)
+                warnings = self.rest.validate(res, None, self.level)
             except FhirError as exc:
                 summary.rejects.append(Reject(unit.where, f"{unit.entity}: mapped {res.get('resourceType')}/"
                                               f"{res.get('id')} is not valid: {exc.diagnostics}"))
                 return None
+            if not warnings and res["resourceType"] != "Group":
+                self._shapes.learn(res)
         return Unit(unit.entity, unit.where, [r for _k, _d, r in fresh], unit.lines)
 
     def _write(self, units: list[Unit], summary: IngestSummary) -> None:
