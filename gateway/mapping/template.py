@@ -164,6 +164,13 @@ class Filters:
 Compiled = Callable[[Scope], Any]
 
 
+def _constant(node: Any) -> bool:
+    """A template scalar that renders as itself and is not empty."""
+    if isinstance(node, str):
+        return bool(node) and not node.startswith("=") and "{" not in node
+    return node is not None and isinstance(node, (int, float, bool))
+
+
 class Template:
     """Evaluates template data against a Scope. Each template node is compiled once into a closure (its field
     names, filters and interpolations parsed up front); rendering a record then only runs closures."""
@@ -212,6 +219,17 @@ class Template:
             alts.append((alt, quoted, alt[1:-1] if quoted else ""))
         steps = [(f.partition(":")[0], f.partition(":")[2]) for f in parts[1:]]
         lookup, apply = self._lookup, self.filters.apply
+        if len(alts) == 1 and not alts[0][1] and not steps:  # the common "=FIELD": one lookup
+            field_name = alts[0][0]
+            if self.open_fields is None:
+                def one_field(scope: Scope) -> Any:
+                    v = scope.lookup(field_name)
+                    return None if v is None or (v.__class__ in _EMPTIABLE and not v) else v
+            else:
+                def one_field(scope: Scope) -> Any:
+                    v = lookup(scope, field_name)
+                    return None if v is None or (v.__class__ in _EMPTIABLE and not v) else v
+            return one_field
 
         def run(scope: Scope) -> Any:
             name = whole
@@ -289,16 +307,21 @@ class Template:
                 return value(scope)
 
             return conditional
-        items = [(k, self.compile(v)) for k, v in node.items() if not k.startswith("$")]
+        # constant strings and numbers are copied as they are; containers are rendered afresh for each record
+        items = [(k, None, v) if _constant(v) else (k, self.compile(v), None)
+                 for k, v in node.items() if not k.startswith("$")]
         coding = "code" in node
 
         def render_dict(scope: Scope) -> Any:
             if test is not None and (test(scope) is None) != neg:
                 return None
             out = {}
-            for k, fn in items:
+            for k, fn, const in items:
+                if fn is None:
+                    out[k] = const
+                    continue
                 r = fn(scope)
-                if not _empty(r):
+                if r is not None and (r.__class__ not in _EMPTIABLE or r):
                     out[k] = r
             if coding and "code" not in out and "system" in out:
                 return None  # a Coding whose code is empty is no Coding at all
