@@ -37,7 +37,8 @@ _DELETE_IDX_MANY = {k: delete(t).where(t.c.res_pk.in_(bindparam("pks", expanding
 _CURRENT_MANY = select(RESOURCE.c.res_id, RESOURCE.c.pk, RESOURCE.c.version, RESOURCE.c.deleted,
                        RESOURCE.c.last_updated, RESOURCE.c.content).where(
     RESOURCE.c.res_type == bindparam("t"), RESOURCE.c.res_id.in_(bindparam("ids", expanding=True)))
-_INSERT_IDX = {k: insert(t) for k, t in IDX.items()}
+_IDX_COLS = {k: ("res_pk", "res_type", *cols) for k, cols in IDX_COLUMNS.items()}
+_HISTORY_COLS = ("res_type", "res_id", "version", "last_updated", "method", "content")
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 
 
@@ -196,7 +197,7 @@ class SqlSession:
         new_docs: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         changed_docs: list[tuple[int, dict[str, Any]]] = []
-        history: list[dict[str, Any]] = []
+        history: list[tuple[Any, ...]] = []
         for res in resources:
             rtype, rid = res["resourceType"], res["id"]
             base_meta = res.get("meta") or {}
@@ -209,8 +210,7 @@ class SqlSession:
             version = cur[2] + 1 if cur is not None else 1
             doc = {**res, "meta": {**base_meta, "versionId": str(version), "lastUpdated": now}}
             content = orjson.dumps(doc)
-            history.append({"res_type": rtype, "res_id": rid, "version": version, "last_updated": now,
-                            "method": method, "content": content})
+            history.append((rtype, rid, version, now, method, content))
             if cur is None:
                 new_rows.append({"res_type": rtype, "res_id": rid, "version": 1, "last_updated": now,
                                  "deleted": False, "content": content})
@@ -236,7 +236,7 @@ class SqlSession:
                 for pk, doc in changed_docs:
                     self._pending[pk] = (doc["resourceType"], index_resource(doc))
             if history:
-                self.conn.execute(_INSERT_HISTORY, history)
+                self.store._bulk_insert(self.conn, HISTORY, _HISTORY_COLS, history)
         except IntegrityError:
             raise Conflict("Concurrent write of the same resources; retry the request") from None
         return status
@@ -265,17 +265,14 @@ class SqlSession:
         self._insert_new()
         if not self._pending:
             return
-        batches: dict[str, list[dict[str, Any]]] = {k: [] for k in IDX}
+        batches: dict[str, list[tuple[Any, ...]]] = {k: [] for k in IDX}
         for pk, (rtype, rows) in self._pending.items():
-            for kind, cols in IDX_COLUMNS.items():
+            for kind, items in batches.items():
                 for r in getattr(rows, kind):
-                    d = dict(zip(cols, r, strict=True))
-                    d["res_pk"] = pk
-                    d["res_type"] = rtype
-                    batches[kind].append(d)
+                    items.append((pk, rtype, *r))
         for kind, items in batches.items():
             if items:
-                self.conn.execute(_INSERT_IDX[kind], items)
+                self.store._bulk_insert(self.conn, IDX[kind], _IDX_COLS[kind], items)
         self._pending.clear()
         self._fresh.clear()
 
@@ -316,6 +313,26 @@ class SqlStore:
         finally:
             if lock:
                 lock.release()
+
+    def _bulk_insert(self, conn: Any, table: Any, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Many rows into one table through the driver: COPY on PostgreSQL, executemany on SQLite."""
+        names = ", ".join(cols)
+        if self.dialect == "postgresql":
+            import psycopg
+
+            sql = f"COPY {table.name} ({names}) FROM STDIN"
+            try:
+                with conn.connection.dbapi_connection.cursor() as cur, cur.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except psycopg.DataError as exc:  # the driver's own errors, as SQLAlchemy would have raised them
+                raise DataError(sql, None, exc) from None
+            except psycopg.IntegrityError as exc:
+                raise IntegrityError(sql, None, exc) from None
+            except psycopg.OperationalError as exc:
+                raise OperationalError(sql, None, exc) from None
+        else:
+            conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(cols))})", rows)
 
     @contextmanager
     def _reader(self) -> Iterator[Any]:
