@@ -154,9 +154,9 @@ def test_ingest_rejects_a_bad_value_in_a_cached_shape(store, tmp_path: Path) -> 
     # not a FHIR code
     lines.append(lines[1].replace("C1,1,1", "C9,1,1").replace(",Z1231,", ",Z12  31,"))
     (tmp_path / "claims.csv").write_text("\n".join(lines) + "\n")
-    ingestor = Ingestor(RestService(store, BASE), "claims-csv")
+    ingestor = Ingestor(RestService(store, BASE), "claims-csv", parallel=False)
     summary = ingestor.ingest([tmp_path / "claims.csv"])
-    assert ingestor._shapes.hits > 0  # the cache served this run
+    assert ingestor.shapes.hits > 0  # the cache served this run
     assert [r.where for r in summary.rejects] == ["claims.csv:7"]
     assert "ExplanationOfBenefit/claim-P1-C9 is not valid" in summary.rejects[0].reason
     assert "diagnosisCodeableConcept.coding[0].code" in summary.rejects[0].reason

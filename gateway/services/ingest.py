@@ -4,12 +4,18 @@ becomes) is written in one database transaction with the others of its chunk, an
 so a bad record never leaves half of itself behind and never stops the rest of the file.
 
 Ids are stable (derived from source keys by the mapping file) and resources are written as updates, so loading
-the same input again changes no counts."""
+the same input again changes no counts (and, content unchanged, makes no new versions).
+
+Two stages: *prepare* (read, map, validate: pure, no store) and *write*. On inputs of some size the prepare
+stage runs in a worker process and streams its results (units and rejects, in the order they arise) to this
+one, which writes; the outcome is the same as in one process, rejects in the same order."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +30,112 @@ from ..mapping.records import Reject
 from ..mapping.spec import MappingSpec, find_spec
 from .rest import RestService
 
-CHUNK = 200
+CHUNK = 200  # units per write transaction
+PARALLEL_MIN_BYTES = 2_000_000  # smaller inputs: starting the worker process costs more than it saves
+EVENT_BATCH = 100  # prepared events per message from the worker
+MAX_VALID = 200_000  # content digests of validated resources remembered by the prepare stage
+
+Event = tuple[str, Any]  # ("read", (files, records)) | ("reject", Reject) | ("unit", (Unit, [digest]))
+
+
+def _digest(res: dict[str, Any]) -> bytes:
+    return hashlib.sha1(orjson.dumps(res, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache | None = None) -> Iterator[Event]:
+    """Read, map and validate: the events of one ingest, in order. A unit with an invalid resource becomes a
+    reject; a valid unit comes with the content digest of each of its resources."""
+    read = read_input(spec, paths)
+    yield "read", (read.files, read.read)
+    for r in read.rejects:
+        yield "reject", r
+    rest = RestService(None, "urn:ingest", level)
+    shapes = shapes or ShapeCache()  # resources rendered from one template share their structure
+    valid: set[bytes] = set()  # content already validated (a payer, a provider repeated by many claims)
+    rejects: list[Reject] = []
+    for unit in Engine(spec).run(read.records, rejects):
+        while rejects:
+            yield "reject", rejects.pop(0)
+        digests: list[bytes] = []
+        bad = None
+        for res in unit.resources:
+            d = _digest(res)
+            digests.append(d)
+            if d in valid:
+                continue
+            grp = res["resourceType"] == "Group"  # its attribution rules are checked by RestService.validate
+            if not grp and shapes.passes(res):
+                valid.add(d)  # a shape validated in full before, every value checked against its element's type
+                continue
+            try:
+                warnings = rest.validate(res, None, level)
+            except FhirError as exc:
+                bad = Reject(unit.where, f"{unit.entity}: mapped {res.get('resourceType')}/{res.get('id')} is "
+                             f"not valid: {exc.diagnostics}")
+                break
+            if not warnings and not grp:
+                shapes.learn(res)
+            if len(valid) >= MAX_VALID:
+                valid.clear()
+            valid.add(d)
+        yield ("reject", bad) if bad else ("unit", (unit, digests))
+    while rejects:
+        yield "reject", rejects.pop(0)
+
+
+def _prepare_worker(spec: MappingSpec, level: str, paths: list[Path], conn: Any) -> None:
+    """The worker process: prepared events to ``conn`` in batches, then ("end", None) or ("error", exc)."""
+    try:
+        batch: list[Event] = []
+        for ev in prepare(spec, level, paths):
+            batch.append(ev)
+            if len(batch) >= EVENT_BATCH:
+                conn.send(batch)
+                batch = []
+        batch.append(("end", None))
+        conn.send(batch)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        try:
+            conn.send([("error", exc)])
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            conn.send([("error", RuntimeError(f"{type(exc).__name__}: {exc}"))])
+    finally:
+        conn.close()
+
+
+def _prepare_in_worker(spec: MappingSpec, level: str, paths: list[Path]) -> Iterator[Event]:
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds database connections
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_prepare_worker, args=(spec, level, paths, send), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        while True:
+            try:
+                batch = receive.recv()
+            except EOFError:
+                raise RuntimeError("the ingest worker process ended without a result") from None
+            for ev in batch:
+                if ev[0] == "end":
+                    return
+                if ev[0] == "error":
+                    raise ev[1]
+                yield ev
+    finally:
+        receive.close()
+        if proc.is_alive():  # this side stopped early
+            proc.terminate()
+        proc.join()
+
+
+def _input_bytes(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        if p.is_dir():
+            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        elif p.is_file():
+            total += p.stat().st_size
+    return total
 
 
 @dataclass
@@ -55,7 +166,9 @@ class IngestSummary:
 
 class Ingestor:
     def __init__(self, rest: RestService, spec: MappingSpec | str, level: str = "strict",
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, parallel: bool | None = None) -> None:
+        """``parallel``: prepare in a worker process (True), in this one (False), or decide by input size and
+        CPU count (None)."""
         self.rest = rest
         self.spec = find_spec(spec) if isinstance(spec, str) else spec
         self.level = level
@@ -63,47 +176,38 @@ class Ingestor:
         # resources shared by many records (a payer, a provider, a member) are validated and written once per
         # run when their content repeats: content hash by (type, id)
         self._seen: dict[tuple[str, str], bytes] = {}
-        self._shapes = ShapeCache()  # resources rendered from one template share their structure
+        self.parallel = parallel
+        self.shapes = ShapeCache()  # the prepare stage's, when it runs in this process
 
     def ingest(self, paths: Iterable[Path]) -> IngestSummary:
+        paths = list(paths)
         summary = IngestSummary(self.spec.format, self.spec.version)
-        read = read_input(self.spec, list(paths))
-        summary.files, summary.records = read.files, read.read
-        summary.rejects.extend(read.rejects)
-        batch: list[Unit] = []
-        for unit in Engine(self.spec).run(read.records, summary.rejects):
-            good = self._validate(unit, summary)
-            if good is None:
-                continue
-            batch.append(good)
-            if len(batch) >= CHUNK:
-                self._write(batch, summary)
-                batch = []
+        parallel = self.parallel
+        if parallel is None:
+            parallel = (os.cpu_count() or 1) > 1 and _input_bytes(paths) >= PARALLEL_MIN_BYTES
+        events = (_prepare_in_worker(self.spec, self.level, paths) if parallel
+                  else prepare(self.spec, self.level, paths, self.shapes))
+        batch: list[tuple[Unit, list[bytes]]] = []
+        for kind, payload in events:
+            if kind == "unit":
+                batch.append(self._unseen(*payload))
+                if len(batch) >= CHUNK:
+                    self._write(batch, summary)
+                    batch = []
+            elif kind == "reject":
+                summary.rejects.append(payload)
+            else:
+                summary.files, summary.records = payload
         self._write(batch, summary)
         return summary
 
-    def _validate(self, unit: Unit, summary: IngestSummary) -> Unit | None:
-        fresh = []
-        for res in unit.resources:
-            key = (res["resourceType"], str(res.get("id")))
-            digest = hashlib.sha1(orjson.dumps(res, option=orjson.OPT_SORT_KEYS)).digest()
-            if self._seen.get(key) == digest:
-                continue  # the same content was already validated and written in this run
-            fresh.append((key, digest, res))
-        for _key, _digest, res in fresh:
-            if res["resourceType"] != "Group" and self._shapes.passes(res):
-                continue  # a shape validated in full before, every value checked against its element's type
-            try:
-                warnings = self.rest.validate(res, None, self.level)
-            except FhirError as exc:
-                summary.rejects.append(Reject(unit.where, f"{unit.entity}: mapped {res.get('resourceType')}/"
-                                              f"{res.get('id')} is not valid: {exc.diagnostics}"))
-                return None
-            if not warnings and res["resourceType"] != "Group":
-                self._shapes.learn(res)
-        return Unit(unit.entity, unit.where, [r for _k, _d, r in fresh], unit.lines)
+    def _unseen(self, unit: Unit, digests: list[bytes]) -> tuple[Unit, list[bytes]]:
+        """The unit without the resources already written in this run with the same content."""
+        keep = [(r, d) for r, d in zip(unit.resources, digests, strict=True)
+                if self._seen.get((r["resourceType"], str(r.get("id")))) != d]
+        return Unit(unit.entity, unit.where, [r for r, _ in keep], unit.lines), [d for _, d in keep]
 
-    def _write(self, units: list[Unit], summary: IngestSummary) -> None:
+    def _write(self, units: list[tuple[Unit, list[bytes]]], summary: IngestSummary) -> None:
         if not units:
             return
         try:
@@ -113,29 +217,29 @@ class Ingestor:
                 try:
                     self._store([u])
                 except FhirError as exc:
-                    summary.rejects.append(Reject(u.where, f"{u.entity}: not stored: {exc.diagnostics}"))
+                    summary.rejects.append(Reject(u[0].where, f"{u[0].entity}: not stored: {exc.diagnostics}"))
                     continue
                 self._count([u], summary)
             return
         self._count(units, summary)
 
-    def _store(self, units: list[Unit]) -> None:
-        latest: dict[tuple[str, str], dict[str, Any]] = {}
-        for u in units:
-            for r in u.resources:
-                latest[(r["resourceType"], r["id"])] = r  # the same Practitioner may come with many claims
+    def _store(self, units: list[tuple[Unit, list[bytes]]]) -> None:
+        latest: dict[tuple[str, str], tuple[dict[str, Any], bytes]] = {}
+        for u, digests in units:
+            for r, d in zip(u.resources, digests, strict=True):
+                latest[(r["resourceType"], r["id"])] = (r, d)  # the same Practitioner may come with many claims
         with self.rest.store.session() as tx:
-            status = tx.write_many(list(latest.values()), "PUT")
+            status = tx.write_many([r for r, _ in latest.values()], "PUT")
         self._pending = (status.count("created"), status.count("updated"), status.count("unchanged"), latest)
 
-    def _count(self, units: list[Unit], summary: IngestSummary) -> None:
+    def _count(self, units: list[tuple[Unit, list[bytes]]], summary: IngestSummary) -> None:
         created, updated, unchanged, latest = self._pending
-        for key, res in latest.items():  # stored: the same content later in this run needs no second write
-            self._seen[key] = hashlib.sha1(orjson.dumps(res, option=orjson.OPT_SORT_KEYS)).digest()
+        for key, (_res, digest) in latest.items():  # stored: the same content later in this run needs no write
+            self._seen[key] = digest
         summary.created += created
         summary.updated += updated
         summary.unchanged += unchanged
         summary.units += len(units)
         for rtype, _id in latest:
             summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1
-        self.progress(sum(u.lines for u in units))
+        self.progress(sum(u.lines for u, _ in units))
