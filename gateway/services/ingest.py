@@ -12,9 +12,12 @@ one, which writes; the outcome is the same as in one process, rejects in the sam
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +31,19 @@ from ..mapping.engine import Engine, Unit
 from ..mapping.readers import read_input
 from ..mapping.records import Reject
 from ..mapping.spec import MappingSpec, find_spec
+from ..search.index import IndexRows, index_resource
 from .rest import RestService
 
 CHUNK = 200  # units per write transaction
 PARALLEL_MIN_BYTES = 2_000_000  # smaller inputs: starting the worker process costs more than it saves
 EVENT_BATCH = 100  # prepared events per message from the worker
+QUEUED_BATCHES = 64  # messages received ahead of the writes
 MAX_VALID = 200_000  # content digests of validated resources remembered by the prepare stage
 
-Event = tuple[str, Any]  # ("read", (files, records)) | ("reject", Reject) | ("unit", (Unit, [digest]))
+# ("read", (files, records)) | ("reject", Reject) | ("unit", (Unit, [digest], [IndexRows])): per resource of the
+# unit its content digest and its search index rows
+Event = tuple[str, Any]
+Prepared = tuple[Unit, list[bytes], list[IndexRows]]
 
 
 def _digest(res: dict[str, Any]) -> bytes:
@@ -43,8 +51,8 @@ def _digest(res: dict[str, Any]) -> bytes:
 
 
 def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache | None = None) -> Iterator[Event]:
-    """Read, map and validate: the events of one ingest, in order. A unit with an invalid resource becomes a
-    reject; a valid unit comes with the content digest of each of its resources."""
+    """Read, map, validate and index: the events of one ingest, in order. A unit with an invalid resource
+    becomes a reject; a valid unit comes with the content digest and index rows of each of its resources."""
     read = read_input(spec, paths)
     yield "read", (read.files, read.read)
     for r in read.rejects:
@@ -78,13 +86,18 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
             if len(valid) >= MAX_VALID:
                 valid.clear()
             valid.add(d)
-        yield ("reject", bad) if bad else ("unit", (unit, digests))
+        if bad:
+            yield "reject", bad
+        else:
+            yield "unit", (unit, digests, [index_resource(r) for r in unit.resources])
     while rejects:
         yield "reject", rejects.pop(0)
 
 
 def _prepare_worker(spec: MappingSpec, level: str, paths: list[Path], conn: Any) -> None:
     """The worker process: prepared events to ``conn`` in batches, then ("end", None) or ("error", exc)."""
+    # the records read stay in memory to the end: collect garbage rarely, as the heap is mostly long-lived
+    gc.set_threshold(100_000, 50, 100)
     try:
         batch: list[Event] = []
         for ev in prepare(spec, level, paths):
@@ -109,23 +122,54 @@ def _prepare_in_worker(spec: MappingSpec, level: str, paths: list[Path]) -> Iter
     proc = ctx.Process(target=_prepare_worker, args=(spec, level, paths, send), daemon=True)
     proc.start()
     send.close()
+    # a thread keeps the pipe drained, so the worker never waits for this process to finish a write
+    batches: queue.Queue[list[Event]] = queue.Queue(maxsize=QUEUED_BATCHES)
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            try:
+                batch = _receive(receive)
+            except (EOFError, OSError):
+                batch = [("error", RuntimeError("the ingest worker process ended without a result"))]
+            while not stop.is_set():
+                try:
+                    batches.put(batch, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if batch[-1][0] in ("end", "error"):
+                return
+
+    reader = threading.Thread(target=pump, name="ingest-receive", daemon=True)
+    reader.start()
     try:
         while True:
-            try:
-                batch = receive.recv()
-            except EOFError:
-                raise RuntimeError("the ingest worker process ended without a result") from None
-            for ev in batch:
+            for ev in batches.get():
                 if ev[0] == "end":
                     return
                 if ev[0] == "error":
                     raise ev[1]
                 yield ev
     finally:
-        receive.close()
+        stop.set()
         if proc.is_alive():  # this side stopped early
             proc.terminate()
         proc.join()
+        reader.join()
+        receive.close()
+
+
+def _receive(conn: Any) -> list[Event]:
+    """One batch from the worker. The collector stays off while it is unpickled: thousands of fresh containers
+    in one go would otherwise trigger collections that scan this process's whole heap, again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return conn.recv()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _input_bytes(paths: list[Path]) -> int:
@@ -187,7 +231,7 @@ class Ingestor:
             parallel = (os.cpu_count() or 1) > 1 and _input_bytes(paths) >= PARALLEL_MIN_BYTES
         events = (_prepare_in_worker(self.spec, self.level, paths) if parallel
                   else prepare(self.spec, self.level, paths, self.shapes))
-        batch: list[tuple[Unit, list[bytes]]] = []
+        batch: list[Prepared] = []
         for kind, payload in events:
             if kind == "unit":
                 batch.append(self._unseen(*payload))
@@ -201,13 +245,16 @@ class Ingestor:
         self._write(batch, summary)
         return summary
 
-    def _unseen(self, unit: Unit, digests: list[bytes]) -> tuple[Unit, list[bytes]]:
+    def _unseen(self, unit: Unit, digests: list[bytes], rows: list[IndexRows]) -> Prepared:
         """The unit without the resources already written in this run with the same content."""
-        keep = [(r, d) for r, d in zip(unit.resources, digests, strict=True)
+        keep = [i for i, (r, d) in enumerate(zip(unit.resources, digests, strict=True))
                 if self._seen.get((r["resourceType"], str(r.get("id")))) != d]
-        return Unit(unit.entity, unit.where, [r for r, _ in keep], unit.lines), [d for _, d in keep]
+        if len(keep) == len(digests):
+            return unit, digests, rows
+        return (Unit(unit.entity, unit.where, [unit.resources[i] for i in keep], unit.lines),
+                [digests[i] for i in keep], [rows[i] for i in keep])
 
-    def _write(self, units: list[tuple[Unit, list[bytes]]], summary: IngestSummary) -> None:
+    def _write(self, units: list[Prepared], summary: IngestSummary) -> None:
         if not units:
             return
         try:
@@ -223,18 +270,18 @@ class Ingestor:
             return
         self._count(units, summary)
 
-    def _store(self, units: list[tuple[Unit, list[bytes]]]) -> None:
-        latest: dict[tuple[str, str], tuple[dict[str, Any], bytes]] = {}
-        for u, digests in units:
-            for r, d in zip(u.resources, digests, strict=True):
-                latest[(r["resourceType"], r["id"])] = (r, d)  # the same Practitioner may come with many claims
+    def _store(self, units: list[Prepared]) -> None:
+        latest: dict[tuple[str, str], tuple[dict[str, Any], bytes, IndexRows]] = {}
+        for u, digests, rows in units:
+            for r, d, ix in zip(u.resources, digests, rows, strict=True):
+                latest[(r["resourceType"], r["id"])] = (r, d, ix)  # the same Practitioner may come with many claims
         with self.rest.store.session() as tx:
-            status = tx.write_many([r for r, _ in latest.values()], "PUT")
+            status = tx.write_many([r for r, _, _ in latest.values()], "PUT", [ix for _, _, ix in latest.values()])
         self._pending = (status.count("created"), status.count("updated"), status.count("unchanged"), latest)
 
-    def _count(self, units: list[tuple[Unit, list[bytes]]], summary: IngestSummary) -> None:
+    def _count(self, units: list[Prepared], summary: IngestSummary) -> None:
         created, updated, unchanged, latest = self._pending
-        for key, (_res, digest) in latest.items():  # stored: the same content later in this run needs no write
+        for key, (_res, digest, _rows) in latest.items():  # stored: the same content later in this run needs no write
             self._seen[key] = digest
         summary.created += created
         summary.updated += updated
@@ -242,4 +289,4 @@ class Ingestor:
         summary.units += len(units)
         for rtype, _id in latest:
             summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1
-        self.progress(sum(u.lines for u, _ in units))
+        self.progress(sum(u.lines for u, _, _ in units))

@@ -55,3 +55,22 @@ def test_worker_errors_reach_the_caller(store, tmp_path: Path) -> None:  # type:
     for parallel in (False, True):
         with pytest.raises(OSError, match="missing.csv: cannot read"):
             Ingestor(RestService(store, BASE), "claims-csv", parallel=parallel).ingest([tmp_path / "missing.csv"])
+
+
+def test_index_rows_do_not_depend_on_version_or_time() -> None:
+    """The prepare stage indexes a resource before the store gives it its version and time: that is only right
+    while no search parameter reads meta.versionId or meta.lastUpdated from the resource."""
+    from gateway.mapping.engine import Engine
+    from gateway.mapping.readers import read_input
+    from gateway.mapping.spec import find_spec
+    from gateway.search.index import index_resource
+
+    spec = find_spec("claims-csv")
+    rd = read_input(spec, [CLAIMS])
+    seen = set()
+    for unit in Engine(spec).run(rd.records, rd.rejects):
+        for r in unit.resources:
+            seen.add(r["resourceType"])
+            stamped = {**r, "meta": {**r.get("meta", {}), "versionId": "7", "lastUpdated": "2001-02-03T04:05:06.789Z"}}
+            assert index_resource(stamped) == index_resource(r), r["resourceType"]
+    assert {"ExplanationOfBenefit", "Patient", "Coverage", "Procedure"} <= seen

@@ -176,12 +176,15 @@ class SqlSession:
             self._fresh.add(pk)
             self._pending[pk] = (rtype, rows)
 
-    def write_many(self, resources: list[dict[str, Any]], method: str = "PUT") -> list[str]:
+    def write_many(self, resources: list[dict[str, Any]], method: str = "PUT",
+                   index: list[IndexRows] | None = None) -> list[str]:
         """Store each resource (its id set by the caller; no (type, id) twice) as its next version, in a few
         statements per table for the whole list: one read of the current versions per type, multi-row inserts
         for new resources, their history and index rows, executemany updates for changed ones. A resource whose
         content equals its current version apart from ``meta.versionId``/``meta.lastUpdated`` is left as it is
-        (no new version). Returns, per resource, ``created``, ``updated`` or ``unchanged``."""
+        (no new version). ``index``: each resource's index rows when the caller computed them already
+        (``index_resource`` of the resource as given: the version and time it gets here are not indexed).
+        Returns, per resource, ``created``, ``updated`` or ``unchanged``."""
         self._insert_new()
         by_type: dict[str, list[str]] = {}
         for r in resources:
@@ -194,11 +197,11 @@ class SqlSession:
         now = self._now
         status: list[str] = []
         new_rows: list[dict[str, Any]] = []
-        new_docs: list[dict[str, Any]] = []
+        new_docs: list[tuple[dict[str, Any], IndexRows | None]] = []
         changed: list[dict[str, Any]] = []
-        changed_docs: list[tuple[int, dict[str, Any]]] = []
+        changed_docs: list[tuple[int, dict[str, Any], IndexRows | None]] = []
         history: list[tuple[Any, ...]] = []
-        for res in resources:
+        for n, res in enumerate(resources):
             rtype, rid = res["resourceType"], res["id"]
             base_meta = res.get("meta") or {}
             cur = current.get((rtype, rid))
@@ -214,27 +217,27 @@ class SqlSession:
             if cur is None:
                 new_rows.append({"res_type": rtype, "res_id": rid, "version": 1, "last_updated": now,
                                  "deleted": False, "content": content})
-                new_docs.append(doc)
+                new_docs.append((doc, index[n] if index is not None else None))
                 status.append(CREATED)
             else:
                 changed.append({"_pk": cur[1], "version": version, "last_updated": now, "deleted": False,
                                 "content": content})
-                changed_docs.append((cur[1], doc))
+                changed_docs.append((cur[1], doc, index[n] if index is not None else None))
                 status.append(CREATED if cur[3] else UPDATED)  # a deleted resource written again is created
         try:
             if new_rows:
                 pks = [r[0] for r in self.conn.execute(_INSERT_RETURNING, new_rows)]
-                for pk, doc in zip(pks, new_docs, strict=True):
+                for pk, (doc, rows) in zip(pks, new_docs, strict=True):
                     self._fresh.add(pk)
-                    self._pending[pk] = (doc["resourceType"], index_resource(doc))
+                    self._pending[pk] = (doc["resourceType"], rows or index_resource(doc))
             if changed:
                 self.conn.execute(_UPDATE, changed)
-                stale = [pk for pk, _ in changed_docs if pk not in self._fresh]
+                stale = [pk for pk, _, _ in changed_docs if pk not in self._fresh]
                 for i in range(0, len(stale), 500):
                     for stmt in _DELETE_IDX_MANY.values():
                         self.conn.execute(stmt, {"pks": stale[i:i + 500]})
-                for pk, doc in changed_docs:
-                    self._pending[pk] = (doc["resourceType"], index_resource(doc))
+                for pk, doc, rows in changed_docs:
+                    self._pending[pk] = (doc["resourceType"], rows or index_resource(doc))
             if history:
                 self.store._bulk_insert(self.conn, HISTORY, _HISTORY_COLS, history)
         except IntegrityError:
