@@ -135,7 +135,8 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=50_000)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--formats", default="cclf,claims-csv")
-    ap.add_argument("--prepare", default="auto", help="auto, worker, inprocess, or both (side by side)")
+    ap.add_argument("--prepare", default="inprocess",
+                    help="inprocess (the default), worker, auto (worker for inputs over 2 MB), or both (side by side)")
     args = ap.parse_args()
     modes = {"auto": [None], "worker": [True], "inprocess": [False], "both": [False, True]}[args.prepare]
     results = []

@@ -6,9 +6,10 @@ so a bad record never leaves half of itself behind and never stops the rest of t
 Ids are stable (derived from source keys by the mapping file) and resources are written as updates, so loading
 the same input again changes no counts (and, content unchanged, makes no new versions).
 
-Two stages: *prepare* (read, map, validate: pure, no store) and *write*. On inputs of some size the prepare
-stage runs in a worker process and streams its results (units and rejects, in the order they arise) to this
-one, which writes; the outcome is the same as in one process, rejects in the same order."""
+Two stages: *prepare* (read, map, validate, index: pure, no store) and *write*. On request (or, with
+``parallel=None``, on inputs of some size) the prepare stage runs in a worker process and streams its results
+(units and rejects, in the order they arise) to this one, which writes; the outcome is the same as in one
+process, rejects in the same order."""
 
 from __future__ import annotations
 
@@ -210,9 +211,10 @@ class IngestSummary:
 
 class Ingestor:
     def __init__(self, rest: RestService, spec: MappingSpec | str, level: str = "strict",
-                 progress: Callable[[int], None] | None = None, parallel: bool | None = None) -> None:
-        """``parallel``: prepare in a worker process (True), in this one (False), or decide by input size and
-        CPU count (None)."""
+                 progress: Callable[[int], None] | None = None, parallel: bool | None = False) -> None:
+        """``parallel``: prepare in a worker process (True), in this one (False, the default: on the shared
+        2-core machine of the benchmark the worker gained nothing, see docs/performance.md), or decide by input
+        size and CPU count (None)."""
         self.rest = rest
         self.spec = find_spec(spec) if isinstance(spec, str) else spec
         self.level = level
