@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, null, or_, select, true, union
+import orjson
+from sqlalchemy import and_, case, false, func, null, or_, select, true, union, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...search.query import SearchQuery
-from .tables import IDX, RESOURCE
+from .tables import HISTORY, IDX, RESOURCE
 
 REFS = IDX["refs"]
 # resources outside the Patient compartment that a group or patient export adds when members' data
@@ -35,6 +36,9 @@ class Scope:
     since: str | None = None  # FHIR instants normalised to the stored lastUpdated format
     until: str | None = None
     filters: dict[str, list[SearchQuery]] = field(default_factory=dict)  # _typeFilter per type
+    associated: str | None = None  # includeAssociatedData: "latest" or "relevant" Provenance
+    associated_of: list[str] = field(default_factory=list)  # the exported types whose Provenance goes along
+    provenance_requested: bool = True  # Provenance is also one of the requested types in its own right
 
 
 class ExportSource:
@@ -79,31 +83,65 @@ class ExportSource:
             parts.append(select(RESOURCE.c.pk).where(RESOURCE.c.pk == scope.group_pk))
         return union(*parts)
 
+    def _referenced(self, rtype: str, scope: Scope, members: Any) -> Any:
+        """A sub-select of the ids of ``rtype`` (a provider type) that the members' data or the group reference."""
+        sources = self._source_pks(scope, members).subquery()
+        src = select(sources.c[0])
+        if rtype != "PractitionerRole":  # one more hop: the roles' practitioners, organizations…
+            roles = select(REFS.c.target_id).where(REFS.c.res_pk.in_(src), REFS.c.target_type == "PractitionerRole")
+            role_pks = select(RESOURCE.c.pk).where(RESOURCE.c.res_type == "PractitionerRole",
+                                                   RESOURCE.c.res_id.in_(roles))
+            src = union(src, role_pks)
+        return select(REFS.c.target_id).where(REFS.c.res_pk.in_(src), REFS.c.target_type == rtype)
+
+    def _scope_conds(self, rtype: str, scope: Scope) -> list[ColumnElement[bool]]:
+        """Which resources of ``rtype`` (current or not) belong to the export's patients or providers."""
+        if scope.level == "system":
+            return []
+        members = self._member_ids(scope)
+        if rtype == "Patient":
+            return [RESOURCE.c.res_id.in_(members)] if members is not None else []
+        if rtype == "Group" and scope.level == "group":
+            return [RESOURCE.c.pk == scope.group_pk]  # the exported group, not others members share
+        if rtype in self.compartment:
+            return [RESOURCE.c.pk.in_(self._compartment_pks(rtype, members))]
+        if rtype in REFERENCED_TYPES:
+            return [RESOURCE.c.res_id.in_(self._referenced(rtype, scope, members))]
+        return [false()]
+
+    def _associated_provenance(self, scope: Scope) -> ColumnElement[bool]:
+        """Provenance whose target is a resource the export returns: every such Provenance (relevant) or the
+        most recently recorded one per target (latest)."""
+        exported = [select(RESOURCE.c.res_type.label("t"), RESOURCE.c.res_id.label("i"))
+                    .where(*self._selection(t, scope)) for t in scope.associated_of]
+        if not exported:
+            return false()
+        targets = (exported[0] if len(exported) == 1 else union_all(*exported)).subquery()
+        join = and_(REFS.c.target_type == targets.c.t, REFS.c.target_id == targets.c.i)
+        base = (select(REFS.c.res_pk).join(targets, join)
+                .where(REFS.c.res_type == "Provenance", REFS.c.param == "target"))
+        if scope.associated == "relevant":
+            return RESOURCE.c.pk.in_(base)
+        dates = IDX["dates"]
+        rank = func.row_number().over(partition_by=(REFS.c.target_type, REFS.c.target_id),
+                                      order_by=(func.coalesce(dates.c.hi, "").desc(), REFS.c.res_pk.desc()))
+        ranked = (base.add_columns(rank.label("rn"))
+                  .outerjoin(dates, and_(dates.c.res_pk == REFS.c.res_pk, dates.c.param == "recorded"))
+                  .subquery())
+        return RESOURCE.c.pk.in_(select(ranked.c.res_pk).where(ranked.c.rn == 1))
+
     def selection(self, rtype: str, scope: Scope) -> list[ColumnElement[bool]]:
         """The WHERE clause choosing the current resources of ``rtype`` that the export covers."""
-        conds: list[ColumnElement[bool]] = [RESOURCE.c.res_type == rtype, RESOURCE.c.deleted == false()]
-        if scope.level != "system":
-            members = self._member_ids(scope)
-            if rtype == "Patient":
-                if members is not None:
-                    conds.append(RESOURCE.c.res_id.in_(members))
-            elif rtype == "Group" and scope.level == "group":
-                conds.append(RESOURCE.c.pk == scope.group_pk)  # the exported group, not others members share
-            elif rtype in self.compartment:
-                conds.append(RESOURCE.c.pk.in_(self._compartment_pks(rtype, members)))
-            elif rtype in REFERENCED_TYPES:
-                sources = self._source_pks(scope, members).subquery()
-                src = select(sources.c[0])
-                if rtype != "PractitionerRole":  # one more hop: the roles' practitioners, organizations…
-                    roles = select(REFS.c.target_id).where(REFS.c.res_pk.in_(src),
-                                                           REFS.c.target_type == "PractitionerRole")
-                    role_pks = select(RESOURCE.c.pk).where(RESOURCE.c.res_type == "PractitionerRole",
-                                                           RESOURCE.c.res_id.in_(roles))
-                    src = union(src, role_pks)
-                targets = select(REFS.c.target_id).where(REFS.c.res_pk.in_(src), REFS.c.target_type == rtype)
-                conds.append(RESOURCE.c.res_id.in_(targets))
-            else:
-                conds.append(false())
+        if rtype == "Provenance" and scope.associated:
+            assoc = self._associated_provenance(scope)
+            if scope.provenance_requested:
+                assoc = or_(and_(true(), *self._selection(rtype, scope)), assoc)
+            return [RESOURCE.c.res_type == rtype, RESOURCE.c.deleted == false(), assoc]
+        return self._selection(rtype, scope)
+
+    def _selection(self, rtype: str, scope: Scope) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = [RESOURCE.c.res_type == rtype, RESOURCE.c.deleted == false(),
+                                            *self._scope_conds(rtype, scope)]
         if scope.since:
             conds.append(RESOURCE.c.last_updated > scope.since)
         if scope.until:
@@ -143,23 +181,62 @@ class ExportSource:
                                    .where(RESOURCE.c.pk == pk)).scalar_one()
 
     def deleted(self, rtype: str, scope: Scope, after: int = 0) -> Iterator[Any]:
-        """Tombstones changed since ``_since`` (system and patient level, and a group's own members)."""
+        """Tombstones changed since ``_since``: at system level every one; at patient and group level the
+        patients' own, the resources that were in their compartments, and the providers their data references.
+
+        A deleted resource has no index rows any more, so compartment membership is read from its last
+        version in the history, a batch of tombstones at a time (bounded by the number of deletions)."""
         if not scope.since:
             return
         conds = [RESOURCE.c.res_type == rtype, RESOURCE.c.deleted == true(), RESOURCE.c.last_updated > scope.since,
                  RESOURCE.c.pk > after]
         if scope.until:
             conds.append(RESOURCE.c.last_updated <= scope.until)
-        if scope.level != "system":
-            if rtype != "Patient":
-                return
-            members = self._member_ids(scope)
-            if members is not None:
-                conds.append(RESOURCE.c.res_id.in_(members))
-        stmt = select(RESOURCE.c.pk, RESOURCE.c.res_type, RESOURCE.c.res_id).where(*conds).order_by(RESOURCE.c.pk)
+        by_history = scope.level != "system" and rtype in self.compartment and rtype != "Patient"
+        if scope.level != "system" and not by_history:
+            if rtype == "Group":
+                return  # the exported group itself is not deleted, or the export would have failed
+            conds.extend(self._scope_conds(rtype, scope))
+        stmt = (select(RESOURCE.c.pk, RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version)
+                .where(*conds).order_by(RESOURCE.c.pk))
         with self.store.engine.connect() as conn:
-            for r in conn.execution_options(stream_results=True, yield_per=2000).execute(stmt):
-                yield (r[0], r[1], r[2], b"", 0)
+            rows = conn.execution_options(stream_results=True, yield_per=500).execute(stmt)
+            if not by_history:
+                for r in rows:
+                    yield (r[0], r[1], r[2], b"", 0)
+                return
+            while batch := rows.fetchmany(500):
+                keep = self._was_in_compartments(rtype, scope, [(r[2], r[3]) for r in batch])
+                for r in batch:
+                    if r[2] in keep:
+                        yield (r[0], r[1], r[2], b"", 0)
+
+    def _was_in_compartments(self, rtype: str, scope: Scope, tombstones: list[tuple[str, int]]) -> set[str]:
+        """Which of the deleted ``(id, version)`` resources were, in their last version, in the Patient
+        compartment of a patient the export covers."""
+        from ...search.index import index_resource
+
+        params = self.compartment[rtype]
+        deleted_at = dict(tombstones)
+        last: dict[str, tuple[int, bytes]] = {}
+        with self.store.engine.connect() as conn:
+            for rid, version, content in conn.execute(
+                    select(HISTORY.c.res_id, HISTORY.c.version, HISTORY.c.content).where(
+                        HISTORY.c.res_type == rtype, HISTORY.c.res_id.in_(list(deleted_at)),
+                        HISTORY.c.method != "DELETE", HISTORY.c.content.is_not(None))):
+                if version < deleted_at[rid] and version > last.get(rid, (0, b""))[0]:
+                    last[rid] = (version, content)
+        patients: dict[str, set[str]] = {}
+        for rid, (_, content) in last.items():
+            refs = index_resource(orjson.loads(content)).refs
+            patients[rid] = {r[2] for r in refs if r[0] in params and r[1] == "Patient" and r[2]}
+        wanted = set().union(*patients.values()) if patients else set()
+        if scope.level == "group":
+            assert scope.group_pk is not None
+            wanted = self.group_member_ids(scope.group_pk, sorted(wanted))
+        if scope.patients is not None:
+            wanted &= set(scope.patients)
+        return {rid for rid, pids in patients.items() if pids & wanted}
 
     def pk_of(self, rtype: str, rid: str) -> int | None:
         with self.store.engine.connect() as conn:
