@@ -111,6 +111,11 @@ class ExportSource:
         by_patient = (select(REFS.c.target_type, REFS.c.target_id).distinct()
                       .where(REFS.c.res_type == "Patient", REFS.c.res_pk.in_(patients),
                              REFS.c.target_type.in_(REFERENCED_TYPES)))
+        if self.store.dialect == "postgresql":
+            # OFFSET keeps PostgreSQL from turning the EXISTS into a join over every member's data (where each
+            # member's row in the group multiplies by the group's size): one witness per provider is enough.
+            # SQLite runs the EXISTS as written; there the OFFSET would re-list the members for each provider.
+            by_data = by_data.limit(1).offset(0)
         queries = [select(providers.c.t, providers.c.i).where(by_data.exists()), by_patient]
         if scope.group_pk is not None:
             queries.append(select(REFS.c.target_type, REFS.c.target_id).distinct().where(
