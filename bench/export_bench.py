@@ -84,6 +84,7 @@ def child(url: str, out: str) -> None:
     baseline = hwm_mb()
     runner = ExportRunner(store, jobs, Path(out), comp)
     start = time.monotonic()
+    cpu = os.times()
     marks: dict[str, float] = {}
 
     def on_progress(p: dict[str, Any]) -> None:  # when each type's step begins
@@ -93,6 +94,7 @@ def child(url: str, out: str) -> None:
 
     status = runner.run(claimed, on_progress)
     wall = time.monotonic() - start
+    cpu_s = sum(os.times()[:2]) - sum(cpu[:2])  # this process's user + system time: the export's own CPU
     order = sorted(marks.items(), key=lambda kv: kv[1]) + [("end", start + wall)]
     step_seconds = {t: round(order[i + 1][1] - at, 2) for i, (t, at) in enumerate(order[:-1])}
     done = jobs.get(job.id)
@@ -101,7 +103,7 @@ def child(url: str, out: str) -> None:
         counts[o["type"]] = counts.get(o["type"], 0) + o["count"]
     size = sum(f.stat().st_size for f in (Path(out) / job.id).iterdir())
     print(json.dumps({"status": status, "seconds": wall, "counts": counts, "bytes": size, "steps": step_seconds,
-                      "baseline_rss_mb": baseline, "peak_rss_mb": hwm_mb()}))
+                      "baseline_rss_mb": baseline, "peak_rss_mb": hwm_mb(), "cpu_seconds": cpu_s}))
 
 
 def pg_database() -> tuple[str, str]:
@@ -120,14 +122,16 @@ def drop_pg(name: str) -> None:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run_one(backend: str, members: int, work: Path) -> dict[str, Any]:
+def run_one(backend: str, members: int, work: Path, existing: str | None = None) -> dict[str, Any]:
     pg_name = None
-    if backend == "sqlite":
+    if existing:
+        url = existing
+    elif backend == "sqlite":
         url = f"sqlite:///{work / f'export-{members}.sqlite3'}"
     else:
         pg_name, url = pg_database()
     try:
-        loaded, load_s = bulk_load(url, members)
+        loaded, load_s = bulk_load(url, members) if not existing else (0, 0.0)
         out = work / f"out-{backend}-{members}"
         load_before = os.getloadavg()
         proc = subprocess.run([sys.executable, __file__, "--child", url, str(out)], capture_output=True, text=True,
@@ -139,13 +143,16 @@ def run_one(backend: str, members: int, work: Path) -> dict[str, Any]:
                "load_seconds": round(load_s, 1), "exported": exported, "export_seconds": round(res["seconds"], 2),
                "resources_per_s": round(exported / res["seconds"]), "mb": round(res["bytes"] / 2**20, 1),
                "baseline_rss_mb": round(res["baseline_rss_mb"], 1), "peak_rss_mb": round(res["peak_rss_mb"], 1),
-               "status": res["status"], "counts": res["counts"], "step_seconds": res["steps"],
+               "cpu_seconds": round(res["cpu_seconds"], 1), "status": res["status"], "counts": res["counts"],
+               "step_seconds": res["steps"],
                "loadavg_before": [round(x, 2) for x in load_before],
                "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
         print(json.dumps(row), flush=True)
         return row
     finally:
-        if backend == "sqlite":
+        if existing:
+            pass
+        elif backend == "sqlite":
             for f in work.glob(f"export-{members}.sqlite3*"):
                 f.unlink()
         elif pg_name:
@@ -159,6 +166,8 @@ def main() -> None:
                     "GB at 100,000 members; default: a temporary directory)")
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--tag", default="export", help="results file name: bench/results/TAG.json and TAG.md")
+    ap.add_argument("--existing", metavar="URL", help="export a database an earlier run loaded (one --members "
+                    "value, one backend): nothing is loaded or removed; its load columns read 0")
     ap.add_argument("--child", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -168,18 +177,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gw-export-bench-", dir=args.workdir) as tmp:
         for backend in args.backends.split(","):
             for m in (int(x) for x in args.members.split(",")):
-                rows.append(run_one(backend, m, Path(tmp)))
+                rows.append(run_one(backend, m, Path(tmp), args.existing))
     RESULTS.mkdir(exist_ok=True)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (RESULTS / f"{args.tag}.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
-    lines = ["| backend | members | resources exported | export s | resources/s | NDJSON MB | child RSS before MB "
-             "| peak RSS MB | load s (bench loader) | load average (1 min) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| backend | members | resources exported | export s | resources/s | export CPU s | NDJSON MB "
+             "| child RSS before MB | peak RSS MB | load s (bench loader) | load average (1 min) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['backend']} | {r['members']:,} | {r['exported']:,} | {r['export_seconds']} | "
-                     f"{r['resources_per_s']:,} | {r['mb']} | {r['baseline_rss_mb']} | {r['peak_rss_mb']} | "
-                     f"{r['load_seconds']} | {r['loadavg_before'][0]} → {r['loadavg_after'][0]} |")
+                     f"{r['resources_per_s']:,} | {r['cpu_seconds']} | {r['mb']} | {r['baseline_rss_mb']} | "
+                     f"{r['peak_rss_mb']} | {r['load_seconds']} | {r['loadavg_before'][0]} → {r['loadavg_after'][0]} |")
     steps = ["", "Seconds per type step:", ""]
     for r in rows:
         steps.append(f"- {r['backend']} {r['members']:,}: " + ", ".join(f"{t} {v}" for t, v in r["step_seconds"].items()))

@@ -290,10 +290,10 @@ def load(url: str, members: int, group_id: str, now: str, per: int = PRACTITIONE
         _pg_sequences(store)
     n += members * len(template.resources)
     n += _write_normally(store, [group_for(group_id, [member_id(i) for i in range(members)], n_prac)], now)
-    if store.dialect == "postgresql":  # planner statistics, what autovacuum does soon after a bulk load
-        with store.engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-            conn.commit()
+    if store.dialect == "postgresql":  # what autovacuum does soon after a bulk load: planner statistics, and
+        # the visibility map that lets index-only scans skip the table
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
     store.close()
     return n
 
