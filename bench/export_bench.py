@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Bulk export benchmark: a Group of N members (Patient, Coverage and K Observations each, plus providers)
-exported with the gateway's export runner, on a SQLite file and on PostgreSQL.
+"""Bulk export benchmark: an ATR Group of N members, each with a 50-resource clinical chart (Patient, Coverage,
+Encounters, Conditions, Observations, DiagnosticReports, Procedures, MedicationRequests, Immunizations, an
+AllergyIntolerance and a Claim), plus the shared Practitioners, clinic Locations and Organizations, exported
+with the gateway's export runner, on a SQLite file and on PostgreSQL.
 
-The data goes in with a bench-only bulk loader (batched inserts through the store's own bulk insert path:
-executemany with RETURNING and buffered index rows), not over HTTP, so millions of rows load in minutes.
-Each export runs in a fresh child process that reports its wall time and peak RSS (VmHWM), so the memory
-figure is the export's alone; the child's peak RSS before exporting (imports, connection) is reported too.
+The data goes in with the bench-only cloning loader (``export_loader.py``: one template chart written through
+the store's own code, its rows cloned per member and inserted with executemany or COPY), so 5 million
+resources load in minutes. Each export runs in a fresh child process that reports its wall time and peak RSS
+(VmHWM), so the memory figure is the export's alone; the child's peak RSS before exporting (imports,
+connection) is reported too.
 
-    python bench/export_bench.py --members 10000,100000 --observations 3 --backends sqlite,postgres
+    python bench/export_bench.py --members 10000,100000 --backends sqlite,postgres --workdir ../bench-data
 
 Results: bench/results/export.json and bench/results/export.md (also printed; --tag names them).
 """
@@ -31,47 +34,25 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-BATCH = 5000
+sys.path.insert(0, str(BENCH_DIR))
+EXPORT_TYPES = ("Group", "Patient", "Coverage", "Encounter", "Condition", "Observation", "DiagnosticReport",
+                "Procedure", "MedicationRequest", "Immunization", "AllergyIntolerance", "Claim", "Practitioner",
+                "Organization", "Location")
 
 
-def observations(pid: str, k: int) -> list[dict[str, Any]]:
-    return [{"resourceType": "Observation", "id": f"obs-{pid}-{j}", "status": "final",
-             "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
-             "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": f"2025-0{1 + j % 9}-15",
-             "valueQuantity": {"value": 5.5 + j / 10, "unit": "%", "system": "http://unitsofmeasure.org",
-                               "code": "%"}} for j in range(k)]
+def bulk_load(url: str, members: int) -> tuple[int, float]:
+    """Load the population with the cloning loader; returns (resources, seconds)."""
+    from export_loader import load
 
-
-def bulk_load(url: str, members: int, k: int) -> tuple[int, float]:
-    """Load the population with batched inserts; returns (resources, seconds)."""
-    from gateway.demo.attribution import synthetic_population
-    from gateway.store.sql.store import SqlStore
-
-    store = SqlStore(url)
     start = time.monotonic()
-    n = 0
-    batch: list[dict[str, Any]] = []
+    step = max(1, members // 10)
 
-    def flush() -> None:
-        with store.session() as s:
-            for r in batch:
-                s.write(r, "POST", known_new=True)
-        batch.clear()
+    def progress(done: int) -> None:
+        if done % step < 2000:
+            print(f"  loaded {done:,} of {members:,} members ({time.monotonic() - start:.0f} s)", file=sys.stderr,
+                  flush=True)
 
-    for r in synthetic_population(members, "bench", "m"):
-        batch.append(r)
-        if r["resourceType"] == "Patient":
-            batch.extend(observations(r["id"], k))
-        if len(batch) >= BATCH:
-            n += len(batch)
-            flush()
-    n += len(batch)
-    flush()
-    if store.dialect == "postgresql":  # what autovacuum does soon after a bulk load: planner statistics
-        with store.engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-            conn.commit()
-    store.close()
+    n = load(url, members, "bench", time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), progress=progress)
     return n, time.monotonic() - start
 
 
@@ -95,8 +76,7 @@ def child(url: str, out: str) -> None:
     store = SqlStore(url, migrate=False)
     comp = patient_compartment()
     jobs = JobStore(store)
-    req = parse_export("group", [("_type", "Group,Patient,Coverage,Observation,Practitioner,Organization")], comp,
-                       "bench")
+    req = parse_export("group", [("_type", ",".join(EXPORT_TYPES))], comp, "bench")
     job = Job(uuid.uuid4().hex, "queued", None, "bench", req.to_json(), "2099-01-01T00:00:00.000Z",
               "2099-01-01T00:00:00.000Z")
     jobs.create(job)
@@ -104,6 +84,7 @@ def child(url: str, out: str) -> None:
     baseline = hwm_mb()
     runner = ExportRunner(store, jobs, Path(out), comp)
     start = time.monotonic()
+    cpu = os.times()
     marks: dict[str, float] = {}
 
     def on_progress(p: dict[str, Any]) -> None:  # when each type's step begins
@@ -113,6 +94,7 @@ def child(url: str, out: str) -> None:
 
     status = runner.run(claimed, on_progress)
     wall = time.monotonic() - start
+    cpu_s = sum(os.times()[:2]) - sum(cpu[:2])  # this process's user + system time: the export's own CPU
     order = sorted(marks.items(), key=lambda kv: kv[1]) + [("end", start + wall)]
     step_seconds = {t: round(order[i + 1][1] - at, 2) for i, (t, at) in enumerate(order[:-1])}
     done = jobs.get(job.id)
@@ -121,7 +103,7 @@ def child(url: str, out: str) -> None:
         counts[o["type"]] = counts.get(o["type"], 0) + o["count"]
     size = sum(f.stat().st_size for f in (Path(out) / job.id).iterdir())
     print(json.dumps({"status": status, "seconds": wall, "counts": counts, "bytes": size, "steps": step_seconds,
-                      "baseline_rss_mb": baseline, "peak_rss_mb": hwm_mb()}))
+                      "baseline_rss_mb": baseline, "peak_rss_mb": hwm_mb(), "cpu_seconds": cpu_s}))
 
 
 def pg_database() -> tuple[str, str]:
@@ -140,29 +122,37 @@ def drop_pg(name: str) -> None:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run_one(backend: str, members: int, k: int, work: Path) -> dict[str, Any]:
+def run_one(backend: str, members: int, work: Path, existing: str | None = None) -> dict[str, Any]:
     pg_name = None
-    if backend == "sqlite":
+    if existing:
+        url = existing
+    elif backend == "sqlite":
         url = f"sqlite:///{work / f'export-{members}.sqlite3'}"
     else:
         pg_name, url = pg_database()
     try:
-        loaded, load_s = bulk_load(url, members, k)
+        loaded, load_s = bulk_load(url, members) if not existing else (0, 0.0)
         out = work / f"out-{backend}-{members}"
+        load_before = os.getloadavg()
         proc = subprocess.run([sys.executable, __file__, "--child", url, str(out)], capture_output=True, text=True,
                               check=True)
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         shutil.rmtree(out, ignore_errors=True)
         exported = sum(res["counts"].values())
-        row = {"backend": backend, "members": members, "observations_per_member": k, "loaded": loaded,
+        row = {"backend": backend, "members": members, "loaded": loaded,
                "load_seconds": round(load_s, 1), "exported": exported, "export_seconds": round(res["seconds"], 2),
                "resources_per_s": round(exported / res["seconds"]), "mb": round(res["bytes"] / 2**20, 1),
                "baseline_rss_mb": round(res["baseline_rss_mb"], 1), "peak_rss_mb": round(res["peak_rss_mb"], 1),
-               "status": res["status"], "counts": res["counts"], "step_seconds": res["steps"]}
+               "cpu_seconds": round(res["cpu_seconds"], 1), "status": res["status"], "counts": res["counts"],
+               "step_seconds": res["steps"],
+               "loadavg_before": [round(x, 2) for x in load_before],
+               "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
         print(json.dumps(row), flush=True)
         return row
     finally:
-        if backend == "sqlite":
+        if existing:
+            pass
+        elif backend == "sqlite":
             for f in work.glob(f"export-{members}.sqlite3*"):
                 f.unlink()
         elif pg_name:
@@ -172,30 +162,37 @@ def run_one(backend: str, members: int, k: int, work: Path) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--members", default="10000")
-    ap.add_argument("--observations", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, help="directory for the SQLite files and the NDJSON output (several "
+                    "GB at 100,000 members; default: a temporary directory)")
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--tag", default="export", help="results file name: bench/results/TAG.json and TAG.md")
+    ap.add_argument("--existing", metavar="URL", help="export a database an earlier run loaded (one --members "
+                    "value, one backend): nothing is loaded or removed; its load columns read 0")
     ap.add_argument("--child", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(*args.child)
         return
     rows = []
-    with tempfile.TemporaryDirectory(prefix="gw-export-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gw-export-bench-", dir=args.workdir) as tmp:
         for backend in args.backends.split(","):
             for m in (int(x) for x in args.members.split(",")):
-                rows.append(run_one(backend, m, args.observations, Path(tmp)))
+                rows.append(run_one(backend, m, Path(tmp), args.existing))
     RESULTS.mkdir(exist_ok=True)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (RESULTS / f"{args.tag}.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
-    lines = ["| backend | members | resources exported | export s | resources/s | NDJSON MB | child RSS before MB "
-             "| peak RSS MB | load s (bench loader) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| backend | members | resources exported | export s | resources/s | export CPU s | NDJSON MB "
+             "| child RSS before MB | peak RSS MB | load s (bench loader) | load average (1 min) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['backend']} | {r['members']:,} | {r['exported']:,} | {r['export_seconds']} | "
-                     f"{r['resources_per_s']:,} | {r['mb']} | {r['baseline_rss_mb']} | {r['peak_rss_mb']} | "
-                     f"{r['load_seconds']} |")
-    table = "\n".join(lines)
+                     f"{r['resources_per_s']:,} | {r['cpu_seconds']} | {r['mb']} | {r['baseline_rss_mb']} | "
+                     f"{r['peak_rss_mb']} | {r['load_seconds']} | {r['loadavg_before'][0]} → {r['loadavg_after'][0]} |")
+    steps = ["", "Seconds per type step:", ""]
+    for r in rows:
+        steps.append(f"- {r['backend']} {r['members']:,}: " + ", ".join(f"{t} {v}" for t, v in r["step_seconds"].items()))
+    table = "\n".join(lines + steps)
     (RESULTS / f"{args.tag}.md").write_text(f"{meta['when']}, {meta['machine']}\n\n{table}\n")
     print(table)
 

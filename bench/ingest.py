@@ -6,6 +6,7 @@ validation, no store) shows where the time goes.
 
     python bench/ingest.py --lines 1000000               # the size
     python bench/ingest.py --lines 50000 --backends sqlite
+    python bench/ingest.py --lines 50000 --prepare both   # prepare stage in process vs in a worker process
 
 Scaling: every claim gets 3 lines; the sample row's codes and amounts are kept, the claim id, control number,
 line number and member MBI are rewritten so that every claim and 1 member in 10 claims is new. Results go to
@@ -83,18 +84,20 @@ def scale_claims_csv(out: Path, lines: int) -> None:
             w.writerow(r)
 
 
-def run_one(fmt: str, data: Path, url: str, lines: int) -> dict:
+def run_one(fmt: str, data: Path, url: str, lines: int, parallel: bool | None = None) -> dict:
     from gateway.services.ingest import Ingestor
     from gateway.services.rest import RestService
     from gateway.store.sql.store import SqlStore
 
     store = SqlStore(url)
     t0 = time.perf_counter()
-    s = Ingestor(RestService(store, "http://bench/fhir"), fmt).ingest([data])
+    s = Ingestor(RestService(store, "http://bench/fhir"), fmt, parallel=parallel).ingest([data])
     secs = time.perf_counter() - t0
     store.close()
     return {"format": fmt, "lines": lines, "seconds": round(secs, 2), "lines_per_s": round(lines / secs),
-            "resources": s.resources, "resources_per_s": round(s.resources / secs), "rejects": len(s.rejects)}
+            "resources": s.resources, "resources_per_s": round(s.resources / secs), "rejects": len(s.rejects),
+            "prepare": {None: "auto", True: "worker process", False: "in process"}[parallel],
+            "load_avg_1m": round(os.getloadavg()[0], 1)}
 
 
 def map_only(fmt: str, data: Path, lines: int) -> dict:
@@ -132,35 +135,44 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=50_000)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--formats", default="cclf,claims-csv")
+    ap.add_argument("--prepare", default="inprocess",
+                    help="inprocess (the default), worker, auto (worker for inputs over 2 MB), or both (side by side)")
     args = ap.parse_args()
+    modes = {"auto": [None], "worker": [True], "inprocess": [False], "both": [False, True]}[args.prepare]
     results = []
     with tempfile.TemporaryDirectory(prefix="gw-bench-ingest-") as tmp:
         root = Path(tmp)
         for fmt in args.formats.split(","):
             data = root / fmt
             (scale_cclf if fmt == "cclf" else scale_claims_csv)(data, args.lines)
-            results.append(map_only(fmt, data, args.lines))
+            results.append({**map_only(fmt, data, args.lines), "load_avg_1m": round(os.getloadavg()[0], 1)})
             print(json.dumps(results[-1]), flush=True)
             for backend in args.backends.split(","):
-                if backend == "sqlite":
-                    r = run_one(fmt, data, f"sqlite:///{root / (fmt + '.sqlite3')}", args.lines)
-                else:
-                    name, url = pg_database()
-                    try:
-                        r = run_one(fmt, data, url, args.lines)
-                    finally:
-                        drop_pg(name)
-                r["backend"] = backend
-                results.append(r)
-                print(json.dumps(r), flush=True)
+                for mode in modes:
+                    if backend == "sqlite":
+                        db = root / f"{fmt}-{mode}.sqlite3"
+                        r = run_one(fmt, data, f"sqlite:///{db}", args.lines, mode)
+                        db.unlink()
+                    else:
+                        name, url = pg_database()
+                        try:
+                            r = run_one(fmt, data, url, args.lines, mode)
+                        finally:
+                            drop_pg(name)
+                    r["backend"] = backend
+                    results.append(r)
+                    print(json.dumps(r), flush=True)
     meta = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "note": "shared 2-core machine; other jobs were running"}
+            "cpus": os.cpu_count(), "note": "shared 2-core machine; other jobs were running",
+            "load_avg_at_end": [round(x, 1) for x in os.getloadavg()]}
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "ingest-latest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    md = ["| format | backend | claim lines | seconds | lines/s | resources | resources/s |", "|---|---|---|---|---|---|---|"]
-    md += [f"| {r['format']} | {r['backend']} | {r['lines']:,} | {r['seconds']} | {r['lines_per_s']:,} | "
-           f"{r['resources']:,} | {r['resources_per_s']:,} |" for r in results]
+    md = ["| format | backend | prepare | claim lines | seconds | lines/s | resources | resources/s | load (1 min) |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {r['format']} | {r['backend']} | {r.get('prepare', '')} | {r['lines']:,} | {r['seconds']} | "
+           f"{r['lines_per_s']:,} | {r['resources']:,} | {r['resources_per_s']:,} | {r['load_avg_1m']} |"
+           for r in results]
     (out / "ingest-latest.md").write_text(f"Measured {meta['when']} ({meta['note']}).\n\n" + "\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -574,6 +574,7 @@ def ingest(
                 fh.write(f"{r.where}\t{r.field or ''}\t{r.reason}\n")
     typer.echo(f"Ingested {summary.format} (mapping {summary.mapping_version}): {summary.files} files, "
                f"{summary.records} records read, {summary.created} resources created, {summary.updated} updated, "
+               f"{summary.unchanged} unchanged, "
                f"{len(summary.rejects)} records rejected")
     if summary.rejects:
         raise typer.Exit(3)

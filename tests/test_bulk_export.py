@@ -189,7 +189,7 @@ def test_bad_kickoffs(bulk: TestClient) -> None:
         ("/fhir/$export?patient=Patient/1", 400),
         ("/fhir/Group/fullexample/$export?patient=Patient/1", 400),  # patient is POST only
         ("/fhir/Patient/$export?_typeFilter=Patient%3Fnot-a-param%3Dx", 400),
-        ("/fhir/Patient/$export?includeAssociatedData=LatestProvenanceResources", 400),
+        ("/fhir/Patient/$export?includeAssociatedData=LatestProvenance", 400),
         ("/fhir/Group/fullexample/$davinci-data-export?exportType=hl7.fhir.us.davinci-pdex", 400),
     ]
     for url, status in cases:

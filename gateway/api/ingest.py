@@ -52,6 +52,7 @@ async def ingest(fmt: str, request: Request, rest: Rest, settings: Settings) -> 
         issues = [Issue("information", "informational",
                         f"{fmt} mapping {summary.mapping_version}: {summary.records} records read, "
                         f"{summary.created} resources created, {summary.updated} updated, "
+                        f"{summary.unchanged} unchanged, "
                         f"{len(summary.rejects)} records rejected")]
         issues += [Issue("error", "invalid", f"{r.where}: {r.reason}", [r.field] if r.field else [])
                    for r in summary.rejects]

@@ -36,6 +36,7 @@ class ExportRequest:
     type_filters: list[str] = field(default_factory=list)
     patients: list[str] | None = None  # Patient ids from the `patient` parameter
     export_type: str | None = None
+    associated: str | None = None  # includeAssociatedData: "latest" or "relevant" Provenance of exported data
     warnings: list[dict[str, Any]] = field(default_factory=list)  # issues for the error file (lenient mode)
 
     def to_json(self) -> dict[str, Any]:
@@ -77,6 +78,32 @@ def params_from_parameters(body: Any) -> list[tuple[str, str]]:
             raise BadRequest(f"Parameter {name!r} has no value[x]")
         out.append((name, str(value)))
     return out
+
+
+ASSOCIATED = {"LatestProvenanceResources": "latest", "RelevantProvenanceResources": "relevant"}
+
+
+def _associated(values: list[str], req: ExportRequest, lenient: bool) -> str | None:
+    """The includeAssociatedData values: the least restrictive of the Provenance choices wins (all relevant
+    Provenance covers the latest); custom ``_`` values we do not define are ignored with a warning."""
+    chosen: set[str] = set()
+    for v in values:
+        if v in ASSOCIATED:
+            chosen.add(ASSOCIATED[v])
+        elif v.startswith("_"):
+            req.warnings.append(Issue("warning", "not-supported",
+                                      f"includeAssociatedData value {v!r} is not supported by this server; "
+                                      "ignored").to_json())
+        elif lenient:
+            req.warnings.append(Issue("warning", "not-supported", f"includeAssociatedData value {v!r} is unknown "
+                                      "(ignored: Prefer handling=lenient)").to_json())
+        else:
+            raise BadRequest(f"includeAssociatedData {v!r} is not a known value; use LatestProvenanceResources, "
+                             "RelevantProvenanceResources or a custom value starting with '_'",
+                             code="not-supported")
+    if "relevant" in chosen:
+        return "relevant"
+    return "latest" if chosen else None
 
 
 def types_for_level(level: str, compartment: dict[str, tuple[str, ...]]) -> set[str]:
@@ -152,7 +179,7 @@ def parse_export(level: str, params: list[tuple[str, str]], compartment: dict[st
                 ids.append(parts[-1])
         req.patients = ids
     if "includeAssociatedData" in multi:
-        unsupported("includeAssociatedData is not supported")
+        req.associated = _associated(_csv(multi["includeAssociatedData"]), req, lenient)
     if "exportType" in multi:
         req.export_type = multi["exportType"][-1]
         if req.export_type != ATR_EXPORT_TYPE:

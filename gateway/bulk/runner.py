@@ -51,9 +51,13 @@ def job_dir(export_dir: Path, job_id: str) -> Path:
 def ordered_types(req: ExportRequest, compartment: dict[str, tuple[str, ...]]) -> list[str]:
     """The requested types in request order, or every type the level covers (Group and Patient first)."""
     if req.types is not None:
-        return list(req.types)
-    first = ["Group", "Patient"] if req.level == "group" else ["Patient"]
-    return first + sorted(types_for_level(req.level, compartment) - set(first))
+        types = list(req.types)
+    else:
+        first = ["Group", "Patient"] if req.level == "group" else ["Patient"]
+        types = first + sorted(types_for_level(req.level, compartment) - set(first))
+    if req.associated and "Provenance" not in types:
+        types.append("Provenance")  # the associated Provenance comes in its own step after the data
+    return types
 
 
 def _deleted_line(row: Any, when: str) -> bytes:
@@ -143,6 +147,11 @@ class ExportRunner:
 
     def _scope(self, req: ExportRequest, errors: list[dict[str, Any]]) -> Scope:
         scope = Scope(req.level, since=req.since, until=req.until)
+        if req.associated:
+            types = ordered_types(req, self.compartment)
+            scope.associated = req.associated
+            scope.associated_of = [t for t in types if t != "Provenance"]
+            scope.provenance_requested = req.types is None or "Provenance" in req.types
         if req.level == "group":
             pk = self.source.pk_of("Group", req.group_id or "")
             if pk is None:

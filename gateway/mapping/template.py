@@ -60,8 +60,11 @@ class Scope:
         return Scope(fields, {}, dict(vars), self)
 
 
+_EMPTIABLE = (str, list, dict)
+
+
 def _empty(v: Any) -> bool:
-    return v is None or v == "" or v == [] or v == {}
+    return v is None or (v.__class__ in _EMPTIABLE and not v)
 
 
 class Filters:
@@ -158,13 +161,25 @@ class Filters:
         return s[:10]
 
 
+Compiled = Callable[[Scope], Any]
+
+
+def _constant(node: Any) -> bool:
+    """A template scalar that renders as itself and is not empty."""
+    if isinstance(node, str):
+        return bool(node) and not node.startswith("=") and "{" not in node
+    return node is not None and isinstance(node, (int, float, bool))
+
+
 class Template:
-    """Evaluates template data against a Scope."""
+    """Evaluates template data against a Scope. Each template node is compiled once into a closure (its field
+    names, filters and interpolations parsed up front); rendering a record then only runs closures."""
 
     def __init__(self, filters: Filters, open_fields: str | None = None) -> None:
         self.filters = filters
         # field names that may be absent from a record and then count as empty (HL7 v2: trailing fields are cut)
         self.open_fields = re.compile(open_fields) if open_fields else None
+        self._compiled: dict[Any, tuple[Any, Compiled]] = {}  # str by value, dict/list by id (node kept alive)
 
     def _lookup(self, scope: Scope, name: str) -> Any:
         try:
@@ -175,95 +190,193 @@ class Template:
             raise
 
     def expr(self, text: str, scope: Scope) -> Any:
-        parts = [p.strip() for p in text.split("|")]
-        name = parts[0]
-        value: Any = None
-        for alt in name.split("??"):  # "A ?? B": the first of the fields that is not empty
-            alt = alt.strip()
-            value = alt[1:-1] if alt.startswith("'") and alt.endswith("'") else self._lookup(scope, alt)
-            if not _empty(value):
-                name = alt
-                break
-        for f in parts[1:]:
-            fname, _, arg = f.partition(":")
-            if fname == "default":
-                if _empty(value):
-                    value = arg
-                continue
-            if _empty(value):
-                continue  # an empty value passes through to a later "default"
-            value = self.filters.apply(fname, arg or None, value, name)
-        return None if _empty(value) else value
+        return self._expr(text)(scope)
 
     def render(self, node: Any, scope: Scope) -> Any:
-        if isinstance(node, str):
-            if node.startswith("="):
-                return self.expr(node[1:], scope)
-            if "{" not in node:
-                return node
-            missing = False
+        return self.compile(node)(scope)
 
-            def sub(m: re.Match[str]) -> str:
-                nonlocal missing
-                v = self.expr(m.group(1), scope)
+    def compile(self, node: Any) -> Compiled:
+        key = node if isinstance(node, str) else id(node)
+        hit = self._compiled.get(key)
+        if hit is None:
+            hit = self._compiled[key] = (node, self._compile(node))
+        return hit[1]
+
+    def _expr(self, text: str) -> Compiled:
+        key = ("=", text)
+        hit = self._compiled.get(key)
+        if hit is None:
+            hit = self._compiled[key] = (text, self._compile_expr(text))
+        return hit[1]
+
+    def _compile_expr(self, text: str) -> Compiled:
+        parts = [p.strip() for p in text.split("|")]
+        whole = parts[0]
+        alts: list[tuple[str, bool, str]] = []
+        for alt in whole.split("??"):  # "A ?? B": the first of the fields that is not empty
+            alt = alt.strip()
+            quoted = alt.startswith("'") and alt.endswith("'")
+            alts.append((alt, quoted, alt[1:-1] if quoted else ""))
+        steps = [(f.partition(":")[0], f.partition(":")[2]) for f in parts[1:]]
+        lookup, apply = self._lookup, self.filters.apply
+        if len(alts) == 1 and not alts[0][1] and not steps:  # the common "=FIELD": one lookup
+            field_name = alts[0][0]
+            if self.open_fields is None:
+                def one_field(scope: Scope) -> Any:
+                    v = scope.lookup(field_name)
+                    return None if v is None or (v.__class__ in _EMPTIABLE and not v) else v
+            else:
+                def one_field(scope: Scope) -> Any:
+                    v = lookup(scope, field_name)
+                    return None if v is None or (v.__class__ in _EMPTIABLE and not v) else v
+            return one_field
+
+        def run(scope: Scope) -> Any:
+            name = whole
+            value: Any = None
+            for alt, quoted, literal in alts:
+                value = literal if quoted else lookup(scope, alt)
+                if not _empty(value):
+                    name = alt
+                    break
+            for fname, arg in steps:
+                if fname == "default":
+                    if _empty(value):
+                        value = arg
+                    continue
+                if _empty(value):
+                    continue  # an empty value passes through to a later "default"
+                value = apply(fname, arg or None, value, name)
+            return None if _empty(value) else value
+
+        return run
+
+    def _compile(self, node: Any) -> Compiled:
+        if isinstance(node, str):
+            return self._compile_str(node)
+        if isinstance(node, dict):
+            return self._compile_dict(node)
+        if isinstance(node, list):
+            return self._compile_list(node)
+        return lambda scope: node
+
+    def _compile_str(self, node: str) -> Compiled:
+        if node.startswith("="):
+            return self._expr(node[1:])
+        if "{" not in node:
+            return lambda scope: node
+        pieces: list[str | Compiled] = []
+        pos = 0
+        for m in INTERP.finditer(node):
+            if m.start() > pos:
+                pieces.append(node[pos:m.start()])
+            pieces.append(self._expr(m.group(1)))
+            pos = m.end()
+        if pos < len(node):
+            pieces.append(node[pos:])
+
+        def interpolate(scope: Scope) -> str | None:
+            out: list[str] = []
+            missing = False
+            for p in pieces:
+                if isinstance(p, str):
+                    out.append(p)
+                    continue
+                v = p(scope)  # every part is evaluated, so a bad field is reported even after an empty one
                 if v is None:
                     missing = True
-                    return ""
-                return str(v)
-
-            out = INTERP.sub(sub, node)
-            return None if missing else out
-        if isinstance(node, dict):
-            cond = node.get("$if")
-            if cond is not None:
-                neg = cond.startswith("!")
-                val = self.expr(cond.lstrip("!"), scope)
-                if (val is None) != neg:
-                    return None
-            if "$value" in node:  # a conditional scalar: {$if: FIELD, $value: ...}
-                return self.render(node["$value"], scope)
-            out_d = {}
-            for k, v in node.items():
-                if k.startswith("$"):
-                    continue
-                r = self.render(v, scope)
-                if not _empty(r):
-                    out_d[k] = r
-            if "code" in node and "code" not in out_d and "system" in out_d:
-                return None  # a Coding whose code is empty is no Coding at all
-            return out_d or None
-        if isinstance(node, list):
-            out_l: list[Any] = []
-            for item in node:
-                if isinstance(item, dict) and "$each" in item:
-                    out_l.extend(self.each(item, scope))
                 else:
-                    r = self.render(item, scope)
+                    out.append(str(v))
+            return None if missing else "".join(out)
+
+        return interpolate
+
+    def _compile_dict(self, node: dict[str, Any]) -> Compiled:
+        cond = node.get("$if")
+        neg = False
+        test: Compiled | None = None
+        if cond is not None:
+            neg = cond.startswith("!")
+            test = self._expr(cond.lstrip("!"))
+        if "$value" in node:  # a conditional scalar: {$if: FIELD, $value: ...}
+            value = self.compile(node["$value"])
+
+            def conditional(scope: Scope) -> Any:
+                if test is not None and (test(scope) is None) != neg:
+                    return None
+                return value(scope)
+
+            return conditional
+        # constant strings and numbers are copied as they are; containers are rendered afresh for each record
+        items = [(k, None, v) if _constant(v) else (k, self.compile(v), None)
+                 for k, v in node.items() if not k.startswith("$")]
+        coding = "code" in node
+
+        def render_dict(scope: Scope) -> Any:
+            if test is not None and (test(scope) is None) != neg:
+                return None
+            out = {}
+            for k, fn, const in items:
+                if fn is None:
+                    out[k] = const
+                    continue
+                r = fn(scope)
+                if r is not None and (r.__class__ not in _EMPTIABLE or r):
+                    out[k] = r
+            if coding and "code" not in out and "system" in out:
+                return None  # a Coding whose code is empty is no Coding at all
+            return out or None
+
+        return render_dict
+
+    def _compile_list(self, node: list[Any]) -> Compiled:
+        items = [(True, self._compile_each(item)) if isinstance(item, dict) and "$each" in item
+                 else (False, self.compile(item)) for item in node]
+
+        def render_list(scope: Scope) -> Any:
+            out: list[Any] = []
+            for each, fn in items:
+                if each:
+                    out.extend(fn(scope))
+                else:
+                    r = fn(scope)
                     if not _empty(r):
-                        out_l.append(r)
-            return out_l or None
-        return node
+                        out.append(r)
+            return out or None
+
+        return render_list
 
     def each(self, spec: dict[str, Any], scope: Scope) -> list[Any]:
+        return self._compile_each(spec)(scope)
+
+    def _compile_each(self, spec: dict[str, Any]) -> Compiled:
         source = spec["$each"]
         alias = spec.get("as", "it")
-        items: list[Scope] = []
-        if isinstance(source, list):  # a list of field names: one item per non-empty field
-            for fname in source:
-                v = self.expr(fname, scope)
-                if v is not None:
-                    items.append(scope.child({}, **{alias: v, "$field": fname}))
-        else:
-            rows = scope.lookup(source)
-            for row in rows or []:
+        template = self.compile(spec["template"])
+        fields = [(f, self._expr(f)) for f in source] if isinstance(source, list) else []
+
+        def items_of(scope: Scope) -> list[Scope]:
+            items: list[Scope] = []
+            if isinstance(source, list):  # a list of field names: one item per non-empty field
+                for fname, fn in fields:
+                    v = fn(scope)
+                    if v is not None:
+                        items.append(scope.child({}, **{alias: v, "$field": fname}))
+                return items
+            for row in scope.lookup(source) or []:
                 if isinstance(row, Scope):
                     items.append(Scope(row.fields, row.children, {**row.vars}, scope))
                 else:
                     items.append(scope.child(row if isinstance(row, Mapping) else {alias: row}))
-        out: list[Any] = []
-        for it in items:
-            it.vars["$n"] = len(out) + 1
-            r = self.render(spec["template"], it)
-            if not _empty(r):
-                out.append(r)
-        return out
+            return items
+
+        def render_each(scope: Scope) -> list[Any]:
+            out: list[Any] = []
+            for it in items_of(scope):
+                it.vars["$n"] = len(out) + 1
+                r = template(it)
+                if not _empty(r):
+                    out.append(r)
+            return out
+
+        return render_each

@@ -204,16 +204,29 @@ def _element_names(key: str) -> tuple[str, ...]:
     return (key,)
 
 
+_TODO: dict[tuple[str, ...], list[SearchParam]] = {}  # (type, top-level keys...) -> the parameters to extract
+
+
+def _params_to_extract(resource: dict[str, Any]) -> list[SearchParam]:
+    key = (resource["resourceType"], *resource)
+    todo = _TODO.get(key)
+    if todo is None:
+        always, by_root = registry().indexed_params(resource["resourceType"])
+        found: dict[str, SearchParam] = {sp.code: sp for sp in always}
+        for k in resource:
+            for name in _element_names(k.lstrip("_")):
+                for sp in by_root.get(name, ()):
+                    found[sp.code] = sp
+        todo = list(found.values())
+        if len(_TODO) < 4096:  # resources of one type share few sets of top-level elements
+            _TODO[key] = todo
+    return todo
+
+
 def index_resource(resource: dict[str, Any]) -> IndexRows:
     rows = IndexRows()
-    always, by_root = registry().indexed_params(resource["resourceType"])
-    todo: dict[str, SearchParam] = {sp.code: sp for sp in always}
-    for key in resource:
-        for name in _element_names(key.lstrip("_")):
-            for sp in by_root.get(name, ()):
-                todo[sp.code] = sp
     memo: dict[tuple[int, str], list[Any]] = {}
-    for sp in todo.values():
+    for sp in _params_to_extract(resource):
         values = sp.extract(resource)  # type: ignore[misc]
         if not values:
             continue

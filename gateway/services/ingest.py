@@ -4,12 +4,22 @@ becomes) is written in one database transaction with the others of its chunk, an
 so a bad record never leaves half of itself behind and never stops the rest of the file.
 
 Ids are stable (derived from source keys by the mapping file) and resources are written as updates, so loading
-the same input again changes no counts."""
+the same input again changes no counts (and, content unchanged, makes no new versions).
+
+Two stages: *prepare* (read, map, validate, index: pure, no store) and *write*. On request (or, with
+``parallel=None``, on inputs of some size) the prepare stage runs in a worker process and streams its results
+(units and rejects, in the order they arise) to this one, which writes; the outcome is the same as in one
+process, rejects in the same order."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
-from collections.abc import Callable, Iterable
+import multiprocessing
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,14 +27,171 @@ from typing import Any
 import orjson
 
 from ..fhir.errors import FhirError
+from ..fhir.shapes import ShapeCache
 from ..mapping.engine import Engine, Unit
 from ..mapping.readers import read_input
 from ..mapping.records import Reject
 from ..mapping.spec import MappingSpec, find_spec
+from ..search.index import IndexRows, index_resource
 from .claim_versions import ClaimVersions
 from .rest import RestService
 
-CHUNK = 200
+CHUNK = 200  # units per write transaction
+PARALLEL_MIN_BYTES = 2_000_000  # smaller inputs: starting the worker process costs more than it saves
+EVENT_BATCH = 100  # prepared events per message from the worker
+QUEUED_BATCHES = 64  # messages received ahead of the writes
+MAX_VALID = 200_000  # content digests of validated resources remembered by the prepare stage
+
+# ("read", (files, records)) | ("reject", Reject) | ("unit", (Unit, [digest], [IndexRows])): per resource of the
+# unit its content digest and its search index rows
+Event = tuple[str, Any]
+Prepared = tuple[Unit, list[bytes], list[IndexRows]]
+
+
+def _digest(res: dict[str, Any]) -> bytes:
+    return hashlib.sha1(orjson.dumps(res, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache | None = None,
+            store: Any = None) -> Iterator[Event]:
+    """Read, map, validate and index: the events of one ingest, in order. A unit with an invalid resource
+    becomes a reject; a valid unit comes with the content digest and index rows of each of its resources.
+    With ``store``, corrected claims retire the facts their stored versions produced (``claim_versions``)."""
+    read = read_input(spec, paths)
+    yield "read", (read.files, read.read)
+    for r in read.rejects:
+        yield "reject", r
+    rest = RestService(None, "urn:ingest", level)
+    shapes = shapes or ShapeCache()  # resources rendered from one template share their structure
+    valid: set[bytes] = set()  # content already validated (a payer, a provider repeated by many claims)
+    rejects: list[Reject] = []
+    units: Iterable[Unit] = Engine(spec).run(read.records, rejects)
+    if store is not None:
+        units = ClaimVersions(store, spec).track(units)  # corrected claims retire facts
+    for unit in units:
+        while rejects:
+            yield "reject", rejects.pop(0)
+        digests: list[bytes] = []
+        bad = None
+        for res in unit.resources:
+            d = _digest(res)
+            digests.append(d)
+            if d in valid:
+                continue
+            grp = res["resourceType"] == "Group"  # its attribution rules are checked by RestService.validate
+            if not grp and shapes.passes(res):
+                valid.add(d)  # a shape validated in full before, every value checked against its element's type
+                continue
+            try:
+                warnings = rest.validate(res, None, level)
+            except FhirError as exc:
+                bad = Reject(unit.where, f"{unit.entity}: mapped {res.get('resourceType')}/{res.get('id')} is "
+                             f"not valid: {exc.diagnostics}")
+                break
+            if not warnings and not grp:
+                shapes.learn(res)
+            if len(valid) >= MAX_VALID:
+                valid.clear()
+            valid.add(d)
+        if bad:
+            yield "reject", bad
+        else:
+            yield "unit", (unit, digests, [index_resource(r) for r in unit.resources])
+    while rejects:
+        yield "reject", rejects.pop(0)
+
+
+def _prepare_worker(spec: MappingSpec, level: str, paths: list[Path], conn: Any, store_url: str | None) -> None:
+    """The worker process: prepared events to ``conn`` in batches, then ("end", None) or ("error", exc)."""
+    # the records read stay in memory to the end: collect garbage rarely, as the heap is mostly long-lived
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        batch: list[Event] = []
+        store = None
+        if store_url and any(e.versions for e in spec.entities):  # reads the stored claims' versions
+            from ..store.sql.store import SqlStore
+
+            store = SqlStore(store_url, migrate=False)
+        for ev in prepare(spec, level, paths, store=store):
+            batch.append(ev)
+            if len(batch) >= EVENT_BATCH:
+                conn.send(batch)
+                batch = []
+        batch.append(("end", None))
+        conn.send(batch)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        try:
+            conn.send([("error", exc)])
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            conn.send([("error", RuntimeError(f"{type(exc).__name__}: {exc}"))])
+    finally:
+        conn.close()
+
+
+def _prepare_in_worker(spec: MappingSpec, level: str, paths: list[Path], store_url: str | None) -> Iterator[Event]:
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds database connections
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_prepare_worker, args=(spec, level, paths, send, store_url), daemon=True)
+    proc.start()
+    send.close()
+    # a thread keeps the pipe drained, so the worker never waits for this process to finish a write
+    batches: queue.Queue[list[Event]] = queue.Queue(maxsize=QUEUED_BATCHES)
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            try:
+                batch = _receive(receive)
+            except (EOFError, OSError):
+                batch = [("error", RuntimeError("the ingest worker process ended without a result"))]
+            while not stop.is_set():
+                try:
+                    batches.put(batch, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if batch[-1][0] in ("end", "error"):
+                return
+
+    reader = threading.Thread(target=pump, name="ingest-receive", daemon=True)
+    reader.start()
+    try:
+        while True:
+            for ev in batches.get():
+                if ev[0] == "end":
+                    return
+                if ev[0] == "error":
+                    raise ev[1]
+                yield ev
+    finally:
+        stop.set()
+        if proc.is_alive():  # this side stopped early
+            proc.terminate()
+        proc.join()
+        reader.join()
+        receive.close()
+
+
+def _receive(conn: Any) -> list[Event]:
+    """One batch from the worker. The collector stays off while it is unpickled: thousands of fresh containers
+    in one go would otherwise trigger collections that scan this process's whole heap, again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return conn.recv()
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _input_bytes(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        if p.is_dir():
+            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        elif p.is_file():
+            total += p.stat().st_size
+    return total
 
 
 @dataclass
@@ -36,16 +203,18 @@ class IngestSummary:
     units: int = 0
     created: int = 0
     updated: int = 0
+    unchanged: int = 0  # already stored with the same content: no new version
     rejects: list[Reject] = field(default_factory=list)
     by_type: dict[str, int] = field(default_factory=dict)
 
     @property
     def resources(self) -> int:
-        return self.created + self.updated
+        return self.created + self.updated + self.unchanged
 
     def to_json(self) -> dict[str, Any]:
         return {"format": self.format, "mappingVersion": self.mapping_version, "files": self.files,
                 "recordsRead": self.records, "resourcesCreated": self.created, "resourcesUpdated": self.updated,
+                "resourcesUnchanged": self.unchanged,
                 "resourcesByType": dict(sorted(self.by_type.items())),
                 "rejected": [{"where": r.where, "reason": r.reason, **({"field": r.field} if r.field else {})}
                              for r in self.rejects]}
@@ -53,7 +222,10 @@ class IngestSummary:
 
 class Ingestor:
     def __init__(self, rest: RestService, spec: MappingSpec | str, level: str = "strict",
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, parallel: bool | None = False) -> None:
+        """``parallel``: prepare in a worker process (True), in this one (False, the default: on the shared
+        2-core machine of the benchmark the worker gained nothing, see docs/performance.md), or decide by input
+        size and CPU count (None)."""
         self.rest = rest
         self.spec = find_spec(spec) if isinstance(spec, str) else spec
         self.level = level
@@ -61,43 +233,45 @@ class Ingestor:
         # resources shared by many records (a payer, a provider, a member) are validated and written once per
         # run when their content repeats: content hash by (type, id)
         self._seen: dict[tuple[str, str], bytes] = {}
+        self.parallel = parallel
+        self.shapes = ShapeCache()  # the prepare stage's, when it runs in this process
 
     def ingest(self, paths: Iterable[Path]) -> IngestSummary:
+        paths = list(paths)
         summary = IngestSummary(self.spec.format, self.spec.version)
-        read = read_input(self.spec, list(paths))
-        summary.files, summary.records = read.files, read.read
-        summary.rejects.extend(read.rejects)
-        batch: list[Unit] = []
-        units = Engine(self.spec).run(read.records, summary.rejects)
-        for unit in ClaimVersions(self.rest.store, self.spec).track(units):  # corrected claims retire facts
-            good = self._validate(unit, summary)
-            if good is None:
-                continue
-            batch.append(good)
-            if len(batch) >= CHUNK:
-                self._write(batch, summary)
-                batch = []
+        parallel = self.parallel
+        if parallel is None:
+            parallel = (os.cpu_count() or 1) > 1 and _input_bytes(paths) >= PARALLEL_MIN_BYTES
+        store = self.rest.store
+        url = getattr(store, "url", None)
+        if url in (None, "sqlite://", "sqlite:///:memory:"):
+            parallel = False  # a worker process cannot open this database
+        events = (_prepare_in_worker(self.spec, self.level, paths, url) if parallel
+                  else prepare(self.spec, self.level, paths, self.shapes, store))
+        batch: list[Prepared] = []
+        for kind, payload in events:
+            if kind == "unit":
+                batch.append(self._unseen(*payload))
+                if len(batch) >= CHUNK:
+                    self._write(batch, summary)
+                    batch = []
+            elif kind == "reject":
+                summary.rejects.append(payload)
+            else:
+                summary.files, summary.records = payload
         self._write(batch, summary)
         return summary
 
-    def _validate(self, unit: Unit, summary: IngestSummary) -> Unit | None:
-        fresh = []
-        for res in unit.resources:
-            key = (res["resourceType"], str(res.get("id")))
-            digest = hashlib.sha1(orjson.dumps(res, option=orjson.OPT_SORT_KEYS)).digest()
-            if self._seen.get(key) == digest:
-                continue  # the same content was already validated and written in this run
-            fresh.append((key, digest, res))
-        for _key, _digest, res in fresh:
-            try:
-                self.rest.validate(res, None, self.level)
-            except FhirError as exc:
-                summary.rejects.append(Reject(unit.where, f"{unit.entity}: mapped {res.get('resourceType')}/"
-                                              f"{res.get('id')} is not valid: {exc.diagnostics}"))
-                return None
-        return Unit(unit.entity, unit.where, [r for _k, _d, r in fresh], unit.lines)
+    def _unseen(self, unit: Unit, digests: list[bytes], rows: list[IndexRows]) -> Prepared:
+        """The unit without the resources already written in this run with the same content."""
+        keep = [i for i, (r, d) in enumerate(zip(unit.resources, digests, strict=True))
+                if self._seen.get((r["resourceType"], str(r.get("id")))) != d]
+        if len(keep) == len(digests):
+            return unit, digests, rows
+        return (Unit(unit.entity, unit.where, [unit.resources[i] for i in keep], unit.lines),
+                [digests[i] for i in keep], [rows[i] for i in keep])
 
-    def _write(self, units: list[Unit], summary: IngestSummary) -> None:
+    def _write(self, units: list[Prepared], summary: IngestSummary) -> None:
         if not units:
             return
         try:
@@ -107,34 +281,29 @@ class Ingestor:
                 try:
                     self._store([u])
                 except FhirError as exc:
-                    summary.rejects.append(Reject(u.where, f"{u.entity}: not stored: {exc.diagnostics}"))
+                    summary.rejects.append(Reject(u[0].where, f"{u[0].entity}: not stored: {exc.diagnostics}"))
                     continue
                 self._count([u], summary)
             return
         self._count(units, summary)
 
-    def _store(self, units: list[Unit]) -> None:
-        latest: dict[tuple[str, str], dict[str, Any]] = {}
-        for u in units:
-            for r in u.resources:
-                latest[(r["resourceType"], r["id"])] = r  # the same Practitioner may come with many claims
-        created = updated = 0
+    def _store(self, units: list[Prepared]) -> None:
+        latest: dict[tuple[str, str], tuple[dict[str, Any], bytes, IndexRows]] = {}
+        for u, digests, rows in units:
+            for r, d, ix in zip(u.resources, digests, rows, strict=True):
+                latest[(r["resourceType"], r["id"])] = (r, d, ix)  # the same Practitioner may come with many claims
         with self.rest.store.session() as tx:
-            for (rtype, rid), res in latest.items():
-                out = self.rest.update(rtype, rid, res, tx=tx, prevalidated=[])
-                if out.status == 201:
-                    created += 1
-                else:
-                    updated += 1
-        self._pending = (created, updated, latest)
+            status = tx.write_many([r for r, _, _ in latest.values()], "PUT", [ix for _, _, ix in latest.values()])
+        self._pending = (status.count("created"), status.count("updated"), status.count("unchanged"), latest)
 
-    def _count(self, units: list[Unit], summary: IngestSummary) -> None:
-        created, updated, latest = self._pending
-        for key, res in latest.items():  # stored: the same content later in this run needs no second write
-            self._seen[key] = hashlib.sha1(orjson.dumps(res, option=orjson.OPT_SORT_KEYS)).digest()
+    def _count(self, units: list[Prepared], summary: IngestSummary) -> None:
+        created, updated, unchanged, latest = self._pending
+        for key, (_res, digest, _rows) in latest.items():  # stored: the same content later in this run needs no write
+            self._seen[key] = digest
         summary.created += created
         summary.updated += updated
+        summary.unchanged += unchanged
         summary.units += len(units)
         for rtype, _id in latest:
             summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1
-        self.progress(sum(u.lines for u in units))
+        self.progress(sum(u.lines for u, _, _ in units))

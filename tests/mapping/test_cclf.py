@@ -129,7 +129,7 @@ def test_loading_twice_changes_no_counts(loaded) -> None:  # type: ignore[no-unt
     store, first = loaded
     before = counts(store)
     again = ingest(store, "cclf", TUVA)
-    assert again.rejects == [] and again.created == 0 and again.updated == first.created
+    assert again.rejects == [] and again.created == again.updated == 0 and again.unchanged == first.created
     assert counts(store) == before
 
 

@@ -32,3 +32,23 @@ def test_claims_csv(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     why = {r.where: r.reason for r in again.rejects}
     assert "FROM_DATE" in why["claims.csv:7"] and "unknown code 'dental'" in why["claims.csv:8"]
     assert counts(store)["ExplanationOfBenefit"] == 3
+
+
+def test_a_later_correction_updates_the_stored_claim(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Originals first, in one run; the replacement and the void in a later run: the stored EOBs get a new
+    version, the resources whose content did not change keep theirs."""
+    lines = CLAIMS.read_text().splitlines()
+    (tmp_path / "first").mkdir()
+    (tmp_path / "first" / "claims.csv").write_text("\n".join(lines[:2] + lines[3:5]) + "\n")  # version 1 rows
+    first = ingest(store, "claims-csv", tmp_path / "first" / "claims.csv")
+    assert first.rejects == [] and read(store, "ExplanationOfBenefit", "claim-P1-C1")["meta"]["versionId"] == "1"
+    assert read(store, "ExplanationOfBenefit", "claim-P1-C1")["item"][0]["adjudication"][1]["amount"]["value"] == 150.0
+    second = ingest(store, "claims-csv", CLAIMS)
+    assert second.rejects == [] and second.created == 0 and second.updated > 0 and second.unchanged > 0
+    c1 = read(store, "ExplanationOfBenefit", "claim-P1-C1")
+    assert c1["meta"]["versionId"] == "2" and c1["item"][0]["adjudication"][1]["amount"]["value"] == 160.0
+    c3 = read(store, "ExplanationOfBenefit", "claim-P1-C3")
+    assert c3["meta"]["versionId"] == "2" and c3["status"] == "entered-in-error"
+    assert read(store, "Procedure", "claim-P1-C3-ln1")["status"] == "entered-in-error"
+    assert read(store, "Patient", "member-P1-M1")["meta"]["versionId"] == "1"  # same content: no new version
+    assert read(store, "ExplanationOfBenefit", "claim-P1-C2")["meta"]["versionId"] == "1"

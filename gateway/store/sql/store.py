@@ -8,7 +8,19 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, bindparam, create_engine, delete, event, false, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    false,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
@@ -33,6 +45,18 @@ _INSERT_HISTORY = insert(HISTORY)
 _INSERT_RETURNING = insert(RESOURCE).returning(RESOURCE.c.pk, sort_by_parameter_order=True)
 _UPDATE = update(RESOURCE).where(RESOURCE.c.pk == bindparam("_pk"))
 _DELETE_IDX = {k: delete(t).where(t.c.res_pk == bindparam("_pk")) for k, t in IDX.items()}
+_DELETE_IDX_MANY = {k: delete(t).where(t.c.res_pk.in_(bindparam("pks", expanding=True))) for k, t in IDX.items()}
+_CURRENT_MANY = select(RESOURCE.c.res_id, RESOURCE.c.pk, RESOURCE.c.version, RESOURCE.c.deleted,
+                       RESOURCE.c.last_updated, RESOURCE.c.content).where(
+    RESOURCE.c.res_type == bindparam("t"), RESOURCE.c.res_id.in_(bindparam("ids", expanding=True)))
+# PostgreSQL plans a long IN list as a scan of every row of the type (then filtered), which grows with the
+# table; a join with the unnested id array is one index lookup per id whatever the table's statistics say
+_CURRENT_MANY_PG = text(
+    "SELECT r.res_id, r.pk, r.version, r.deleted, r.last_updated, r.content "
+    "FROM unnest(CAST(:ids AS text[])) AS k(id) JOIN resource r ON r.res_type = :t AND r.res_id = k.id")
+_IDX_COLS = {k: ("res_pk", "res_type", *cols) for k, cols in IDX_COLUMNS.items()}
+_HISTORY_COLS = ("res_type", "res_id", "version", "last_updated", "method", "content")
+CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 
 
 def _stored(row: Any) -> StoredResource:
@@ -169,6 +193,75 @@ class SqlSession:
             self._fresh.add(pk)
             self._pending[pk] = (rtype, rows)
 
+    def write_many(self, resources: list[dict[str, Any]], method: str = "PUT",
+                   index: list[IndexRows] | None = None) -> list[str]:
+        """Store each resource (its id set by the caller; no (type, id) twice) as its next version, in a few
+        statements per table for the whole list: one read of the current versions per type, multi-row inserts
+        for new resources, their history and index rows, executemany updates for changed ones. A resource whose
+        content equals its current version apart from ``meta.versionId``/``meta.lastUpdated`` is left as it is
+        (no new version). ``index``: each resource's index rows when the caller computed them already
+        (``index_resource`` of the resource as given: the version and time it gets here are not indexed).
+        Returns, per resource, ``created``, ``updated`` or ``unchanged``."""
+        self._insert_new()
+        by_type: dict[str, list[str]] = {}
+        for r in resources:
+            by_type.setdefault(r["resourceType"], []).append(r["id"])
+        current: dict[tuple[str, str], Any] = {}
+        stmt = _CURRENT_MANY_PG if self.store.dialect == "postgresql" else _CURRENT_MANY
+        for rtype, ids in by_type.items():
+            for i in range(0, len(ids), 500):
+                for row in self.conn.execute(stmt, {"t": rtype, "ids": ids[i:i + 500]}):
+                    current[(rtype, row[0])] = row
+        now = self._now
+        status: list[str] = []
+        new_rows: list[dict[str, Any]] = []
+        new_docs: list[tuple[dict[str, Any], IndexRows | None]] = []
+        changed: list[dict[str, Any]] = []
+        changed_docs: list[tuple[int, dict[str, Any], IndexRows | None]] = []
+        history: list[tuple[Any, ...]] = []
+        for n, res in enumerate(resources):
+            rtype, rid = res["resourceType"], res["id"]
+            base_meta = res.get("meta") or {}
+            cur = current.get((rtype, rid))
+            if cur is not None and not cur[3]:
+                same = orjson.dumps({**res, "meta": {**base_meta, "versionId": str(cur[2]), "lastUpdated": cur[4]}})
+                if same == cur[5]:
+                    status.append(UNCHANGED)
+                    continue
+            version = cur[2] + 1 if cur is not None else 1
+            doc = {**res, "meta": {**base_meta, "versionId": str(version), "lastUpdated": now}}
+            content = orjson.dumps(doc)
+            history.append((rtype, rid, version, now, method, content))
+            if cur is None:
+                new_rows.append({"res_type": rtype, "res_id": rid, "version": 1, "last_updated": now,
+                                 "deleted": False, "content": content})
+                new_docs.append((doc, index[n] if index is not None else None))
+                status.append(CREATED)
+            else:
+                changed.append({"_pk": cur[1], "version": version, "last_updated": now, "deleted": False,
+                                "content": content})
+                changed_docs.append((cur[1], doc, index[n] if index is not None else None))
+                status.append(CREATED if cur[3] else UPDATED)  # a deleted resource written again is created
+        try:
+            if new_rows:
+                pks = [r[0] for r in self.conn.execute(_INSERT_RETURNING, new_rows)]
+                for pk, (doc, rows) in zip(pks, new_docs, strict=True):
+                    self._fresh.add(pk)
+                    self._pending[pk] = (doc["resourceType"], rows or index_resource(doc))
+            if changed:
+                self.conn.execute(_UPDATE, changed)
+                stale = [pk for pk, _, _ in changed_docs if pk not in self._fresh]
+                for i in range(0, len(stale), 500):
+                    for stmt in _DELETE_IDX_MANY.values():
+                        self.conn.execute(stmt, {"pks": stale[i:i + 500]})
+                for pk, doc, rows in changed_docs:
+                    self._pending[pk] = (doc["resourceType"], rows or index_resource(doc))
+            if history:
+                self.store._bulk_insert(self.conn, HISTORY, _HISTORY_COLS, history)
+        except IntegrityError:
+            raise Conflict("Concurrent write of the same resources; retry the request") from None
+        return status
+
     def delete(self, resource_type: str, id: str) -> StoredResource | None:
         self._insert_new()
         row = self.conn.execute(_CURRENT, {"t": resource_type, "i": id}).first()
@@ -193,17 +286,14 @@ class SqlSession:
         self._insert_new()
         if not self._pending:
             return
-        batches: dict[str, list[dict[str, Any]]] = {k: [] for k in IDX}
+        batches: dict[str, list[tuple[Any, ...]]] = {k: [] for k in IDX}
         for pk, (rtype, rows) in self._pending.items():
-            for kind, cols in IDX_COLUMNS.items():
+            for kind, items in batches.items():
                 for r in getattr(rows, kind):
-                    d = dict(zip(cols, r, strict=True))
-                    d["res_pk"] = pk
-                    d["res_type"] = rtype
-                    batches[kind].append(d)
+                    items.append((pk, rtype, *r))
         for kind, items in batches.items():
             if items:
-                self.conn.execute(insert(IDX[kind]), items)
+                self.store._bulk_insert(self.conn, IDX[kind], _IDX_COLS[kind], items)
         self._pending.clear()
         self._fresh.clear()
 
@@ -244,6 +334,26 @@ class SqlStore:
         finally:
             if lock:
                 lock.release()
+
+    def _bulk_insert(self, conn: Any, table: Any, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Many rows into one table through the driver: COPY on PostgreSQL, executemany on SQLite."""
+        names = ", ".join(cols)
+        if self.dialect == "postgresql":
+            import psycopg
+
+            sql = f"COPY {table.name} ({names}) FROM STDIN"
+            try:
+                with conn.connection.dbapi_connection.cursor() as cur, cur.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except psycopg.DataError as exc:  # the driver's own errors, as SQLAlchemy would have raised them
+                raise DataError(sql, None, exc) from None
+            except psycopg.IntegrityError as exc:
+                raise IntegrityError(sql, None, exc) from None
+            except psycopg.OperationalError as exc:
+                raise OperationalError(sql, None, exc) from None
+        else:
+            conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(cols))})", rows)
 
     @contextmanager
     def _reader(self) -> Iterator[Any]:

@@ -1,0 +1,76 @@
+"""The prepare stage in a worker process (what large inputs get) gives the same outcome as in one process:
+the same counts, the same rejects in the same order, the same stored resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.services.ingest import Ingestor
+from gateway.services.rest import RestService
+from gateway.store.sql.store import SqlStore
+from tests.conftest import BASE, FIXTURES
+from tests.mapping.helpers import counts, read
+
+CLAIMS = FIXTURES / "mapping" / "claims.csv"
+
+
+def corrupted(tmp_path: Path) -> Path:
+    lines = CLAIMS.read_text().splitlines()
+    lines.append(lines[1].replace("C1,1,1", "C7,1,1").replace(",Z1231,", ",Z12  31,"))  # invalid FHIR code
+    lines.append(lines[1].replace("C1,1,1", "C8,1,1").replace(",professional,", ",dental,"))  # unknown code
+    lines.append(lines[1].replace("C1,1,1", "C9,1,1").replace("2025-03-01,2025-03-01", "2025-13-01,2025-03-01"))
+    lines.append(lines[1].replace("C1,1,1", "C6,1,1"))  # a good claim after the bad ones
+    path = tmp_path / "claims.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_worker_process_gives_the_same_outcome(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = corrupted(tmp_path)
+    local = SqlStore(f"sqlite:///{tmp_path / 'local.sqlite3'}")
+    try:
+        one = Ingestor(RestService(local, BASE), "claims-csv", parallel=False).ingest([path])
+        expected = counts(local)
+        eob = read(local, "ExplanationOfBenefit", "claim-P1-C6")
+    finally:
+        local.close()
+    two = Ingestor(RestService(store, BASE), "claims-csv", parallel=True).ingest([path])
+    assert two.to_json() == one.to_json()
+    # read reject first, then the invalid resource and the unknown code in the order the claims are mapped
+    assert [r.where for r in two.rejects] == [r.where for r in one.rejects] == ["claims.csv:9", "claims.csv:7",
+                                                                              "claims.csv:8"]
+    assert [r.reason for r in two.rejects] == [r.reason for r in one.rejects]
+    assert two.created == one.created > 0
+    assert counts(store) == expected
+    got = read(store, "ExplanationOfBenefit", "claim-P1-C6")
+    assert {k: v for k, v in got.items() if k != "meta"} == {k: v for k, v in eob.items() if k != "meta"}
+    again = Ingestor(RestService(store, BASE), "claims-csv", parallel=True).ingest([path])
+    assert again.created == again.updated == 0 and again.unchanged == one.created
+
+
+def test_worker_errors_reach_the_caller(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An unreadable input is an OSError (the CLI's exit 1) whichever process reads it."""
+    for parallel in (False, True):
+        with pytest.raises(OSError, match="missing.csv: cannot read"):
+            Ingestor(RestService(store, BASE), "claims-csv", parallel=parallel).ingest([tmp_path / "missing.csv"])
+
+
+def test_index_rows_do_not_depend_on_version_or_time() -> None:
+    """The prepare stage indexes a resource before the store gives it its version and time: that is only right
+    while no search parameter reads meta.versionId or meta.lastUpdated from the resource."""
+    from gateway.mapping.engine import Engine
+    from gateway.mapping.readers import read_input
+    from gateway.mapping.spec import find_spec
+    from gateway.search.index import index_resource
+
+    spec = find_spec("claims-csv")
+    rd = read_input(spec, [CLAIMS])
+    seen = set()
+    for unit in Engine(spec).run(rd.records, rd.rejects):
+        for r in unit.resources:
+            seen.add(r["resourceType"])
+            stamped = {**r, "meta": {**r.get("meta", {}), "versionId": "7", "lastUpdated": "2001-02-03T04:05:06.789Z"}}
+            assert index_resource(stamped) == index_resource(r), r["resourceType"]
+    assert {"ExplanationOfBenefit", "Patient", "Coverage", "Procedure"} <= seen
