@@ -89,6 +89,9 @@ def store(session_store: SqlStore) -> SqlStore:
 
 
 def make_client(store: SqlStore, **settings: Any) -> TestClient:
+    # no Subscription notifier thread unless a test asks for one: it would POST to the endpoints that
+    # fixtures name (outside this machine) and change Subscriptions under the tests' feet
+    settings.setdefault("subscription_notifier", False)
     s = Settings(base_url=BASE, auth="off", **settings)
     return TestClient(create_app(s, store=store, access_log=False), base_url="http://testserver")
 

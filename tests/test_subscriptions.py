@@ -154,7 +154,7 @@ def test_the_official_example_subscription_is_accepted(client: TestClient) -> No
 def test_the_notifier_thread_sends_on_its_own(store: SqlStore) -> None:
     with respx.mock(assert_all_called=False) as mock:
         hook = mock.post(HOOK).mock(return_value=httpx.Response(202))
-        with make_client(store, subscription_poll_seconds=0.05) as c:
+        with make_client(store, subscription_notifier=True, subscription_poll_seconds=0.05) as c:
             c.put("/fhir/Group/g1", json=group("g1"), headers=H)
             c.put("/fhir/Subscription/s1", json=subscription("s1", "g1"), headers=H)
             deadline = time.monotonic() + 10

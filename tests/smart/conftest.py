@@ -23,6 +23,7 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def make_auth_client(store: SqlStore, **settings: Any) -> TestClient:
+    settings.setdefault("subscription_notifier", False)  # as tests/conftest.py's make_client
     s = Settings(base_url=BASE, auth="smart", **settings)
     return TestClient(create_app(s, store=store, access_log=False), base_url=ORIGIN)
 
@@ -50,7 +51,8 @@ def wipe_auth(store: SqlStore, audit: Any = None) -> None:
 @pytest.fixture(scope="module")
 def auth_app(sqlite_store: SqlStore) -> Any:
     """One app per module (building one costs most of a second); tests get a wiped database."""
-    return create_app(Settings(base_url=BASE, auth="smart"), store=sqlite_store, access_log=False)
+    return create_app(Settings(base_url=BASE, auth="smart", subscription_notifier=False), store=sqlite_store,
+                      access_log=False)
 
 
 @pytest.fixture()
