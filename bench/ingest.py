@@ -10,7 +10,7 @@ validation, no store) shows where the time goes.
 
 Scaling: every claim gets 3 lines; the sample row's codes and amounts are kept, the claim id, control number,
 line number and member MBI are rewritten so that every claim and 1 member in 10 claims is new. Results go to
-bench/results/ingest-latest.json and .md.
+bench/results/ingest-<tag>.json and .md (`--tag`, default `latest`).
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=50_000)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--formats", default="cclf,claims-csv")
+    ap.add_argument("--tag", default="latest", help="results go to bench/results/ingest-<tag>.{json,md}")
     ap.add_argument("--prepare", default="inprocess",
                     help="inprocess (the default), worker, auto (worker for inputs over 2 MB), or both (side by side)")
     args = ap.parse_args()
@@ -167,13 +168,13 @@ def main() -> None:
             "load_avg_at_end": [round(x, 1) for x in os.getloadavg()]}
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "ingest-latest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    (out / f"ingest-{args.tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     md = ["| format | backend | prepare | claim lines | seconds | lines/s | resources | resources/s | load (1 min) |",
           "|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['format']} | {r['backend']} | {r.get('prepare', '')} | {r['lines']:,} | {r['seconds']} | "
            f"{r['lines_per_s']:,} | {r['resources']:,} | {r['resources_per_s']:,} | {r['load_avg_1m']} |"
            for r in results]
-    (out / "ingest-latest.md").write_text(f"Measured {meta['when']} ({meta['note']}).\n\n" + "\n".join(md) + "\n")
+    (out / f"ingest-{args.tag}.md").write_text(f"Measured {meta['when']} ({meta['note']}).\n\n" + "\n".join(md) + "\n")
     print("\n".join(md))
 
 
