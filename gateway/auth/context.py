@@ -21,6 +21,8 @@ class Grant:
     fhir_user: str | None = None
     jti: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    # (system, value) of the fhirUser resource's identifiers, read once when first needed (auth/groups.py)
+    identifiers: frozenset[tuple[str, str]] | None = field(default=None, compare=False, repr=False)
 
 
 current: ContextVar[Grant | None] = ContextVar("gateway_auth_grant", default=None)

@@ -23,9 +23,8 @@ def restricted(fhir_user: str | None) -> bool:
 def caller_identifiers(grant: Any, store: Any) -> Identifiers:
     """(system, value) of every identifier of the grant's fhirUser resource, read once per grant (grants are
     cached with their token)."""
-    cached = getattr(grant, "_identifiers", None)
-    if cached is not None:
-        return cached
+    if grant.identifiers is not None:
+        return grant.identifiers
     ids: set[tuple[str, str]] = set()
     rtype, _, rid = "/".join(str(grant.fhir_user).split("/")[-2:]).partition("/")
     stored = store.read(rtype, rid) if rtype in RESTRICTED_TYPES and rid else None
@@ -33,8 +32,8 @@ def caller_identifiers(grant: Any, store: Any) -> Identifiers:
         for ident in orjson.loads(stored.content).get("identifier") or []:
             if isinstance(ident, dict) and ident.get("system") and ident.get("value"):
                 ids.add((str(ident["system"]), str(ident["value"])))
-    grant._identifiers = frozenset(ids)
-    return grant._identifiers
+    grant.identifiers = frozenset(ids)
+    return grant.identifiers
 
 
 def _same(reference: Any, fhir_user: str) -> bool:
