@@ -136,8 +136,9 @@ def main() -> None:
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--formats", default="cclf,claims-csv")
     ap.add_argument("--tag", default="latest", help="results go to bench/results/ingest-<tag>.{json,md}")
-    ap.add_argument("--prepare", default="inprocess",
-                    help="inprocess (the default), worker, auto (worker for inputs over 2 MB), or both (side by side)")
+    ap.add_argument("--prepare", default="auto",
+                    help="auto (the ingest default: a worker process for inputs of 2 MB and more), inprocess, worker, "
+                         "or both (in process and worker, side by side)")
     args = ap.parse_args()
     modes = {"auto": [None], "worker": [True], "inprocess": [False], "both": [False, True]}[args.prepare]
     results = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 _RE = re.compile(
     r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
@@ -28,6 +29,13 @@ class DateParseError(ValueError):
 
 def parse_range(value: str) -> tuple[str, str]:
     """Return the inclusive (low, high) UTC range a FHIR date/dateTime/instant string covers."""
+    if isinstance(value, str):
+        return _parse_range(value)  # memoised: dates repeat across the resources of a load
+    raise DateParseError(f"Invalid FHIR date/dateTime: {value!r}")
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_range(value: str) -> tuple[str, str]:
     m = _RE.match(value.strip()) if isinstance(value, str) else None
     if not m:
         raise DateParseError(f"Invalid FHIR date/dateTime: {value!r}")

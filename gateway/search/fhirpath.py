@@ -143,6 +143,17 @@ def _compile_steps(steps: list[tuple[str, ...]]) -> Extractor:
         plan.append(st)
         i += 1
 
+    if len(plan) == 1 and plan[0][0] == "field" and plan[0][2] is None:  # the common case: Type.element
+        name = plan[0][1]
+
+        def one(resource: dict[str, Any]) -> list[Any]:
+            val = resource.get(name)
+            if val is None:
+                return _children(resource, name, None)  # a choice element, or nothing
+            return val if isinstance(val, list) else [val]
+
+        return one
+
     def run(resource: dict[str, Any]) -> list[Any]:
         nodes: list[Any] = [resource]
         for st in plan:

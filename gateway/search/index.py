@@ -10,6 +10,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from ..fhir.dates import MAX, MIN, DateParseError, parse_range
@@ -23,6 +24,7 @@ def clip(value: str | None, width: int = SHORT) -> str | None:
     return value[:width] if isinstance(value, str) and len(value) > width else value
 
 
+@lru_cache(maxsize=1 << 16)
 def norm(text: str) -> str:
     """String-search normal form: NFKD without combining marks, lower case, single spaces."""
     if text.isascii():  # the common case: nothing to decompose

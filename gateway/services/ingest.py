@@ -14,7 +14,6 @@ process, rejects in the same order."""
 from __future__ import annotations
 
 import gc
-import hashlib
 import multiprocessing
 import os
 import queue
@@ -22,9 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import orjson
+from typing import Any, NamedTuple
 
 from ..fhir.errors import FhirError
 from ..fhir.shapes import ShapeCache
@@ -32,7 +29,8 @@ from ..mapping.engine import Engine, Unit
 from ..mapping.readers import read_input
 from ..mapping.records import Reject
 from ..mapping.spec import MappingSpec, find_spec
-from ..search.index import IndexRows, index_resource
+from ..search.index import index_resource
+from ..store.encoded import Encoded, encode
 from .claim_versions import ClaimVersions
 from .rest import RestService
 
@@ -42,20 +40,24 @@ EVENT_BATCH = 100  # prepared events per message from the worker
 QUEUED_BATCHES = 64  # messages received ahead of the writes
 MAX_VALID = 200_000  # content digests of validated resources remembered by the prepare stage
 
-# ("read", (files, records)) | ("reject", Reject) | ("unit", (Unit, [digest], [IndexRows])): per resource of the
-# unit its content digest and its search index rows
+# ("read", (files, records)) | ("reject", Reject) | ("unit", Ready): what the prepare stage yields, in order
 Event = tuple[str, Any]
-Prepared = tuple[Unit, list[bytes], list[IndexRows]]
 
 
-def _digest(res: dict[str, Any]) -> bytes:
-    return hashlib.sha1(orjson.dumps(res, option=orjson.OPT_SORT_KEYS)).digest()
+class Ready(NamedTuple):
+    """A valid unit, each of its resources encoded for storage with its index rows."""
+
+    entity: str
+    where: str
+    lines: int
+    items: list[Encoded]
+    digests: list[bytes]
 
 
 def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache | None = None,
             store: Any = None) -> Iterator[Event]:
-    """Read, map, validate and index: the events of one ingest, in order. A unit with an invalid resource
-    becomes a reject; a valid unit comes with the content digest and index rows of each of its resources.
+    """Read, map, validate, index and encode: the events of one ingest, in order. A unit with an invalid
+    resource becomes a reject; a valid unit comes encoded, each resource with its content digest and index rows.
     With ``store``, corrected claims retire the facts their stored versions produced (``claim_versions``)."""
     read = read_input(spec, paths)
     yield "read", (read.files, read.read)
@@ -71,15 +73,24 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
     for unit in units:
         while rejects:
             yield "reject", rejects.pop(0)
+        items: list[Encoded] = []
         digests: list[bytes] = []
         bad = None
         for res in unit.resources:
-            d = _digest(res)
-            digests.append(d)
-            if d in valid:
-                continue
+            unstorable = None
+            try:
+                enc: Encoded | None = encode(res)
+            except (FhirError, KeyError, TypeError) as exc:  # no id, or a value JSON cannot hold
+                enc = None
+                unstorable = exc.diagnostics if isinstance(exc, FhirError) else f"{type(exc).__name__}: {exc}"
+            if enc is not None:
+                d = enc.digest
+                digests.append(d)
+                items.append(enc)
+                if d in valid:
+                    continue
             grp = res["resourceType"] == "Group"  # its attribution rules are checked by RestService.validate
-            if not grp and shapes.passes(res):
+            if enc is not None and not grp and shapes.passes(res):
                 valid.add(d)  # a shape validated in full before, every value checked against its element's type
                 continue
             try:
@@ -87,6 +98,10 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
             except FhirError as exc:
                 bad = Reject(unit.where, f"{unit.entity}: mapped {res.get('resourceType')}/{res.get('id')} is "
                              f"not valid: {exc.diagnostics}")
+                break
+            if enc is None:
+                bad = Reject(unit.where, f"{unit.entity}: mapped {res.get('resourceType')}/{res.get('id')} cannot "
+                             f"be stored: {unstorable}")
                 break
             if not warnings and not grp:
                 shapes.learn(res)
@@ -96,7 +111,9 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
         if bad:
             yield "reject", bad
         else:
-            yield "unit", (unit, digests, [index_resource(r) for r in unit.resources])
+            for n, res in enumerate(unit.resources):
+                items[n] = items[n]._replace(index=index_resource(res))
+            yield "unit", Ready(unit.entity, unit.where, unit.lines, items, digests)
     while rejects:
         yield "reject", rejects.pop(0)
 
@@ -222,10 +239,10 @@ class IngestSummary:
 
 class Ingestor:
     def __init__(self, rest: RestService, spec: MappingSpec | str, level: str = "strict",
-                 progress: Callable[[int], None] | None = None, parallel: bool | None = False) -> None:
-        """``parallel``: prepare in a worker process (True), in this one (False, the default: on the shared
-        2-core machine of the benchmark the worker gained nothing, see docs/performance.md), or decide by input
-        size and CPU count (None)."""
+                 progress: Callable[[int], None] | None = None, parallel: bool | None = None) -> None:
+        """``parallel``: prepare in a worker process (True), in this one (False), or decide by input size and
+        CPU count (None, the default: a worker for inputs of 2 MB and more on a machine with two cores or more;
+        see docs/performance.md)."""
         self.rest = rest
         self.spec = find_spec(spec) if isinstance(spec, str) else spec
         self.level = level
@@ -248,10 +265,10 @@ class Ingestor:
             parallel = False  # a worker process cannot open this database
         events = (_prepare_in_worker(self.spec, self.level, paths, url) if parallel
                   else prepare(self.spec, self.level, paths, self.shapes, store))
-        batch: list[Prepared] = []
+        batch: list[Ready] = []
         for kind, payload in events:
             if kind == "unit":
-                batch.append(self._unseen(*payload))
+                batch.append(self._unseen(payload))
                 if len(batch) >= CHUNK:
                     self._write(batch, summary)
                     batch = []
@@ -262,16 +279,16 @@ class Ingestor:
         self._write(batch, summary)
         return summary
 
-    def _unseen(self, unit: Unit, digests: list[bytes], rows: list[IndexRows]) -> Prepared:
+    def _unseen(self, unit: Ready) -> Ready:
         """The unit without the resources already written in this run with the same content."""
-        keep = [i for i, (r, d) in enumerate(zip(unit.resources, digests, strict=True))
-                if self._seen.get((r["resourceType"], str(r.get("id")))) != d]
-        if len(keep) == len(digests):
-            return unit, digests, rows
-        return (Unit(unit.entity, unit.where, [unit.resources[i] for i in keep], unit.lines),
-                [digests[i] for i in keep], [rows[i] for i in keep])
+        seen = self._seen
+        keep = [i for i, (e, d) in enumerate(zip(unit.items, unit.digests, strict=True))
+                if seen.get((e.rtype, e.rid)) != d]
+        if len(keep) == len(unit.items):
+            return unit
+        return unit._replace(items=[unit.items[i] for i in keep], digests=[unit.digests[i] for i in keep])
 
-    def _write(self, units: list[Prepared], summary: IngestSummary) -> None:
+    def _write(self, units: list[Ready], summary: IngestSummary) -> None:
         if not units:
             return
         try:
@@ -281,24 +298,24 @@ class Ingestor:
                 try:
                     self._store([u])
                 except FhirError as exc:
-                    summary.rejects.append(Reject(u[0].where, f"{u[0].entity}: not stored: {exc.diagnostics}"))
+                    summary.rejects.append(Reject(u.where, f"{u.entity}: not stored: {exc.diagnostics}"))
                     continue
                 self._count([u], summary)
             return
         self._count(units, summary)
 
-    def _store(self, units: list[Prepared]) -> None:
-        latest: dict[tuple[str, str], tuple[dict[str, Any], bytes, IndexRows]] = {}
-        for u, digests, rows in units:
-            for r, d, ix in zip(u.resources, digests, rows, strict=True):
-                latest[(r["resourceType"], r["id"])] = (r, d, ix)  # the same Practitioner may come with many claims
+    def _store(self, units: list[Ready]) -> None:
+        latest: dict[tuple[str, str], tuple[Encoded, bytes]] = {}
+        for u in units:
+            for e, d in zip(u.items, u.digests, strict=True):
+                latest[(e.rtype, e.rid)] = (e, d)  # the same Practitioner may come with many claims
         with self.rest.store.session() as tx:
-            status = tx.write_many([r for r, _, _ in latest.values()], "PUT", [ix for _, _, ix in latest.values()])
+            status = tx.write_encoded([e for e, _ in latest.values()], "PUT")
         self._pending = (status.count("created"), status.count("updated"), status.count("unchanged"), latest)
 
-    def _count(self, units: list[Prepared], summary: IngestSummary) -> None:
+    def _count(self, units: list[Ready], summary: IngestSummary) -> None:
         created, updated, unchanged, latest = self._pending
-        for key, (_res, digest, _rows) in latest.items():  # stored: the same content later in this run needs no write
+        for key, (_e, digest) in latest.items():  # stored: the same content later in this run needs no write
             self._seen[key] = digest
         summary.created += created
         summary.updated += updated
@@ -306,4 +323,4 @@ class Ingestor:
         summary.units += len(units)
         for rtype, _id in latest:
             summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1
-        self.progress(sum(u.lines for u, _, _ in units))
+        self.progress(sum(u.lines for u in units))

@@ -52,3 +52,15 @@ def test_a_later_correction_updates_the_stored_claim(store, tmp_path: Path) -> N
     assert read(store, "Procedure", "claim-P1-C3-ln1")["status"] == "entered-in-error"
     assert read(store, "Patient", "member-P1-M1")["meta"]["versionId"] == "1"  # same content: no new version
     assert read(store, "ExplanationOfBenefit", "claim-P1-C2")["meta"]["versionId"] == "1"
+
+
+def test_a_value_the_store_reserves_is_a_reject_not_a_failure(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The bulk write path splices version and time into markers; a record that carries one of them is
+    rejected with its line and the reason, and the other records load."""
+    lines = CLAIMS.read_text().splitlines()
+    lines.append(lines[1].replace("C1,1,1,professional,M1,Doe", "C7,1,1,professional,M7,@@gateway-last-updated@@"))
+    (tmp_path / "claims.csv").write_text("\n".join(lines) + "\n")
+    summary = ingest(store, "claims-csv", tmp_path / "claims.csv")
+    assert [r.where for r in summary.rejects] == ["claims.csv:7"]
+    assert "reserved by the server" in summary.rejects[0].reason
+    assert counts(store)["Patient"] == 1 and counts(store)["ExplanationOfBenefit"] == 4

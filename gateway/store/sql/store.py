@@ -29,6 +29,7 @@ from ...fhir.errors import Conflict, FhirError
 from ...search.index import IndexRows, index_resource
 from ...search.query import Include, SearchQuery
 from ..base import HistoryEntry, SearchResult, StoredResource
+from ..encoded import Encoded, content_of, encode, index_of
 from .search_sql import SqlSearchCompiler
 from .tables import HISTORY, IDX, IDX_COLUMNS, RESOURCE
 
@@ -56,6 +57,7 @@ _CURRENT_MANY_PG = text(
     "FROM unnest(CAST(:ids AS text[])) AS k(id) JOIN resource r ON r.res_type = :t AND r.res_id = k.id")
 _IDX_COLS = {k: ("res_pk", "res_type", *cols) for k, cols in IDX_COLUMNS.items()}
 _HISTORY_COLS = ("res_type", "res_id", "version", "last_updated", "method", "content")
+_RESOURCE_COLS = ("pk", "res_type", "res_id", "version", "last_updated", "deleted", "content")
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 
 
@@ -195,17 +197,27 @@ class SqlSession:
 
     def write_many(self, resources: list[dict[str, Any]], method: str = "PUT",
                    index: list[IndexRows] | None = None) -> list[str]:
-        """Store each resource (its id set by the caller; no (type, id) twice) as its next version, in a few
-        statements per table for the whole list: one read of the current versions per type, multi-row inserts
-        for new resources, their history and index rows, executemany updates for changed ones. A resource whose
-        content equals its current version apart from ``meta.versionId``/``meta.lastUpdated`` is left as it is
-        (no new version). ``index``: each resource's index rows when the caller computed them already
-        (``index_resource`` of the resource as given: the version and time it gets here are not indexed).
+        """Store each resource (its id set by the caller; no (type, id) twice) as its next version: see
+        ``write_encoded``. ``index``: each resource's index rows when the caller computed them already
+        (``index_resource`` of the resource as given: the version and time it gets here are not indexed)."""
+        return self.write_encoded([encode(r, index[n] if index is not None else None)
+                                   for n, r in enumerate(resources)], method)
+
+    def write_encoded(self, items: list[Encoded], method: str = "PUT") -> list[str]:
+        """Store each encoded resource (no (type, id) twice) as its next version, in a few statements per table
+        for the whole list: one read of the current versions per type, bulk inserts of new resources, their
+        history and index rows, executemany updates for changed ones. A resource whose content equals its
+        current version apart from ``meta.versionId``/``meta.lastUpdated`` is left as it is (no new version).
         Returns, per resource, ``created``, ``updated`` or ``unchanged``."""
         self._insert_new()
+        if self.store.dialect == "sqlite" and not self.conn.info.get("bulk"):
+            # bulk writes touch many index pages: 32 MB of page cache (the default is 2 MB) on the connections
+            # that do them, not on every connection of the pool
+            self.conn.exec_driver_sql("PRAGMA cache_size=-32768")
+            self.conn.info["bulk"] = True
         by_type: dict[str, list[str]] = {}
-        for r in resources:
-            by_type.setdefault(r["resourceType"], []).append(r["id"])
+        for e in items:
+            by_type.setdefault(e.rtype, []).append(e.rid)
         current: dict[tuple[str, str], Any] = {}
         stmt = _CURRENT_MANY_PG if self.store.dialect == "postgresql" else _CURRENT_MANY
         for rtype, ids in by_type.items():
@@ -214,48 +226,45 @@ class SqlSession:
                     current[(rtype, row[0])] = row
         now = self._now
         status: list[str] = []
-        new_rows: list[dict[str, Any]] = []
-        new_docs: list[tuple[dict[str, Any], IndexRows | None]] = []
+        new_rows: list[tuple[Any, ...]] = []
+        new_items: list[Encoded] = []
         changed: list[dict[str, Any]] = []
-        changed_docs: list[tuple[int, dict[str, Any], IndexRows | None]] = []
+        changed_items: list[tuple[int, Encoded]] = []
         history: list[tuple[Any, ...]] = []
-        for n, res in enumerate(resources):
-            rtype, rid = res["resourceType"], res["id"]
-            base_meta = res.get("meta") or {}
-            cur = current.get((rtype, rid))
-            if cur is not None and not cur[3]:
-                same = orjson.dumps({**res, "meta": {**base_meta, "versionId": str(cur[2]), "lastUpdated": cur[4]}})
-                if same == cur[5]:
-                    status.append(UNCHANGED)
-                    continue
+        for e in items:
+            rtype, rid = e.rtype, e.rid
+            cur = current.get((rtype, rid)) if current else None
+            if cur is not None and not cur[3] and content_of(e, str(cur[2]), cur[4]) == cur[5]:
+                status.append(UNCHANGED)
+                continue
             version = cur[2] + 1 if cur is not None else 1
-            doc = {**res, "meta": {**base_meta, "versionId": str(version), "lastUpdated": now}}
-            content = orjson.dumps(doc)
+            content = content_of(e, str(version), now)
             history.append((rtype, rid, version, now, method, content))
             if cur is None:
-                new_rows.append({"res_type": rtype, "res_id": rid, "version": 1, "last_updated": now,
-                                 "deleted": False, "content": content})
-                new_docs.append((doc, index[n] if index is not None else None))
+                new_rows.append((rtype, rid, 1, now, False, content))
+                new_items.append(e)
                 status.append(CREATED)
             else:
                 changed.append({"_pk": cur[1], "version": version, "last_updated": now, "deleted": False,
                                 "content": content})
-                changed_docs.append((cur[1], doc, index[n] if index is not None else None))
+                changed_items.append((cur[1], e))
                 status.append(CREATED if cur[3] else UPDATED)  # a deleted resource written again is created
         try:
             if new_rows:
-                pks = [r[0] for r in self.conn.execute(_INSERT_RETURNING, new_rows)]
-                for pk, (doc, rows) in zip(pks, new_docs, strict=True):
+                pks = self.store._next_pks(self.conn, len(new_rows))
+                for pk, e in zip(pks, new_items, strict=True):
                     self._fresh.add(pk)
-                    self._pending[pk] = (doc["resourceType"], rows or index_resource(doc))
+                    self._pending[pk] = (e.rtype, e.index if e.index is not None else index_of(e))
+                self.store._bulk_insert(self.conn, RESOURCE, _RESOURCE_COLS,
+                                        [(pk, *row) for pk, row in zip(pks, new_rows, strict=True)])
             if changed:
                 self.conn.execute(_UPDATE, changed)
-                stale = [pk for pk, _, _ in changed_docs if pk not in self._fresh]
+                stale = [pk for pk, _ in changed_items if pk not in self._fresh]
                 for i in range(0, len(stale), 500):
                     for stmt in _DELETE_IDX_MANY.values():
                         self.conn.execute(stmt, {"pks": stale[i:i + 500]})
-                for pk, doc, rows in changed_docs:
-                    self._pending[pk] = (doc["resourceType"], rows or index_resource(doc))
+                for pk, e in changed_items:
+                    self._pending[pk] = (e.rtype, e.index if e.index is not None else index_of(e))
             if history:
                 self.store._bulk_insert(self.conn, HISTORY, _HISTORY_COLS, history)
         except IntegrityError:
@@ -334,6 +343,17 @@ class SqlStore:
         finally:
             if lock:
                 lock.release()
+
+    def _next_pks(self, conn: Any, n: int) -> list[int]:
+        """``n`` fresh primary keys of the resource table, for a bulk insert that names them. On SQLite the
+        transaction holds the write lock, so the keys after the largest one are free (what SQLite itself would
+        assign); on PostgreSQL they come from the column's sequence."""
+        if self.dialect == "postgresql":
+            rows = conn.exec_driver_sql(
+                "SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, %(n)s)", {"n": n})
+            return [r[0] for r in rows]
+        top = conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM resource").scalar()
+        return list(range(top + 1, top + 1 + n))
 
     def _bulk_insert(self, conn: Any, table: Any, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         """Many rows into one table through the driver: COPY on PostgreSQL, executemany on SQLite."""
