@@ -61,6 +61,7 @@ class Scope:
 
 
 _EMPTIABLE = (str, list, dict)
+_MISSING = object()
 
 
 def _empty(v: Any) -> bool:
@@ -73,6 +74,7 @@ class Filters:
     def __init__(self, lookups: Mapping[str, Mapping[str, Any]], crosswalks: Mapping[str, Mapping[str, str]]):
         self.lookups = lookups
         self.crosswalks = crosswalks
+        self._classified: dict[tuple[str | None, str], Any] = {}
         self.fns: dict[str, Callable[[Any, str | None, str], Any]] = {
             "lookup": self._lookup, "lookup?": self._lookup_opt, "crosswalk": self._crosswalk,
             "int": lambda v, a, f: int(str(v).strip()), "decimal": self._decimal, "str": lambda v, a, f: str(v),
@@ -110,9 +112,16 @@ class Filters:
         return self.lookups[name]
 
     def _classify(self, v: Any, table: str | None, fname: str) -> Any:
-        """A lookup table whose keys are regular expressions: the first that matches the whole value wins."""
+        """A lookup table whose keys are regular expressions: the first that matches the whole value wins.
+        Answers are remembered per (table, value): codes repeat across records."""
+        key = (table, str(v))
+        hit = self._classified.get(key, _MISSING)
+        if hit is not _MISSING:
+            return hit
         for pattern, out in self._table(table).items():
-            if re.fullmatch(pattern, str(v)):
+            if re.fullmatch(pattern, key[1]):
+                if len(self._classified) < 100_000:
+                    self._classified[key] = out
                 return out
         raise MappingError(f"field {fname}: unknown code {v!r} (matches no pattern of '{table}')", fname)
 

@@ -45,6 +45,10 @@ class IndexRows:
     composites: list[tuple[str, str | None, str | None, str | None, float | None, str | None, str | None]] = field(
         default_factory=list)  # param, system, code, second-as-text, second-as-number, low, high
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled as its seven lists (ingest's worker sends many)
+        return (IndexRows, (self.strings, self.tokens, self.dates, self.refs, self.numbers, self.uris,
+                            self.composites))
+
 
 def string_values(v: Any) -> list[str]:
     if isinstance(v, str):
@@ -136,6 +140,13 @@ def number_values(v: Any) -> list[tuple[float, str | None, str | None]]:
     return []
 
 
+@lru_cache(maxsize=1 << 16)
+def _ref_row(code: str, ref: str) -> tuple[str, str | None, str | None, str | None] | None:
+    for rt, rid, url in reference_values({"reference": ref}):
+        return (code, clip(rt, 64), clip(rid), clip(url, LONG))
+    return None
+
+
 def _add(rows: IndexRows, sp: SearchParam, values: list[Any]) -> None:
     code, t = sp.code, sp.type
     for v in values:
@@ -146,6 +157,12 @@ def _add(rows: IndexRows, sp: SearchParam, values: list[Any]) -> None:
             for sys_, c, text in token_values(v):
                 rows.tokens.append((code, clip(sys_), clip(c), norm(text)[:SHORT] if text else None))
         elif t == "reference":
+            ref = v.get("reference") if type(v) is dict else None
+            if type(ref) is str:  # the common case, memoised: the same references recur across resources
+                row = _ref_row(code, ref)
+                if row is not None:
+                    rows.refs.append(row)
+                continue
             for rt, rid, url in reference_values(v):
                 rows.refs.append((code, clip(rt, 64), clip(rid), clip(url, LONG)))
         elif t == "date":

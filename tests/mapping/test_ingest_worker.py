@@ -76,3 +76,14 @@ def test_index_rows_do_not_depend_on_version_or_time() -> None:
             stamped = {**r, "meta": {**r.get("meta", {}), "versionId": "7", "lastUpdated": "2001-02-03T04:05:06.789Z"}}
             assert index_resource(stamped) == index_resource(r), r["resourceType"]
     assert {"ExplanationOfBenefit", "Patient", "Coverage", "Procedure"} <= seen
+
+
+def test_the_collector_runs_less_often_during_an_ingest_and_as_before_after(store) -> None:  # type: ignore[no-untyped-def]
+    import gc
+
+    before = gc.get_threshold()
+    during: list[tuple[int, int, int]] = []
+    Ingestor(RestService(store, BASE), "claims-csv", progress=lambda n: during.append(gc.get_threshold()),
+             parallel=False).ingest([CLAIMS])
+    assert during and all(t[0] == 100_000 for t in during)
+    assert gc.get_threshold() == before
