@@ -13,7 +13,7 @@ pragmas as the gateway's. Variants drop parts of the schema to show what each co
 
     python bench/ingest_floor.py --lines 20000
 
-Results: bench/results/ingest-floor.json and .md. The replay is the best of ``--repeat`` runs.
+Results: bench/results/ingest-floor-<lines>.json and .md. The replay is the best of ``--repeat`` runs.
 """
 
 from __future__ import annotations
@@ -120,10 +120,11 @@ def main() -> None:
             "cpus": os.cpu_count(), "load_avg_at_end": [round(x, 1) for x in os.getloadavg()]}
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "ingest-floor.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    result = json.dumps({"meta": meta, "results": results}, indent=2) + "\n"
+    (out / f"ingest-floor-{args.lines}.json").write_text(result)
     md = ["| schema | seconds | lines/s (writes alone) |", "|---|---:|---:|"]
     md += [f"| {v} | {r['total']} | {r['lines_per_s']:,} |" for v, r in results.items()]
-    (out / "ingest-floor.md").write_text(
+    (out / f"ingest-floor-{args.lines}.md").write_text(
         f"Measured {meta['when']}: {args.lines:,} CCLF claim lines, rows {counts}.\n\n" + "\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -37,6 +37,7 @@ from .rest import RestService
 
 CHUNK = 2_000  # resources per write transaction (larger ones measured no faster and hold SQLite's write lock longer)
 PARALLEL_MIN_BYTES = 2_000_000  # smaller inputs: starting the worker process costs more than it saves
+ANALYZE_FIRST = 20_000  # resources written before the first refresh of the planner's statistics (then x4)
 EVENT_BATCH = 100  # prepared events per message from the worker
 QUEUED_BATCHES = 64  # messages received ahead of the writes
 MAX_VALID = 200_000  # content digests of validated resources remembered by the prepare stage
@@ -277,6 +278,8 @@ class Ingestor:
         # resources shared by many records (a payer, a provider, a member) are validated and written once per
         # run when their content repeats: content hash by (type, id)
         self._seen: dict[tuple[str, str], bytes] = {}
+        self._written = 0  # resources written by this ingestor
+        self._analyze_at = ANALYZE_FIRST
         self.parallel = parallel
         self.shapes = ShapeCache()  # the prepare stage's, when it runs in this process
 
@@ -309,7 +312,14 @@ class Ingestor:
                 else:
                     summary.files, summary.records = payload
             self._write(batch, summary)
+        if self._written >= ANALYZE_FIRST:
+            self._analyze(None)  # searches after a large load get plans for the tables as they now are
         return summary
+
+    def _analyze(self, tables: list[str] | None) -> None:
+        analyze = getattr(self.rest.store, "analyze", None)
+        if analyze is not None:
+            analyze(tables)
 
     def _unseen(self, unit: Ready) -> Ready:
         """The unit without the resources already written in this run with the same content."""
@@ -352,6 +362,10 @@ class Ingestor:
         summary.created += created
         summary.updated += updated
         summary.unchanged += unchanged
+        self._written += created + updated
+        if self._written >= self._analyze_at:  # the resource table grew severalfold: new statistics
+            self._analyze(["resource"])
+            self._analyze_at *= 4
         summary.units += len(units)
         for rtype, _id in latest:
             summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1

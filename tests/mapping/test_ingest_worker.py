@@ -87,3 +87,32 @@ def test_the_collector_runs_less_often_during_an_ingest_and_as_before_after(stor
              parallel=False).ingest([CLAIMS])
     assert during and all(t[0] == 100_000 for t in during)
     assert gc.get_threshold() == before
+
+
+@pytest.mark.postgres
+def test_a_large_load_refreshes_the_planner_statistics_on_postgres(pg_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With autovacuum off or behind, a table that grew from nothing keeps the statistics of an empty one; an
+    ingest refreshes them as it grows (here from the 5th resource on) and once at its end for every table."""
+    import uuid
+
+    from sqlalchemy import text
+
+    import gateway.services.ingest as ingest_module
+    from tests.conftest import PG_ADMIN, _admin_exec
+
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    _admin_exec(f'CREATE DATABASE "{name}"')
+    store = SqlStore(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        def reltuples(table: str) -> float:
+            with store.engine.connect() as conn:
+                return conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = :t"), {"t": table}).scalar()
+
+        assert reltuples("resource") < 0 and reltuples("idx_token") < 0  # never analysed
+        monkeypatch.setattr(ingest_module, "ANALYZE_FIRST", 5)
+        summary = Ingestor(RestService(store, BASE), "claims-csv", parallel=False).ingest([CLAIMS])
+        assert summary.created > 5
+        assert reltuples("resource") == summary.created and reltuples("idx_token") > 0
+    finally:
+        store.close()
+        _admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -528,6 +528,17 @@ class SqlStore:
                 out[r[1]] = _stored(r)
         return out
 
+    def analyze(self, tables: list[str] | None = None) -> None:
+        """Refresh the planner's statistics (PostgreSQL; SQLite plans these queries well without them). Bulk
+        loads call it as the tables grow: with autovacuum off, or behind, a table that grew from nothing keeps
+        the statistics of an empty one, and the chunk's version lookup was then planned as a scan of every row
+        of the type (0.45 s a query at a million resources)."""
+        if self.dialect != "postgresql":
+            return
+        names = tables or ["resource", "resource_history", *(t.name for t in IDX.values())]
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(f"ANALYZE {', '.join(names)}")
+
     def count(self, resource_type: str | None = None) -> int:
         cond = [RESOURCE.c.deleted == false()]
         if resource_type:
