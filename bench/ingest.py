@@ -165,7 +165,7 @@ def main() -> None:
                     results.append(r)
                     print(json.dumps(r), flush=True)
     meta = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "note": "shared 2-core machine; other jobs were running",
+            "cpus": os.cpu_count(), "note": "2-core machine; each row has the load average when it ended",
             "load_avg_at_end": [round(x, 1) for x in os.getloadavg()]}
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
