@@ -6,10 +6,10 @@ so a bad record never leaves half of itself behind and never stops the rest of t
 Ids are stable (derived from source keys by the mapping file) and resources are written as updates, so loading
 the same input again changes no counts (and, content unchanged, makes no new versions).
 
-Two stages: *prepare* (read, map, validate, index: pure, no store) and *write*. On request (or, with
-``parallel=None``, on inputs of some size) the prepare stage runs in a worker process and streams its results
-(units and rejects, in the order they arise) to this one, which writes; the outcome is the same as in one
-process, rejects in the same order."""
+Two stages: *prepare* (read, map, validate, index, encode; no writes) and *write*. For inputs of some size
+(``parallel=None``, the default) or on request the prepare stage runs in a worker process and streams its
+results (units and rejects, in the order they arise) to this one, which writes; the outcome is the same as in
+one process, rejects in the same order."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from ...fhir.errors import Conflict, FhirError
 from ...search.index import IndexRows, index_resource
 from ...search.query import Include, SearchQuery
 from ..base import HistoryEntry, SearchResult, StoredResource
-from ..encoded import Encoded, content_of, encode, index_of
+from ..encoded import Encoded, content_of, index_of
 from .search_sql import SqlSearchCompiler
 from .tables import HISTORY, IDX, IDX_COLUMNS, RESOURCE
 
@@ -194,14 +194,6 @@ class SqlSession:
         for pk, (_, _, rtype, rows) in zip(pks, new, strict=True):
             self._fresh.add(pk)
             self._pending[pk] = (rtype, rows)
-
-    def write_many(self, resources: list[dict[str, Any]], method: str = "PUT",
-                   index: list[IndexRows] | None = None) -> list[str]:
-        """Store each resource (its id set by the caller; no (type, id) twice) as its next version: see
-        ``write_encoded``. ``index``: each resource's index rows when the caller computed them already
-        (``index_resource`` of the resource as given: the version and time it gets here are not indexed)."""
-        return self.write_encoded([encode(r, index[n] if index is not None else None)
-                                   for n, r in enumerate(resources)], method)
 
     def write_encoded(self, items: list[Encoded], method: str = "PUT") -> list[str]:
         """Store each encoded resource (no (type, id) twice) as its next version, in a few statements per table
