@@ -162,3 +162,19 @@ def test_cors_for_registered_app_origins_only(auth_client: TestClient) -> None:
     evil = auth_client.options("/auth/token", headers={"Origin": "https://evil.example.org",
                                                        "Access-Control-Request-Method": "POST"})
     assert "access-control-allow-origin" not in evil.headers
+
+
+def test_discovery_and_jwks_carry_exactly_one_cors_origin(auth_client: TestClient) -> None:
+    """A browser rejects two Access-Control-Allow-Origin headers; a registered app's origin used to get both
+    '*' (set by the route) and its own origin (set by the middleware), and the JWKS had none."""
+    auth_client.app.state.authority.clients.register("Web app", "patient/*.rs",
+                                                     redirect_uris=["https://app.example.org/cb"])
+    for path in ("/fhir/.well-known/smart-configuration", "/fhir/.well-known/openid-configuration",
+                 "/auth/jwks", "/fhir/metadata"):
+        for origin in ("https://app.example.org", "https://unregistered.example.net"):
+            r = auth_client.get(path, headers={"Origin": origin})
+            assert r.status_code == 200, path
+            values = r.headers.get_list("access-control-allow-origin")
+            assert values == ["*"], (path, origin, values)
+            pre = auth_client.options(path, headers={"Origin": origin, "Access-Control-Request-Method": "GET"})
+            assert pre.status_code == 204 and pre.headers.get_list("access-control-allow-origin") == ["*"]
