@@ -35,6 +35,25 @@ def test_create_read_headers(client: TestClient) -> None:
     assert client.get(f"/fhir/Patient/{pid}", headers={"If-None-Match": 'W/"1"'}).status_code == 304
 
 
+def test_conditional_read_compares_etags_weakly_and_honours_if_modified_since(client: TestClient) -> None:
+    """R4 http.html#cread: 304 whenever the client's version is current, whichever ETag form it sends."""
+    pid, _ = create(client, patient())
+    url = f"/fhir/Patient/{pid}"
+    for tag in ('"1"', 'W/"1"', '"7", W/"1"', "*"):
+        r = client.get(url, headers={"If-None-Match": tag})
+        assert r.status_code == 304, tag
+        assert r.headers["etag"] == 'W/"1"' and not r.content
+    assert client.get(url, headers={"If-None-Match": '"2"'}).status_code == 200
+    modified = client.get(url).headers["last-modified"]
+    assert client.get(url, headers={"If-Modified-Since": modified}).status_code == 304
+    assert client.get(url, headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}).status_code == 200
+    assert client.get(url, headers={"If-Modified-Since": "not a date"}).status_code == 200
+    # If-None-Match wins over If-Modified-Since (RFC 9110 section 13.2.2)
+    assert client.get(url, headers={"If-None-Match": '"9"', "If-Modified-Since": modified}).status_code == 200
+    client.put(url, json={**patient(), "id": pid}, headers=JSON)
+    assert client.get(url, headers={"If-None-Match": '"1"'}).status_code == 200
+
+
 def test_create_ignores_client_id(client: TestClient) -> None:
     pid, body = create(client, patient(id="chosen"))
     assert pid != "chosen"

@@ -87,6 +87,38 @@ def version_headers(base: str, s: StoredResource) -> dict[str, str]:
             "Content-Location": f"{base}/{s.resource_type}/{s.id}/_history/{s.version}"}
 
 
+def _etag_version(tag: str) -> str:
+    tag = tag.strip()
+    if tag.startswith(("W/", "w/")):
+        tag = tag[2:]
+    return tag.strip().strip('"')
+
+
+def not_modified(request: Request, s: StoredResource) -> bool:
+    """Conditional read (R4 http.html#cread): True when the client's copy is current.
+
+    ``If-None-Match`` lists entity tags compared weakly (RFC 9110 §13.1.2: ``"1"``, ``W/"1"`` and ``*`` all
+    match version 1); when it is present ``If-Modified-Since`` is ignored, otherwise the resource is unchanged
+    if it was last updated at or before that HTTP date (one-second precision)."""
+    inm = request.headers.get("if-none-match")
+    if inm is not None:
+        version = str(s.version)
+        return any(t.strip() == "*" or _etag_version(t) == version for t in inm.split(","))
+    ims = request.headers.get("if-modified-since")
+    if ims:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            since = parsedate_to_datetime(ims)
+            updated = parsedate_to_datetime(instant_to_http(s.last_updated))
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False  # an unparseable date is ignored, as RFC 9110 asks
+        if since.tzinfo is None:
+            return False
+        return int(updated.timestamp()) <= int(since.timestamp())
+    return False
+
+
 def write_response(request: Request, base: str, s: StoredResource, status: int,
                    warnings: list[Any] | None = None) -> Response:
     headers = version_headers(base, s)

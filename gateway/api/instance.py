@@ -14,6 +14,7 @@ from .deps import Rest, Settings
 from .http import (
     check_accept,
     fhir_response,
+    not_modified,
     pretty,
     read_json_body,
     version_headers,
@@ -82,7 +83,7 @@ async def read(rtype: str, rid: str, request: Request, rest: Rest) -> Response:
     check_accept(request)
     s = rest.read(rtype, rid)
     headers = version_headers(rest.base_url, s)
-    if request.headers.get("if-none-match") == s.etag:
+    if not_modified(request, s):
         return Response(status_code=304, headers=headers)
     summary = request.query_params.get("_summary")
     elements = request.query_params.get("_elements")
