@@ -88,7 +88,7 @@ def test_last_received_on_sends_only_changes(client: TestClient) -> None:
 def test_bad_input(client: TestClient) -> None:
     load_corrected_measure(client, "CMS130")
     url = f"/fhir/Measure/{measure_id('CMS130')}/$collect-data"
-    for params, words in (({**PERIOD}, "organization"),
+    for params, words in (({**PERIOD, "organization": "Practitioner/x"}, "organization"),
                           ({**PERIOD, "organization": "Organization/o", "lastReceivedOn": "yesterday"}, "lastReceivedOn"),
                           ({"periodStart": "2025-01-01", "organization": "Organization/o"}, "periodEnd"),
                           ({**PERIOD, "organization": "Organization/o", "subject": "Observation/1"}, "subject")):
@@ -96,3 +96,29 @@ def test_bad_input(client: TestClient) -> None:
         assert r.status_code == 400 and words in r.text, r.text
     assert client.get("/fhir/Measure/none/$collect-data",
                       params={**PERIOD, "organization": "Organization/o"}).status_code == 404
+
+
+def test_r4_form_without_organization(client: TestClient) -> None:
+    """Base R4 Measure-collect-data has no organization parameter: generic clients call it without one, and
+    get measureReport + resource parameters, with an OperationOutcome naming the form assumed."""
+    chosen = load_cases(client, "CMS130", per_category=1)
+    mid = measure_id("CMS130")
+    r = client.get(f"/fhir/Measure/{mid}/$collect-data", params=PERIOD)
+    assert r.status_code == 200, r.text
+    params = r.json()["parameter"]
+    names = [p["name"] for p in params]
+    assert "return" not in names and names.count("outcome") == 1
+    reports = [p["resource"] for p in params if p["name"] == "measureReport"]
+    assert sorted(m["subject"]["reference"] for m in reports) == \
+        sorted(f"Patient/{p}" for ids in chosen.values() for p in ids)
+    assert all(m["type"] == "data-collection" and "reporter" not in m for m in reports)
+    assert all("meta" not in m for m in reports)
+    outcome = next(p["resource"] for p in params if p["name"] == "outcome")
+    assert "R4 form" in outcome["issue"][0]["diagnostics"]
+    data = [p["resource"] for p in params if p["name"] == "resource"]
+    refs = {f"{d['resourceType']}/{d['id']}" for d in data}
+    assert {e["reference"] for m in reports for e in m.get("evaluatedResource", [])} <= refs
+    # with an organization the DEQM form answers, and says so
+    deqm = client.get(f"/fhir/Measure/{mid}/$collect-data", params={**PERIOD, "organization": "Organization/o"})
+    dnames = [p["name"] for p in deqm.json()["parameter"]]
+    assert set(dnames) == {"return"} and len(dnames) == len(reports)

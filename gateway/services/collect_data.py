@@ -44,9 +44,10 @@ class CollectDataService:
             raise BadRequest("Give organization or organizationResource, not both")
         if req.organization_resource is not None and not req.organization_resource.get("id"):
             raise BadRequest("organizationResource needs an id")
-        if not req.reporter or not req.reporter.startswith("Organization/"):
-            raise BadRequest("$collect-data needs organization=Organization/[id] (or organizationResource with an "
-                             "id): it is the reporter of the Data Exchange MeasureReports")
+        r4_form = not req.reporter
+        if req.reporter and not req.reporter.startswith("Organization/"):
+            raise BadRequest("organization must be a reference Organization/[id]: it is the reporter of the Data "
+                             "Exchange MeasureReports")
         since = None
         if req.last_received_on:
             try:
@@ -58,14 +59,22 @@ class CollectDataService:
             patients = select_patients(self.svc, req.subject, req.subject_group, req.practitioner, None)
         else:
             patients = [p["id"] for p in search_all(self.store, self.base_url, "Patient", [])]
-        out = []
+        out: list[dict[str, Any]] = []
         for m in measures:
             self.svc.prepare(m)
         for m in measures:
             for pid in patients:
                 bundle = self.patient_bundle(m, pid, req, since)
-                if bundle is not None:
+                if bundle is None:
+                    continue
+                if r4_form:  # R4 Measure-collect-data: measureReport and resource output parameters
+                    entries = bundle["entry"]
+                    out.append({"name": "measureReport", "resource": entries[0]["resource"]})
+                    out.extend({"name": "resource", "resource": e["resource"]} for e in entries[1:])
+                else:
                     out.append({"name": "return", "resource": bundle})
+        if r4_form:
+            out.append({"name": "outcome", "resource": form_outcome()})
         return {"resourceType": "Parameters", "parameter": out}
 
     def patient_bundle(self, measure: dict[str, Any], pid: str, req: CollectDataRequest,
@@ -96,13 +105,27 @@ class CollectDataService:
             "measure": report["measure"],
             "subject": {"reference": patient_ref},
             "date": now_instant(),
-            "reporter": {"reference": req.reporter},
             "period": report["period"],
             "evaluatedResource": [{"reference": e["ref"]} for e in entries],
         }
+        if req.reporter:
+            mr["reporter"] = {"reference": req.reporter}
+        else:  # the DEQM Data Exchange profile requires a reporter: without one the report is plain R4
+            del mr["meta"]
         extra = []
         if req.organization_resource is not None:
             extra.append({"fullUrl": f"{self.base_url}/{req.reporter}", "resource": req.organization_resource})
         return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "collection", "timestamp": now_instant(),
                 "entry": [{"fullUrl": f"urn:uuid:{mr['id']}", "resource": mr},
                           *[{k: v for k, v in e.items() if k != "ref"} for e in entries], *extra]}
+
+
+def form_outcome() -> dict[str, Any]:
+    """An information OperationOutcome saying that the base R4 form of $collect-data was assumed (no
+    organization: measureReport and resource parameters, not DEQM's Bundles), so that a caller that meant
+    DEQM's form sees why the shape differs and what to send."""
+    text = ("No organization or organizationResource was given: answered in the base FHIR R4 form "
+            "(Measure-collect-data: measureReport and resource parameters; the reports have no reporter and do "
+            "not claim the DEQM Data Exchange profile). Give organization=Organization/[id] for DEQM's form.")
+    return {"resourceType": "OperationOutcome",
+            "issue": [{"severity": "information", "code": "informational", "diagnostics": text}]}
