@@ -34,7 +34,9 @@ def smart_configuration(authority: Any) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         "introspection_endpoint": e["introspect"],
         "revocation_endpoint": e["revoke"],
-        "management_endpoint": e["manage"],
+        # no management_endpoint and no registration endpoint: the gateway has neither a page where a user
+        # sees and revokes the apps it authorized nor dynamic client registration (RFC 7591), so it does not
+        # advertise them; clients are registered with the admin API or `fhir-gateway clients add`
     }
 
 
@@ -52,8 +54,8 @@ def openid_configuration(authority: Any) -> dict[str, Any]:
 
 def capability_security(authority: Any) -> dict[str, Any]:
     e = authority.endpoints()
-    uris = [("authorize", e["authorize"]), ("token", e["token"]), ("register", e["register"]),
-            ("manage", e["manage"]), ("introspect", e["introspect"]), ("revoke", e["revoke"])]
+    uris = [("authorize", e["authorize"]), ("token", e["token"]), ("introspect", e["introspect"]),
+            ("revoke", e["revoke"])]
     return {
         "cors": True,
         "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",

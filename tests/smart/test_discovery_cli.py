@@ -54,6 +54,19 @@ def test_capability_statement_security(auth_client: TestClient) -> None:
     assert uris["authorize"] == conf["authorization_endpoint"] and uris["token"] == conf["token_endpoint"]
 
 
+def test_only_working_endpoints_are_advertised(auth_client: TestClient) -> None:
+    """The admin API is no RFC 7591 registration endpoint and the management page lists no apps: neither is
+    advertised. Every URI that discovery or the CapabilityStatement names answers without 404."""
+    conf = auth_client.get("/fhir/.well-known/smart-configuration").json()
+    assert "management_endpoint" not in conf and "registration_endpoint" not in conf
+    sec = auth_client.get("/fhir/metadata").json()["rest"][0]["security"]
+    uris = {e["url"]: e["valueUri"] for e in sec["extension"][0]["extension"]}
+    assert set(uris) == {"authorize", "token", "introspect", "revoke"}
+    assert uris["introspect"] == conf["introspection_endpoint"] and uris["revoke"] == conf["revocation_endpoint"]
+    for uri in [*uris.values(), *(v for k, v in conf.items() if k.endswith("_endpoint") or k == "jwks_uri")]:
+        assert auth_client.post(uri.replace("http://localhost", "")).status_code != 404, uri
+
+
 def test_clients_add_cli(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'gw.sqlite3'}"
     key = generate_client_key("ES384")
