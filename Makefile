@@ -1,7 +1,10 @@
 # Two set-up commands for a fresh machine (see README):
 #   make run    install into .venv and start the gateway on SQLite with demo data at http://127.0.0.1:8080/fhir
+#               (make run PORT=8090 for another port)
 #   make test   install into .venv (with test extras) and run the whole test suite
 PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8080
 VENV ?= .venv
 BIN := $(VENV)/bin
 
@@ -18,7 +21,7 @@ install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
 
 run: install
-	$(BIN)/fhir-gateway serve --host 127.0.0.1 --port 8080 --auth off --demo
+	$(BIN)/fhir-gateway serve --host $(HOST) --port $(PORT) --auth off --demo
 
 test: install-test
 	$(BIN)/ruff check gateway tests bench tools
