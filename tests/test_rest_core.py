@@ -116,6 +116,25 @@ def test_conditional_create(client: TestClient) -> None:
     assert client.get("/fhir/Patient?identifier=urn:mrn|DUP").json()["total"] == 2
 
 
+def test_conditional_create_criteria_in_query_string(client: TestClient) -> None:
+    """fhirpy's get_or_create sends its criteria as the POST's query string: they act as If-None-Exist, so a
+    second call finds the first resource instead of creating a duplicate."""
+    first = client.post("/fhir/Patient?identifier=urn:mrn|Q-1", json=patient(ident="Q-1"), headers=JSON)
+    assert first.status_code == 201, first.text
+    again = client.post("/fhir/Patient?identifier=urn:mrn|Q-1&_format=json", json=patient(ident="Q-1"),
+                        headers=JSON)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert client.get("/fhir/Patient?identifier=urn:mrn|Q-1").json()["total"] == 1
+    both = client.post("/fhir/Patient?identifier=urn:mrn|Q-1", json=patient(ident="Q-1"),
+                       headers={**JSON, "If-None-Exist": "identifier=urn:mrn|Q-2"})
+    assert both.status_code == 400 and both.json()["resourceType"] == "OperationOutcome"
+    same = client.post("/fhir/Patient?identifier=urn:mrn|Q-1", json=patient(ident="Q-1"),
+                       headers={**JSON, "If-None-Exist": "identifier=urn:mrn|Q-1"})
+    assert same.status_code == 200
+    # plain format parameters are no criteria
+    assert client.post("/fhir/Patient?_pretty=true", json=patient(ident="Q-1"), headers=JSON).status_code == 201
+
+
 def test_conditional_update_and_delete(client: TestClient) -> None:
     r = client.put("/fhir/Patient?identifier=urn:mrn|C-1", json=patient(ident="C-1"), headers=JSON)
     assert r.status_code == 201

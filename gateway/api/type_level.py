@@ -54,12 +54,34 @@ async def search_post(rtype: str, request: Request, rest: Rest) -> Response:
     return await run_in_threadpool(_search, request, rest, rtype, params, rtype)
 
 
-@router.post("/{rtype:fhirtype}", tags=["write"], summary="create (conditional with If-None-Exist)")
+FORMAT_PARAMS = {"_format", "_pretty", "_summary", "_elements"}
+
+
+def create_condition(request: Request) -> str | None:
+    """The criteria of a conditional create: the If-None-Exist header, or search parameters given in the
+    create's query string (``POST Patient?identifier=…``, as fhirpy's get_or_create sends them). R4 defines
+    only the header; a query string on a create has no other meaning, and ignoring it would create
+    duplicates, so it is taken as the same condition. Both at once must agree."""
+    header = request.headers.get("if-none-exist")
+    criteria = [(k, v) for k, v in request.query_params.multi_items() if k not in FORMAT_PARAMS]
+    if not criteria:
+        return header
+    from urllib.parse import parse_qsl, urlencode
+
+    from ..fhir.errors import BadRequest
+
+    if header is not None and sorted(parse_qsl(header.lstrip("?"), keep_blank_values=True)) != sorted(criteria):
+        raise BadRequest("A create names search criteria both in If-None-Exist and in its query string, and they "
+                         "differ; give them once")
+    return urlencode(criteria)
+
+
+@router.post("/{rtype:fhirtype}", tags=["write"], summary="create (conditional with If-None-Exist or query criteria)")
 async def create(rtype: str, request: Request, rest: Rest, settings: Settings) -> Response:
     check_accept(request)
     check_type(rtype)
     body = await read_json_body(request, settings.max_body_bytes)
-    out = await run_in_threadpool(rest.create, rtype, body, request.headers.get("if-none-exist"),
+    out = await run_in_threadpool(rest.create, rtype, body, create_condition(request),
                                   provenance=x_provenance(request))
     return write_response(request, rest.base_url, out.stored, out.status, out.warnings)
 
