@@ -9,12 +9,13 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from gateway.demo.attribution import synthetic_population
-from tests.conftest import SHARED
+from tests.conftest import SHARED, require_shared
 
 ATR_DIR = SHARED / "examples" / "atr"
 
 
 def atr_examples() -> list[dict[str, Any]]:
+    require_shared()
     out = []
     for f in sorted(ATR_DIR.glob("*.json")):
         r = json.loads(f.read_text())

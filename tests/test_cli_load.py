@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from gateway.store.sql.store import SqlStore
-from tests.conftest import SHARED, clean_env, gateway_exe, wipe
+from tests.conftest import SHARED, clean_env, gateway_exe, require_shared, wipe
 
 LOAD_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "load"
 MIXED = LOAD_FIXTURES / "mixed"
@@ -190,6 +190,7 @@ def assert_stored_as_written(store: SqlStore, writes: dict[Key, list[dict[str, A
 
 def atr_resource_files() -> list[Path]:
     """The ATR examples; illustrative/ holds request bodies and a manifest, not content to load."""
+    require_shared()
     return sorted(ATR.glob("*.json"), key=str)
 
 
@@ -324,6 +325,7 @@ def test_long_values_load_on_every_backend(db_url: str, tmp_path: Path, open_sto
 
 
 def test_loading_twice_creates_no_duplicates(db_url: str, tmp_path: Path, open_store: list[SqlStore]) -> None:
+    require_shared()
     ndjson = [MIXED / "good.ndjson"]
     jsons = [MIXED / "organization.json", sorted(CMS122_TESTS.glob("*.json"), key=str)[0]]
     with_ids: list[dict[str, Any]] = [json.loads(ln) for ln in ndjson[0].read_text().splitlines()]
@@ -393,6 +395,7 @@ def test_cms347_measure_is_an_error_with_strict(tmp_path: Path, open_store: list
 
 def test_cms122_test_bundles_give_the_expected_count(db_url: str, tmp_path: Path,
                                                      open_store: list[SqlStore]) -> None:
+    require_shared()
     files = sorted(CMS122_TESTS.glob("*.json"), key=str)
     assert files
     writes = writes_by_key(files)

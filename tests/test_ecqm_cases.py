@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.measure.cases import MeasureFixture, case_paths, load_measure, load_overrides, run_case
-from tests.conftest import FIXTURES, SHARED
+from tests.conftest import FIXTURES, SHARED, require_shared
 
 ECQM = SHARED / "testdata" / "ecqm"
 OVERRIDES = load_overrides(FIXTURES / "ecqm-expectation-overrides.json")
@@ -24,6 +24,7 @@ def fixture(measure: str) -> MeasureFixture:
 
 
 def test_corpus_is_there() -> None:
+    require_shared()
     assert len(MEASURES) == 8 and len(CASES) == 495
 
 
