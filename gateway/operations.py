@@ -372,6 +372,8 @@ class Registry:
             self.by_key[op.key] = op
             if not op.endpoints:
                 raise ValueError(f"operation {op.key} declares no endpoint")
+            if op.patient != ("patient" in op.scope_levels):
+                raise ValueError(f"operation {op.key}: 'patient' and the patient scope level disagree")
             for e in op.endpoints:
                 if (e.level == "system") != (not e.types):
                     raise ValueError(f"${op.code}: a system-level endpoint names no types, the others do")
