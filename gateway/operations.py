@@ -93,7 +93,7 @@ class Operation:
     scope_levels: frozenset[str] = SCOPE_LEVELS  # scope levels (patient/user/system) that may call it
     patient: bool = False  # usable under patient/ scopes; output confined to the launch patient
     subject_param: str | None = None  # under patient/ scopes: required and must name Patient/<P>
-    type_param: str | None = None  # a parameter listing types that replace "*" in needs (_type)
+    type_params: tuple[str, ...] = ()  # parameters listing types that replace "*" in needs (_type), query or body
     asynchronous: bool = False  # answers 202 and a status URL (always, or with Prefer: respond-async)
     tags: tuple[str, ...] = ()
     extension: tuple[dict[str, str], ...] = ()
@@ -164,6 +164,7 @@ _EXPORT_PARAMS = (
     Param("_type", "string", max="*", documentation="comma-separated resource types"),
     Param("_elements", "string", max="*"), Param("_typeFilter", "string", max="*"),
     Param("patient", "Reference", max="*", documentation="POST only: narrows the export to these patients"))
+_TYPE_PARAMS = ("_type", "resourceTypes")  # the bulk kick-off reads both (resourceTypes: the ATR IG's examples)
 _EXPORT_DOC = ("Prefer: respond-async; status at [base]/$export-status/[job] (202 + X-Progress, 200 manifest, "
                "DELETE cancels), NDJSON files at [base]/$export-file/[job]/[file]")
 
@@ -279,13 +280,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "export", "export", "Bulk Data system-level export", "Bulk Data [base]/$export, GET and POST, "
         + _EXPORT_DOC + "; _outputFormat, _type, _since, _until, _elements, _typeFilter",
         (Endpoint("system", "operations.bulk:export_system"),), (Need("*", "rs"),), _BULK + "export",
-        _EXPORT_PARAMS, scope_levels=USER_SYSTEM, type_param="_type", asynchronous=True, tags=("bulk",)),
+        _EXPORT_PARAMS, scope_levels=USER_SYSTEM, type_params=_TYPE_PARAMS, asynchronous=True, tags=("bulk",)),
     Operation(
         "patient-export", "export", "Bulk Data export of all patients",
         "Patient/$export: every Patient's compartment plus referenced Practitioner, PractitionerRole, "
         "Organization and Location; patient (POST) narrows it; " + _EXPORT_DOC,
         (Endpoint("type", "operations.bulk:export_patients", ("Patient",)),), (Need("*", "rs"),),
-        _BULK + "patient-export", _EXPORT_PARAMS, scope_levels=USER_SYSTEM, type_param="_type",
+        _BULK + "patient-export", _EXPORT_PARAMS, scope_levels=USER_SYSTEM, type_params=_TYPE_PARAMS,
         asynchronous=True, tags=("bulk",)),
     Operation(
         "group-export", "export", "Bulk Data export of a group's members",
@@ -293,14 +294,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "PractitionerRole, Organization and Location; " + _EXPORT_DOC,
         (Endpoint("instance", "operations.bulk:export_group", ("Group",), id_param="group_id"),),
         (Need("*", "rs"),), _BULK + "group-export", _EXPORT_PARAMS, scope_levels=USER_SYSTEM,
-        type_param="_type", asynchronous=True, tags=("bulk",)),
+        type_params=_TYPE_PARAMS, asynchronous=True, tags=("bulk",)),
     Operation(
         "davinci-data-export", "davinci-data-export", "Da Vinci ATR member list export",
         "Da Vinci ATR Group/[id]/$davinci-data-export: exportType hl7.fhir.us.davinci-atr; _type defaults to the "
         "eight ATR types and must include Group, Patient and Coverage",
         _group_endpoint("bulk", "davinci_data_export", _GET_POST), (Need("Group", "r"), Need("*", "rs")),
         _ATR + "davinci-data-export", (Param("exportType", "string", min=1), *_EXPORT_PARAMS),
-        scope_levels=USER_SYSTEM, type_param="_type", asynchronous=True, tags=("atr",)),
+        scope_levels=USER_SYSTEM, type_params=_TYPE_PARAMS, asynchronous=True, tags=("atr",)),
     Operation(
         "export-status", "export-status", "Export job status, manifest and cancel",
         "[base]/$export-status/[job]: 202 + X-Progress while running, 200 with the manifest when done, DELETE "

@@ -129,6 +129,9 @@ class AuthMiddleware:
         if access.interaction == "transaction":
             self._transaction(scope, grant, body)
             return
+        if access.policy is not None and body and access.policy.type_names():  # types listed in the body too
+            access = policy.with_body_types(access, query, [v for name in access.policy.type_names()
+                                                            for v in _parameter_values(body, name)])
         policy.check(grant.scopes, access)
         if access.interaction in ("create", "update", "conditional-update") and any(
                 k == b"x-provenance" for k, _ in scope["headers"]):  # the header writes a Provenance too

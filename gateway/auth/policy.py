@@ -22,7 +22,8 @@ from ..operations import PATH_TYPE, REGISTRY, Need, Operation
 from .scopes import ScopeSet
 
 __all__ = ["LETTER", "OPERATIONS", "PATH_TYPE", "ROUTES", "AccessRequest", "Denied", "Need", "OperationPolicy",
-           "check", "classify", "confined", "operation_policy", "readable", "scope_filters"]
+           "check", "classify", "confined", "operation_needs", "operation_policy", "readable", "scope_filters",
+           "with_body_types"]
 
 # interaction -> the SMART v2 permission letter it needs on its resource type
 LETTER = {
@@ -63,12 +64,18 @@ class OperationPolicy:
     subject_param: str | None = None  # under patient/ scopes this parameter, when given, must be Patient/<P>
     type_param: str | None = None  # e.g. _type for $export: the listed types replace "*" in needs
     levels: frozenset[str] = frozenset({"patient", "user", "system"})
+    type_params: tuple[str, ...] = ()  # every parameter that lists types (type_param is the first)
+
+    def type_names(self) -> tuple[str, ...]:
+        """The parameters whose values name the resource types the operation touches."""
+        return self.type_params or ((self.type_param,) if self.type_param else ())
 
 
 def operation_policy(op: Operation) -> OperationPolicy:
     """The access policy of one registry declaration (gateway/operations.py)."""
-    return OperationPolicy(op.needs, patient=op.patient, subject_param=op.subject_param, type_param=op.type_param,
-                           levels=op.scope_levels)
+    return OperationPolicy(op.needs, patient=op.patient, subject_param=op.subject_param,
+                           type_param=op.type_params[0] if op.type_params else None, levels=op.scope_levels,
+                           type_params=op.type_params)
 
 
 def _by_code() -> dict[str, OperationPolicy]:
@@ -147,15 +154,33 @@ def classify(method: str, template: str, path_params: dict[str, str],
         op_id = next((path_params.get(s.strip("{}")) for s in before if s.startswith("{")), None)
         policy = OPERATIONS.get(op, UNKNOWN_OPERATION)
     path_type = op_type or "*"
+    names = policy.type_names()
+    types = [v for k, v in query if k in names] if names else []
+    return AccessRequest("operation", op_type, op_id, operation=op, needs=operation_needs(policy, path_type, types),
+                         levels=policy.levels, policy=policy)
+
+
+def operation_needs(policy: OperationPolicy, path_type: str, type_values: list[str]) -> list[Need]:
+    """What an operation call needs: the declared needs, the path's type for ``{type}``, and for an operation
+    with type parameters the listed types (comma-separated values) in place of "*"."""
     needs = [Need(path_type, n.letters) if n.rtype == PATH_TYPE else n for n in policy.needs]
-    if policy.type_param:
-        types = [t.strip() for v in (v for k, v in query if k == policy.type_param) for t in v.split(",")
-                 if t.strip()]
-        if types:
-            needs = [n for n in needs if n.rtype != "*"] + [Need(t, n.letters) for t in types
-                                                             for n in policy.needs if n.rtype == "*"]
-    return AccessRequest("operation", op_type, op_id, operation=op, needs=needs, levels=policy.levels,
-                         policy=policy)
+    types = [t.strip() for v in type_values for t in v.split(",") if t.strip()]
+    if types:
+        needs = [n for n in needs if n.rtype != "*"] + [Need(t, n.letters) for t in types
+                                                         for n in policy.needs if n.rtype == "*"]
+    return needs
+
+
+def with_body_types(access: AccessRequest, query: list[tuple[str, str]], body_values: list[str]) -> AccessRequest:
+    """``access`` with its needs recomputed when a POST body lists types too: the operation reads the query's
+    and the body's type parameters together, so the needs must cover both."""
+    pol = access.policy
+    if pol is None or not body_values:
+        return access
+    names = pol.type_names()
+    types = [v for k, v in query if k in names] + body_values
+    return AccessRequest(access.interaction, access.rtype, access.rid, operation=access.operation,
+                         needs=operation_needs(pol, access.rtype or "*", types), levels=access.levels, policy=pol)
 
 
 def include_needs(query: list[tuple[str, str]]) -> list[Need]:

@@ -92,3 +92,44 @@ def test_unrestricted_clients_are_not_affected(world: tuple[TestClient, str, str
     for method, url, body in _calls(mid, "hidden"):
         r = client.request(method, url, json=body, headers=bearer(token))
         assert r.status_code == 200, (method, url, r.status_code, r.text[:300])
+
+
+# -- type parameters: every parameter the operation reads types from, in the query and in the body --------
+@pytest.fixture()
+def patients_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    store = SqlStore(f"sqlite:///{tmp_path_factory.mktemp('type-params') / 'gateway.sqlite3'}")
+    client = make_auth_client(store)
+    token = client.app.state.authority.tokens.issue_access("bulk-app", "system/Patient.rs", 600, "b", "bulk").token
+    yield client, token
+    store.close()
+
+
+def _parameters(*pairs: tuple[str, str]) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": [{"name": k, "valueString": v} for k, v in pairs]}
+
+
+@pytest.mark.parametrize("method,url,body", [
+    # regression: the policy read only the query's _type, the export also the body's and resourceTypes
+    ("GET", "/fhir/$export?_type=Patient&resourceTypes=Observation", None),
+    ("POST", "/fhir/$export?_type=Patient", _parameters(("_type", "Observation"))),
+    ("POST", "/fhir/Patient/$export?_type=Patient", _parameters(("resourceTypes", "Condition"))),
+    ("POST", "/fhir/$export", _parameters(("_type", "Patient,Observation"))),
+])
+def test_export_types_named_anywhere_need_scopes(patients_only: tuple[TestClient, str], method: str, url: str,
+                                                 body: Any) -> None:
+    client, token = patients_only
+    r = client.request(method, url, json=body, headers=bearer(token))
+    assert r.status_code == 403, r.text
+    assert r.json()["resourceType"] == "OperationOutcome" and "Content-Location" not in r.headers
+
+
+@pytest.mark.parametrize("method,url,body", [
+    ("GET", "/fhir/$export?_type=Patient", None),
+    ("POST", "/fhir/$export", _parameters(("_type", "Patient"))),
+    ("POST", "/fhir/Patient/$export?_type=Patient", _parameters(("resourceTypes", "Patient"))),
+])
+def test_export_of_the_granted_types_is_accepted(patients_only: tuple[TestClient, str], method: str, url: str,
+                                                 body: Any) -> None:
+    client, token = patients_only
+    r = client.request(method, url, json=body, headers={**bearer(token), "Prefer": "respond-async"})
+    assert r.status_code == 202, r.text
