@@ -16,8 +16,6 @@ from typing import Any
 from fastapi.routing import iter_route_contexts
 from starlette.routing import compile_path
 
-from ..api.paths import template
-
 
 @dataclass(frozen=True)
 class RouteEntry:
@@ -30,6 +28,11 @@ def iter_routes(routes: list[Any]) -> Iterator[tuple[str, frozenset[str]]]:
     """(template, methods) of every route; templates without the FHIR path convertors (api/paths.py)."""
     for path, methods in iter_raw_routes(routes):
         yield template(path), methods
+
+
+def template(path: str) -> str:
+    """A route path without its convertors: `/{rtype:fhirtype}/{rid:fhirid}` -> `/{rtype}/{rid}`."""
+    return compile_path(path)[1]
 
 
 def iter_raw_routes(routes: list[Any]) -> Iterator[tuple[str, frozenset[str]]]:
@@ -56,8 +59,8 @@ class RouteTable:
     def entries(self, app: Any) -> list[RouteEntry]:
         key = (id(app), len(app.router.routes))
         if key != self._key:
-            self._entries = [RouteEntry(template(p), m, compile_path(p)[0])
-                             for p, m in iter_raw_routes(app.router.routes)]
+            self._entries = [RouteEntry(fmt, m, regex) for p, m in iter_raw_routes(app.router.routes)
+                             for regex, fmt, _ in (compile_path(p),)]
             self._buckets = {}
             self._key = key
         return self._entries
