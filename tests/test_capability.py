@@ -9,6 +9,7 @@ from gateway.api.app import create_app
 from gateway.auth.routing import iter_routes
 from gateway.config import Settings
 from gateway.fhir.resource_types import RESOURCE_TYPES
+from gateway.operations import ANY_TYPE, REGISTRY
 from gateway.services.capability import TYPE_INTERACTIONS
 from gateway.store.sql.store import memory_store
 
@@ -38,51 +39,8 @@ ROUTE_INTERACTIONS = {
     ("GET", "/fhir/metadata"): "capabilities",
     ("GET", "/fhir/.well-known/smart-configuration"): "capabilities",  # SMART discovery
     ("GET", "/fhir/.well-known/openid-configuration"): "capabilities",
-    ("GET", "/fhir/Measure/$evaluate-measure"): "operation:evaluate-measure",
-    ("POST", "/fhir/Measure/$evaluate-measure"): "operation:evaluate-measure",
-    ("GET", "/fhir/Measure/{measure_id}/$evaluate-measure"): "operation:evaluate-measure",
-    ("POST", "/fhir/Measure/{measure_id}/$evaluate-measure"): "operation:evaluate-measure",
-    ("GET", "/fhir/Measure/$evaluate"): "operation:evaluate",
-    ("POST", "/fhir/Measure/$evaluate"): "operation:evaluate",
-    ("GET", "/fhir/Measure/{measure_id}/$evaluate"): "operation:evaluate",
-    ("POST", "/fhir/Measure/{measure_id}/$evaluate"): "operation:evaluate",
-    ("GET", "/fhir/Measure/$care-gaps"): "operation:care-gaps",
-    ("POST", "/fhir/Measure/$care-gaps"): "operation:care-gaps",
-    ("GET", "/fhir/Measure/{measure_id}/$care-gaps"): "operation:care-gaps",
-    ("POST", "/fhir/Measure/{measure_id}/$care-gaps"): "operation:care-gaps",
-    ("GET", "/fhir/Measure/$data-requirements"): "operation:data-requirements",
-    ("POST", "/fhir/Measure/$data-requirements"): "operation:data-requirements",
-    ("GET", "/fhir/Measure/{measure_id}/$data-requirements"): "operation:data-requirements",
-    ("POST", "/fhir/Measure/{measure_id}/$data-requirements"): "operation:data-requirements",
-    ("POST", "/fhir/Measure/$submit-data"): "operation:submit-data",
-    ("POST", "/fhir/Measure/$deqm-submit-data"): "operation:submit-data",
-    ("POST", "/fhir/Measure/{measure_id}/$submit-data"): "operation:submit-data",
-    ("GET", "/fhir/Measure/$collect-data"): "operation:collect-data",
-    ("POST", "/fhir/Measure/$collect-data"): "operation:collect-data",
-    ("GET", "/fhir/Measure/{measure_id}/$collect-data"): "operation:collect-data",
-    ("POST", "/fhir/Measure/{measure_id}/$collect-data"): "operation:collect-data",
-    ("POST", "/fhir/{rtype}/$validate"): "operation:validate",
-    ("GET", "/fhir/Measure/$care-gaps-status/{job_id}"): "operation:care-gaps",
-    ("GET", "/fhir/Measure/$care-gaps-status/{job_id}/output"): "operation:care-gaps",
-    ("DELETE", "/fhir/Measure/$care-gaps-status/{job_id}"): "operation:care-gaps",
-    ("POST", "/fhir/$ingest/{fmt}"): "operation:ingest",
-
-    ("GET", "/fhir/$export"): "operation:export",
-    ("POST", "/fhir/$export"): "operation:export",
-    ("GET", "/fhir/Patient/$export"): "operation:patient-export",
-    ("POST", "/fhir/Patient/$export"): "operation:patient-export",
-    ("GET", "/fhir/Group/{group_id}/$export"): "operation:group-export",
-    ("POST", "/fhir/Group/{group_id}/$export"): "operation:group-export",
-    ("GET", "/fhir/Group/{group_id}/$davinci-data-export"): "operation:davinci-data-export",
-    ("POST", "/fhir/Group/{group_id}/$davinci-data-export"): "operation:davinci-data-export",
-    # the asynchronous request pattern's status and file URLs belong to the export operations
-    ("GET", "/fhir/$export-status/{job_id}"): "operation:export",
-    ("DELETE", "/fhir/$export-status/{job_id}"): "operation:export",
-    ("GET", "/fhir/$export-file/{job_id}/{name}"): "operation:export",
-    ("POST", "/fhir/Group/{group_id}/$member-add"): "operation:member-add",
-    ("POST", "/fhir/Group/{group_id}/$member-remove"): "operation:member-remove",
-    ("POST", "/fhir/Group/{group_id}/$confirm-attribution-list"): "operation:confirm-attribution-list",
-    ("POST", "/fhir/Group/{group_id}/$attribution-status"): "operation:attribution-status",
+    # operation routes: from the registry (gateway/operations.py), each mapped to the operation it serves
+    **{(m, "/fhir" + p): f"operation:{r.operation.key}" for (m, p), r in REGISTRY.routes.items()},
 }
 
 
@@ -112,7 +70,8 @@ def test_every_route_is_claimed(app_client: TestClient) -> None:
     cs = app_client.get("/fhir/metadata").json()
     claimed = {i["code"] for r in cs["rest"][0]["resource"] for i in r["interaction"]}
     claimed |= {i["code"] for i in cs["rest"][0]["interaction"]} | {"capabilities"}
-    claimed |= {f"operation:{op['name']}" for op in cs["rest"][0].get("operation", [])}
+    system_ops = {op["definition"] for op in cs["rest"][0].get("operation", [])}
+    type_ops = {(r["type"], op["definition"]) for r in cs["rest"][0]["resource"] for op in r.get("operation", [])}
     seen = 0
     for path, methods in iter_routes(app_client.app.router.routes):  # also sees into included routers
         if not path.startswith("/fhir"):
@@ -121,6 +80,19 @@ def test_every_route_is_claimed(app_client: TestClient) -> None:
             seen += 1
             interaction = ROUTE_INTERACTIONS.get((method, path))
             assert interaction is not None, f"route {method} {path} is not mapped to an interaction"
+            if interaction.startswith("operation:"):
+                # claimed at the route's own level: system operations in rest.operation, the others on
+                # the rest.resource entry of every type the route serves
+                route = REGISTRY.route(method, path[len("/fhir"):])
+                assert route is not None
+                canonical = REGISTRY.claimed(route.operation).canonical
+                if route.endpoint.level == "system":
+                    assert canonical in system_ops, f"{method} {path} is not claimed at system level"
+                else:
+                    types = RESOURCE_TYPES if ANY_TYPE in route.endpoint.types else route.endpoint.types
+                    missing = [t for t in types if (t, canonical) not in type_ops]
+                    assert not missing, f"{method} {path} is not claimed on {missing[:5]}"
+                continue
             assert interaction in claimed, f"{method} {path} implements {interaction}, not in the CapabilityStatement"
     assert seen >= len(ROUTE_INTERACTIONS) - 2
 
@@ -149,7 +121,8 @@ def test_deqm_capabilities(app_client: TestClient) -> None:
     cs = app_client.get("/fhir/metadata").json()
     deqm = "http://hl7.org/fhir/us/davinci-deqm/CapabilityStatement/"
     assert sorted(cs["instantiates"]) == [deqm + "consumer-server", deqm + "gic-server", deqm + "receiver-server"]
-    ops = {op["name"]: op for op in cs["rest"][0]["operation"]}
+    measure = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Measure")
+    ops = {op["name"]: op for op in measure["operation"]}
     # consumer-server: $data-requirements and $submit-data with the update types declared
     assert {"data-requirements", "submit-data", "care-gaps", "collect-data"} <= set(ops)
     declared = [e["valueCode"] for e in ops["submit-data"]["extension"]

@@ -8,7 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -18,12 +18,10 @@ from ..services.ingest import Ingestor
 from .deps import Rest, Settings
 from .http import fhir_response, pretty
 
-router = APIRouter()
 DEFAULT_NAMES = {"hl7v2": "upload.hl7", "x12-837": "upload.837", "claims-csv": "claims.csv"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
 
-@router.post("/$ingest/{fmt}", tags=["ingest"], summary="Ingest one internal-format file through its mapping")
 async def ingest(fmt: str, request: Request, rest: Rest, settings: Settings) -> Response:
     if fmt not in available():
         raise NotFound(f"No mapping for format '{fmt}' (known: {', '.join(available())})", code="not-supported")

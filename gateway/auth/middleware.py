@@ -129,12 +129,16 @@ class AuthMiddleware:
         if access.interaction == "transaction":
             self._transaction(scope, grant, body)
             return
+        if access.policy is not None and body and access.policy.type_names():  # types listed in the body too
+            access = policy.with_body_types(access, query, [v for name in access.policy.type_names()
+                                                            for v in _parameter_values(body, name)])
         policy.check(grant.scopes, access)
         if access.interaction in ("create", "update", "conditional-update") and any(
                 k == b"x-provenance" for k, _ in scope["headers"]):  # the header writes a Provenance too
             policy.check(grant.scopes, policy.AccessRequest("create", "Provenance",
                                                             needs=[policy.Need("Provenance", "c")]))
         self._group(grant, access)
+        self._subject_groups(grant, access, query, body)
         self._compartment(grant, access, query, body)
 
     def _transaction(self, scope: dict[str, Any], grant: Grant, body: bytes | None) -> None:
@@ -162,6 +166,7 @@ class AuthMiddleware:
                 policy.check(grant.scopes, inner)
                 self._group(grant, inner)
                 res = entry.get("resource")
+                self._subject_groups(grant, inner, q, orjson.dumps(res) if isinstance(res, dict) else None)
                 self._compartment(grant, inner, q, orjson.dumps(res) if isinstance(res, dict) else None)
             except FhirError as exc:
                 raise FhirError(f"Bundle.entry[{i}] ({method} {url}): {exc.diagnostics}", status=exc.status,
@@ -239,6 +244,23 @@ class AuthMiddleware:
                 not group_visible(orjson.loads(stored.content), str(grant.fhir_user),
                                   caller_identifiers(grant, self.authority.store)):
             raise NotFound(f"Group/{access.rid} is not known")
+
+    def _subject_groups(self, grant: Grant, access: policy.AccessRequest, query: list[tuple[str, str]],
+                        body: bytes | None) -> None:
+        """ATR: a caller acting for an organization or practitioner may name as an operation's subject
+        (``subject=Group/<id>``, as its declaration's subject parameter says) only a Group it can see;
+        evaluating a measure over another list would reveal who is on it. Others answer 404."""
+        pol = access.policy
+        if access.interaction != "operation" or pol is None or not pol.subject_param or \
+                not restricted(grant.fhir_user):
+            return
+        subjects = [v for k, v in query if k == pol.subject_param]
+        if body:
+            subjects += _parameter_values(body, pol.subject_param)
+        for subject in subjects:
+            rtype, _, rid = subject.removeprefix(self.authority.fhir_base + "/").partition("/")
+            if rtype == "Group" and rid:
+                self._group(grant, policy.AccessRequest("operation", "Group", rid.split("/")[0]))
 
     def _readable_instance(self, grant: Grant, rtype: str, rid: str) -> None:
         """read, vread, instance history: the resource must be in the compartment (patient/ scopes) and match

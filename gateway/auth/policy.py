@@ -1,12 +1,14 @@
 """Which scopes a FHIR request needs, and whether a grant has them. Pure logic, no I/O.
 
-Two declarative tables drive everything:
+Two declarative sources drive everything:
 
 - ``ROUTES``: (method, route template) -> interaction, for the RESTful API. A /fhir route that is neither in
   this table nor an operation (a ``$name`` path segment) is refused for every token, so a new endpoint is
   closed until someone states its policy here.
-- ``OPERATIONS``: operation name -> ``OperationPolicy``. Operations not listed are refused under
-  ``patient/`` and ``user/`` scopes and need ``system/*.cruds``.
+- the operation registry (``gateway/operations.py``): each declared operation route gets the policy its
+  declaration states (needs, scope levels, patient confinement). ``OPERATIONS`` (operation code ->
+  ``OperationPolicy``) is a view of it, consulted for ``$code`` routes registered outside the registry;
+  codes in neither are refused under ``patient/`` and ``user/`` scopes and need ``system/*.cruds``.
 
 docs/security.md explains the policy in prose; keep the two in step.
 """
@@ -16,7 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..fhir.errors import Forbidden
+from ..operations import PATH_TYPE, REGISTRY, Need, Operation
 from .scopes import ScopeSet
+
+__all__ = ["LETTER", "OPERATIONS", "PATH_TYPE", "ROUTES", "AccessRequest", "Denied", "Need", "OperationPolicy",
+           "check", "classify", "confined", "operation_needs", "operation_policy", "readable", "scope_filters",
+           "with_body_types"]
 
 # interaction -> the SMART v2 permission letter it needs on its resource type
 LETTER = {
@@ -26,6 +33,7 @@ LETTER = {
     "conditional-update": "u", "conditional-delete": "d",
 }
 
+FHIR = "/fhir"  # the prefix the app mounts the FHIR API under
 ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/fhir/metadata"): "public",
     ("GET", "/fhir/.well-known/smart-configuration"): "public",
@@ -50,54 +58,38 @@ ROUTES: dict[tuple[str, str], str] = {
 
 
 @dataclass(frozen=True)
-class Need:
-    rtype: str  # a resource type, or "*" for every type
-    letters: str  # every one of these letters is needed
-
-
-@dataclass(frozen=True)
 class OperationPolicy:
     needs: tuple[Need, ...]
     patient: bool = False  # usable under patient/ scopes; its output is then confined to the compartment
     subject_param: str | None = None  # under patient/ scopes this parameter, when given, must be Patient/<P>
     type_param: str | None = None  # e.g. _type for $export: the listed types replace "*" in needs
     levels: frozenset[str] = frozenset({"patient", "user", "system"})
+    type_params: tuple[str, ...] = ()  # every parameter that lists types (type_param is the first)
+
+    def type_names(self) -> tuple[str, ...]:
+        """The parameters whose values name the resource types the operation touches."""
+        return self.type_params or ((self.type_param,) if self.type_param else ())
 
 
-PATH_TYPE = "{type}"  # in a Need: the resource type the operation's path names
-_MEASURE_READ = (Need("Measure", "r"), Need("Library", "r"))
-OPERATIONS: dict[str, OperationPolicy] = {
-    # measures: read the definitions, search the evaluated data (its types are only known while running)
-    "evaluate-measure": OperationPolicy((*_MEASURE_READ, Need("*", "s")), patient=True, subject_param="subject"),
-    "evaluate": OperationPolicy((*_MEASURE_READ, Need("*", "s")), patient=True, subject_param="subject"),
-    "care-gaps": OperationPolicy((*_MEASURE_READ, Need("*", "s")), patient=True, subject_param="subject"),
-    "collect-data": OperationPolicy((*_MEASURE_READ, Need("*", "s")), patient=True, subject_param="subject"),
-    "data-requirements": OperationPolicy(_MEASURE_READ, patient=True),
-    # writes of measure reports and their data: never by a patient-facing app
-    "submit-data": OperationPolicy((Need("MeasureReport", "c"), Need("*", "cu")), levels=frozenset({"user", "system"})),
-    "deqm-submit-data": OperationPolicy((Need("MeasureReport", "c"), Need("*", "cu")),
-                                        levels=frozenset({"user", "system"})),
-    # asynchronous $care-gaps: the status and output of a job hold many patients' data
-    "care-gaps-status": OperationPolicy((*_MEASURE_READ, Need("*", "s")), levels=frozenset({"user", "system"})),
-    # [type]/$validate reads and writes nothing, but answers as a create of that type would
-    "validate": OperationPolicy((Need(PATH_TYPE, "c"),), patient=True),
-    # bulk data and attribution lists: user or system level only
-    "export": OperationPolicy((Need("*", "rs"),), type_param="_type", levels=frozenset({"user", "system"})),
-    "davinci-data-export": OperationPolicy((Need("Group", "r"), Need("*", "rs")), type_param="_type",
-                                           levels=frozenset({"user", "system"})),
-    # a bulk job's status, manifest and files: read access on every type (what bulk clients hold, system/*.rs);
-    # the bulk service also serves them only to the client that started the job
-    "export-status": OperationPolicy((Need("*", "r"),), levels=frozenset({"user", "system"})),
-    "export-file": OperationPolicy((Need("*", "r"),), levels=frozenset({"user", "system"})),
-    "confirm-attribution-list": OperationPolicy((Need("Group", "u"),), levels=frozenset({"user", "system"})),
-    "attribution-status": OperationPolicy((Need("Group", "r"), Need("Patient", "r"), Need("Coverage", "r")),
-                                          levels=frozenset({"user", "system"})),
-    "member-add": OperationPolicy((Need("Group", "u"),), levels=frozenset({"user", "system"})),
-    "member-remove": OperationPolicy((Need("Group", "u"),), levels=frozenset({"user", "system"})),
-    # internal-format files mapped to FHIR and written: back-office systems only
-    "ingest": OperationPolicy((Need("*", "cu"),), levels=frozenset({"system"})),
-    "everything": OperationPolicy((Need("*", "rs"),), patient=True),
-}
+def operation_policy(op: Operation) -> OperationPolicy:
+    """The access policy of one registry declaration (gateway/operations.py)."""
+    return OperationPolicy(op.needs, patient=op.patient, subject_param=op.subject_param,
+                           type_param=op.type_params[0] if op.type_params else None, levels=op.scope_levels,
+                           type_params=op.type_params)
+
+
+def _by_code() -> dict[str, OperationPolicy]:
+    out: dict[str, OperationPolicy] = {}
+    for op in REGISTRY:
+        pol = operation_policy(op)
+        if out.setdefault(op.code, pol) != pol:  # e.g. the three $export levels: one code, one policy
+            raise ValueError(f"operations named ${op.code} declare different policies")
+    return out
+
+
+# operation code -> policy: a view of the registry, used for $code routes the registry does not declare
+OPERATIONS: dict[str, OperationPolicy] = _by_code()
+_DECLARED: dict[str, OperationPolicy] = {op.key: operation_policy(op) for op in REGISTRY}  # by registry key
 UNKNOWN_OPERATION = OperationPolicy((Need("*", "cruds"),), levels=frozenset({"system"}))
 
 
@@ -144,24 +136,51 @@ def classify(method: str, template: str, path_params: dict[str, str],
         if interaction in ("search-type", "search-compartment"):
             needs += include_needs(query)
         return AccessRequest(interaction, rtype, rid, needs=needs)
-    op = operation_name(template)
-    if op is None:
-        return AccessRequest("unknown")
-    segs = [s for s in template.split("/")[2:]]
-    before = segs[: segs.index(f"${op}")]
-    op_type = next((s for s in before if not s.startswith("{")), None)
-    op_id = next((path_params.get(s.strip("{}")) for s in before if s.startswith("{")), None)
-    policy = OPERATIONS.get(op, UNKNOWN_OPERATION)
-    path_type = path_params.get("rtype") or op_type or "*"
+    declared = REGISTRY.route(method, template[len(FHIR):]) if template.startswith(FHIR + "/") else None
+    if declared is not None:
+        op = declared.operation.code
+        endpoint = declared.endpoint
+        op_type = path_params.get("rtype") or (endpoint.types[0] if endpoint.level != "system" else None)
+        op_id = path_params.get(endpoint.id_param) if endpoint.level == "instance" else None
+        policy = _DECLARED[declared.operation.key]
+    else:  # a $code route registered outside the registry: the policy of that code, else closed
+        name = operation_name(template)
+        if name is None:
+            return AccessRequest("unknown")
+        op = name
+        segs = template.split("/")[2:]
+        before = segs[: segs.index(f"${op}")]
+        op_type = next((s for s in before if not s.startswith("{")), None)
+        op_id = next((path_params.get(s.strip("{}")) for s in before if s.startswith("{")), None)
+        policy = OPERATIONS.get(op, UNKNOWN_OPERATION)
+    path_type = op_type or "*"
+    names = policy.type_names()
+    types = [v for k, v in query if k in names] if names else []
+    return AccessRequest("operation", op_type, op_id, operation=op, needs=operation_needs(policy, path_type, types),
+                         levels=policy.levels, policy=policy)
+
+
+def operation_needs(policy: OperationPolicy, path_type: str, type_values: list[str]) -> list[Need]:
+    """What an operation call needs: the declared needs, the path's type for ``{type}``, and for an operation
+    with type parameters the listed types (comma-separated values) in place of "*"."""
     needs = [Need(path_type, n.letters) if n.rtype == PATH_TYPE else n for n in policy.needs]
-    if policy.type_param:
-        types = [t.strip() for v in (v for k, v in query if k == policy.type_param) for t in v.split(",")
-                 if t.strip()]
-        if types:
-            needs = [n for n in needs if n.rtype != "*"] + [Need(t, n.letters) for t in types
-                                                             for n in policy.needs if n.rtype == "*"]
-    return AccessRequest("operation", op_type, op_id, operation=op, needs=needs, levels=policy.levels,
-                         policy=policy)
+    types = [t.strip() for v in type_values for t in v.split(",") if t.strip()]
+    if types:
+        needs = [n for n in needs if n.rtype != "*"] + [Need(t, n.letters) for t in types
+                                                         for n in policy.needs if n.rtype == "*"]
+    return needs
+
+
+def with_body_types(access: AccessRequest, query: list[tuple[str, str]], body_values: list[str]) -> AccessRequest:
+    """``access`` with its needs recomputed when a POST body lists types too: the operation reads the query's
+    and the body's type parameters together, so the needs must cover both."""
+    pol = access.policy
+    if pol is None or not body_values:
+        return access
+    names = pol.type_names()
+    types = [v for k, v in query if k in names] + body_values
+    return AccessRequest(access.interaction, access.rtype, access.rid, operation=access.operation,
+                         needs=operation_needs(pol, access.rtype or "*", types), levels=access.levels, policy=pol)
 
 
 def include_needs(query: list[tuple[str, str]]) -> list[Need]:

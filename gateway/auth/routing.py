@@ -1,6 +1,10 @@
-"""The app's HTTP routes as (method, template) pairs with compiled matchers, read from FastAPI's router in
-a way that works for both its classic route list and its included-router objects. The auth middleware uses
-this to know which route will serve a request before it runs; the tests use it to walk every route."""
+"""The app's HTTP routes as (method, template) pairs with compiled matchers, read from the app's own router
+through FastAPI's public ``iter_route_contexts`` (which also sees into included routers). The auth middleware
+uses this to know which route will serve a request before it runs; the tests use it to walk every route.
+
+Reading the live router (rather than a list the app keeps as it registers routes) keeps the check fail-closed:
+a route added by any means is seen, and one without a policy is refused (``policy.classify``). Operation
+routes are registered from the operation registry only (``gateway/operations.py``)."""
 
 from __future__ import annotations
 
@@ -9,9 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi.routing import iter_route_contexts
 from starlette.routing import compile_path
-
-from ..api.paths import template
 
 
 @dataclass(frozen=True)
@@ -27,18 +30,21 @@ def iter_routes(routes: list[Any]) -> Iterator[tuple[str, frozenset[str]]]:
         yield template(path), methods
 
 
+def template(path: str) -> str:
+    """A route path without its convertors: `/{rtype:fhirtype}/{rid:fhirid}` -> `/{rtype}/{rid}`."""
+    return compile_path(path)[1]
+
+
 def iter_raw_routes(routes: list[Any]) -> Iterator[tuple[str, frozenset[str]]]:
-    for route in routes:
-        if hasattr(route, "effective_route_contexts"):  # FastAPI's included routers
-            for ctx in route.effective_route_contexts():
-                methods = getattr(ctx.original_route, "methods", None) or set()
-                yield ctx.path, frozenset(methods)
-        elif hasattr(route, "routes") and not hasattr(route, "methods"):  # mounts and plain routers
+    """(path with convertors, methods) of every route, in matching order."""
+    for ctx in iter_route_contexts(routes):
+        route = ctx.original_route
+        if hasattr(route, "routes") and not hasattr(route, "methods"):  # mounts and plain routers
             prefix = getattr(route, "path", "")
             for path, methods in iter_raw_routes(route.routes):
                 yield prefix + path, methods
-        elif getattr(route, "path", None) is not None:
-            yield route.path, frozenset(getattr(route, "methods", None) or set())
+        elif ctx.path is not None:
+            yield ctx.path, frozenset(ctx.methods or set())
 
 
 class RouteTable:
@@ -53,8 +59,8 @@ class RouteTable:
     def entries(self, app: Any) -> list[RouteEntry]:
         key = (id(app), len(app.router.routes))
         if key != self._key:
-            self._entries = [RouteEntry(template(p), m, compile_path(p)[0])
-                             for p, m in iter_raw_routes(app.router.routes)]
+            self._entries = [RouteEntry(fmt, m, regex) for p, m in iter_raw_routes(app.router.routes)
+                             for regex, fmt, _ in (compile_path(p),)]
             self._buckets = {}
             self._key = key
         return self._entries

@@ -1,5 +1,7 @@
 """Generate the CapabilityStatement from what the server implements: the template in profiles/, the
-interaction list below (the routes' own table) and the search parameter registry."""
+interaction list below (the routes' own table), the search parameter registry and the operation registry
+(gateway/operations.py: system-level operations under ``rest.operation``, type- and instance-level ones under
+the ``rest.resource`` entry of each type they serve)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from .. import __version__
 from ..fhir.dates import now_instant
 from ..fhir.deqm_rules import ENFORCED
 from ..fhir.resource_types import RESOURCE_TYPES, profiles_dir
+from ..operations import Registry
 from ..search.params import registry
 
 # type-level interactions every resource type supports; a test exercises each one
@@ -28,7 +31,8 @@ MODIFIER_DOC = {
 }
 
 
-def build_capability(base_url: str, extra_operations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def build_capability(base_url: str, operations: Registry | None = None) -> dict[str, Any]:
+    """The server's CapabilityStatement; ``operations`` (the registry) supplies the operation lists."""
     cs = json.loads((profiles_dir() / "capability-statement.json").read_text())
     cs["date"] = now_instant()
     cs["software"] = {"name": "fhir-vbc-gateway", "version": __version__}
@@ -79,6 +83,9 @@ def build_capability(base_url: str, extra_operations: list[dict[str, Any]] | Non
             "searchRevInclude": revincludes,
             "searchParam": params,
         })
+        ops = operations.resource_operations(rtype) if operations is not None else []
+        if ops:
+            resources[-1]["operation"] = [op.capability_entry() for op in ops]
     rest["resource"] = resources
     rest["searchParam"] = [
         {"name": "_count", "type": "number"}, {"name": "_sort", "type": "string"},
@@ -86,6 +93,7 @@ def build_capability(base_url: str, extra_operations: list[dict[str, Any]] | Non
         {"name": "_include", "type": "string"}, {"name": "_revinclude", "type": "string"},
         {"name": "_total", "type": "token"}, {"name": "_offset", "type": "number"},
     ]
-    if extra_operations:
-        rest["operation"] = extra_operations
+    system_ops = operations.system_operations() if operations is not None else []
+    if system_ops:
+        rest["operation"] = [op.capability_entry() for op in system_ops]
     return cs

@@ -1,6 +1,7 @@
 """Every FHIR route of the app, walked from FastAPI's router: without a token it answers 401, with a token
 whose scopes do not cover it 403, both as OperationOutcome. A route added later is covered by the same walk,
-and one without a stated policy is closed."""
+and one without a stated policy is closed. The operation routes are exactly those the operation registry
+declares (gateway/operations.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from gateway.auth import policy
 from gateway.auth.routing import iter_routes
+from gateway.operations import REGISTRY
 from gateway.store.sql.store import SqlStore
 
 from .conftest import bearer, issue, make_auth_client
@@ -55,6 +57,8 @@ def test_the_walk_sees_the_whole_api(auth_client: TestClient) -> None:
     assert {"/fhir/{rtype}/{rid}", "/fhir/{rtype}", "/fhir", "/fhir/_history", "/fhir/Patient/{pid}/{rtype}",
             "/fhir/Measure/$evaluate-measure"} <= templates
     assert len(routes) >= 25
+    # operations: the walk finds exactly the registry's declarations, no more and no fewer
+    assert {(m, p) for m, p in routes if "$" in p} == {(m, "/fhir" + p) for m, p in REGISTRY.routes}
 
 
 def test_every_fhir_route_needs_a_token_and_the_right_scope(auth_client: TestClient) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -20,8 +20,6 @@ from ...services.attribution import (
 )
 from ..deps import Rest, Settings
 from ..http import check_accept, fhir_response, pretty, read_json_body
-
-router = APIRouter()
 
 
 async def _inputs(request: Request, settings: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -40,28 +38,24 @@ def _changed(request: Request, base: str, change: Change, status: int = 200) -> 
     return fhir_response(info_outcome(change.message), status, headers, pretty(request))
 
 
-@router.post("/Group/{group_id}/$member-add", tags=["atr"], summary="ATR: add a member attribution")
 async def member_add(group_id: str, request: Request, rest: Rest, settings: Settings) -> Response:
     inputs = await _inputs(request, settings, ADD_INPUTS)
     change = await run_in_threadpool(AttributionService(rest).member_add, group_id, inputs)
     return _changed(request, rest.base_url, change)
 
 
-@router.post("/Group/{group_id}/$member-remove", tags=["atr"], summary="ATR: remove member attributions")
 async def member_remove(group_id: str, request: Request, rest: Rest, settings: Settings) -> Response:
     inputs = await _inputs(request, settings, REMOVE_INPUTS)
     change = await run_in_threadpool(AttributionService(rest).member_remove, group_id, inputs)
     return _changed(request, rest.base_url, change)
 
 
-@router.post("/Group/{group_id}/$confirm-attribution-list", tags=["atr"], summary="ATR: confirm the list")
 async def confirm_list(group_id: str, request: Request, rest: Rest, settings: Settings) -> Response:
     await _inputs(request, settings, ())
     change = await run_in_threadpool(AttributionService(rest).confirm, group_id)
     return _changed(request, rest.base_url, change, settings.atr_confirm_status)
 
 
-@router.post("/Group/{group_id}/$attribution-status", tags=["atr"], summary="ATR: one member's attribution data")
 async def attribution_status(group_id: str, request: Request, rest: Rest, settings: Settings) -> Response:
     inputs = await _inputs(request, settings, STATUS_INPUTS)
     bundle = await run_in_threadpool(AttributionService(rest).status, group_id, inputs)

@@ -4,7 +4,7 @@ Group/[id]/$davinci-data-export), status polling, cancel and NDJSON file downloa
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
@@ -15,7 +15,6 @@ from ..deps import Rest, Settings
 from ..http import check_accept, fhir_response, prefer, read_json_body
 from ..identity import request_client_id
 
-router = APIRouter()
 NDJSON = "application/fhir+ndjson"
 
 
@@ -44,31 +43,22 @@ async def _kickoff(request: Request, settings: Settings, rest: Rest, level: str,
     return fhir_response(body, 202, {"Content-Location": bulk.status_url(job_id)})
 
 
-@router.get("/$export", tags=["bulk"], summary="Bulk Data system-level export")
-@router.post("/$export", include_in_schema=False)
 async def export_system(request: Request, settings: Settings, rest: Rest) -> Response:
     return await _kickoff(request, settings, rest, "system")
 
 
-@router.get("/Patient/$export", tags=["bulk"], summary="Bulk Data export of all patients")
-@router.post("/Patient/$export", include_in_schema=False)
 async def export_patients(request: Request, settings: Settings, rest: Rest) -> Response:
     return await _kickoff(request, settings, rest, "patient")
 
 
-@router.get("/Group/{group_id}/$export", tags=["bulk"], summary="Bulk Data export of a group's members")
-@router.post("/Group/{group_id}/$export", include_in_schema=False)
 async def export_group(group_id: str, request: Request, settings: Settings, rest: Rest) -> Response:
     return await _kickoff(request, settings, rest, "group", group_id)
 
 
-@router.get("/Group/{group_id}/$davinci-data-export", tags=["atr"], summary="Da Vinci ATR member list export")
-@router.post("/Group/{group_id}/$davinci-data-export", include_in_schema=False)
 async def davinci_data_export(group_id: str, request: Request, settings: Settings, rest: Rest) -> Response:
     return await _kickoff(request, settings, rest, "group", group_id, atr=True)
 
 
-@router.get("/$export-status/{job_id}", tags=["bulk"], summary="Export job status and manifest")
 def export_status(job_id: str, request: Request) -> Response:
     bulk = _bulk(request)
     job = bulk.poll(job_id, request_client_id(request))
@@ -82,14 +72,12 @@ def export_status(job_id: str, request: Request) -> Response:
     return Response(body, 200, bulk.expires_header(job), media_type="application/json")
 
 
-@router.delete("/$export-status/{job_id}", tags=["bulk"], summary="Cancel an export job")
 def export_cancel(job_id: str, request: Request) -> Response:
     bulk = _bulk(request)
     bulk.cancel(job_id, request_client_id(request))
     return fhir_response(info_outcome(f"Export job {job_id} cancelled"), 202)
 
 
-@router.get("/$export-file/{job_id}/{name}", tags=["bulk"], summary="One NDJSON file of a finished export")
 def export_file(job_id: str, name: str, request: Request) -> Response:
     bulk = _bulk(request)
     path = bulk.file_path(job_id, name, request_client_id(request))

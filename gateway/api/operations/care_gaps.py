@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -18,7 +18,6 @@ from ..deps import Settings
 from ..http import check_accept, fhir_response, prefer, pretty
 from .op_params import OpParams, read_params
 
-router = APIRouter()
 KNOWN = {"periodStart", "periodEnd", "topic", "subject", "subjectGroup", "parameters", "practitioner", "organization",
          "organizationResource", "status", "measureId", "measureIdentifier", "measureUrl", "measureResource",
          "measure", "manifest", "isDocument"}
@@ -69,13 +68,10 @@ def _start_async(request: Request, service: CareGapsService, req: Any, measure_i
     return fhir_response(outcome, status=202, headers={"Content-Location": status_url})
 
 
-@router.get("/Measure/$care-gaps", tags=["measure"], summary="DEQM gaps in care (type level)")
-@router.post("/Measure/$care-gaps", include_in_schema=False)
 async def care_gaps_type(request: Request, settings: Settings) -> Response:
     return await _run(request, settings, None)
 
 
-@router.get("/Measure/$care-gaps-status/{job_id}", tags=["measure"], summary="Status of an asynchronous $care-gaps")
 def care_gaps_status(job_id: str, request: Request) -> Response:
     jobs = AsyncJobs(request.app.state.rest)
     task = jobs.task(job_id)
@@ -94,19 +90,14 @@ def care_gaps_status(job_id: str, request: Request) -> Response:
     return Response(orjson.dumps(manifest), status_code=200, media_type="application/json")
 
 
-@router.get("/Measure/$care-gaps-status/{job_id}/output", tags=["measure"],
-            summary="NDJSON gaps Bundles of a finished asynchronous $care-gaps")
 def care_gaps_output(job_id: str, request: Request) -> Response:
     return Response(AsyncJobs(request.app.state.rest).output(job_id), media_type=NDJSON)
 
 
-@router.delete("/Measure/$care-gaps-status/{job_id}", tags=["measure"], summary="Cancel or remove an async job")
 def care_gaps_delete(job_id: str, request: Request) -> Response:
     AsyncJobs(request.app.state.rest).delete(job_id)
     return Response(status_code=202)
 
 
-@router.get("/Measure/{measure_id}/$care-gaps", tags=["measure"], summary="DEQM gaps in care for one measure")
-@router.post("/Measure/{measure_id}/$care-gaps", include_in_schema=False)
 async def care_gaps_instance(measure_id: str, request: Request, settings: Settings) -> Response:
     return await _run(request, settings, measure_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -16,7 +16,6 @@ from ..deps import Settings
 from ..http import check_accept, fhir_response, pretty
 from .op_params import OpParams, read_params
 
-router = APIRouter()
 KNOWN = {"periodStart", "periodEnd", "measureId", "measureIdentifier", "measureUrl", "measureResource", "measure",
          "subject", "subjectGroup", "practitioner", "lastReceivedOn", "organization", "organizationResource",
          "validateResources"}
@@ -44,13 +43,9 @@ async def _run(request: Request, settings: Any, measure_id: str | None) -> Respo
     return fhir_response(result, is_pretty=pretty(request))
 
 
-@router.get("/Measure/$collect-data", tags=["measure"], summary="DEQM collect data (type level)")
-@router.post("/Measure/$collect-data", include_in_schema=False)
 async def collect_type(request: Request, settings: Settings) -> Response:
     return await _run(request, settings, None)
 
 
-@router.get("/Measure/{measure_id}/$collect-data", tags=["measure"], summary="DEQM collect data for a measure")
-@router.post("/Measure/{measure_id}/$collect-data", include_in_schema=False)
 async def collect_instance(measure_id: str, request: Request, settings: Settings) -> Response:
     return await _run(request, settings, measure_id)

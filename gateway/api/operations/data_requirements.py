@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -14,8 +14,6 @@ from ...measure.data_requirements import data_requirements
 from ..deps import Settings
 from ..http import check_accept, fhir_response, pretty
 from .op_params import read_params
-
-router = APIRouter()
 
 
 async def _run(request: Request, settings: Any, measure_id: str | None) -> Response:
@@ -36,13 +34,9 @@ async def _run(request: Request, settings: Any, measure_id: str | None) -> Respo
     return fhir_response(await run_in_threadpool(work), is_pretty=pretty(request))
 
 
-@router.get("/Measure/$data-requirements", tags=["measure"], summary="Data requirements of a measure (type level)")
-@router.post("/Measure/$data-requirements", include_in_schema=False)
 async def data_requirements_type(request: Request, settings: Settings) -> Response:
     return await _run(request, settings, None)
 
 
-@router.get("/Measure/{measure_id}/$data-requirements", tags=["measure"], summary="Data requirements of a measure")
-@router.post("/Measure/{measure_id}/$data-requirements", include_in_schema=False)
 async def data_requirements_instance(measure_id: str, request: Request, settings: Settings) -> Response:
     return await _run(request, settings, measure_id)

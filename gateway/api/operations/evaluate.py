@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -17,7 +17,6 @@ from ...fhir.errors import BadRequest
 from ..deps import Settings
 from ..http import check_accept, fhir_response, pretty, read_json_body
 
-router = APIRouter()
 SINGLE = ("periodStart", "periodEnd", "reportType", "subject", "practitioner", "lastReceivedOn", "reporter")
 MULTI = ("measureId", "measureUrl", "measureIdentifier", "measure")
 
@@ -97,13 +96,9 @@ async def _run(request: Request, settings: Any, measure_id: str | None) -> Respo
     return fhir_response(result, is_pretty=pretty(request))
 
 
-@router.get("/Measure/$evaluate", tags=["measure"], summary="DEQM $evaluate: several measures (type level)")
-@router.post("/Measure/$evaluate", include_in_schema=False)
 async def evaluate_type(request: Request, settings: Settings) -> Response:
     return await _run(request, settings, None)
 
 
-@router.get("/Measure/{measure_id}/$evaluate", tags=["measure"], summary="DEQM $evaluate")
-@router.post("/Measure/{measure_id}/$evaluate", include_in_schema=False)
 async def evaluate_instance(measure_id: str, request: Request, settings: Settings) -> Response:
     return await _run(request, settings, measure_id)

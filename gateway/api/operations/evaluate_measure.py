@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -13,7 +13,6 @@ from ...fhir.errors import BadRequest
 from ..deps import Settings
 from ..http import check_accept, fhir_response, pretty, read_json_body
 
-router = APIRouter()
 PARAMS = ("periodStart", "periodEnd", "measure", "reportType", "subject", "practitioner", "lastReceivedOn",
           "reporter")
 
@@ -52,13 +51,9 @@ async def _run(request: Request, settings: Any, measure_id: str | None) -> Respo
     return fhir_response(report, is_pretty=pretty(request))
 
 
-@router.get("/Measure/$evaluate-measure", tags=["measure"], summary="Evaluate a measure (type level)")
-@router.post("/Measure/$evaluate-measure", include_in_schema=False)
 async def evaluate_type(request: Request, settings: Settings) -> Response:
     return await _run(request, settings, None)
 
 
-@router.get("/Measure/{measure_id}/$evaluate-measure", tags=["measure"], summary="Evaluate a measure")
-@router.post("/Measure/{measure_id}/$evaluate-measure", include_in_schema=False)
 async def evaluate_instance(measure_id: str, request: Request, settings: Settings) -> Response:
     return await _run(request, settings, measure_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -19,8 +19,6 @@ from ...services.submit_data import (
 from ..deps import Settings
 from ..http import check_accept, fhir_response, pretty, read_json_body
 from .op_params import from_parameters
-
-router = APIRouter()
 
 
 def submissions(body: Any) -> list[Submission]:
@@ -54,12 +52,9 @@ async def _run(request: Request, settings: Any, measure_id: str | None) -> Respo
     return fhir_response(outcome, is_pretty=pretty(request))
 
 
-@router.post("/Measure/$submit-data", tags=["measure"], summary="DEQM submit data (type level)")
-@router.post("/Measure/$deqm-submit-data", include_in_schema=False)
 async def submit_type(request: Request, settings: Settings) -> Response:
     return await _run(request, settings, None)
 
 
-@router.post("/Measure/{measure_id}/$submit-data", tags=["measure"], summary="DEQM submit data for a measure")
 async def submit_instance(measure_id: str, request: Request, settings: Settings) -> Response:
     return await _run(request, settings, measure_id)

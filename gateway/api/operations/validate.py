@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from ...fhir.errors import BadRequest, operation_outcome
@@ -15,10 +15,7 @@ from ...services.rest import check_type
 from ..deps import Settings
 from ..http import check_accept, fhir_response, pretty, read_json_body
 
-router = APIRouter()
 
-
-@router.post("/{rtype}/$validate", tags=["write"], summary="Validate a resource without storing it")
 async def validate(rtype: str, request: Request, settings: Settings) -> Response:
     check_accept(request)
     check_type(rtype)
