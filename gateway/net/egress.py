@@ -283,14 +283,14 @@ class EgressPolicy:
         """Every rule that needs no name resolution: syntax, scheme, allow-list, literal addresses and the
         names that always mean loopback. Returns the parsed target; EgressRefused says why not."""
         target = parse_url(url)
-        if self.allowed and self.match(target) is None:
-            raise EgressRefused("is not one of the endpoints this gateway may call (allow-list)")
-        if target.scheme == "http" and not self.allow_http and not (self.allowed and self.match(target)):
-            raise EgressRefused("must be an https URL")
         if target.ip is not None:
             self.check_address(target.ip)
         elif target.host in LOOPBACK_NAMES or target.host.endswith(".localhost"):
             self.check_address(ipaddress.IPv4Address("127.0.0.1"))
+        if self.allowed and self.match(target) is None:
+            raise EgressRefused("is not one of the endpoints this gateway may call (allow-list)")
+        if target.scheme == "http" and not self.allow_http and not (self.allowed and self.match(target)):
+            raise EgressRefused("must be an https URL")
         return target
 
     def check_address(self, ip: IPAddress) -> None:
