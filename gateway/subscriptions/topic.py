@@ -46,7 +46,7 @@ FORBIDDEN_HEADERS = frozenset({
     "host", "content-length", "content-type", "content-encoding", "transfer-encoding", "connection",
     "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade",
     "expect", "cookie", "set-cookie", "forwarded", "via", "x-real-ip", "x-http-method-override"})
-HEADER = re.compile(r"^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x20-\x7e\t]*?)[ \t]*$")
+HEADER = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x20-\x7e\t]*?)[ \t]*")  # whole string
 MAX_HEADERS = 10
 MAX_HEADER_CHARS = 4096
 
@@ -57,7 +57,7 @@ def header_problem(h: Any) -> str | None:
     frames, routes or authenticates the request on another party's behalf."""
     if not isinstance(h, str) or len(h) > MAX_HEADER_CHARS:
         return f"channel.header entries must be 'Name: value' strings of at most {MAX_HEADER_CHARS} characters"
-    m = HEADER.match(h)
+    m = HEADER.fullmatch(h)
     if m is None:
         return ("channel.header entries must be one 'Name: value' line: a token name, printable ASCII, "
                 "no CR, LF or NUL")

@@ -128,6 +128,8 @@ def test_subscribing_needs_read_access_to_the_group(app: TestClient, hook: Recei
     "X-Tenant: a\r\nHost: metadata.internal",
     "X-Tenant: a\nX-Other: b",
     "X-Tenant: a\x00b",
+    "X-Tenant: a\n",
+    "X-Tenant: a\r",
     "Content-Length: 0",
     "content-length: 5",
     "Transfer-Encoding: chunked",
