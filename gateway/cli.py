@@ -429,9 +429,10 @@ def clients_add(
             raise typer.Exit(2) from None
     store = SqlStore(settings.resolved_database_url())
     try:
-        client, secret = ClientStore(store.engine).register(name, scope, jwks=doc, jwks_uri=jwks_url,
-                                                            redirect_uris=redirect_uri or None,
-                                                            confidential=confidential, fhir_user=fhir_user)
+        clients = ClientStore(store.engine, settings.egress_policy())
+        client, secret = clients.register(name, scope, jwks=doc, jwks_uri=jwks_url,
+                                          redirect_uris=redirect_uri or None,
+                                          confidential=confidential, fhir_user=fhir_user)
     except RegistrationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from .net.egress import EgressPolicy
 
 REPO_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 
@@ -57,9 +61,22 @@ class Settings(BaseSettings):
     # ATR list-change Subscriptions: a thread in this process sends the rest-hook notifications
     subscription_notifier: bool = True
     subscription_poll_seconds: float = 1.0
-    subscription_endpoints: str = ""  # comma-separated URL prefixes rest-hook endpoints must start with
+    # comma-separated allow-list of rest-hook endpoints: scheme://host[:port][/path prefix] (empty: any
+    # endpoint the egress rules below allow)
+    subscription_endpoints: str = ""
+    # outbound calls (rest-hooks, JWKS): address classes (loopback, link-local, private, unique-local,
+    # reserved) or networks (CIDR) they may reach besides public addresses; plain http allowed or not
+    egress_allow_networks: str = ""
+    egress_allow_http: bool = False
     # ATR $confirm-attribution-list: the IG says "SHALL return 201 Accepted" (201 is Created, 202 Accepted)
     atr_confirm_status: int = 201
+
+    def egress_policy(self, allowed: str = "") -> EgressPolicy:
+        """The outbound-call policy these settings describe, limited to the ``allowed`` destinations
+        (comma-separated entries; empty: any); ValueError names a malformed setting."""
+        from .net.egress import EgressPolicy
+
+        return EgressPolicy.configure(self.egress_allow_networks, self.egress_allow_http, allowed)
 
     def resolved_database_url(self) -> str:
         return self.database_url or default_database_url()

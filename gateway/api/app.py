@@ -52,11 +52,11 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.state.store = store
     app.state.rest = RestService(store, base, settings.validation_rest, settings.default_page_size,
                                  settings.max_page_size)
-    app.state.rest.subscription_endpoints = tuple(
-        e.strip() for e in settings.subscription_endpoints.split(",") if e.strip())
+    app.state.rest.subscription_endpoints = settings.egress_policy(settings.subscription_endpoints)
     from ..subscriptions.notifier import Notifier
 
-    app.state.notifier = Notifier(store, base, interval=settings.subscription_poll_seconds)
+    app.state.notifier = Notifier(store, base, interval=settings.subscription_poll_seconds,
+                                  egress=app.state.rest.subscription_endpoints)
     from ..services.evaluate import MeasureService
 
     app.state.measures = MeasureService(store, base, settings.executor, reporter=settings.reporter)

@@ -15,6 +15,7 @@ from authlib.oauth2.rfc6749 import ClientMixin
 from joserfc.jwk import KeySet
 from sqlalchemy import Engine, insert, select
 
+from ..net.egress import EgressPolicy, EgressRefused
 from .scopes import ScopeSet, narrow
 from .tables import CLIENT
 
@@ -117,8 +118,9 @@ def validate_jwks(jwks: Any) -> dict[str, Any]:
 
 
 class ClientStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, egress: EgressPolicy | None = None) -> None:
         self.engine = engine
+        self.egress = egress if egress is not None else EgressPolicy()  # what a jwks_uri may name
         self.changed_at = 0.0  # time.monotonic() of the last registration through this store
 
     def get(self, client_id: Any) -> Client | None:
@@ -153,8 +155,11 @@ class ClientStore:
                 raise RegistrationError("give either keys (backend services) or redirect URIs (apps), not both")
             if jwks is not None and jwks_uri:
                 raise RegistrationError("give either --jwks or --jwks-url")
-            if jwks_uri and not jwks_uri.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-                raise RegistrationError("jwks_uri must be an https URL")
+            if jwks_uri:
+                try:
+                    self.egress.check_url(jwks_uri)  # the gateway will fetch it: the outbound-call rules
+                except EgressRefused as exc:
+                    raise RegistrationError(f"jwks_uri {exc}") from None
             jwks = validate_jwks(jwks) if jwks is not None else None
             method, grants = "private_key_jwt", ["client_credentials"]
             if any(s.level != "system" for s in parsed.resource):

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
+from ..net.egress import EgressRefused, egress_client
 from .assertions import JwksFetcher
 from .audit import AuditLog
 from .clients import ClientStore
@@ -38,14 +39,21 @@ class Authority:
         self.max_body = settings.max_body_bytes
         self.keys = KeyRing(engine)
         self.keys.ensure()
-        self.clients = ClientStore(engine)
+        # jwks_uri registrations and every JWKS fetch keep to the outbound-call policy (net/egress.py)
+        self.egress = settings.egress_policy()
+        self.clients = ClientStore(engine, self.egress)
         self.tokens = TokenService(engine, self.keys, issuer=self.fhir_base, audience=self.fhir_base)
-        self.fetcher = JwksFetcher(http)
+        self.fetcher = JwksFetcher(http or egress_client(self.egress, timeout=5.0))
         if settings.idp_issuer:
             from .idp import ExternalIssuer
 
             self.tokens.external = ExternalIssuer(settings.idp_issuer, settings.idp_jwks_uri,
                                                   settings.idp_audience or self.fhir_base, self.fetcher)
+            try:
+                self.egress.check_url(self.tokens.external.jwks_uri)
+            except EgressRefused as exc:
+                raise ValueError(f"GATEWAY_IDP_JWKS_URI {exc} (see GATEWAY_EGRESS_ALLOW_NETWORKS, "
+                                 "GATEWAY_EGRESS_ALLOW_HTTP)") from None
         self.server = AuthServer(engine, self.clients, self.tokens, self.fhir_base, self.token_url, self.fetcher,
                                  access_ttl=settings.access_token_lifetime,
                                  backend_ttl=settings.backend_token_lifetime,

@@ -20,6 +20,7 @@ from ..fhir.errors import (
 )
 from ..fhir.resource_types import RESOURCE_TYPES
 from ..fhir.validation import validate_resource
+from ..net.egress import EgressPolicy
 from ..search.query import QueryParser, SearchQuery
 from ..store.base import SearchResult, StoredResource
 
@@ -64,7 +65,9 @@ class RestService:
         self.validation_level = validation_level
         self.default_count = default_count
         self.max_count = max_count
-        self.subscription_endpoints: tuple[str, ...] = ()  # allowed rest-hook URL prefixes (empty: any)
+        # what a Subscription's rest-hook endpoint must pass (net/egress.py); the default refuses http and
+        # every non-public address
+        self.subscription_endpoints: EgressPolicy = EgressPolicy()
 
     # -- helpers -----------------------------------------------------------------------------------------
     def parser(self, strict: bool = False) -> QueryParser:
@@ -90,11 +93,10 @@ class RestService:
             else:
                 result.errors.extend(errors)
         if result.ok and resource.get("resourceType") == "Subscription":  # the one topic offered (ATR)
-            from ..subscriptions.topic import problems
+            from ..subscriptions.access import subscription_issues
 
-            for msg in problems(resource, self.subscription_endpoints):
-                issue = Issue("warning" if level == "lenient" else "error", "not-supported", msg, ["Subscription"])
-                (result.warnings if level == "lenient" else result.errors).append(issue)
+            for issue in subscription_issues(resource, self.subscription_endpoints, self, level):
+                (result.warnings if issue.severity == "warning" else result.errors).append(issue)
         if not result.ok:
             raise InvalidResource(f"Invalid {resource.get('resourceType')}: {result.errors[0].diagnostics}"
                                   + (f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""),

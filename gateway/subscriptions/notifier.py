@@ -22,6 +22,7 @@ import httpx
 import orjson
 from sqlalchemy import func, select
 
+from ..net.egress import EgressPolicy, egress_client, refusal
 from ..store.sql.tables import HISTORY
 from .notification import bundle
 from .topic import Spec, spec
@@ -33,10 +34,13 @@ LOOKBACK = 500  # history rows re-read behind the cursor: a transaction may comm
 
 class Notifier:
     def __init__(self, store: Any, base: str, http: httpx.Client | None = None, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, egress: EgressPolicy | None = None) -> None:
         self.store = store
         self.base = base.rstrip("/")
-        self.http = http or httpx.Client()
+        # every POST goes through the egress policy: the endpoint is checked again (allow-list, scheme,
+        # address) and its name resolved and checked when the connection is opened
+        self.egress = egress if egress is not None else EgressPolicy()
+        self.http = http or egress_client(self.egress)
         self.interval = interval
         self.clock = clock
         self.cursor: int | None = None
@@ -206,11 +210,14 @@ class Notifier:
     def _post(self, sub: Spec, body: dict[str, Any]) -> str | None:
         """None when the endpoint accepted the notification, else why not."""
         self._last_sent[sub.id] = self.clock()
-        headers = {"Content-Type": "application/fhir+json", **sub.headers}
+        headers = {**sub.headers, "Content-Type": "application/fhir+json"}
         try:
             r = self.http.post(sub.endpoint, content=orjson.dumps(body), headers=headers, timeout=sub.timeout)
         except httpx.HTTPError as exc:
+            refused = refusal(exc)
             log.warning("subscription notification failed", extra={"subscription": sub.id, "error": str(exc)})
+            if refused is not None:
+                return f"channel.endpoint {refused}"
             return f"notification to the endpoint failed: {type(exc).__name__}"
         if r.status_code >= 300:
             log.warning("subscription notification refused", extra={"subscription": sub.id, "status": r.status_code})

@@ -5,9 +5,11 @@ channel is a rest-hook with `application/fhir+json` and `id-only` (or `empty`) p
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+
+from ..net.egress import EgressPolicy, EgressRefused, parse_url
 
 TOPIC = "http://hl7.org/fhir/us/davinci-atr/SubscriptionTopic/atr-list-change"
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
@@ -17,7 +19,6 @@ HEARTBEAT = f"{BACKPORT}/backport-heartbeat-period"
 TIMEOUT = f"{BACKPORT}/backport-timeout"
 STATUS_PROFILE = f"{BACKPORT}/backport-subscription-status-r4"
 NOTIFICATION_PROFILE = f"{BACKPORT}/backport-subscription-notification-r4"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 @dataclass
@@ -39,38 +40,76 @@ def _ext(element: Any, url: str) -> Any:
     return None
 
 
-def problems(sub: dict[str, Any], allowed: tuple[str, ...] = ()) -> list[str]:
-    """What makes this Subscription one the gateway cannot serve (empty when it can). ``allowed``: URL
-    prefixes an endpoint must start with, when the operator has set any (the gateway POSTs to whatever
-    endpoint a client names, so a list of partners' hook URLs keeps it from being pointed inwards)."""
+# headers a subscriber may not set: they frame or route the request, or carry another party's credentials
+# (Authorization stays allowed: rest-hook subscribers use it to authenticate the gateway's POSTs)
+FORBIDDEN_HEADERS = frozenset({
+    "host", "content-length", "content-type", "content-encoding", "transfer-encoding", "connection",
+    "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade",
+    "expect", "cookie", "set-cookie", "forwarded", "via", "x-real-ip", "x-http-method-override"})
+HEADER = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x20-\x7e\t]*?)[ \t]*")  # whole string
+MAX_HEADERS = 10
+MAX_HEADER_CHARS = 4096
+
+
+def header_problem(h: Any) -> str | None:
+    """Why a ``channel.header`` entry cannot be sent (None when it can): it must be one well-formed
+    ``Name: value`` line (token name, printable ASCII value, no CR, LF or NUL) and not name a header that
+    frames, routes or authenticates the request on another party's behalf."""
+    if not isinstance(h, str) or len(h) > MAX_HEADER_CHARS:
+        return f"channel.header entries must be 'Name: value' strings of at most {MAX_HEADER_CHARS} characters"
+    m = HEADER.fullmatch(h)
+    if m is None:
+        return ("channel.header entries must be one 'Name: value' line: a token name, printable ASCII, "
+                "no CR, LF or NUL")
+    name = m.group(1).lower()
+    if name in FORBIDDEN_HEADERS or name.startswith(("x-forwarded-", "proxy-")):
+        return f"channel.header may not set '{m.group(1)}' (the gateway sets framing and routing headers itself)"
+    return None
+
+
+def problems(sub: dict[str, Any], egress: EgressPolicy | None = None) -> list[str]:
+    """What makes this Subscription one the gateway cannot serve (empty when it can). ``egress``: the
+    outbound-call policy (scheme, addresses, the operator's endpoint allow-list) the endpoint must pass; the
+    gateway POSTs to whatever endpoint a client names, so the endpoint must not point it inwards. None
+    checks only the endpoint's form (the sending client checks the rest again at send time)."""
     out: list[str] = []
     if sub.get("criteria") != TOPIC:
         return [f"Subscription.criteria must be the ATR list-change topic {TOPIC} (the only topic offered; "
                 "R4 query-based criteria are not supported)"]
-    group = _ext(sub.get("_criteria"), FILTER)
-    if not isinstance(group, str) or not group.startswith("Group/") or len(group.split("/")) != 2 or \
-            not group.split("/")[1]:
+    if group_id(sub) is None:
         out.append("the criteria's backport-filter-criteria extension must name one Group as 'Group/<id>'")
     channel = sub.get("channel") or {}
     if channel.get("type") != "rest-hook":
         out.append("channel.type must be 'rest-hook' (the only channel offered)")
     endpoint = channel.get("endpoint")
-    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
-    if parts is None or not parts.netloc or not (
-            parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK)):
-        out.append("channel.endpoint must be an https URL (http only on a loopback address)")
-    elif allowed and not any(str(endpoint).startswith(a) for a in allowed):
-        out.append("channel.endpoint is not one of the endpoints this gateway may notify "
-                   "(GATEWAY_SUBSCRIPTION_ENDPOINTS)")
+    try:
+        if egress is None:
+            parse_url(endpoint)
+        else:
+            egress.check_url(endpoint)
+    except EgressRefused as exc:
+        detail = " (GATEWAY_SUBSCRIPTION_ENDPOINTS)" if "allow-list" in str(exc) else ""
+        out.append(f"channel.endpoint {exc}{detail}")
     if channel.get("payload") not in (None, "application/fhir+json"):
         out.append("channel.payload must be 'application/fhir+json'")
     content = _ext(channel.get("_payload"), CONTENT) or "id-only"
     if content not in ("id-only", "empty"):
         out.append(f"payload content '{content}' is not offered (id-only or empty)")
-    for h in channel.get("header") or []:
-        if not isinstance(h, str) or ":" not in h:
-            out.append(f"channel.header {h!r} must be 'Name: value'")
+    headers = channel.get("header") or []
+    if not isinstance(headers, list) or len(headers) > MAX_HEADERS:
+        out.append(f"channel.header must be a list of at most {MAX_HEADERS} entries")
+    else:
+        out.extend(p for p in (header_problem(h) for h in headers) if p is not None)
     return out
+
+
+def group_id(sub: dict[str, Any]) -> str | None:
+    """The id of the Group the Subscription's filter names, None when it names none (or not exactly one)."""
+    group = _ext(sub.get("_criteria"), FILTER)
+    if not isinstance(group, str) or not group.startswith("Group/") or len(group.split("/")) != 2 or \
+            not group.split("/")[1]:
+        return None
+    return group.split("/")[1]
 
 
 def spec(sub: dict[str, Any]) -> Spec | None:
@@ -85,7 +124,7 @@ def spec(sub: dict[str, Any]) -> Spec | None:
     heartbeat = _ext(channel, HEARTBEAT)
     timeout = _ext(channel, TIMEOUT)
     return Spec(id=str(sub.get("id")), status=str(sub.get("status")),
-                group_id=_ext(sub["_criteria"], FILTER).split("/")[1], endpoint=channel["endpoint"],
+                group_id=str(group_id(sub)), endpoint=channel["endpoint"],
                 content=_ext(channel.get("_payload"), CONTENT) or "id-only", headers=headers,
                 heartbeat=int(heartbeat) if isinstance(heartbeat, int) and heartbeat > 0 else None,
                 timeout=float(timeout) if isinstance(timeout, int) and timeout > 0 else 10.0)

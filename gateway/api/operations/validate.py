@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ...fhir.errors import BadRequest, operation_outcome
@@ -28,6 +29,12 @@ async def validate(rtype: str, request: Request, settings: Settings) -> Response
     if not isinstance(body, dict) or body.get("resourceType") != rtype:
         raise BadRequest(f"$validate on {rtype} takes a {rtype} resource")
     result = validate_resource(body, "strict")
+    if rtype == "Subscription":  # the same topic, endpoint, header and access rules as a write
+        from ...subscriptions.access import subscription_issues
+
+        rest = request.app.state.rest
+        result.errors.extend(await run_in_threadpool(
+            subscription_issues, body, rest.subscription_endpoints, rest, "strict"))
     issues = result.errors + result.warnings
     outcome = operation_outcome(issues) if issues else {"resourceType": "OperationOutcome", "issue": [
         {"severity": "information", "code": "informational", "diagnostics": "No issues found"}]}

@@ -1,0 +1,1 @@
+"""Network kernel: the rules every outbound call of the gateway follows (`egress.py`)."""
