@@ -132,6 +132,15 @@ class Gate:
         return not rest or self.searcher(rtype, str(res.get("id")), rest)
 
     # -- writes ------------------------------------------------------------------------------------------
+    @staticmethod
+    def plain_upsert(grant: Grant, rtype: str) -> bool:
+        """True when the grant may create and update ``rtype`` whatever the content (bulk writes then need no
+        read of the stored versions): c and u without patient/ confinement, and no ATR Group rule."""
+        scopes = grant.scopes
+        return (all(any(s.covers(rtype, c) for s in scopes.resource) for c in "cu")
+                and not policy.confined(scopes, rtype, "c") and not policy.confined(scopes, rtype, "u")
+                and not (rtype == "Group" and restricted(grant.fhir_user)))
+
     def check_write(self, grant: Grant, rtype: str, before: dict[str, Any] | None,
                     after: dict[str, Any] | None) -> None:
         """Raise policy.Denied unless the grant may change ``before`` (None: nothing stored) into ``after``

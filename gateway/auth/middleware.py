@@ -2,9 +2,11 @@
 
 For each request it finds the route that will serve it, asks ``policy`` which scopes that route needs, and
 refuses with 401 (no or bad token) or 403 (insufficient scope) as an OperationOutcome. Routes added later
-are covered without any change here: an unknown route is refused until ``policy`` names it. Under patient/
-scopes it also checks writes against the launch patient's compartment, narrows searches (through
-``context.current``) and filters every response body (``confine``)."""
+are covered without any change here: an unknown route is refused until ``policy`` names it. It sets the
+grant in ``context.current`` (``SYSTEM`` under ``--auth off``) for the store gate (``gate.py``), which decides
+on every read and write of stored data; under patient/ scopes it also refuses early what the route alone
+shows to be outside the launch patient's compartment, and filters every response body (``confine``), as
+defence in depth."""
 
 from __future__ import annotations
 
