@@ -81,6 +81,11 @@ def serve(
                    "network. Use --auth smart, or bind 127.0.0.1.", err=True)
         raise typer.Exit(2)
     settings = _settings(database, host=host, port=port, base_url=base_url, auth=auth, demo=demo)
+    # the server acts for each caller: requests set their own grant, so the command's SYSTEM grant is not
+    # handed down to the server's event loop (demo loading below sets it where it needs it)
+    from .auth.context import current
+
+    current.set(None)
     configure(settings.log_level)
     if auth == "smart" and demo:
         _demo_client(settings)
@@ -118,12 +123,14 @@ def _demo_client(settings) -> None:  # type: ignore[no-untyped-def]
 
 
 def _load_demo_once(settings) -> None:  # type: ignore[no-untyped-def]
+    from .auth.context import SYSTEM, acting_as
     from .services.loader import load_demo
     from .services.rest import RestService
     from .store.sql.store import SqlStore
 
     store = SqlStore(settings.resolved_database_url())
-    load_demo(RestService(store, settings.fhir_base()))
+    with acting_as(SYSTEM):
+        load_demo(RestService(_gated(store, settings), settings.fhir_base()))
     store.close()
 
 
@@ -147,7 +154,7 @@ def load(
     for m in missing:
         typer.echo(f"error: {m}: no such file or folder", err=True)
     store = SqlStore(settings.resolved_database_url())
-    rest = RestService(store, settings.fhir_base())
+    rest = RestService(_gated(store, settings), settings.fhir_base())
     files = list(iter_files(p for p in paths if p.exists()))
     with Progress(TextColumn("loading"), BarColumn(), MofNCompleteColumn(), TextColumn("resources"),
                   TimeElapsedColumn(), disable=quiet, transient=True, console=Console(stderr=True)) as progress:
@@ -190,7 +197,7 @@ def evaluate(
 
     settings = _settings(database)
     store = SqlStore(settings.resolved_database_url())
-    svc = MeasureService(store, settings.fhir_base(), executor, reporter=settings.reporter)
+    svc = MeasureService(_gated(store, settings), settings.fhir_base(), executor, reporter=settings.reporter)
     try:
         if "/" in measure and not measure.startswith("Measure/") or "|" in measure:
             measure_res = svc.find_measure(None, measure)
@@ -296,7 +303,7 @@ def attribute(
     settings = _settings(database)
     store = SqlStore(settings.resolved_database_url())
     try:
-        g, n = compute_draft(RestService(store, settings.fhir_base()), group, payer,
+        g, n = compute_draft(RestService(_gated(store, settings), settings.fhir_base()), group, payer,
                              AttributionRule(day, lookback_months, code_set, encounter_value))
     except FhirError as exc:
         typer.echo(f"error: {exc.diagnostics}", err=True)
@@ -375,7 +382,7 @@ def synth(
                           TimeElapsedColumn(), disable=quiet, transient=True,
                           console=Console(stderr=True)) as progress:
                 task = progress.add_task("load", total=None)
-                loader = Loader(RestService(store, settings.fhir_base()), "strict",
+                loader = Loader(RestService(_gated(store, settings), settings.fhir_base()), "strict",
                                 lambda n: progress.advance(task, n))
                 summary = loader.load([path])
     finally:
@@ -560,7 +567,7 @@ def ingest(
         with Progress(TextColumn(f"ingesting {fmt}"), BarColumn(), MofNCompleteColumn(), TextColumn("records"),
                       TimeElapsedColumn(), disable=quiet, transient=True, console=Console(stderr=True)) as bar:
             task = bar.add_task("ingest", total=None)
-            summary = Ingestor(RestService(store, settings.fhir_base()), spec,
+            summary = Ingestor(RestService(_gated(store, settings), settings.fhir_base()), spec,
                                progress=lambda n: bar.advance(task, n)).ingest(paths)
     except OSError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -662,6 +669,13 @@ def migrate(database: DatabaseOpt = None) -> None:
     typer.echo("database schema is up to date")
 
 
+def _gated(store: Any, settings: Any) -> Any:
+    """The store as services reach it (through the authorization gate); the CLI acts under the SYSTEM grant."""
+    from .auth.gated import GatedStore
+
+    return GatedStore(store, settings.fhir_base())
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(__version__)
@@ -672,6 +686,9 @@ def _version(value: bool) -> None:
 def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                help="Print the version and exit")] = False) -> None:
     """FHIR R4 interoperability gateway for value-based care."""
+    from .auth.context import SYSTEM, current
+
+    current.set(SYSTEM)  # commands act for the operator running them: the explicit all-access grant
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import orjson
 from fastapi import FastAPI
 
 from .. import __version__
+from ..auth.context import SYSTEM, acting_as
+from ..auth.gated import GatedStore
 from ..config import Settings
 from ..logs import RequestIdMiddleware
 from ..operations import REGISTRY
@@ -30,7 +32,8 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
         if settings.demo:
             from ..services.loader import load_demo
 
-            summary = load_demo(app.state.rest)
+            with acting_as(SYSTEM):  # the server loading its own demo data
+                summary = load_demo(app.state.rest)
             log.info("demo data loaded", extra={"resources": summary.resources})
         app.state.bulk.start()
         if app.state.authority is not None:
@@ -49,8 +52,10 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
                   description="FHIR R4 gateway for value-based care. The FHIR base is /fhir.")
     base = settings.fhir_base()
     app.state.settings = settings
-    app.state.store = store
-    app.state.rest = RestService(store, base, settings.validation_rest, settings.default_page_size,
+    app.state.store = store  # the raw store: health checks, the authorization server, system components
+    # services reach stored data only through the gate, under the grant of the caller they serve
+    gated = GatedStore(store, base)
+    app.state.rest = RestService(gated, base, settings.validation_rest, settings.default_page_size,
                                  settings.max_page_size)
     app.state.rest.subscription_endpoints = settings.egress_policy(settings.subscription_endpoints)
     from ..subscriptions.notifier import Notifier
@@ -59,13 +64,16 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
                                   egress=app.state.rest.subscription_endpoints)
     from ..services.evaluate import MeasureService
 
-    app.state.measures = MeasureService(store, base, settings.executor, reporter=settings.reporter)
+    app.state.measures = MeasureService(gated, base, settings.executor, reporter=settings.reporter)
     authority = None
     if settings.auth == "smart":
         from ..auth.service import Authority
 
         authority = Authority(settings, store)
-        authority.rest = app.state.rest  # type: ignore[attr-defined]  # read by the middleware's filters
+        # the authorization server is part of the trust boundary itself (token tables, the patient picker):
+        # it reads the raw store, not through the gate that its grants feed
+        authority.rest = RestService(store, base, settings.validation_rest, settings.default_page_size,
+                                     settings.max_page_size)
     elif settings.auth != "off":
         raise ValueError(f"auth must be 'smart' or 'off', not {settings.auth!r}")
     app.state.authority = authority

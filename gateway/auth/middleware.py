@@ -2,9 +2,11 @@
 
 For each request it finds the route that will serve it, asks ``policy`` which scopes that route needs, and
 refuses with 401 (no or bad token) or 403 (insufficient scope) as an OperationOutcome. Routes added later
-are covered without any change here: an unknown route is refused until ``policy`` names it. Under patient/
-scopes it also checks writes against the launch patient's compartment, narrows searches (through
-``context.current``) and filters every response body (``confine``)."""
+are covered without any change here: an unknown route is refused until ``policy`` names it. It sets the
+grant in ``context.current`` (``SYSTEM`` under ``--auth off``) for the store gate (``gate.py``), which decides
+on every read and write of stored data; under patient/ scopes it also refuses early what the route alone
+shows to be outside the launch patient's compartment, and filters every response body (``confine``), as
+defence in depth."""
 
 from __future__ import annotations
 
@@ -12,8 +14,6 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import jsonpatch
-import jsonpointer
 import orjson
 from starlette.concurrency import run_in_threadpool
 
@@ -21,7 +21,7 @@ from ..fhir.errors import BadRequest, FhirError, NotFound, PayloadTooLarge, Unau
 from . import policy
 from .compartment import compartment_types, in_compartment
 from .confine import Confiner
-from .context import Grant, current
+from .context import SYSTEM, Grant, acting_as, current
 from .groups import caller_identifiers, group_visible, restricted
 from .routing import RouteTable
 
@@ -58,7 +58,11 @@ class AuthMiddleware:
         if scope["type"] != "http" or not (scope["path"] == "/fhir" or scope["path"].startswith("/fhir/")):
             await self.app(scope, receive, send)
             return
-        if self.authority is None or scope["method"] == "OPTIONS":  # --auth off
+        if self.authority is None:  # --auth off: every request acts with the explicit all-access grant
+            with acting_as(SYSTEM):
+                await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":  # preflight: no token, and no stored data is reached
             await self.app(scope, receive, send)
             return
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
@@ -174,8 +178,8 @@ class AuthMiddleware:
 
     def _compartment(self, grant: Grant, access: policy.AccessRequest, query: list[tuple[str, str]],
                      body: bytes | None) -> None:
-        """patient/ scopes: the launch patient's compartment bounds writes, compartment searches and
-        operation subjects."""
+        """patient/ scopes: the launch patient's compartment bounds compartment searches and operation
+        subjects (early refusals; the store gate decides on the data itself)."""
         rtype = access.rtype
         if access.interaction == "operation":
             pol = access.policy
@@ -197,43 +201,23 @@ class AuthMiddleware:
                        for s in subjects):
                     raise policy.Denied(f"patient/ scopes allow {pol.subject_param}=Patient/{pid} only")
             return
-        if rtype is None:
+        if access.interaction == "search-compartment" and rtype is not None and policy.confined(
+                grant.scopes, rtype, "s") and access.rid != self._patient(grant):
+            raise policy.Denied("patient/ scopes allow the launch patient's compartment only")
+        # reads of single resources and every write are decided by the store gate (auth/gate.py), which sees
+        # the stored version and the new one whatever route or Bundle entry made the change; a body sent to
+        # another patient's compartment is refused here already, before anything is read or validated
+        if rtype is None or access.interaction not in ("create", "update", "conditional-update") or body is None:
             return
-        letter = policy.LETTER.get(access.interaction)
-        if letter == "r" and access.rid:
-            self._readable_instance(grant, rtype, access.rid)
-        if letter is None or not policy.confined(grant.scopes, rtype, letter):
+        if not policy.confined(grant.scopes, rtype, policy.LETTER[access.interaction]) or (
+                rtype != "Patient" and rtype not in compartment_types()):
             return
-        pid = self._patient(grant)
-        comp = compartment_types()
-        if access.interaction == "search-compartment":
-            if access.rid != pid:
-                raise policy.Denied("patient/ scopes allow the launch patient's compartment only")
-            return
-        if access.interaction not in WRITES or (rtype != "Patient" and rtype not in comp):
-            return
-        if access.interaction in ("create", "update") and body is not None:
-            try:
-                resource = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return  # the route reports the bad body
-            if isinstance(resource, dict) and not in_compartment(resource, pid):
-                raise policy.Denied(f"patient/ scopes allow writes in Patient/{pid}'s compartment only")
-        if access.rid and access.interaction in ("update", "patch", "delete"):
-            old = self.authority.store.read(rtype, access.rid)
-            if old is None or old.content is None:
-                return
-            current = orjson.loads(old.content)
-            if not in_compartment(current, pid):
-                raise policy.Denied(f"patient/ scopes allow writes in Patient/{pid}'s compartment only")
-            if access.interaction == "patch" and body is not None:
-                try:  # the patched version must stay in the compartment too
-                    patched = jsonpatch.apply_patch(current, orjson.loads(body))
-                except (orjson.JSONDecodeError, jsonpatch.JsonPatchException, jsonpointer.JsonPointerException,
-                        TypeError, ValueError):
-                    return  # the route reports the bad patch
-                if isinstance(patched, dict) and not in_compartment(patched, pid):
-                    raise policy.Denied(f"patient/ scopes allow writes in Patient/{pid}'s compartment only")
+        try:
+            resource = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return  # the route reports the bad body
+        if isinstance(resource, dict) and not in_compartment(resource, self._patient(grant)):
+            raise policy.Denied(f"patient/ scopes allow writes in Patient/{grant.patient}'s compartment only")
 
     def _group(self, grant: Grant, access: policy.AccessRequest) -> None:
         """ATR: a caller acting for an organization or practitioner reaches only its own Groups."""
@@ -261,23 +245,6 @@ class AuthMiddleware:
             rtype, _, rid = subject.removeprefix(self.authority.fhir_base + "/").partition("/")
             if rtype == "Group" and rid:
                 self._group(grant, policy.AccessRequest("operation", "Group", rid.split("/")[0]))
-
-    def _readable_instance(self, grant: Grant, rtype: str, rid: str) -> None:
-        """read, vread, instance history: the resource must be in the compartment (patient/ scopes) and match
-        the scope's query filter; otherwise 404, as if it did not exist."""
-        filters = policy.scope_filters(grant.scopes, rtype, "r")
-        confined = policy.confined(grant.scopes, rtype, "r") and (rtype == "Patient" or rtype in compartment_types())
-        if not filters and not confined:
-            return
-        stored = self.authority.store.read(rtype, rid)
-        if stored is None or stored.content is None:
-            return  # the route answers 404 or 410 itself
-        if confined and not in_compartment(orjson.loads(stored.content), self._patient(grant)):
-            raise NotFound(f"{rtype}/{rid} is not known")
-        if filters:
-            _, found = self.authority.rest.search(rtype, [("_id", rid), *filters, ("_count", "1")])
-            if not found.matches:
-                raise NotFound(f"{rtype}/{rid} is not known")
 
     @staticmethod
     def _patient(grant: Grant) -> str:

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from sqlalchemy import update
 
+from gateway.auth.context import SYSTEM, acting_as
 from gateway.auth.tables import CODE
 from gateway.auth.users import add_user
 
@@ -57,8 +58,9 @@ def app(auth_client: TestClient) -> App:
     add_user(auth.store.engine, "dr-who", PASSWORD, "Practitioner/dr")
     add_user(auth.store.engine, "pat", PASSWORD, "Patient/p2")
     rest = auth_client.app.state.rest
-    for pid in ("p1", "p2"):
-        rest.update("Patient", pid, {"resourceType": "Patient", "id": pid, "name": [{"family": pid.upper()}]})
+    with acting_as(SYSTEM):
+        for pid in ("p1", "p2"):
+            rest.update("Patient", pid, {"resourceType": "Patient", "id": pid, "name": [{"family": pid.upper()}]})
     return App(auth_client, c.client_id)
 
 
@@ -250,7 +252,8 @@ def test_confidential_client_with_secret(auth_client: TestClient) -> None:
     c, secret = auth.clients.register("Confidential", "patient/*.rs launch/patient", redirect_uris=[REDIRECT],
                                       confidential=True)
     add_user(auth.store.engine, "nurse", PASSWORD, "Practitioner/n")
-    auth_client.app.state.rest.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
+    with acting_as(SYSTEM):
+        auth_client.app.state.rest.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
     app = App(auth_client, c.client_id)
     code = redirected(login_and_consent(app, app.params(scope="patient/*.rs launch/patient"), user="nurse"))["code"]
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": app.verifier}

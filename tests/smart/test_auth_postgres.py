@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from gateway.auth.context import SYSTEM, acting_as
+
 from .conftest import bearer, issue, register_backend
 
 
@@ -25,10 +27,11 @@ def test_backend_token_replay_and_revocation(auth_client_any: TestClient) -> Non
 def test_patient_compartment_search(auth_client_any: TestClient) -> None:
     c = auth_client_any
     rest = c.app.state.rest
-    for pid in ("p1", "p2"):
-        rest.update("Patient", pid, {"resourceType": "Patient", "id": pid})
-        rest.update("Condition", f"c-{pid}", {"resourceType": "Condition", "id": f"c-{pid}",
-                                               "subject": {"reference": f"Patient/{pid}"}})
+    with acting_as(SYSTEM):
+        for pid in ("p1", "p2"):
+            rest.update("Patient", pid, {"resourceType": "Patient", "id": pid})
+            rest.update("Condition", f"c-{pid}", {"resourceType": "Condition", "id": f"c-{pid}",
+                                                   "subject": {"reference": f"Patient/{pid}"}})
     t = bearer(issue(c, "patient/*.rs", "p1"))
     r = c.get("/fhir/Condition?_include=Condition:subject", headers=t)
     got = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in r.json()["entry"]}

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from gateway.auth.context import SYSTEM, acting_as
 from gateway.store.sql.store import SqlStore
 
 from .conftest import BASE, bearer, make_auth_client
@@ -32,8 +33,9 @@ def idp_client(sqlite_store: SqlStore, idp_key: RSAKey) -> Iterator[tuple[TestCl
     with respx.mock(assert_all_called=False) as mock:
         route = mock.get(JWKS).mock(return_value=httpx.Response(200, json={"keys": [idp_key.as_dict(private=False)]}))
         with make_auth_client(sqlite_store, idp_issuer=ISSUER, idp_jwks_uri=JWKS) as c:
-            c.app.state.rest.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
-            c.app.state.rest.update("Patient", "p2", {"resourceType": "Patient", "id": "p2"})
+            with acting_as(SYSTEM):
+                c.app.state.rest.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
+                c.app.state.rest.update("Patient", "p2", {"resourceType": "Patient", "id": "p2"})
             yield c, route
 
 

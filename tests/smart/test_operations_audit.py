@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.auth import policy
+from gateway.auth.context import SYSTEM, acting_as
 from gateway.auth.scopes import ScopeSet
 
 from .conftest import bearer, issue
@@ -22,9 +23,10 @@ Q = "/fhir/Measure/demo-diabetes-a1c-poor-control/$evaluate-measure?periodStart=
 def measured(auth_client: TestClient) -> TestClient:
     rest = auth_client.app.state.rest
     m = json.loads(MEASURE.read_text())
-    rest.update("Measure", m["id"], m)
-    for pid in ("p1", "p2"):
-        rest.update("Patient", pid, {"resourceType": "Patient", "id": pid, "birthDate": "1960-01-01"})
+    with acting_as(SYSTEM):
+        rest.update("Measure", m["id"], m)
+        for pid in ("p1", "p2"):
+            rest.update("Patient", pid, {"resourceType": "Patient", "id": pid, "birthDate": "1960-01-01"})
     return auth_client
 
 
@@ -103,8 +105,9 @@ def test_atr_groups_are_checked_per_group(auth_client: TestClient) -> None:
                 "member": [{"entity": {"reference": "Patient/p1"},
                             "extension": [{"url": ext, "valueReference": {"reference": provider}}]}]}
 
-    rest.update("Group", "g-a", group("g-a", "Organization/clinic-a"))
-    rest.update("Group", "g-b", group("g-b", "Organization/clinic-b"))
+    with acting_as(SYSTEM):
+        rest.update("Group", "g-a", group("g-a", "Organization/clinic-a"))
+        rest.update("Group", "g-b", group("g-b", "Organization/clinic-b"))
     auth = auth_client.app.state.authority
     b = register_backend(auth_client, "system/*.rs")
     with auth.store.engine.begin() as conn:  # bind the client to clinic A (as `clients add --fhir-user` does)
@@ -125,15 +128,16 @@ def test_atr_groups_are_checked_per_group(auth_client: TestClient) -> None:
     # the intended recipient: a list addressed to clinic C's NPI, where clinic C is neither managing
     # entity nor attributed provider, is visible to clinic C only
     npi = "http://hl7.org/fhir/sid/us-npi"
-    rest.update("Organization", "clinic-c", {"resourceType": "Organization", "id": "clinic-c", "name": "C",
-                                             "identifier": [{"system": npi, "value": "1234567893"}]})
-    rest.update("Organization", "clinic-d", {"resourceType": "Organization", "id": "clinic-d", "name": "D",
-                                             "identifier": [{"system": npi, "value": "1999999984"}]})
     g = group("g-c", "Organization/clinic-a")
     g["extension"] = [{"url": "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
                               "atr-intended-recipient-identifier-extension",
                        "valueIdentifier": {"system": npi, "value": "1234567893"}}]
-    rest.update("Group", "g-c", g)
+    with acting_as(SYSTEM):
+        rest.update("Organization", "clinic-c", {"resourceType": "Organization", "id": "clinic-c", "name": "C",
+                                                 "identifier": [{"system": npi, "value": "1234567893"}]})
+        rest.update("Organization", "clinic-d", {"resourceType": "Organization", "id": "clinic-d", "name": "D",
+                                                 "identifier": [{"system": npi, "value": "1999999984"}]})
+        rest.update("Group", "g-c", g)
     seen = {}
     for org in ("clinic-c", "clinic-d"):
         b2 = register_backend(auth_client, "system/*.rs")

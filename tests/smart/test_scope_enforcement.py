@@ -10,6 +10,8 @@ import pytest
 from fastapi import Request
 from fastapi.testclient import TestClient
 
+from gateway.auth.context import SYSTEM, acting_as
+
 from .conftest import bearer, issue
 
 CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -34,7 +36,8 @@ def seeded(auth_client: TestClient) -> TestClient:
               {"resourceType": "Practitioner", "id": "dr", "name": [{"family": "Doc"}]},
               _obs("o1", "p1", "laboratory", "Practitioner/dr"), _obs("o2", "p2", "laboratory"),
               _obs("o3", "p1", "vital-signs")]:
-        rest.update(r["resourceType"], r["id"], r)
+        with acting_as(SYSTEM):
+            rest.update(r["resourceType"], r["id"], r)
     return auth_client
 
 
@@ -76,7 +79,8 @@ def test_patient_scope_reads(seeded: TestClient) -> None:
 
 
 def test_patient_scope_history_is_confined(seeded: TestClient) -> None:
-    seeded.app.state.rest.delete("Observation", "o2")
+    with acting_as(SYSTEM):
+        seeded.app.state.rest.delete("Observation", "o2")
     t = bearer(issue(seeded, "patient/*.rs", "p1"))
     for path in ("/fhir/Observation/_history", "/fhir/_history"):
         r = seeded.get(path, headers=t)

@@ -61,7 +61,7 @@ async def _run(request: Request, settings: Any, measure_id: str | None) -> Respo
     check_accept(request)
     single, multi, inline = await _params(request, settings)
     svc = request.app.state.measures
-    store = request.app.state.store
+    store = request.app.state.rest.store  # gated: the report's evaluated resources as the caller may see them
 
     def work() -> dict[str, Any]:
         measures: list[dict[str, Any]] = list(inline)
