@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import logging
 import re
-import secrets
 import time
 import uuid
 from typing import Any
@@ -27,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..fhir.errors import BadRequest, FhirError, Forbidden, Unauthorized
 from . import discovery, pages
-from .clients import RegistrationError, check_secret, hash_secret
+from .clients import RegistrationError, check_secret
 from .keys import ALG
 from .scopes import ScopeSet
 from .server import LAUNCH_OTHER_PATIENT, EndUser, StarletteOAuth2Request
@@ -349,13 +348,11 @@ async def _consent_page(auth: Any, req: StarletteOAuth2Request, params: dict[str
                                       (req.scope or "").split(), patients, error), headers=PAGE)
 
 
-_DUMMY_HASH: list[str] = []  # a real scrypt hash, made once: unknown users cost the same work as known ones
-
-
-def _dummy_hash() -> str:
-    if not _DUMMY_HASH:
-        _DUMMY_HASH.append(hash_secret(secrets.token_urlsafe(16)))
-    return _DUMMY_HASH[0]
+# a real scrypt hash (same parameters as every stored one) of a random password nobody kept: checking an
+# unknown user name against it costs the same work as checking a known user's password
+DUMMY_HASH = ("scrypt$e3d179130289a6fcfa02d125855ad336$"
+              "748ccb99e728ed21c53d5c9f058e7f1c3ce30ad1e95a89da91c941f0e95aeb63"
+              "d0e96ffd959d31a2b8d1ebe5fbcbac039c41ce4973b3953dd5f26d539c96adcf")
 
 
 def _login(auth: Any, username: str, password: str) -> EndUser | None:
@@ -363,7 +360,7 @@ def _login(auth: Any, username: str, password: str) -> EndUser | None:
     dummy hash, so a refusal takes the same time whether the name exists or not."""
     with auth.store.engine.connect() as conn:
         row = conn.execute(select(USER).where(USER.c.username == username)).mappings().first()
-    stored = row["password_hash"] if row is not None else _dummy_hash()
+    stored = row["password_hash"] if row is not None else DUMMY_HASH
     ok = check_secret(password, stored)
     if row is None or not ok:
         return None
