@@ -187,6 +187,10 @@ class SmartCodeGrant(AuthorizationCodeGrant):
         if aud != auth.fhir_base:
             raise InvalidRequestError("'aud' must be this server's FHIR base URL", redirect_uri=redirect_uri,
                                       state=data.get("state"))
+        for name, limit in (("nonce", 255), ("code_challenge", 128), ("launch", 255)):
+            if len(data.get(name) or "") > limit:  # stored with the code: longer would fail the insert
+                raise InvalidRequestError(f"'{name}' is longer than {limit} characters", redirect_uri=redirect_uri,
+                                          state=data.get("state"))
         launch = data.get("launch")
         if launch is not None and auth.launch_context(launch, self.request.client.client_id) is None:
             raise InvalidRequestError("Unknown, expired or used 'launch'", redirect_uri=redirect_uri,

@@ -18,7 +18,7 @@ from gateway.config import Settings
 from gateway.store.sql.store import SqlStore
 from tests.smart.conftest import BASE, register_backend
 
-from .authsrv_support import App, fresh_client, register_app
+from .authsrv_support import App, fresh_client, redirected, register_app
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 EXCEPTION_NAMES = ("ValueError", "KeyError", "TypeError", "Traceback", "Error:", "JSONDecodeError",
@@ -148,3 +148,13 @@ def test_demo_does_not_print_the_password(tmp_path: Path) -> None:
         assert stat.S_IMODE(os.stat(tmp_path / "demo-backend-key.json").st_mode) == 0o600
     finally:
         store.close()
+
+
+def test_an_overlong_nonce_is_refused_before_the_code_is_stored(app: App) -> None:
+    """The nonce is stored with the code (255 characters at most): PostgreSQL refused the insert with a 500."""
+    params = app.params(nonce="n" * 1000)
+    r = app.client.get("/auth/authorize", params=params, follow_redirects=False)
+    assert r.status_code == 302
+    back = redirected(r)
+    assert back["error"] == "invalid_request" and "nonce" in back["error_description"]
+    assert back["state"] == params["state"]
