@@ -414,8 +414,15 @@ async def revoke(request: Request) -> Response:
             cid, _, secret = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             cid, secret = "", ""
+        keys = auth.throttle.keys("client", cid, _address(request))  # a secret check: throttled as at /token
+        wait = await run_in_threadpool(auth.throttle.retry_after, keys)
+        if wait is not None:
+            return _json({"error": "temporarily_unavailable",
+                          "error_description": f"Too many failed requests; retry after {wait} seconds"},
+                         429, {"Retry-After": str(wait)})
         client = auth.clients.get(cid)
-        if client is None or not client.check_client_secret(secret):
+        if client is None or not await run_in_threadpool(client.check_client_secret, secret):
+            await run_in_threadpool(auth.throttle.failed, keys)
             return _json({"error": "invalid_client"}, 401, {"WWW-Authenticate": "Basic"})
         client_id = cid
     elif isinstance(form.get("client_id"), str):

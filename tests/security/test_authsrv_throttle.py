@@ -127,3 +127,15 @@ def test_unknown_user_costs_the_same_password_hashing(app: App, monkeypatch: pyt
         r = app.client.post("/auth/authorize", data={**form, "username": user, "password": "wrong password"})
         assert r.status_code == 401 and "Unknown user name or wrong password" in r.text
         assert calls == [(2**14, 8, 1)], (user, calls)
+
+
+def test_revocation_endpoint_throttles_client_secret_guessing(client: TestClient) -> None:
+    """Revocation with HTTP Basic checks a client secret too: the same lock as the token endpoint."""
+    auth = client.app.state.authority
+    c, secret = auth.clients.register("Confidential", "patient/*.rs", redirect_uris=["https://app.example.org/callback"],
+                                      confidential=True)
+    assert secret
+    for _ in range(3):
+        assert client.post("/auth/revoke", data={"token": "t"}, auth=(c.client_id, "wrong")).status_code == 401
+    r = client.post("/auth/revoke", data={"token": "t"}, auth=(c.client_id, secret))
+    assert r.status_code == 429 and r.json()["error"] == "temporarily_unavailable" and r.headers["Retry-After"]
