@@ -281,7 +281,10 @@ class SmartRefreshGrant(RefreshTokenGrant):
 
     def authenticate_user(self, refresh_token: RefreshRecord) -> EndUser | None:
         auth: AuthServer = self.server  # type: ignore[assignment]
-        return auth.user(refresh_token.subject or "") if refresh_token.subject else None
+        user = auth.user(refresh_token.subject or "") if refresh_token.subject else None
+        if user is not None and not user.clinician and user.patient != refresh_token.context.get("patient"):
+            return None  # a RelatedPerson or Person no longer linked to that patient: no new tokens for it
+        return user
 
     def revoke_old_credential(self, refresh_token: RefreshRecord) -> None:
         auth: AuthServer = self.server  # type: ignore[assignment]

@@ -173,3 +173,17 @@ def test_a_user_needs_a_fhir_identity(store: SqlStore) -> None:
         add_user(store.engine, "nobody", PASSWORD, None)
     with pytest.raises(UserError):
         add_user(store.engine, "odd", PASSWORD, "Organization/o1")
+
+
+def test_refresh_stops_when_a_related_person_is_no_longer_linked(app: App) -> None:
+    put(app.client, {"resourceType": "RelatedPerson", "id": "rp9", "patient": {"reference": "Patient/pa"}})
+    add_user(app.client.app.state.store.engine, "carer", PASSWORD, "RelatedPerson/rp9")
+    consent = sign_in(app, app.params(scope="launch/patient patient/*.rs offline_access"), "carer")
+    tok = exchange(app, redirected(consent_and_allow(app, consent.text))["code"]).json()
+    assert tok["patient"] == "pa" and tok["refresh_token"]
+    refresh = {"grant_type": "refresh_token", "client_id": app.client_id}
+    r = app.client.post("/auth/token", data={**refresh, "refresh_token": tok["refresh_token"]})
+    assert r.status_code == 200, r.text
+    put(app.client, {"resourceType": "RelatedPerson", "id": "rp9", "patient": {"reference": "Patient/pb"}})
+    again = app.client.post("/auth/token", data={**refresh, "refresh_token": r.json()["refresh_token"]})
+    assert again.status_code == 400 and "access_token" not in again.json()
