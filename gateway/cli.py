@@ -471,12 +471,15 @@ def clients_list(database: DatabaseOpt = None) -> None:
 def users_add(
     username: Annotated[str, typer.Option("--username")],
     database: DatabaseOpt = None,
-    fhir_user: Annotated[str | None, typer.Option("--fhir-user", help="The user's FHIR resource, e.g. "
-                                                  "Practitioner/123 or Patient/456")] = None,
+    fhir_user: Annotated[str | None, typer.Option("--fhir-user", help="The user's FHIR resource (required): "
+                                                  "Practitioner/123 or PractitionerRole/1 (a clinician), "
+                                                  "Patient/456, RelatedPerson/7 or Person/8 (one patient's "
+                                                  "record)")] = None,
     password: Annotated[str, typer.Option("--password", prompt=True, hide_input=True,
                                           envvar="GATEWAY_USER_PASSWORD")] = "",
 ) -> None:
-    """Add a user to the built-in user store (a Patient/<id> user sees only that patient's record)."""
+    """Add a user to the built-in user store (a Patient, RelatedPerson or Person user sees only one patient's
+    record; only Practitioner and PractitionerRole users are clinicians)."""
     from .auth.users import UserError, add_user
     from .store.sql.store import SqlStore
 

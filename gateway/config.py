@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     access_token_lifetime: int = 900  # seconds, app launch tokens (SMART: SHOULD be <= 3600)
     backend_token_lifetime: int = 300  # seconds, client_credentials tokens (Backend Services: SHOULD be <= 300)
     refresh_token_lifetime: int = 86400
+    # failed sign-ins / token requests tolerated inside the window, per account (user name, client id) and
+    # per client address, before 429 with Retry-After (0 turns that limit off)
+    auth_account_failures: int = 5
+    auth_address_failures: int = 30
+    auth_failure_window: int = 900  # seconds
     # external identity provider whose access tokens are accepted too (validated with its JWKS)
     idp_issuer: str = ""
     idp_jwks_uri: str = ""

@@ -1,5 +1,6 @@
 """Ready-made demo access when the demo runs with authorization on: a backend services client (its private
-key written next to the database) and a clinician user, plus the commands to get a token."""
+key written next to the database) and a clinician user (its password written to a file next to the
+database, never to the console or the log), plus the commands to get a token."""
 
 from __future__ import annotations
 
@@ -25,7 +26,18 @@ def _state_dir(settings: Any) -> Path:
     return Path("var")
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a secret to a file only its owner may read (mode 0600 from creation, not changed afterwards)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def ensure_demo_access(store: Any, settings: Any) -> str:
+    """Register the demo clients and user when missing; returns the text to print (never a password or key:
+    the demo user's password goes to ``demo-user.txt`` and the backend key to ``demo-backend-key.json``,
+    both mode 0600, next to the database)."""
     clients = ClientStore(store.engine)
     folder = _state_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
@@ -40,8 +52,7 @@ def ensure_demo_access(store: Any, settings: Any) -> str:
         else:  # the key file was lost: the registered key cannot be used any more
             return (f"The demo client {DEMO_BACKEND} exists but {key_file} is missing; register a new client "
                     "with `fhir-gateway clients add`.")
-        key_file.write_text(json.dumps(key.as_dict(private=True)))
-        os.chmod(key_file, 0o600)
+        write_private(key_file, json.dumps(key.as_dict(private=True)))
     if clients.get(DEMO_APP) is None:
         clients.register("Demo SMART app", "launch launch/patient openid fhirUser offline_access online_access "
                          "patient/*.rs patient/*.read user/*.rs user/*.read",
@@ -53,10 +64,13 @@ def ensure_demo_access(store: Any, settings: Any) -> str:
 
     with store.engine.connect() as conn:
         has_user = conn.execute(select(USER.c.username).where(USER.c.username == DEMO_USER)).first()
+    user_file = folder / "demo-user.txt"
     if not has_user:
         password = secrets.token_urlsafe(12)
         add_user(store.engine, DEMO_USER, password, "Practitioner/demo-practitioner")
-        lines.append(f"Demo user for the login page: {DEMO_USER} / {password} (shown once)")
+        write_private(user_file, f"{DEMO_USER}\n{password}\n")
+    lines.append(f"Demo user for the login page: {DEMO_USER}, password in {user_file} (readable by you only; "
+                 "never printed)")
     lines[:0] = [
         "Authorization is on (SMART on FHIR). Demo backend client: " + DEMO_BACKEND + f" (private key {key_file})",
         "Get a token and read:",

@@ -4,27 +4,33 @@ introspection, revocation and the admin API. The FHIR API itself is guarded by `
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import logging
+import re
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from authlib.oauth2.rfc6749 import OAuth2Error
+from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
 from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from joserfc import jwt
 from joserfc.errors import JoseError
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
-from ..fhir.errors import FhirError, Unauthorized
+from ..fhir.errors import BadRequest, FhirError, Forbidden, Unauthorized
 from . import discovery, pages
 from .clients import RegistrationError, check_secret
 from .keys import ALG
 from .scopes import ScopeSet
-from .server import EndUser, StarletteOAuth2Request
-from .tables import USER
+from .server import LAUNCH_OTHER_PATIENT, EndUser, StarletteOAuth2Request
+from .tables import JTI, USER
 
 log = logging.getLogger("gateway.auth")
 router = APIRouter(tags=["auth"])  # mounted at /auth
@@ -35,6 +41,9 @@ PAGE = {**NO_STORE, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
         "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                    "frame-ancestors 'none'"}
 TICKET_AUD = "urn:fhir-gateway:consent"
+TICKET_ISSUER = "urn:fhir-gateway:consent-ticket"  # the auth_jti rows of spent consent tickets
+TICKET_TTL = 300  # seconds between sign-in and the consent decision
+_INSTANT = re.compile(r"\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?)?)?")
 
 
 def _auth(request: Request) -> Any:
@@ -51,13 +60,44 @@ def _json(body: Any, status: int = 200, headers: Any = None) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=h)
 
 
+class BadInput(ValueError):
+    """Malformed input to an auth endpoint: answered 400 with a clear message (OAuth JSON or a page)."""
+
+
+# OAuth parameters that must not be sent twice (RFC 6749 section 3.1): a second value could make two
+# readers of one request disagree about what was asked
+SINGLE_VALUED = frozenset(pages.OAUTH_FIELDS) | {"grant_type", "code", "code_verifier", "refresh_token",
+                                                 "client_assertion", "client_assertion_type", "token",
+                                                 "username", "password", "ticket", "decision", "patient",
+                                                 "_step"}
+
+
 async def _oauth_request(request: Request) -> StarletteOAuth2Request:
     form: list[tuple[str, str]] = []
-    if request.method == "POST":
-        data = await request.form()
-        form = [(k, v) for k, v in data.multi_items() if isinstance(v, str)]
-    return StarletteOAuth2Request(request.method, str(request.url), request.headers,  # case-insensitive
-                                  list(request.query_params.multi_items()), form)
+    try:
+        if request.method == "POST":
+            data = await request.form()
+            form = [(k, v) for k, v in data.multi_items() if isinstance(v, str)]
+        query = list(request.query_params.multi_items())
+    except (ValueError, KeyError, AssertionError) as exc:  # multipart parsing errors, bad encodings
+        raise BadInput("The request body could not be read as a form") from exc
+    seen: set[str] = set()
+    for k, v in query + form:
+        if k in SINGLE_VALUED and k in seen:
+            raise BadInput(f"The parameter {k!r} is given more than once")
+        seen.add(k)
+        if "\x00" in v:
+            raise BadInput(f"The parameter {k!r} holds a NUL character")
+    try:
+        return StarletteOAuth2Request(request.method, str(request.url), request.headers,  # case-insensitive
+                                      query, form)
+    except ValueError as exc:
+        raise BadInput("The request URL could not be parsed") from exc
+
+
+def _address(request: Request) -> str | None:
+    """The client's address as the socket shows it (behind a proxy: the proxy's)."""
+    return request.client.host if request.client else None
 
 
 # -- discovery -------------------------------------------------------------------------------------------
@@ -86,7 +126,24 @@ async def token(request: Request) -> Response:
         req = await _oauth_request(request)
     except InsecureTransportError:
         return _json({"error": "invalid_request", "error_description": "TLS is required"}, 400)
-    status, body, headers = await run_in_threadpool(auth.server.create_token_response, req)
+    except BadInput as exc:
+        return _json({"error": "invalid_request", "error_description": str(exc)}, 400)
+    keys = auth.throttle.keys("client", _basic_client_id(request), _address(request))
+    wait = await run_in_threadpool(auth.throttle.retry_after, keys)
+    if wait is not None:
+        log.warning("token request throttled", extra={"client_id": req.form.get("client_id")})
+        return _json({"error": "temporarily_unavailable",
+                      "error_description": f"Too many failed token requests; retry after {wait} seconds"},
+                     429, {"Retry-After": str(wait)})
+    try:
+        status, body, headers = await run_in_threadpool(auth.server.create_token_response, req)
+    except ValueError:  # authlib's parsing of a malformed header or form value
+        status, body, headers = 400, {"error": "invalid_request",
+                                      "error_description": "The token request could not be parsed"}, []
+    if status >= 400 and body.get("error") == "invalid_client":  # a wrong secret or assertion
+        await run_in_threadpool(auth.throttle.failed, keys)
+    elif status >= 400 and body.get("error") == "invalid_grant":  # a guessed code or refresh token
+        await run_in_threadpool(auth.throttle.failed, [k for k in keys if k.kind == "address"])
     if status >= 400:
         log.warning("token request refused", extra={"error": body.get("error"),
                                                     "description": body.get("error_description"),
@@ -95,6 +152,19 @@ async def token(request: Request) -> Response:
         if body.get("error") == "invalid_client" and "authorization" in request.headers:
             status = 401
     return _json(body, status, headers)
+
+
+def _basic_client_id(request: Request) -> str | None:
+    """The client id of an HTTP Basic header (unverified; for throttling only). Only a client with a secret
+    is throttled per client: public clients have no secret to guess, and a private_key_jwt assertion
+    cannot be guessed, so locking those out would only let anyone shut a client out."""
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        return base64.b64decode(header[6:], validate=True).decode().partition(":")[0] or None
+    except ValueError:
+        return None
 
 
 # -- authorize -------------------------------------------------------------------------------------------
@@ -111,20 +181,46 @@ def _redirect_or_page(result: tuple[int, Any, list[tuple[str, str]]]) -> Respons
     return _error_page(str(desc))
 
 
-def _ticket(auth: Any, username: str, client_id: str) -> str:
+def _request_digest(req: StarletteOAuth2Request) -> str:
+    """A digest of the exact authorization request (client, redirect_uri, scope, state, aud, launch, PKCE
+    challenge, nonce...): a consent ticket is good for this request only."""
+    data = req.payload.data
+    return hashlib.sha256(orjson.dumps([[k, data.get(k)] for k in pages.OAUTH_FIELDS])).hexdigest()
+
+
+def _ticket(auth: Any, username: str, req: StarletteOAuth2Request) -> str:
+    """The signed proof, carried by the consent form, that this user signed in for this very authorization
+    request; single-use (its ``jti`` is recorded when spent) and short-lived."""
     key = auth.keys.signing_key
     now = int(time.time())
-    return jwt.encode({"alg": ALG, "kid": key.kid}, {"sub": username, "aud": TICKET_AUD, "client_id": client_id,
-                                                      "iat": now, "exp": now + 600}, key)
+    return jwt.encode({"alg": ALG, "kid": key.kid},
+                      {"sub": username, "aud": TICKET_AUD, "client_id": req.client.client_id,
+                       "req": _request_digest(req), "jti": uuid.uuid4().hex, "iat": now, "exp": now + TICKET_TTL},
+                      key)
 
 
-def _check_ticket(auth: Any, ticket: str, client_id: str) -> str | None:
+def _check_ticket(auth: Any, ticket: str, req: StarletteOAuth2Request) -> str | None:
+    """The user name of a valid ticket for this request, spending it; None when it is forged, expired,
+    issued for another request or client, or already spent (in any process: the spent ids are in the
+    database, with the client assertion ids)."""
     try:
         tok = jwt.decode(ticket, auth.keys.public, algorithms=[ALG])
-        jwt.JWTClaimsRegistry(aud={"essential": True, "value": TICKET_AUD}, exp={"essential": True}).validate(tok.claims)
+        jwt.JWTClaimsRegistry(aud={"essential": True, "value": TICKET_AUD}, exp={"essential": True},
+                              jti={"essential": True}, sub={"essential": True}).validate(tok.claims)
     except (JoseError, ValueError):
         return None
-    return tok.claims["sub"] if tok.claims.get("client_id") == client_id else None
+    c = tok.claims
+    if c.get("client_id") != req.client.client_id or not hmac.compare_digest(str(c.get("req")),
+                                                                             _request_digest(req)):
+        return None
+    try:
+        with auth.store.engine.begin() as conn:
+            conn.execute(insert(JTI).values(issuer=TICKET_ISSUER, jti=str(c["jti"])[:255],
+                                            expires_at=int(c["exp"]) + 10))
+    except IntegrityError:
+        log.warning("consent ticket replayed", extra={"client_id": req.client.client_id})
+        return None
+    return str(c["sub"])
 
 
 def _needs_picker(auth: Any, req: StarletteOAuth2Request, user: EndUser) -> bool:
@@ -154,6 +250,8 @@ async def authorize(request: Request) -> Response:
         req = await _oauth_request(request)
     except InsecureTransportError:
         return _error_page("TLS is required")
+    except BadInput as exc:
+        return _error_page(str(exc))
     try:
         grant = await run_in_threadpool(auth.server.get_consent_grant, req)
     except OAuth2Error as exc:
@@ -163,6 +261,9 @@ async def authorize(request: Request) -> Response:
             exc.state = req.payload.state
             return _redirect_or_page(auth.server.handle_error_response(req, exc))
         return _error_page(exc.description or exc.error)
+    except ValueError:  # a value authlib could not parse (e.g. a redirect_uri that is no valid URL)
+        return _error_page("The authorization request could not be parsed: check redirect_uri and the other "
+                           "parameters")
     client = req.client
     params = {k: v for k, v in req.payload.data.items() if k in pages.OAUTH_FIELDS}
     step = req.form.get("_step")
@@ -170,20 +271,38 @@ async def authorize(request: Request) -> Response:
         return HTMLResponse(pages.login(params, client.name), headers=PAGE)
     if step == "login":
         username = req.form.get("username", "")
+        keys = auth.throttle.keys("user", username, _address(request))
+        wait = await run_in_threadpool(auth.throttle.retry_after, keys)
+        if wait is not None:
+            log.warning("sign-in throttled", extra={"client_id": client.client_id})
+            minutes = max(1, -(-wait // 60))
+            return HTMLResponse(pages.login(params, client.name, "Too many failed sign-ins. Try again in "
+                                            f"{minutes} minute{'s' if minutes > 1 else ''}."),
+                                status_code=429, headers={**PAGE, "Retry-After": str(wait)})
         user = await run_in_threadpool(_login, auth, username, req.form.get("password", ""))
         if user is None:
+            await run_in_threadpool(auth.throttle.failed, keys)
             log.warning("login failed", extra={"client_id": client.client_id})
             return HTMLResponse(pages.login(params, client.name, "Unknown user name or wrong password"),
                                 status_code=401, headers=PAGE)
+        await run_in_threadpool(auth.throttle.succeeded, keys[0] if keys and keys[0].kind == "user" else None)
+        refused = await run_in_threadpool(_refusal, auth, req, user)
+        if refused:
+            return _deny(auth, req, refused)
         return await _consent_page(auth, req, params, client, user)
-    username = _check_ticket(auth, req.form.get("ticket", ""), client.client_id)
-    user = auth.server.user(username) if username else None
+    if step != "consent":
+        return _error_page("Unknown step of the authorization flow")
+    username = await run_in_threadpool(_check_ticket, auth, req.form.get("ticket", ""), req)
+    user = await run_in_threadpool(auth.server.user, username) if username else None
     if user is None:
         return HTMLResponse(pages.login(params, client.name, "Your sign-in has expired; sign in again"),
                             status_code=401, headers=PAGE)
     if req.form.get("decision") != "allow":
         result = await run_in_threadpool(auth.server.create_authorization_response, req, None, grant)
         return _redirect_or_page(result)
+    refused = await run_in_threadpool(_refusal, auth, req, user)
+    if refused:
+        return _deny(auth, req, refused)
     ctx: dict[str, Any] = {}
     if not req.payload.data.get("launch"):
         ctx["need_patient_banner"] = True
@@ -199,21 +318,53 @@ async def authorize(request: Request) -> Response:
     return _redirect_or_page(result)
 
 
+def _refusal(auth: Any, req: StarletteOAuth2Request, user: EndUser) -> str | None:
+    """Why this signed-in user may not go on with this request, or None: a patient-bound user (Patient,
+    RelatedPerson, Person) without a patient record, or with an EHR launch made for another patient."""
+    if user.clinician:
+        return None
+    if not user.patient:
+        return "Your account is linked to no patient record, so nothing can be shared. Ask the administrator."
+    launch = req.payload.data.get("launch")
+    if launch:
+        launched = auth.server.launch_context(launch, req.client.client_id) or {}
+        if launched.get("patient") not in (None, user.patient):
+            return LAUNCH_OTHER_PATIENT
+    return None
+
+
+def _deny(auth: Any, req: StarletteOAuth2Request, reason: str) -> Response:
+    """Refuse the request back to the app (``access_denied`` with the reason), logged."""
+    log.warning("authorization refused for the signed-in user", extra={"client_id": req.client.client_id,
+                                                                       "description": reason})
+    exc = AccessDeniedError(reason, redirect_uri=req.payload.redirect_uri, state=req.payload.state)
+    return _redirect_or_page(auth.server.handle_error_response(req, exc))
+
+
 async def _consent_page(auth: Any, req: StarletteOAuth2Request, params: dict[str, str], client: Any,
                         user: EndUser, error: str | None = None) -> HTMLResponse:
     patients = await run_in_threadpool(_patients, auth) if _needs_picker(auth, req, user) else None
-    return HTMLResponse(pages.consent(params, client.name, _ticket(auth, user.username, client.client_id),
+    return HTMLResponse(pages.consent(params, client.name, _ticket(auth, user.username, req),
                                       (req.scope or "").split(), patients, error), headers=PAGE)
 
 
-def _login(auth: Any, username: str, password: str) -> EndUser | None:
-    from sqlalchemy import select
+# a real scrypt hash (same parameters as every stored one) of a random password nobody kept: checking an
+# unknown user name against it costs the same work as checking a known user's password
+DUMMY_HASH = ("scrypt$e3d179130289a6fcfa02d125855ad336$"
+              "748ccb99e728ed21c53d5c9f058e7f1c3ce30ad1e95a89da91c941f0e95aeb63"
+              "d0e96ffd959d31a2b8d1ebe5fbcbac039c41ce4973b3953dd5f26d539c96adcf")
 
+
+def _login(auth: Any, username: str, password: str) -> EndUser | None:
+    """The user when the password is right; None otherwise. An unknown user name is checked against a
+    dummy hash, so a refusal takes the same time whether the name exists or not."""
     with auth.store.engine.connect() as conn:
         row = conn.execute(select(USER).where(USER.c.username == username)).mappings().first()
-    if row is None or not check_secret(password, row["password_hash"]):
+    stored = row["password_hash"] if row is not None else DUMMY_HASH
+    ok = check_secret(password, stored)
+    if row is None or not ok:
         return None
-    return EndUser(row["username"], row["fhir_user"], row["patient"])
+    return auth.server.end_user(row)
 
 
 # -- introspection and revocation ------------------------------------------------------------------------
@@ -226,10 +377,19 @@ def _bearer(request: Request, auth: Any) -> Any:
     return auth.tokens.validate(value.strip())
 
 
+async def _simple_form(request: Request) -> dict[str, str]:
+    """The form of an introspection or revocation request, each parameter once; raises BadInput."""
+    req = await _oauth_request(request)
+    return dict(req.form)
+
+
 @router.post("/introspect", summary="Token introspection (RFC 7662)")
 async def introspect(request: Request) -> Response:
     auth = _auth(request)
-    form = await request.form()
+    try:
+        form = await _simple_form(request)
+    except BadInput as exc:
+        return _json({"error": "invalid_request", "error_description": str(exc)}, 400)
     try:
         await run_in_threadpool(_bearer, request, auth)
     except FhirError as exc:
@@ -243,7 +403,10 @@ async def introspect(request: Request) -> Response:
 @router.post("/revoke", summary="Token revocation (RFC 7009)")
 async def revoke(request: Request) -> Response:
     auth = _auth(request)
-    form = await request.form()
+    try:
+        form = await _simple_form(request)
+    except BadInput as exc:
+        return _json({"error": "invalid_request", "error_description": str(exc)}, 400)
     client_id = None
     header = request.headers.get("authorization", "")
     if header.lower().startswith("basic "):
@@ -251,8 +414,15 @@ async def revoke(request: Request) -> Response:
             cid, _, secret = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             cid, secret = "", ""
+        keys = auth.throttle.keys("client", cid, _address(request))  # a secret check: throttled as at /token
+        wait = await run_in_threadpool(auth.throttle.retry_after, keys)
+        if wait is not None:
+            return _json({"error": "temporarily_unavailable",
+                          "error_description": f"Too many failed requests; retry after {wait} seconds"},
+                         429, {"Retry-After": str(wait)})
         client = auth.clients.get(cid)
-        if client is None or not client.check_client_secret(secret):
+        if client is None or not await run_in_threadpool(client.check_client_secret, secret):
+            await run_in_threadpool(auth.throttle.failed, keys)
             return _json({"error": "invalid_client"}, 401, {"WWW-Authenticate": "Basic"})
         client_id = cid
     elif isinstance(form.get("client_id"), str):
@@ -273,9 +443,16 @@ async def revoke(request: Request) -> Response:
 def _admin(request: Request, auth: Any) -> None:
     grant = _bearer(request, auth)
     if "__admin" not in grant.scopes.other:
-        from ..fhir.errors import Forbidden
-
         raise Forbidden("The admin API needs a token with the __admin scope")
+
+
+async def _json_object(request: Request) -> dict[str, Any] | None:
+    """The request body as a JSON object; None when it is not valid JSON, not UTF-8 or not an object."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 @router.get("/admin/clients", summary="List registered clients (admin)")
@@ -289,9 +466,21 @@ def list_clients(request: Request) -> JSONResponse:
 async def add_client(request: Request) -> JSONResponse:
     auth = _auth(request)
     _admin(request, auth)
-    body = await request.json()
-    if not isinstance(body, dict):
-        return JSONResponse({"error": "invalid_client_metadata"}, status_code=400)
+    body = await _json_object(request)
+    if body is None:
+        return JSONResponse({"error": "invalid_client_metadata",
+                             "error_description": "The body must be a JSON object"}, status_code=400)
+    wrong = [k for k, ok in (("client_name", isinstance(body.get("client_name", ""), str)),
+                             ("scope", isinstance(body.get("scope", ""), str)),
+                             ("jwks_uri", isinstance(body.get("jwks_uri"), str | None)),
+                             ("jwks", isinstance(body.get("jwks"), dict | None)),
+                             ("redirect_uris", body.get("redirect_uris") is None or (
+                                 isinstance(body["redirect_uris"], list)
+                                 and all(isinstance(u, str) for u in body["redirect_uris"]))))
+             if not ok]
+    if wrong:
+        return JSONResponse({"error": "invalid_client_metadata",
+                             "error_description": f"Wrong JSON type for: {', '.join(wrong)}"}, status_code=400)
     try:
         client, secret = await run_in_threadpool(
             lambda: auth.clients.register(str(body.get("client_name", "")), str(body.get("scope", "")),
@@ -310,10 +499,17 @@ async def add_client(request: Request) -> JSONResponse:
 async def create_launch(request: Request) -> JSONResponse:
     auth = _auth(request)
     _admin(request, auth)
-    body = await request.json()
-    client_id = body.get("client_id") if isinstance(body, dict) else None
+    body = await _json_object(request)
+    if body is None:
+        return JSONResponse({"error": "invalid_request", "error_description": "The body must be a JSON object"},
+                            status_code=400)
+    client_id = body.get("client_id")
     if auth.clients.get(client_id) is None:
         return JSONResponse({"error": "unknown client_id"}, status_code=400)
+    wrong = [k for k in ("patient", "encounter", "smart_style_url") if not isinstance(body.get(k, ""), str)]
+    if wrong:
+        return JSONResponse({"error": "invalid_request",
+                             "error_description": f"Must be strings: {', '.join(wrong)}"}, status_code=400)
     ctx = {k: body[k] for k in ("patient", "encounter", "fhirContext", "smart_style_url", "need_patient_banner")
            if k in body}
     launch = await run_in_threadpool(auth.server.create_launch, client_id, ctx)
@@ -325,8 +521,17 @@ async def create_launch(request: Request) -> JSONResponse:
 def audit(request: Request) -> Response:
     auth = _auth(request)
     _admin(request, auth)
-    events = auth.audit.events(request.query_params.get("patient"), request.query_params.get("since"),
-                               min(int(request.query_params.get("_count", "100")), 1000))
+    q = request.query_params
+    for name in ("patient", "since", "_count"):
+        if len(q.getlist(name)) > 1:
+            raise BadRequest(f"The parameter {name} is given more than once")
+    count = q.get("_count", "100")
+    if not count.isascii() or not count.isdigit() or not count.strip("0"):
+        raise BadRequest(f"_count must be a positive whole number, not {count[:40]!r}")
+    since = q.get("since")
+    if since is not None and not _INSTANT.fullmatch(since):
+        raise BadRequest("since must be a FHIR date or instant, e.g. 2025-01-31 or 2025-01-31T12:00:00Z")
+    events = auth.audit.events(q.get("patient"), since, min(int(count) if len(count) <= 12 else 1000, 1000))
     body = {"resourceType": "Bundle", "type": "collection", "total": len(events),
             "entry": [{"resource": e} for e in events]}
     return Response(orjson.dumps(body), media_type="application/fhir+json")

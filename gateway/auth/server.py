@@ -9,12 +9,14 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from authlib.common.security import generate_token
 from authlib.oauth2 import AuthorizationServer, OAuth2Request
 from authlib.oauth2.rfc6749 import (
+    AccessDeniedError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -31,8 +33,11 @@ from .keys import ALG
 from .scopes import ScopeSet, narrow
 from .tables import CODE, LAUNCH, TOKEN, USER
 from .tokens import TokenService, digest
+from .users import fhir_user_type, is_clinician
 
 log = logging.getLogger("gateway.auth")
+LAUNCH_OTHER_PATIENT = ("The launch names another patient than the signed-in user's own record; "
+                        "a patient user can only share their own record")
 
 
 # -- request adapter -------------------------------------------------------------------------------------
@@ -74,12 +79,19 @@ class StarletteOAuth2Request(OAuth2Request):
 
 @dataclass
 class EndUser:
+    """A signed-in user: ``patient`` is the one patient a Patient, RelatedPerson or Person user is confined
+    to (None for clinicians, and for patient-bound users whose patient could not be found)."""
     username: str
     fhir_user: str | None = None
     patient: str | None = None
 
     def get_user_id(self) -> str:
         return self.username
+
+    @property
+    def clinician(self) -> bool:
+        """Practitioner and PractitionerRole users only: the only users given user-level access."""
+        return is_clinician(self.fhir_user)
 
 
 @dataclass
@@ -175,6 +187,10 @@ class SmartCodeGrant(AuthorizationCodeGrant):
         if aud != auth.fhir_base:
             raise InvalidRequestError("'aud' must be this server's FHIR base URL", redirect_uri=redirect_uri,
                                       state=data.get("state"))
+        for name, limit in (("nonce", 255), ("code_challenge", 128), ("launch", 255)):
+            if len(data.get(name) or "") > limit:  # stored with the code: longer would fail the insert
+                raise InvalidRequestError(f"'{name}' is longer than {limit} characters", redirect_uri=redirect_uri,
+                                          state=data.get("state"))
         launch = data.get("launch")
         if launch is not None and auth.launch_context(launch, self.request.client.client_id) is None:
             raise InvalidRequestError("Unknown, expired or used 'launch'", redirect_uri=redirect_uri,
@@ -186,15 +202,20 @@ class SmartCodeGrant(AuthorizationCodeGrant):
         data = request.payload.data
         user: EndUser = request.user
         ctx = dict(getattr(request, "smart_context", {}) or {})
+        if not user.clinician and not user.patient:
+            raise AccessDeniedError("This user is linked to no patient record: nothing can be shared")
         if data.get("launch"):
             launched = auth.consume_launch(data["launch"], request.client.client_id)
             if launched is None:
                 raise InvalidRequestError("Unknown, expired or used 'launch'")
+            if not user.clinician and launched.get("patient") not in (None, user.patient):
+                raise AccessDeniedError(LAUNCH_OTHER_PATIENT)
             ctx.update(launched)
         if user.fhir_user:
             ctx.setdefault("fhirUser", user.fhir_user)
         scope = request.scope
-        if user.patient:  # a patient signs in: only their own record, never user/ or system/ rights
+        if not user.clinician:  # a patient (or their representative): only that record, never user/ or system/
+            ctx["patient"] = user.patient
             parsed = ScopeSet.parse(scope)
             scope = " ".join([s.raw for s in parsed.resource if s.level == "patient"] + sorted(parsed.other))
         with auth.engine.begin() as conn:
@@ -260,7 +281,10 @@ class SmartRefreshGrant(RefreshTokenGrant):
 
     def authenticate_user(self, refresh_token: RefreshRecord) -> EndUser | None:
         auth: AuthServer = self.server  # type: ignore[assignment]
-        return auth.user(refresh_token.subject or "") if refresh_token.subject else None
+        user = auth.user(refresh_token.subject or "") if refresh_token.subject else None
+        if user is not None and not user.clinician and user.patient != refresh_token.context.get("patient"):
+            return None  # a RelatedPerson or Person no longer linked to that patient: no new tokens for it
+        return user
 
     def revoke_old_credential(self, refresh_token: RefreshRecord) -> None:
         auth: AuthServer = self.server  # type: ignore[assignment]
@@ -282,6 +306,8 @@ class AuthServer(AuthorizationServer):
         self.backend_ttl = backend_ttl
         self.refresh_ttl = refresh_ttl
         self.code_ttl = code_ttl
+        # fhirUser (RelatedPerson/<id>, Person/<id>) -> the patient it acts for; set by the Authority
+        self.patient_of: Callable[[str], str | None] | None = None
         self.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt(token_url, engine, fetcher))
         self.register_grant(BackendServicesGrant)
         self.register_grant(SmartCodeGrant, [SmartCodeChallenge(required=True)])
@@ -361,9 +387,20 @@ class AuthServer(AuthorizationServer):
 
     # users and launches
     def user(self, username: str) -> EndUser | None:
+        """The user of that name, with the patient a patient-bound user is confined to; None if unknown."""
         with self.engine.connect() as conn:
             row = conn.execute(select(USER).where(USER.c.username == username)).mappings().first()
-        return EndUser(row["username"], row["fhir_user"], row["patient"]) if row else None
+        return self.end_user(row) if row else None
+
+    def end_user(self, row: Any) -> EndUser:
+        """An ``auth_user`` row as an EndUser: a RelatedPerson or Person user's patient is looked up in the
+        store now (``RelatedPerson.patient``, ``Person.link``), so a changed link takes effect at once."""
+        patient = row["patient"]
+        if fhir_user_type(row["fhir_user"]) in ("RelatedPerson", "Person"):
+            patient = self.patient_of(row["fhir_user"]) if self.patient_of is not None else None
+        elif not is_clinician(row["fhir_user"]) and fhir_user_type(row["fhir_user"]) != "Patient":
+            patient = None  # no FHIR identity: neither a clinician nor bound to a patient, so nothing
+        return EndUser(row["username"], row["fhir_user"], patient)
 
     def launch_context(self, launch_id: str, client_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

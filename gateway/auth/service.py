@@ -14,7 +14,9 @@ from .clients import ClientStore
 from .keys import KeyRing
 from .server import AuthServer
 from .tables import AUDIT
+from .throttle import Throttle
 from .tokens import TokenService
+from .users import linked_patient
 
 
 def audit_engine(settings: Any, store: Any) -> Engine:
@@ -58,6 +60,9 @@ class Authority:
                                  access_ttl=settings.access_token_lifetime,
                                  backend_ttl=settings.backend_token_lifetime,
                                  refresh_ttl=settings.refresh_token_lifetime)
+        self.throttle = Throttle(engine, settings.auth_account_failures, settings.auth_address_failures,
+                                 settings.auth_failure_window)
+        self.server.patient_of = lambda fhir_user: linked_patient(store, fhir_user)
         self.audit = AuditLog(audit_engine(settings, store), store_engine=engine)
 
     @property

@@ -97,6 +97,17 @@ class AuthUser(SQLModel, table=True):
     patient: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045 - a patient user's own record
 
 
+class AuthFailure(SQLModel, table=True):
+    """One failed sign-in or token request, per throttled key (a digest of the account or the client
+    address), kept while it counts: the login page and the token endpoint refuse a key with too many
+    recent failures, in every process alike."""
+    __tablename__ = "auth_failure"
+    __table_args__ = (Index("ix_auth_failure_key_at", "key", "at"),)
+    pk: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    key: str = Field(max_length=64)  # sha256 hex of "<kind>:<value>"
+    at: int  # epoch seconds
+
+
 class AuditLog(SQLModel, table=True):
     """One row per access to patient data; exported as FHIR AuditEvent."""
     __tablename__ = "audit_log"
@@ -122,3 +133,4 @@ CODE = AuthCode.__table__
 LAUNCH = AuthLaunch.__table__
 USER = AuthUser.__table__
 AUDIT = AuditLog.__table__
+FAILURE = AuthFailure.__table__

@@ -95,14 +95,18 @@ class BulkService:
             parser.parse(rtype, parse_qsl(query, keep_blank_values=True))
         return req
 
-    def kickoff(self, req: ExportRequest, client_id: str | None, request_url: str) -> str:
+    def kickoff(self, req: ExportRequest, client_id: str | None, request_url: str,
+                subject: str | None = None) -> str:
+        """Queue an export job owned by the client and the subject (the token's ``sub``: the signed-in user,
+        or the backend client itself) that started it; returns the job id."""
         if self.settings.export_worker and not self.runs_worker:
             raise FhirError("Bulk export needs a database file or server: this gateway runs on an in-memory "
                             "database", status=503, code="not-supported")
         if self.jobs.active_count(client_id) >= self.settings.export_max_active_jobs:
             raise TooManyRequests(f"This client already has {self.settings.export_max_active_jobs} exports in "
                                   "progress; wait for one to finish", headers={"Retry-After": "30"})
-        job = Job(new_job_id(), "queued", client_id, request_url, req.to_json(), now_instant(), now_instant())
+        job = Job(new_job_id(), "queued", client_id, request_url, req.to_json(), now_instant(), now_instant(),
+                  subject=subject)
         self.jobs.create(job)
         self.worker.wake()
         return job.id
@@ -111,18 +115,20 @@ class BulkService:
         return f"{self.base_url}/$export-status/{job_id}"
 
     # -- status, cancel, files ---------------------------------------------------------------------------
-    def owned_job(self, job_id: str, client_id: str | None) -> Job:
+    def owned_job(self, job_id: str, client_id: str | None, subject: str | None = None) -> Job:
+        """The job, when the caller is its owner: the same client *and* the same subject (user) that
+        started it. Another user of the same app gets 403 like another client does."""
         job = self.jobs.get(job_id)
         if job is None or (job.expires is not None and job.expires < time.time() and job.status != "cancelled"):
             raise NotFound(f"No export job {job_id}: it never existed, was cancelled or has expired")
-        if job.client_id != client_id:
-            raise Forbidden("This export job belongs to another client")
+        if job.client_id != client_id or job.subject != subject:
+            raise Forbidden("This export job belongs to another client or user")
         if job.status == "cancelled":
             raise NotFound(f"Export job {job_id} was cancelled")
         return job
 
-    def poll(self, job_id: str, client_id: str | None) -> Job:
-        job = self.owned_job(job_id, client_id)
+    def poll(self, job_id: str, client_id: str | None, subject: str | None = None) -> Job:
+        job = self.owned_job(job_id, client_id, subject)
         now = time.monotonic()
         last = self._polled.get(job_id)
         wait = self.settings.export_poll_min_seconds
@@ -138,13 +144,13 @@ class BulkService:
     def expires_header(self, job: Job) -> dict[str, str]:
         return {"Expires": formatdate(job.expires, usegmt=True)} if job.expires else {}
 
-    def cancel(self, job_id: str, client_id: str | None) -> None:
-        self.owned_job(job_id, client_id)
+    def cancel(self, job_id: str, client_id: str | None, subject: str | None = None) -> None:
+        self.owned_job(job_id, client_id, subject)
         self.jobs.cancel(job_id)
         self._polled.pop(job_id, None)  # a running job's worker removes its files; cleanup removes the rest
 
-    def file_path(self, job_id: str, name: str, client_id: str | None) -> Path:
-        job = self.owned_job(job_id, client_id)
+    def file_path(self, job_id: str, name: str, client_id: str | None, subject: str | None = None) -> Path:
+        job = self.owned_job(job_id, client_id, subject)
         if job.status != "complete":
             raise NotFound(f"Export job {job_id} has no files yet")
         names = {o["file"] for key in ("outputs", "errors", "deleted") for o in job.progress.get(key, [])}

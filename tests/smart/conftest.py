@@ -36,12 +36,12 @@ def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlStore]
 
 
 def wipe_auth(store: SqlStore, audit: Any = None) -> None:
-    """Clients, users, tokens, codes, launches and audit rows (also in the audit log's own database when
+    """Clients, users, tokens, codes, launches, sign-in failures and audit rows (also in the audit log's own database when
     ``audit``, an AuditLog, writes elsewhere); the signing keys stay."""
-    from gateway.auth.tables import AUDIT, CLIENT, CODE, JTI, LAUNCH, TOKEN, USER
+    from gateway.auth.tables import AUDIT, CLIENT, CODE, FAILURE, JTI, LAUNCH, TOKEN, USER
 
     with store.engine.begin() as conn:
-        for t in (AUDIT, CLIENT, CODE, JTI, LAUNCH, TOKEN, USER):
+        for t in (AUDIT, CLIENT, CODE, FAILURE, JTI, LAUNCH, TOKEN, USER):
             conn.execute(t.delete())
     if audit is not None and audit.engine is not store.engine:
         with audit.engine.begin() as conn:

@@ -13,7 +13,7 @@ from ...bulk.service import BulkService, manifest, progress_text
 from ...fhir.errors import Issue, info_outcome, operation_outcome
 from ..deps import Rest, Settings
 from ..http import check_accept, fhir_response, prefer, read_json_body
-from ..identity import request_client_id
+from ..identity import request_client_id, request_subject
 
 NDJSON = "application/fhir+ndjson"
 
@@ -36,7 +36,7 @@ async def _kickoff(request: Request, settings: Settings, rest: Rest, level: str,
             rest.read("Group", group_id)  # 404 / 410 for an unknown or deleted group
         req = bulk.parse(level, params, group_id, lenient, request.method, atr)
         url = str(request.url) if request.method == "GET" else str(request.url).split("?")[0]
-        return bulk.kickoff(req, request_client_id(request), url)
+        return bulk.kickoff(req, request_client_id(request), url, request_subject(request))
 
     job_id = await run_in_threadpool(start)
     body = info_outcome(f"Export job {job_id} accepted; poll the Content-Location URL for its status")
@@ -61,7 +61,7 @@ async def davinci_data_export(group_id: str, request: Request, settings: Setting
 
 def export_status(job_id: str, request: Request) -> Response:
     bulk = _bulk(request)
-    job = bulk.poll(job_id, request_client_id(request))
+    job = bulk.poll(job_id, request_client_id(request), request_subject(request))
     if job.status in ("queued", "running"):
         return Response(status_code=202, headers={"X-Progress": progress_text(job),
                                                   "Retry-After": bulk.retry_after()})
@@ -74,11 +74,11 @@ def export_status(job_id: str, request: Request) -> Response:
 
 def export_cancel(job_id: str, request: Request) -> Response:
     bulk = _bulk(request)
-    bulk.cancel(job_id, request_client_id(request))
+    bulk.cancel(job_id, request_client_id(request), request_subject(request))
     return fhir_response(info_outcome(f"Export job {job_id} cancelled"), 202)
 
 
 def export_file(job_id: str, name: str, request: Request) -> Response:
     bulk = _bulk(request)
-    path = bulk.file_path(job_id, name, request_client_id(request))
+    path = bulk.file_path(job_id, name, request_client_id(request), request_subject(request))
     return FileResponse(path, media_type=NDJSON, headers=bulk.expires_header(bulk.jobs.get(job_id)))  # type: ignore[arg-type]

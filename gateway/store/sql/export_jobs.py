@@ -35,12 +35,13 @@ class Job:
     progress: dict[str, Any] = field(default_factory=dict)
     message: str | None = None
     expires: float | None = None
+    subject: str | None = None  # who started it: the token's sub (a user, or the backend client itself)
 
 
 def _job(row: Any) -> Job:
     return Job(row.id, row.status, row.client_id, row.request_url, orjson.loads(row.params), row.transaction_time,
                row.created, row.heartbeat, row.attempts, orjson.loads(row.progress or b"{}"), row.message,
-               row.expires)
+               row.expires, row.subject)
 
 
 class JobStore:
@@ -70,7 +71,7 @@ class JobStore:
                 id=job.id, status=job.status, client_id=job.client_id, request_url=job.request_url,
                 params=orjson.dumps(job.params).decode(), transaction_time=job.transaction_time, created=job.created,
                 heartbeat=job.heartbeat, attempts=job.attempts, progress=orjson.dumps(job.progress).decode(),
-                message=job.message, expires=job.expires))
+                message=job.message, expires=job.expires, subject=job.subject))
 
     def get(self, job_id: str) -> Job | None:
         with self.store.engine.connect() as conn:

@@ -119,6 +119,7 @@ class ExportJob(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     status: str = Field(max_length=16)  # queued running complete failed cancelled
     client_id: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
+    subject: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045 - the token's sub that started it
     request_url: str = Field(max_length=2048)
     params: str  # the parsed kick-off (JSON)
     transaction_time: str = Field(max_length=30)
