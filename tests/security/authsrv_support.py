@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from fastapi.testclient import TestClient
 
+from gateway.auth.context import SYSTEM, acting_as
 from gateway.store.sql.store import SqlStore
 from tests.smart.conftest import BASE, make_auth_client, wipe_auth
 
@@ -58,7 +59,9 @@ def register_app(client: TestClient, scope: str = "launch launch/patient openid 
 
 
 def put(client: TestClient, resource: dict[str, Any]) -> None:
-    client.app.state.rest.update(resource["resourceType"], resource["id"], resource)
+    """Store a resource as test set-up, on behalf of the system (the services refuse to act for nobody)."""
+    with acting_as(SYSTEM):
+        client.app.state.rest.update(resource["resourceType"], resource["id"], resource)
 
 
 def hidden(html: str) -> dict[str, str]:

@@ -75,7 +75,7 @@ def test_live_delivery_when_loopback_is_explicitly_allowed(store: SqlStore) -> N
     ("https://169.254.169.254/latest/meta-data", "link-local"),
     ("https://10.0.0.5/hook", "private"),
     ("https://[fd12::5]/hook", "unique-local"),
-    ("http://127.0.0.1:{port}/hook", "https"),
+    ("http://127.0.0.1:{port}/hook", "loopback"),  # both rules refuse it; the address is named first
 ])
 def test_default_policy_refuses_internal_endpoints(store: SqlStore, endpoint: str, why: str) -> None:
     with receiver() as rec, make_client(store) as c:

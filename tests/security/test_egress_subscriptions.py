@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.auth.assertion_client import generate_client_key
+from gateway.auth.context import SYSTEM, acting_as
 from gateway.store.sql.store import SqlStore
 from tests.smart.conftest import Backend, bearer, issue, make_auth_client
 from tests.test_subscriptions import H, group, subscription
@@ -34,14 +35,15 @@ def app(store: SqlStore, hook: Receiver) -> Iterator[TestClient]:
     with make_auth_client(store, egress_allow_networks="loopback", subscription_endpoints=hook.url("/")) as c:
         c.app.state.notifier.prime()
         rest = c.app.state.rest
-        rest.update("Organization", "o1", {"resourceType": "Organization", "id": "o1", "name": "Riverside"})
-        rest.update("Organization", "o2", {"resourceType": "Organization", "id": "o2", "name": "Lakeside"})
-        rest.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
-        rest.update("Patient", "p2", {"resourceType": "Patient", "id": "p2"})
-        for gid, org in (("g-mine", "o1"), ("g-other", "o2")):
-            rest.update("Group", gid, {**group(gid), "managingEntity": {"reference": f"Organization/{org}"},
-                                       "member": [{"entity": {"reference": "Patient/p1"}},
-                                                  {"entity": {"reference": "Patient/p2"}}]})
+        with acting_as(SYSTEM):  # test set-up, on behalf of the system
+            rest.update("Organization", "o1", {"resourceType": "Organization", "id": "o1", "name": "Riverside"})
+            rest.update("Organization", "o2", {"resourceType": "Organization", "id": "o2", "name": "Lakeside"})
+            rest.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
+            rest.update("Patient", "p2", {"resourceType": "Patient", "id": "p2"})
+            for gid, org in (("g-mine", "o1"), ("g-other", "o2")):
+                rest.update("Group", gid, {**group(gid), "managingEntity": {"reference": f"Organization/{org}"},
+                                           "member": [{"entity": {"reference": "Patient/p1"}},
+                                                      {"entity": {"reference": "Patient/p2"}}]})
         yield c
 
 
@@ -60,7 +62,7 @@ def _org_token(c: TestClient, org: str, scope: str = "system/Group.rs system/Sub
 def _nothing_stored_or_sent(c: TestClient, hook: Receiver, sid: str) -> None:
     assert c.app.state.notifier.tick() == 0
     assert hook.requests == []
-    assert c.app.state.rest.store.read("Subscription", sid) is None
+    assert c.app.state.store.read("Subscription", sid) is None
 
 
 def _refused(r: Any, status: int = 403) -> dict[str, Any]:
@@ -99,7 +101,7 @@ def test_attribution_restricted_clients_subscribe_only_to_their_own_lists(app: T
     r = app.post("/fhir", json=bundle, headers={**H, **_org_token(app, "o1", "system/*.cruds")})
     assert r.status_code == 403, r.text
     _nothing_stored_or_sent(app, hook, "s4")
-    assert app.app.state.rest.store.read("Organization", "o3") is None
+    assert app.app.state.store.read("Organization", "o3") is None
     # its own list: accepted, and the handshake goes out
     assert app.put("/fhir/Subscription/s1", json=_sub(hook, "s1", "g-mine"), headers={**H, **token}).status_code == 201
     assert app.app.state.notifier.tick() == 1

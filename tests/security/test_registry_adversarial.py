@@ -136,6 +136,7 @@ class Case:
     writes: bool = False
     empty_when_confined: bool = False  # an allowed answer to a confined token must match nothing
     state_changing_allowed: bool = False  # an allowed call would change the store (skipped for allowed kinds)
+    batch_read: bool = False  # a batch of reads: refused entry by entry inside a 200 batch-response
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -205,7 +206,8 @@ def rest_cases() -> Iterator[Case]:
         if interaction == "transaction":
             yield Case(f"transaction {method} batch read", method, "", (Need("Observation", "r"),),
                        body={"resourceType": "Bundle", "type": "batch", "entry": [
-                           {"request": {"method": "GET", "url": "Observation/obs-p2"}}]}, outside="read")
+                           {"request": {"method": "GET", "url": "Observation/obs-p2"}}]}, outside="read",
+                       batch_read=True)
             yield Case(f"transaction {method} create for another patient", method, "", (Need("Observation", "c"),),
                        body={"resourceType": "Bundle", "type": "transaction", "entry": [
                            {"resource": new_p2, "request": {"method": "POST", "url": "Observation"}}]},
@@ -310,7 +312,11 @@ def expectation(kind: Kind, case: Case) -> set[int] | None:
         return {401}
     if not all(kind.covers(n, case.levels) for n in case.needs) or (not case.needs and not kind.grants):
         return {403}
-    if kind.confined and case.outside in ("write", "subject", "subject-group"):
+    if kind.confined and case.outside == "write":
+        # 403, or 404 where the write must first read a version the token may not see (a patch under
+        # write-only scopes): either way refused, and nothing revealed
+        return {403, 404}
+    if kind.confined and case.outside in ("subject", "subject-group"):
         return {403}
     if kind.confined and case.outside == "read":
         return {404}
@@ -405,6 +411,18 @@ def test_refused_requests_are_refused_and_reveal_nothing(world: tuple[TestClient
         text = r.text
         if expected is not None:
             refused += 1
+            if case.batch_read and r.status_code == 200:
+                # a batch answers per entry: the refusal is the entry's own status, with nothing in it
+                entries = r.json().get("entry") or []
+                statuses = [str((e.get("response") or {}).get("status", "")).split()[0] for e in entries]
+                if not entries or any(int(st) not in expected for st in statuses) or \
+                        any("resource" in e and e["resource"].get("resourceType") != "OperationOutcome"
+                            for e in entries):
+                    failures.append(f"{case.id}: batch entries not refused: {text[:160]}")
+                leaked = _reveals(r, (*P2_MARKERS, VITAL_MARKER, GROUP_MARKER, "Ownfamily", "own lab"))
+                if leaked:
+                    failures.append(f"{case.id}: refusal reveals {leaked}")
+                continue
             if r.status_code not in expected:
                 failures.append(f"{case.id}: {r.status_code} (expected {sorted(expected)}) {text[:160]}")
                 continue
