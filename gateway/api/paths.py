@@ -9,9 +9,11 @@ import re
 
 from starlette.convertors import Convertor, register_url_convertor
 
+from ..fhir.rest_url import ID_PATTERN, TYPE_PATTERN
+
 
 class FhirType(Convertor[str]):
-    regex = "[A-Z][A-Za-z]{1,63}"
+    regex = TYPE_PATTERN  # shared with the Bundle entry parser (fhir/rest_url.py)
 
     def convert(self, value: str) -> str:
         return value
@@ -21,7 +23,7 @@ class FhirType(Convertor[str]):
 
 
 class FhirId(Convertor[str]):
-    regex = r"[A-Za-z0-9\-.]{1,255}"  # R4 ids are 1..64 of these; lenient loads keep longer ones
+    regex = ID_PATTERN
 
     def convert(self, value: str) -> str:
         return value

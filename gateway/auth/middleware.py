@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.concurrency import run_in_threadpool
 
 from ..fhir.errors import BadRequest, FhirError, NotFound, PayloadTooLarge, Unauthorized
+from ..fhir.rest_url import parse_request
 from . import policy
 from .compartment import compartment_types, in_compartment
 from .confine import Confiner
@@ -153,17 +154,16 @@ class AuthMiddleware:
         entries = bundle.get("entry") if isinstance(bundle, dict) else None
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
             req = entry.get("request") if isinstance(entry, dict) else None
-            if not isinstance(req, dict) or not isinstance(req.get("url"), str):
+            if not isinstance(req, dict):
                 continue  # the bundle processor reports malformed entries
-            url = req["url"]
-            base = self.authority.fhir_base + "/"
-            if url.startswith(base):
-                url = url[len(base):]
-            parts = urlsplit(url)
-            method = str(req.get("method", "")).upper()
-            template, params, _ = self.match(scope, "/fhir/" + parts.path.lstrip("/"), method)
-            q = parse_qsl(parts.query, keep_blank_values=True)
-            inner = policy.classify(method, template, params, q) if template else policy.AccessRequest("unknown")
+            method, url = str(req.get("method", "")).upper(), req.get("url")
+            try:  # the one reading of an entry URL, the one the bundle processor executes
+                route = parse_request(method, url, self.authority.fhir_base)
+            except FhirError:
+                continue  # a 400/404/405 the processor reports for this entry, running nothing
+            q = route.query_pairs
+            inner = policy.classify("GET" if route.method == "HEAD" else route.method, route.template,
+                                    route.params, q)
             if inner.interaction in ("transaction", "public"):
                 inner = policy.AccessRequest("unknown")
             try:

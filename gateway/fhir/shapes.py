@@ -7,7 +7,10 @@ elements, required elements, choice elements given twice, nulls in lists of comp
 the first resource of each shape is validated in full (``validate_resource``); when it has no defect at all, its
 shape is remembered with, for each primitive value (leaf) in it, the validator of that element's FHIR primitive
 type, taken from the model field's own annotation (``date``, ``dateTime``, ``code``, ``id``, ``positiveInt``,
-``decimal``, ``uri``, ...: the same regular expressions and range checks the model applies). A later resource
+``decimal``, ``uri``, ...: the same regular expressions and range checks the model applies), followed by the
+element's value rule from ``json_rules`` (a required binding's codes, narrative without active content). The
+other R4 JSON rules (each primitive's JSON type, no empty array or object) are properties of the shape itself,
+so a shape learned from a resource that passed them passes them for every resource of that shape. A later resource
 of a known shape passes when each of its leaves passes its element's validator, its id passes the R4 id rule
 and the DEQM profile rules find nothing; anything else (an unknown shape, a leaf that fails) goes to the full
 validation, which then reports the defect exactly as it would have without this cache.
@@ -30,6 +33,7 @@ from fhir_core.types import FhirBase, FhirElementOrResourceBase
 from pydantic import TypeAdapter, ValidationError
 
 from .deqm_rules import check_profiles
+from .json_rules import value_rule
 from .validation import ID_RE, _model
 
 MAX_SHAPES = 20_000
@@ -75,10 +79,23 @@ def _fields(model: Any) -> dict[str, _Field]:
             f = _Field(is_list, None if sub else ann.get_model_klass(), None, key, cacheable=not sub)
         else:
             target = ann if is_list or not info.metadata else typing.Annotated[(ann, *info.metadata)]
-            f = _Field(is_list, None, TypeAdapter(target).validate_python, key)
+            check = TypeAdapter(target).validate_python
+            rule = value_rule(model, info.alias or name)  # required codes, narrative: as json_rules checks them
+            f = _Field(is_list, None, check if rule is None else _with_rule(check, rule), key)
         out[info.alias or name] = f
         out.setdefault(name, f)
     return out
+
+
+def _with_rule(check: Callable[[Any], Any], rule: Callable[[Any], str | None]) -> Callable[[Any], Any]:
+    """The type's validator followed by the element's value rule; a defect raises ValueError."""
+    def both(value: Any) -> Any:
+        out = check(value)
+        if rule(value):
+            raise ValueError(value)
+        return out
+
+    return both
 
 
 def _shape(node: Any, leaves: list[Any]) -> Hashable:

@@ -1,7 +1,9 @@
 """Resource validation with the fhir.resources R4B models plus R4 checks.
 
 Two levels:
-- ``strict``: any defect rejects the resource (400 with every defect listed).
+- ``strict``: any defect rejects the resource (400 with every defect listed). Defects are what the R4B models
+  find plus the R4 JSON rules they let through (``json_rules``: JSON types of primitives, empty arrays and
+  objects, codes outside required bindings, active content in narrative).
 - ``lenient``: every defect the R4B models find (a bad code format, an unknown element, a malformed date,
   which is then simply not indexed) and an id longer than R4's 64 characters are reported as warnings, and
   the resource is stored unchanged. Defects that make the resource unusable (not an object, wrong/unknown
@@ -19,6 +21,7 @@ from pydantic import ValidationError
 
 from .deqm_rules import check_profiles
 from .errors import Issue
+from .json_rules import json_issues
 from .resource_types import RESOURCE_TYPES
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -90,6 +93,20 @@ def validate_resource(resource: Any, level: str = "strict") -> ValidationResult:
     except (ValueError, TypeError) as exc:  # model-level validators raising plain errors
         issue = Issue("error", "invalid", f"{rtype}: {exc}")
         (res.warnings if level == "lenient" else res.errors).append(issue)
+    seen = {e for i in res.errors + res.warnings for e in i.expression}
+    try:
+        extra = json_issues(resource, model, _model)  # R4 JSON rules the lax models let through
+    except RecursionError:  # unusable at every level, like a bad resourceType
+        res.errors.append(Issue("error", "too-costly", f"{rtype}: elements are nested too deeply to be checked"))
+        extra = []
+    for issue in extra:
+        if any(e in seen for e in issue.expression):
+            continue  # the model reported this element already
+        if level == "lenient":
+            issue.severity = "warning"
+            res.warnings.append(issue)
+        else:
+            res.errors.append(issue)
     for issue in check_profiles(resource):  # DEQM profiles the resource claims
         if level == "lenient":
             issue.severity = "warning"

@@ -116,8 +116,12 @@ class ClaimVersions:
                 for rtype, rid in derived_of(orjson.loads(prev.content)):
                     if rtype in FACT_TYPES and (rtype, rid) not in now:
                         dropped[(rtype, rid)] = i
-            claim["extension"] = [e for e in claim.get("extension") or [] if e.get("url") != DERIVED] + [
+            exts = [e for e in claim.get("extension") or [] if e.get("url") != DERIVED] + [
                 {"url": DERIVED, "valueReference": {"reference": f"{t}/{rid}"}} for t, rid in sorted(now)]
+            if exts:
+                claim["extension"] = exts
+            else:  # R4 JSON has no empty arrays
+                claim.pop("extension", None)
         by_type: dict[str, list[str]] = {}
         for rtype, rid in dropped:
             by_type.setdefault(rtype, []).append(rid)

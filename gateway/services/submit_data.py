@@ -102,8 +102,10 @@ class SubmitDataService:
                     seen.add(key)
             mr = dict(sub.report)
             listed = [e.get("reference") for e in mr.get("evaluatedResource") or []]
-            mr["evaluatedResource"] = list(mr.get("evaluatedResource") or []) + \
+            evaluated = list(mr.get("evaluatedResource") or []) + \
                 [{"reference": ref} for ref in refs if ref not in listed]
+            if evaluated:  # R4 JSON has no empty arrays
+                mr["evaluatedResource"] = evaluated
             entry, ref = self._entry(mr, None)
             entries.append(entry)
             written.append(ref)

@@ -11,18 +11,24 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
 from ..fhir.dates import now_instant
-from ..fhir.errors import BadRequest, FhirError, Issue, NotFound, operation_outcome
+from ..fhir.errors import BadRequest, FhirError, Gone, Issue, NotFound, operation_outcome
 from ..fhir.resource_types import RESOURCE_TYPES
+from ..fhir.rest_url import parse_request
 from ..store.base import StoredResource
 from .bundles import searchset
 from .rest import RestService, WriteOutcome, parse_query_string
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+# the interactions an entry may ask for (R4 http.html#transaction); the HTTP method of each is fixed by the
+# entry URL's route, so "POST Measure/$data-requirements" is an operation, never a create
+EXECUTED = {"create", "update", "conditional-update", "delete", "conditional-delete", "patch", "read", "vread",
+            "search-type"}
+BODIES = ("create", "update", "conditional-update")  # entries whose resource is written
+WRITES = {"create", "update", "conditional-update", "delete", "conditional-delete", "patch"}
 
 
 @dataclass
@@ -38,8 +44,10 @@ class EntryResult:
 class ParsedEntry:
     index: int
     method: str
+    interaction: str  # what the entry URL's route means (fhir/rest_url.py), the one the middleware authorized
     rtype: str
     id: str | None
+    vid: str | None
     query: str | None
     resource: Any
     full_url: str | None
@@ -77,19 +85,19 @@ class BundleProcessor:
         req = entry["request"]
         method = str(req.get("method", "")).upper()
         url = req.get("url")
-        if method not in ORDER or not isinstance(url, str) or not url:
-            raise BadRequest(f"Bundle.entry[{i}]: request.method and request.url are required "
-                             f"(got {method!r} {url!r})")
-        base = self.rest.base_url + "/"
-        if url.startswith(base):
-            url = url[len(base):]
-        parts = urlsplit(url)
-        segs = [s for s in parts.path.split("/") if s]
-        if not segs or segs[0] not in RESOURCE_TYPES:
-            raise BadRequest(f"Bundle.entry[{i}]: unsupported request url {url!r}")
-        rid = segs[1] if len(segs) > 1 else None
-        return ParsedEntry(i, method, segs[0], rid, parts.query or None, entry.get("resource"),
-                           entry.get("fullUrl"), req.get("ifNoneExist"), req.get("ifMatch"))
+        try:
+            route = parse_request(method, url, self.rest.base_url)
+        except FhirError as exc:
+            raise _located(exc, i, f"{method} {url}") from None
+        if route.interaction not in EXECUTED or (route.interaction == "search-type" and route.method == "POST"):
+            what = f"operation ${route.operation}" if route.operation else f"the {route.interaction} interaction"
+            raise _located(BadRequest(
+                f"{what} cannot be an entry of a batch or transaction; send it as its own request",
+                code="not-supported"), i, f"{method} {url}")
+        assert route.rtype is not None
+        return ParsedEntry(i, route.method, route.interaction, route.rtype, route.rid, route.vid,
+                           route.query or None, entry.get("resource"), entry.get("fullUrl"),
+                           req.get("ifNoneExist"), req.get("ifMatch"))
 
     # -- entry point -------------------------------------------------------------------------------------
     def process(self, bundle: Any, return_pref: str = "minimal") -> dict[str, Any]:
@@ -140,7 +148,7 @@ class BundleProcessor:
                 seen_urls.add(e.full_url)
         # validate every resource before taking the write lock
         for e in entries:
-            if e.method in ("POST", "PUT"):
+            if e.interaction in BODIES:
                 e.resource = self._copy(e)
                 e.warnings = self._validate(e)
         results: list[EntryResult | None] = [None] * len(entries)
@@ -154,8 +162,9 @@ class BundleProcessor:
                     self._plan(tx, e, idmap, targets, skip, results)
                 except FhirError as exc:
                     raise self._at(exc, e) from None
+            self._identities(tx, entries, skip)
             for e in entries:
-                if e.method in ("POST", "PUT") and e.index not in skip:
+                if e.interaction in BODIES and e.index not in skip:
                     try:
                         self._rewrite(tx, e, idmap, targets)
                     except FhirError as exc:
@@ -191,7 +200,7 @@ class BundleProcessor:
 
     def _plan(self, tx: Any, e: ParsedEntry, idmap: dict[str, str], targets: set[str], skip: set[int],
               results: list[EntryResult | None]) -> None:
-        if e.method == "POST":
+        if e.interaction == "create":
             if e.if_none_exist:
                 found = self.rest._conditional_matches(tx, e.rtype, e.if_none_exist)
                 if len(found) > 1:
@@ -209,7 +218,7 @@ class BundleProcessor:
             if e.full_url:
                 idmap[e.full_url] = f"{e.rtype}/{e.id}"
             targets.add(f"{e.rtype}/{e.id}")
-        elif e.method == "PUT":
+        elif e.interaction in ("update", "conditional-update"):
             if e.id is None:
                 found = self.rest._conditional_matches(tx, e.rtype, e.query or "")
                 if len(found) > 1:
@@ -258,33 +267,67 @@ class BundleProcessor:
 
     def _execute(self, tx: Any, e: ParsedEntry) -> EntryResult:
         rest = self.rest
-        if e.method == "DELETE":
-            if e.id:
-                rest.delete(e.rtype, e.id, tx, e.if_match)
-            else:
-                rest.conditional_delete(e.rtype, e.query or "", tx)
+        if e.interaction == "delete":
+            assert e.id is not None
+            rest.delete(e.rtype, e.id, tx, e.if_match)
             return EntryResult("204 No Content")
-        if e.method == "POST":
+        if e.interaction == "conditional-delete":
+            rest.conditional_delete(e.rtype, e.query or "", tx)
+            return EntryResult("204 No Content")
+        if e.interaction == "create":
             out = rest.create(e.rtype, e.resource, None, tx, new_id=e.id, prevalidated=e.warnings, fresh_id=True)
             return self._write_result(out)
-        if e.method == "PUT":
+        if e.interaction in ("update", "conditional-update"):
             assert e.id is not None
             out = rest.update(e.rtype, e.id, e.resource, e.if_match, tx, prevalidated=e.warnings)
             return self._write_result(out)
-        if e.method == "PATCH":
+        if e.interaction == "patch":
             from ..fhir.errors import NotSupported
 
             raise NotSupported("PATCH entries are not supported in bundles")
         return self._get(tx, e)
 
+    def _identities(self, tx: Any, entries: list[ParsedEntry], skip: set[int]) -> None:
+        """R4 http.html#transaction: a resource appears in a transaction once. Writes are keyed by the
+        resource they change (conditional ones as resolved by ``_plan``, conditional deletes by their match);
+        a second entry for the same resource fails the transaction before anything is written."""
+        seen: dict[str, int] = {}
+        for e in entries:
+            if e.interaction not in WRITES or e.index in skip:  # skipped: an ifNoneExist match, nothing written
+                continue
+            keys: list[str] = []
+            if e.id is not None:
+                keys.append(f"{e.rtype}/{e.id}")
+            elif e.interaction == "conditional-delete" and e.query:
+                keys += [f"{e.rtype}/{m.id}" for m in self.rest._conditional_matches(tx, e.rtype, e.query)]
+            for key in keys:
+                if key in seen:
+                    raise self._at(BadRequest(
+                        f"{key} is also the target of Bundle.entry[{seen[key]}]; a resource may appear only once "
+                        "in a transaction"), e)
+                seen[key] = e.index
+
     def _write_result(self, out: WriteOutcome) -> EntryResult:
         return EntryResult("201 Created" if out.status == 201 else "200 OK", out.stored, warnings=out.warnings)
 
     def _get(self, tx: Any, e: ParsedEntry) -> EntryResult:
-        if e.id:
-            s = tx.read(e.rtype, e.id) if tx is not None else self.rest.store.read(e.rtype, e.id)
-            if s is None or s.deleted:
+        reader = tx if tx is not None else self.rest.store
+        if e.interaction == "read":
+            assert e.id is not None
+            s = reader.read(e.rtype, e.id)
+            if s is None:
                 raise NotFound(f"{e.rtype}/{e.id} is not known")
+            if s.deleted:
+                raise Gone(f"{e.rtype}/{e.id} was deleted (version {s.version})")
+            return EntryResult("200 OK", resource=orjson.Fragment(s.content))
+        if e.interaction == "vread":
+            assert e.id is not None and e.vid is not None
+            v = int(e.vid) if e.vid.isdigit() and len(e.vid) < 19 else None
+            s = reader.vread(e.rtype, e.id, v) if v is not None else None
+            if s is None:
+                raise NotFound(f"Version {e.vid} of {e.rtype}/{e.id} is not known")
+            if s.deleted:
+                raise Gone(f"Version {e.vid} of {e.rtype}/{e.id} is a deletion")
             return EntryResult("200 OK", resource=orjson.Fragment(s.content))
         params = parse_query_string(e.query or "")
         q, result = self.rest.search(e.rtype, params, tx=tx)
@@ -296,10 +339,10 @@ class BundleProcessor:
         for i, raw in enumerate(raw_entries):
             try:
                 e = self._parse(i, raw)
-                if e.method in ("POST", "PUT"):
+                if e.interaction in BODIES:
                     e.resource = self._copy(e)
                     e.warnings = self._validate(e)
-                if e.method == "GET":
+                if e.interaction in ("read", "vread", "search-type"):
                     results.append(self._get(None, e))
                     continue
                 with self.rest.store.session() as tx:
@@ -311,12 +354,22 @@ class BundleProcessor:
                     if i in skip:
                         results.append(slot[i])  # type: ignore[arg-type]
                         continue
-                    if e.method in ("POST", "PUT"):
+                    if e.interaction in BODIES:
                         self._rewrite(tx, e, idmap, targets)
                     results.append(self._execute(tx, e))
             except FhirError as exc:
                 results.append(EntryResult(f"{exc.status} {_reason(exc.status)}", outcome=exc.outcome()))
         return results
+
+
+def _located(exc: FhirError, index: int, request: str) -> FhirError:
+    """``exc`` with every issue naming the entry (``Bundle.entry[i]``) and its request line."""
+    where = f"Bundle.entry[{index}]"
+    for issue in exc.issues:
+        issue.expression = [where, *issue.expression]
+        issue.diagnostics = f"{where} ({request}): {issue.diagnostics}"
+    exc.diagnostics = exc.issues[0].diagnostics
+    return exc
 
 
 def _reason(status: int) -> str:
