@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .scopes import ScopeSet
+from .search_scope import narrow_reach
 
 
 @dataclass
@@ -64,7 +65,8 @@ def acting_as(grant: Grant) -> Iterator[Grant]:
 
 def constrain_search(q: Any, parser: Any) -> None:
     """Narrow a parsed search to what the current grant may see: the launch patient's compartment for
-    patient/-only types, and the filters of v2 scope queries."""
+    patient/-only types, and the filters of v2 scope queries; the same for every type the search reaches
+    through chains, ``_has`` and includes (auth/search_scope.py), refusing types the grant cannot search."""
     grant = current.get()
     if grant is None or grant.system:
         return  # no grant: the gated store refuses the search itself (auth/gate.py)
@@ -86,3 +88,4 @@ def constrain_search(q: Any, parser: Any) -> None:
     filters = policy.scope_filters(grant.scopes, rtype, "s")
     for name, value in filters or []:
         q.criteria.append(parser.criterion(rtype, name, value))
+    narrow_reach(q, parser, grant)

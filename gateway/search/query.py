@@ -81,6 +81,9 @@ class Include:
     param: str  # '*' for all reference params
     target_type: str | None
     iterate: bool = False
+    # set by authorization (auth/search_scope.py): the only types the include may fetch, each with the
+    # criteria its resources must also meet; None fetches every target
+    allowed: tuple[tuple[str, tuple[Criterion, ...]], ...] | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass
@@ -180,15 +183,55 @@ def parse_reference(raw: str, modifier: str | None, sp: SearchParam, base_url: s
     return RefValue(None, clip(value), None)
 
 
+# bounds on what one search may carry (docs/operations.md; Settings.search_max_*): every parameter and
+# OR-ed value adds a sub-query, and a few thousand of them overflow SQLite's expression depth or keep
+# PostgreSQL's planner busy for minutes
+MAX_PARAMS = 100
+MAX_VALUES = 1000
+MAX_CHAIN = 4  # chained and _has levels in one parameter name
+MAX_OFFSET = 2**31 - 1
+# C0 control characters and DEL: NUL truncates a match on SQLite and is refused by PostgreSQL; none of
+# them belongs in a search (tab, line feed and carriage return are kept: FHIR strings may hold them)
+_CONTROL = frozenset(chr(c) for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F))
+
+
+def check_text(name: str, value: str) -> None:
+    """Refuse (400) a search parameter whose name or value holds a control character."""
+    if not _CONTROL.isdisjoint(name) or not _CONTROL.isdisjoint(value):
+        raise BadRequest("Search parameters must not contain control characters (such as NUL)")
+
+
 class QueryParser:
     def __init__(self, base_url: str | None = None, strict: bool = False, default_count: int = 20,
-                 max_count: int = 1000) -> None:
+                 max_count: int = 1000, max_params: int = MAX_PARAMS, max_values: int = MAX_VALUES,
+                 max_chain: int = MAX_CHAIN) -> None:
         self.base_url = base_url
         self.strict = strict
         self.default_count = default_count
         self.max_count = max_count
+        self.max_params = max_params
+        self.max_values = max_values
+        self.max_chain = max_chain
+
+    def check_bounds(self, params: list[tuple[str, str]]) -> None:
+        """Refuse (400, too-costly) a search carrying more parameters, OR-ed values or chain levels than
+        the configured bounds, and any control character, before anything is parsed or run."""
+        if len(params) > self.max_params:
+            raise BadRequest(f"A search may carry at most {self.max_params} parameters; this one has "
+                             f"{len(params)}", code="too-costly")
+        values = 0
+        for name, value in params:
+            check_text(name, value)
+            values += value.count(",") + 1
+            if name.count(".") + name.count("_has:") > self.max_chain:
+                raise BadRequest(f"A search parameter may chain at most {self.max_chain} levels",
+                                 code="too-costly")
+        if values > self.max_values:
+            raise BadRequest(f"A search may carry at most {self.max_values} values; this one has {values}",
+                             code="too-costly")
 
     def parse(self, resource_type: str, params: list[tuple[str, str]]) -> SearchQuery:
+        self.check_bounds(params)
         q = SearchQuery(resource_type, count=self.default_count)
         for name, value in params:
             if name in RESULT_PARAMS or name.startswith("_include") or name.startswith("_revinclude"):
@@ -216,6 +259,8 @@ class QueryParser:
                 q.offset = max(0, int(value))
             except ValueError:
                 raise BadRequest(f"_offset must be an integer, got {value!r}") from None
+            if q.offset > MAX_OFFSET:
+                raise BadRequest(f"_offset must be at most {MAX_OFFSET}")
         elif name == "_sort":
             for part in value.split(","):
                 part = part.strip()

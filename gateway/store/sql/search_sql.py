@@ -100,6 +100,8 @@ class SqlSearchCompiler:
             return or_(*[self._lu_cond(res, v) for v in c.values])
         if c.name == "_has":
             return self._has(c, res, rtype)
+        if c.name == "_all":  # criteria that must all hold (a chained sub-query narrowed by authorization)
+            return and_(*[self.criterion(x, res, rtype) for x in c.values])
         if c.name == "_compartment":  # any of the compartment's parameters points at the compartment owner
             t = IDX["refs"].alias()
             v = c.values[0]
@@ -214,6 +216,16 @@ class SqlSearchCompiler:
         return res.c.res_id.in_(select(ref.c.target_id).select_from(ref.join(r2, r2.c.pk == ref.c.res_pk)).where(
             ref.c.res_type == c.has_type, ref.c.param == c.has_param, ref.c.target_type == rtype,
             r2.c.deleted == false(), self.criterion(c.chain, r2, c.has_type)))
+
+    def allowed(self, allowed: tuple[tuple[str, tuple[Criterion, ...]], ...], res: Any = RESOURCE
+                ) -> ColumnElement[bool]:
+        """A resource of one of the ``allowed`` types that meets that type's criteria."""
+        free = [t for t, crits in allowed if not crits]
+        ors: list[ColumnElement[bool]] = [res.c.res_type.in_(free)] if free else []
+        for t, crits in allowed:
+            if crits:
+                ors.append(and_(res.c.res_type == t, *[self.criterion(c, res, t) for c in crits]))
+        return or_(*ors) if ors else false()
 
     def order_by(self, q: SearchQuery, res: Any = RESOURCE) -> list[Any]:
         out: list[Any] = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +34,10 @@ from ..base import HistoryEntry, SearchResult, StoredResource
 from ..encoded import Encoded, content_of, index_of
 from .search_sql import SqlSearchCompiler
 from .tables import HISTORY, IDX, IDX_COLUMNS, RESOURCE
+
+log = logging.getLogger("gateway.store")
+# SQLite messages of a statement too big or too deep to compile: the search's fault, not the database's
+_SQLITE_TOO_BIG = ("too large", "too many", "stack overflow", "too deep")
 
 _COLS = (RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content,
          RESOURCE.c.deleted)
@@ -306,6 +312,8 @@ class SqlStore:
         self.dialect = self.engine.dialect.name
         self.compiler = SqlSearchCompiler(self.dialect)
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        # seconds a search statement may run before it is cancelled (400 too-costly); 0: no limit
+        self.search_timeout: float = 30.0
         if migrate:
             from .migrate import upgrade
 
@@ -395,6 +403,59 @@ class SqlStore:
             return self._search(conn, query)
 
     def _search(self, conn: Any, q: SearchQuery) -> SearchResult:
+        """Run a search under the search time limit; database errors the search itself caused (a cancelled
+        statement, one too big to compile) answer 400 too-costly, others 503. Neither the message nor the
+        statement of the error is logged or answered: they hold the searched values."""
+        start = time.monotonic()
+        try:
+            with self._time_limit(conn):
+                return self._run_search(conn, q)
+        except OperationalError as exc:
+            orig = exc.orig
+            sqlstate = getattr(orig, "sqlstate", None)
+            message = str(orig).lower()
+            kind = type(orig).__name__
+            elapsed = round(time.monotonic() - start, 3)
+            if sqlstate == "57014" or (self.dialect == "sqlite" and message.startswith("interrupted")):
+                log.warning("search cancelled at its time limit", extra={
+                    "error_kind": kind, "sqlstate": sqlstate, "seconds": elapsed})
+                raise FhirError(f"The search ran longer than the {self.search_timeout:g} s allowed and was "
+                                "stopped; narrow it (fewer or more selective parameters)", status=400,
+                                code="too-costly") from None
+            if self.dialect == "sqlite" and any(m in message for m in _SQLITE_TOO_BIG):
+                log.warning("search too complex for the database", extra={"error_kind": kind})
+                raise FhirError("The search is too complex for the database; use fewer parameters or values",
+                                status=400, code="too-costly") from None
+            log.error("search failed in the database", extra={"error_kind": kind, "sqlstate": sqlstate})
+            raise FhirError("Database unavailable", status=503, code="transient") from None
+
+    @contextmanager
+    def _time_limit(self, conn: Any) -> Iterator[None]:
+        """Cancel the statements run inside after ``search_timeout`` seconds: PostgreSQL's statement_timeout
+        (local to the transaction, put back afterwards for a write transaction that goes on), and a progress
+        handler on SQLite."""
+        limit = self.search_timeout
+        if not limit or limit <= 0:
+            yield
+            return
+        if self.dialect == "postgresql":
+            ms = str(max(1, int(limit * 1000)))
+            write = bool(conn.info.get("write"))
+            prev = conn.exec_driver_sql("SELECT current_setting('statement_timeout')").scalar() if write else None
+            conn.exec_driver_sql("SELECT set_config('statement_timeout', %(v)s, true)", {"v": ms})
+            yield  # a failed search ends its transaction, and the setting with it
+            if write:  # a write transaction goes on: its other statements keep the server's setting
+                conn.exec_driver_sql("SELECT set_config('statement_timeout', %(v)s, true)", {"v": prev})
+            return
+        raw = conn.connection.dbapi_connection
+        deadline = time.monotonic() + limit
+        raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 20000)
+        try:
+            yield
+        finally:
+            raw.set_progress_handler(None, 0)
+
+    def _run_search(self, conn: Any, q: SearchQuery) -> SearchResult:
         where = self.compiler.where(q.resource_type, q.criteria)
         result = SearchResult()
         if q.total != "none" or q.summary == "count":
@@ -427,6 +488,8 @@ class SqlStore:
                 sub = select(refs.c.target_type, refs.c.target_id).where(*cond).distinct().subquery()
                 stmt = select(RESOURCE.c.pk, *_COLS).join(sub, (RESOURCE.c.res_type == sub.c.target_type) & (
                     RESOURCE.c.res_id == sub.c.target_id)).where(RESOURCE.c.deleted == false())
+                if inc.allowed is not None:
+                    stmt = stmt.where(self.compiler.allowed(inc.allowed))
                 found.extend((r[0], _stored(r[1:])) for r in conn.execute(stmt))
             for inc in q.revincludes:
                 if depth > 0 and not inc.iterate:
@@ -437,6 +500,8 @@ class SqlStore:
                     refs.c.target_id == targets.c.res_id)).where(*cond).distinct().subquery()
                 stmt = select(RESOURCE.c.pk, *_COLS).where(RESOURCE.c.pk.in_(select(sub.c.res_pk)),
                                                            RESOURCE.c.deleted == false())
+                if inc.allowed is not None:
+                    stmt = stmt.where(self.compiler.allowed(inc.allowed))
                 found.extend((r[0], _stored(r[1:])) for r in conn.execute(stmt))
             frontier = []
             for pk, s in found:

@@ -1,0 +1,125 @@
+"""What a grant lets a search reach beyond its own type: the types behind chained parameters, reverse chains
+(``_has``) and ``_include``/``_revinclude`` (also ``:iterate``).
+
+A chain or ``_has`` is a question about another type: ``Practitioner?_has:Observation:performer:code=X``
+answers yes or no about Observations, whoever they belong to. So each type a search reaches this way must
+be searchable under the grant (else 403), and the sub-query over it is narrowed exactly as a top-level
+search of that type would be: to the launch patient's compartment under patient/ scopes, and by the
+filters of v2 scope queries (``patient/Observation.rs?category=laboratory``).
+
+Included resources are narrowed the same way, in the store's include query. An include naming its type
+explicitly (``_include=Observation:subject:Patient``, ``_revinclude=Observation:subject``) is refused when
+the type is not searchable; an include without a target type only fetches the target types the grant may
+search.
+
+Pure logic over the parsed query: no I/O. Called by ``context.constrain_search`` once the top-level type
+has been narrowed.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..fhir.resource_types import RESOURCE_TYPES
+from ..search.params import registry
+from ..search.query import Criterion, Include, QueryParser, RefValue, SearchQuery
+from . import policy
+from .compartment import compartment_types
+from .scopes import ScopeSet
+
+
+class Grant(Protocol):
+    """What this module reads of a grant (auth/context.py's Grant)."""
+    scopes: ScopeSet
+    patient: str | None
+
+
+def searchable(grant: Grant, rtype: str) -> bool:
+    """True when some granted scope allows searching ``rtype`` (the 's' permission)."""
+    return any(s.covers(rtype, "s") for s in grant.scopes.resource)
+
+
+def confinement(grant: Grant, rtype: str, parser: QueryParser) -> list[Criterion]:
+    """The criteria that narrow a search of ``rtype`` to what the grant may see of it: the launch
+    patient's compartment when only patient/ scopes give the type, plus the filters of v2 scope queries.
+    An empty list means the grant sees every resource of the type."""
+    out: list[Criterion] = []
+    if policy.confined(grant.scopes, rtype):
+        comp = compartment_types()
+        if rtype == "Patient" or rtype in comp:
+            if not grant.patient:
+                raise policy.Denied("patient/ scopes need a launch patient, and this token has none")
+            if rtype == "Patient":
+                out.append(parser.criterion("Patient", "_id", grant.patient))
+            else:
+                out.append(Criterion("_compartment", "_compartment", None, None,
+                                     [RefValue("Patient", grant.patient, None)], has_param=",".join(comp[rtype])))
+    for name, value in policy.scope_filters(grant.scopes, rtype, "s") or []:
+        out.append(parser.criterion(rtype, name, value))
+    return out
+
+
+def narrow_reach(q: SearchQuery, parser: QueryParser, grant: Grant) -> None:
+    """Refuse (403) a search whose chains, ``_has`` or explicitly typed includes reach a type the grant may
+    not search, and confine every such sub-query and include to what the grant may see of its type."""
+    reach = _Reach(grant, parser)
+    q.criteria = [reach.criterion(c) for c in q.criteria]
+    q.includes = [inc for inc in (reach.include(i, reverse=False) for i in q.includes) if inc is not None]
+    q.revincludes = [inc for inc in (reach.include(i, reverse=True) for i in q.revincludes) if inc is not None]
+
+
+class _Reach:
+    def __init__(self, grant: Grant, parser: QueryParser) -> None:
+        self.grant = grant
+        self.parser = parser
+        self.memo: dict[str, list[Criterion]] = {}
+
+    def _limits(self, rtype: str, how: str) -> list[Criterion]:
+        if not searchable(self.grant, rtype):
+            raise policy.Denied(f"This search reaches {rtype} through {how}, and the granted scopes do not "
+                                f"allow searching {rtype}")
+        if rtype not in self.memo:
+            self.memo[rtype] = confinement(self.grant, rtype, self.parser)
+        return self.memo[rtype]
+
+    def _wrap(self, inner: Criterion, rtype: str, how: str) -> Criterion:
+        inner = self.criterion(inner)
+        limits = self._limits(rtype, how)
+        if not limits:
+            return inner
+        return Criterion("_all", "_all", None, None, [inner, *limits])
+
+    def criterion(self, c: Criterion) -> Criterion:
+        """``c`` with the sub-query of every chain and ``_has`` in it confined (recursively)."""
+        if c.name == "_has" and c.chain is not None and c.has_type:
+            c.chain = self._wrap(c.chain, c.has_type, f"_has:{c.has_type}:{c.has_param}")
+        elif c.chain is not None and c.chain_type:
+            c.chain = self._wrap(c.chain, c.chain_type, f"the chained parameter '{c.name}'")
+        elif c.values and isinstance(c.values[0], tuple):  # a chain OR-ed over several target types
+            c.values = [(tag, t, self._wrap(inner, t, f"the chained parameter '{c.name}'"))
+                        for tag, t, inner in c.values]
+        return c
+
+    def include(self, inc: Include, reverse: bool) -> Include | None:
+        """The include narrowed to the types and resources the grant may see; None when it can reach none."""
+        how = f"{'_revinclude' if reverse else '_include'}={inc.source_type}:{inc.param}"
+        if reverse:
+            types: list[str] = [inc.source_type]
+            explicit = True
+        elif inc.target_type:
+            types, explicit = [inc.target_type], True
+        else:
+            sp = registry().get(inc.source_type, inc.param) if inc.param != "*" else None
+            types = list(sp.targets) if sp is not None and sp.targets else sorted(RESOURCE_TYPES)
+            explicit = False
+        allowed: list[tuple[str, tuple[Criterion, ...]]] = []
+        for t in types:
+            if not explicit and not searchable(self.grant, t):
+                continue  # not named by the request: the include just does not reach it
+            allowed.append((t, tuple(self._limits(t, how))))
+        if not allowed:
+            return None
+        if all(not limits for _, limits in allowed) and (explicit or len(allowed) == len(types)):
+            return inc  # nothing to narrow
+        return Include(inc.source_type, inc.param, inc.target_type, inc.iterate, allowed=tuple(allowed))
+
