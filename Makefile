@@ -22,10 +22,12 @@ run: install
 
 test: install-test
 	$(BIN)/ruff check gateway tests bench tools
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: install-test
 	$(BIN)/ruff check gateway tests bench tools
+	$(BIN)/mypy
 
 bench: install-test
 	$(BIN)/python bench/run.py

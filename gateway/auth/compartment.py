@@ -26,7 +26,7 @@ def in_compartment(resource: dict[str, Any], patient_id: str) -> bool:
         sp = reg.get(str(rtype), code)
         if sp is None:
             continue
-        for value in sp.extract(resource):  # type: ignore[misc]
+        for value in sp.extract(resource):  # type: ignore[misc]  # extract is a callable dataclass field
             for t, i, _url in reference_values(value):
                 if t == "Patient" and i == patient_id:
                     return True

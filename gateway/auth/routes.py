@@ -176,8 +176,8 @@ async def authorize(request: Request) -> Response:
             return HTMLResponse(pages.login(params, client.name, "Unknown user name or wrong password"),
                                 status_code=401, headers=PAGE)
         return await _consent_page(auth, req, params, client, user)
-    username = _check_ticket(auth, req.form.get("ticket", ""), client.client_id)
-    user = auth.server.user(username) if username else None
+    signed_in = _check_ticket(auth, req.form.get("ticket", ""), client.client_id)
+    user = auth.server.user(signed_in) if signed_in else None
     if user is None:
         return HTMLResponse(pages.login(params, client.name, "Your sign-in has expired; sign in again"),
                             status_code=401, headers=PAGE)

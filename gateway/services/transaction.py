@@ -309,7 +309,7 @@ class BundleProcessor:
                     slot: list[EntryResult | None] = [None] * (i + 1)
                     self._plan(tx, e, idmap, targets, skip, slot)
                     if i in skip:
-                        results.append(slot[i])  # type: ignore[arg-type]
+                        results.append(slot[i])  # type: ignore[arg-type]  # _plan filled the slot it skips
                         continue
                     if e.method in ("POST", "PUT"):
                         self._rewrite(tx, e, idmap, targets)

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    ColumnElement,
     Engine,
     bindparam,
     create_engine,
@@ -253,8 +254,8 @@ class SqlSession:
                 self.conn.execute(_UPDATE, changed)
                 stale = [pk for pk, _ in changed_items if pk not in self._fresh]
                 for i in range(0, len(stale), 500):
-                    for stmt in _DELETE_IDX_MANY.values():
-                        self.conn.execute(stmt, {"pks": stale[i:i + 500]})
+                    for idx_delete in _DELETE_IDX_MANY.values():
+                        self.conn.execute(idx_delete, {"pks": stale[i:i + 500]})
                 for pk, e in changed_items:
                     self._pending[pk] = (e.rtype, e.index if e.index is not None else index_of(e))
             if history:
@@ -419,7 +420,7 @@ class SqlStore:
             for inc in q.includes:
                 if depth > 0 and not inc.iterate:
                     continue
-                cond = [refs.c.res_pk.in_(frontier), refs.c.target_type.is_not(None)]
+                cond: list[ColumnElement[bool]] = [refs.c.res_pk.in_(frontier), refs.c.target_type.is_not(None)]
                 if inc.param != "*":
                     cond += [refs.c.param == inc.param, refs.c.res_type == inc.source_type]
                 if inc.target_type:
