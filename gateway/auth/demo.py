@@ -7,11 +7,14 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .assertion_client import generate_client_key
 from .clients import ClientStore
 from .users import add_user
+
+if TYPE_CHECKING:
+    from ..store.sql.store import SqlStore
 
 DEMO_BACKEND = "demo-backend"
 DEMO_APP = "demo-app"
@@ -25,7 +28,7 @@ def _state_dir(settings: Any) -> Path:
     return Path("var")
 
 
-def ensure_demo_access(store: Any, settings: Any) -> str:
+def ensure_demo_access(store: SqlStore, settings: Any) -> str:
     clients = ClientStore(store.engine)
     folder = _state_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import Engine
@@ -15,8 +15,11 @@ from .server import AuthServer
 from .tables import AUDIT
 from .tokens import TokenService
 
+if TYPE_CHECKING:
+    from ..store.sql.store import SqlStore
 
-def audit_engine(settings: Any, store: Any) -> Engine:
+
+def audit_engine(settings: Any, store: SqlStore) -> Engine:
     """The gateway database's engine, or one on the audit log's own database (its table created there)."""
     url = settings.resolved_audit_url(store.url)
     if url is None or url == store.url:
@@ -29,7 +32,7 @@ def audit_engine(settings: Any, store: Any) -> Engine:
 
 
 class Authority:
-    def __init__(self, settings: Any, store: Any, http: httpx.Client | None = None) -> None:
+    def __init__(self, settings: Any, store: SqlStore, http: httpx.Client | None = None) -> None:
         engine = store.engine
         self.settings = settings
         self.store = store

@@ -191,5 +191,5 @@ class AttributionService:
             rtype, _, rid = ref.partition("/")
             s = self.rest.store.read(rtype, rid)
             if s is not None and not s.deleted:
-                entries.append({"fullUrl": f"{self.rest.base_url}/{ref}", "resource": orjson.Fragment(s.content)})
+                entries.append({"fullUrl": f"{self.rest.base_url}/{ref}", "resource": orjson.Fragment(s.body)})
         return {"resourceType": "Bundle", "type": "collection", "timestamp": now_instant(), "entry": entries}

@@ -18,7 +18,7 @@ import orjson
 from ..fhir.dates import now_instant
 from ..fhir.errors import BadRequest, FhirError, Issue, NotFound, operation_outcome
 from ..fhir.resource_types import RESOURCE_TYPES
-from ..store.base import StoredResource
+from ..store.base import Session, StoredResource
 from .bundles import searchset
 from .rest import RestService, WriteOutcome, parse_query_string
 
@@ -189,7 +189,7 @@ class BundleProcessor:
         exc.diagnostics = exc.issues[0].diagnostics
         return exc
 
-    def _plan(self, tx: Any, e: ParsedEntry, idmap: dict[str, str], targets: set[str], skip: set[int],
+    def _plan(self, tx: Session, e: ParsedEntry, idmap: dict[str, str], targets: set[str], skip: set[int],
               results: list[EntryResult | None]) -> None:
         if e.method == "POST":
             if e.if_none_exist:
@@ -223,7 +223,7 @@ class BundleProcessor:
                 idmap[e.full_url] = f"{e.rtype}/{e.id}"
             targets.add(f"{e.rtype}/{e.id}")
 
-    def _rewrite(self, tx: Any, e: ParsedEntry, idmap: dict[str, str], targets: set[str]) -> None:
+    def _rewrite(self, tx: Session, e: ParsedEntry, idmap: dict[str, str], targets: set[str]) -> None:
         base = self.rest.base_url + "/"
         problems: list[str] = []
 
@@ -256,7 +256,7 @@ class BundleProcessor:
         if problems:
             raise BadRequest("; ".join(problems), code="not-found" if "exist" in problems[0] else "invalid")
 
-    def _execute(self, tx: Any, e: ParsedEntry) -> EntryResult:
+    def _execute(self, tx: Session, e: ParsedEntry) -> EntryResult:
         rest = self.rest
         if e.method == "DELETE":
             if e.id:
@@ -280,12 +280,12 @@ class BundleProcessor:
     def _write_result(self, out: WriteOutcome) -> EntryResult:
         return EntryResult("201 Created" if out.status == 201 else "200 OK", out.stored, warnings=out.warnings)
 
-    def _get(self, tx: Any, e: ParsedEntry) -> EntryResult:
+    def _get(self, tx: Session | None, e: ParsedEntry) -> EntryResult:
         if e.id:
             s = tx.read(e.rtype, e.id) if tx is not None else self.rest.store.read(e.rtype, e.id)
             if s is None or s.deleted:
                 raise NotFound(f"{e.rtype}/{e.id} is not known")
-            return EntryResult("200 OK", resource=orjson.Fragment(s.content))
+            return EntryResult("200 OK", resource=orjson.Fragment(s.body))
         params = parse_query_string(e.query or "")
         q, result = self.rest.search(e.rtype, params, tx=tx)
         return EntryResult("200 OK", resource=searchset(self.rest.base_url, e.rtype, params, q, result))

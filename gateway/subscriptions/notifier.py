@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -26,13 +26,16 @@ from ..store.sql.tables import HISTORY
 from .notification import bundle
 from .topic import Spec, spec
 
+if TYPE_CHECKING:
+    from ..store.sql.store import SqlStore
+
 log = logging.getLogger("gateway.subscriptions")
 LOCK_KEY = 7431001  # PostgreSQL advisory lock of the sending process
 LOOKBACK = 500  # history rows re-read behind the cursor: a transaction may commit after a later-numbered one
 
 
 class Notifier:
-    def __init__(self, store: Any, base: str, http: httpx.Client | None = None, interval: float = 1.0,
+    def __init__(self, store: SqlStore, base: str, http: httpx.Client | None = None, interval: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.base = base.rstrip("/")

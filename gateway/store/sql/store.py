@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import (
@@ -29,7 +29,7 @@ from ...fhir.dates import now_instant
 from ...fhir.errors import Conflict, FhirError
 from ...search.index import IndexRows, index_resource
 from ...search.query import Include, SearchQuery
-from ..base import HistoryEntry, SearchResult, StoredResource
+from ..base import HistoryEntry, ResourceStore, SearchResult, StoredResource
 from ..encoded import Encoded, content_of, index_of
 from .search_sql import SqlSearchCompiler
 from .tables import HISTORY, IDX, IDX_COLUMNS, RESOURCE
@@ -558,3 +558,9 @@ def memory_store() -> SqlStore:
 
 def include_key(inc: Include) -> str:
     return f"{inc.source_type}:{inc.param}"
+
+
+if TYPE_CHECKING:
+    def _implements_protocol(store: SqlStore) -> ResourceStore:
+        """Never called: mypy checks here that SqlStore (and its SqlSession) implement the store protocol."""
+        return store
