@@ -1,7 +1,7 @@
 # Two set-up commands for a fresh machine (see README):
 #   make run    install into .venv and start the gateway on SQLite with demo data at http://127.0.0.1:8080/fhir
 #               (make run PORT=8090 for another port)
-#   make test   install into .venv (with test extras) and run the whole test suite
+#   make test   install into .venv (with test extras); ruff, mypy, the import layering check, the whole test suite
 PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8080
@@ -25,10 +25,14 @@ run: install
 
 test: install-test
 	$(BIN)/ruff check gateway tests bench tools
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: install-test
 	$(BIN)/ruff check gateway tests bench tools
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install-test
 	$(BIN)/python bench/run.py

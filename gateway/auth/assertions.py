@@ -8,14 +8,14 @@ import logging
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, KeySetSerialization
 from sqlalchemy import Engine, delete, insert
 from sqlalchemy.exc import IntegrityError
 
@@ -92,7 +92,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
             raise InvalidClientError(description="The client is not registered for private_key_jwt")
         try:
             doc = client.jwks if client.jwks else self.fetcher.get(client.jwks_uri)
-            return KeySet.import_key_set(doc)
+            return KeySet.import_key_set(cast(KeySetSerialization, doc))
         except (httpx.HTTPError, ValueError, JoseError) as exc:
             log.warning("client JWKS unavailable", extra={"client_id": client.client_id,
                                                           "error": type(exc).__name__})

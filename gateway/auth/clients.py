@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import json
@@ -9,10 +10,10 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from authlib.oauth2.rfc6749 import ClientMixin
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, KeySetSerialization
 from sqlalchemy import Engine, insert, select
 
 from ..net.egress import EgressPolicy, EgressRefused
@@ -111,7 +112,7 @@ def validate_jwks(jwks: Any) -> dict[str, Any]:
         if any(p in k for p in ("d", "p", "q", "dp", "dq", "qi")):
             raise RegistrationError("the JWKS holds a private key; register only the public keys")
     try:
-        KeySet.import_key_set(jwks)
+        KeySet.import_key_set(cast(KeySetSerialization, jwks))
     except Exception as exc:  # noqa: BLE001 - joserfc raises several types for bad keys
         raise RegistrationError(f"the JWKS cannot be read: {exc}") from None
     return {"keys": jwks["keys"]}
@@ -135,7 +136,7 @@ class ClientStore:
             return [_row_to_client(r) for r in conn.execute(select(CLIENT).order_by(CLIENT.c.created_at))]
 
     def register(self, name: str, scope: str, *, jwks: Any = None, jwks_uri: str | None = None,
-                 redirect_uris: list[str] | None = None, confidential: bool = False,
+                 redirect_uris: builtins.list[str] | None = None, confidential: bool = False,
                  client_id: str | None = None, fhir_user: str | None = None) -> tuple[Client, str | None]:
         """Register a client; returns it and, for a confidential symmetric client, its secret (shown once)."""
         if not name.strip():

@@ -24,9 +24,9 @@ def in_compartment(resource: dict[str, Any], patient_id: str) -> bool:
     reg = registry()
     for code in params:
         sp = reg.get(str(rtype), code)
-        if sp is None:
+        if sp is None or sp.extract is None:  # compartment parameters are references: they have one
             continue
-        for value in sp.extract(resource):  # type: ignore[misc]
+        for value in sp.extract(resource):
             for t, i, _url in reference_values(value):
                 if t == "Patient" and i == patient_id:
                     return True

@@ -8,11 +8,14 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .assertion_client import generate_client_key
 from .clients import ClientStore
 from .users import add_user
+
+if TYPE_CHECKING:
+    from ..store.sql.store import SqlStore
 
 DEMO_BACKEND = "demo-backend"
 DEMO_APP = "demo-app"
@@ -34,7 +37,7 @@ def write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
-def ensure_demo_access(store: Any, settings: Any) -> str:
+def ensure_demo_access(store: SqlStore, settings: Any) -> str:
     """Register the demo clients and user when missing; returns the text to print (never a password or key:
     the demo user's password goes to ``demo-user.txt`` and the backend key to ``demo-backend-key.json``,
     both mode 0600, next to the database)."""

@@ -92,7 +92,7 @@ class GatedSession:
             rtype, rid = str(resource.get("resourceType")), str(resource.get("id"))
             before = None if known_new else self._before(rtype, rid)
             self.gate.check_write(grant, rtype, before, resource)
-        return self.inner.write(resource, method, expected_version=expected_version,  # type: ignore[no-any-return]
+        return self.inner.write(resource, method, expected_version=expected_version,
                                 known_new=known_new)
 
     def write_encoded(self, items: list[Any], method: str = "PUT") -> list[str]:
@@ -115,7 +115,7 @@ class GatedSession:
             if before is None:
                 return None
             self.gate.check_write(grant, resource_type, before, None)
-        return self.inner.delete(resource_type, id)  # type: ignore[no-any-return]
+        return self.inner.delete(resource_type, id)
 
 
 class GatedStore:
@@ -166,15 +166,15 @@ class GatedStore:
         return _filter_result(self.gate, current_grant(), self.inner.search(query))
 
     def history(self, resource_type: str | None, id: str | None, since: str | None, count: int,
-                offset: int) -> tuple[list[HistoryEntry], int]:
+                offset: int, at: str | None = None) -> tuple[list[HistoryEntry], int]:
         """History entries the grant may see, newest first, and their number (not the server-wide total)."""
         grant = current_grant()
         if self.gate.open_reads(grant):
-            return self.inner.history(resource_type, id, since, count, offset)  # type: ignore[no-any-return]
+            return self.inner.history(resource_type, id, since, count, offset, at)
         kept: list[HistoryEntry] = []
         start = 0
         while True:
-            page, total = self.inner.history(resource_type, id, since, HISTORY_PAGE, start)
+            page, total = self.inner.history(resource_type, id, since, HISTORY_PAGE, start, at)
             for entry in page:
                 seen = self._visible(grant, entry.stored)
                 if seen is not None:
@@ -184,10 +184,10 @@ class GatedStore:
                 break
         return kept[offset:offset + count], len(kept)
 
-    def iter_current(self, resource_type: str | None = None) -> Iterator[StoredResource]:
+    def iter_current(self, resource_type: str | None = None, batch: int = 500) -> Iterator[StoredResource]:
         """Current resources the grant may see."""
         grant = current_grant()
-        for s in self.inner.iter_current(resource_type):
+        for s in self.inner.iter_current(resource_type, batch):
             seen = self.gate.visible(grant, s)
             if seen is not None:
                 yield seen

@@ -6,9 +6,12 @@ NPI or TIN, equal to one of the identifiers of the fhirUser's own resource). Cal
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from ..store.base import ResourceStore
 
 ATTRIBUTED_PROVIDER = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-attributedProvider"
 INTENDED_RECIPIENT = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-intended-recipient-identifier-extension"
@@ -20,7 +23,7 @@ def restricted(fhir_user: str | None) -> bool:
     return bool(fhir_user) and str(fhir_user).rsplit("/", 2)[-2] in RESTRICTED_TYPES
 
 
-def caller_identifiers(grant: Any, store: Any) -> Identifiers:
+def caller_identifiers(grant: Any, store: ResourceStore) -> Identifiers:
     """(system, value) of every identifier of the grant's fhirUser resource, read once per grant (grants are
     cached with their token)."""
     if grant.identifiers is not None:

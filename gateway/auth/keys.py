@@ -80,4 +80,4 @@ class KeyRing:
         return self._public
 
     def jwks(self) -> dict[str, Any]:
-        return self._public.as_dict(private=False)
+        return dict(self._public.as_dict(private=False))

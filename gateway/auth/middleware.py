@@ -157,6 +157,8 @@ class AuthMiddleware:
             if not isinstance(req, dict):
                 continue  # the bundle processor reports malformed entries
             method, url = str(req.get("method", "")).upper(), req.get("url")
+            if not isinstance(url, str):
+                continue  # the bundle processor reports an entry without a URL
             try:  # the one reading of an entry URL, the one the bundle processor executes
                 route = parse_request(method, url, self.authority.fhir_base)
             except FhirError:

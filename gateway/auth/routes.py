@@ -292,8 +292,9 @@ async def authorize(request: Request) -> Response:
         return await _consent_page(auth, req, params, client, user)
     if step != "consent":
         return _error_page("Unknown step of the authorization flow")
-    username = await run_in_threadpool(_check_ticket, auth, req.form.get("ticket", ""), req)
-    user = await run_in_threadpool(auth.server.user, username) if username else None
+    ticket = str(req.form.get("ticket", ""))
+    signed_in: str | None = await run_in_threadpool(_check_ticket, auth, ticket, req)
+    user = await run_in_threadpool(auth.server.user, signed_in) if signed_in else None
     if user is None:
         return HTMLResponse(pages.login(params, client.name, "Your sign-in has expired; sign in again"),
                             status_code=401, headers=PAGE)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import parse_qsl
 
 LEVELS = ("patient", "user", "system")
@@ -101,13 +102,13 @@ class ScopeSet:
         key = ("levels",)
         if key not in self.memo:
             self.memo[key] = frozenset(s.level for s in self.resource)
-        return set(self.memo[key])  # type: ignore[arg-type]
+        return set(cast("frozenset[str]", self.memo[key]))
 
     def to_string(self) -> str:
         key = ("string",)
         if key not in self.memo:
             self.memo[key] = " ".join([s.raw for s in self.resource] + sorted(self.other))
-        return self.memo[key]  # type: ignore[return-value]
+        return cast(str, self.memo[key])
 
 
 def narrow(requested: str | None, allowed: str | None) -> tuple[str, list[str]]:

@@ -179,7 +179,7 @@ class SmartCodeGrant(AuthorizationCodeGrant):
 
     def validate_authorization_request(self) -> str:
         redirect_uri = super().validate_authorization_request()
-        auth: AuthServer = self.server  # type: ignore[assignment]
+        auth: AuthServer = self.server
         data = self.request.payload.data
         if not data.get("state"):
             raise InvalidRequestError("Missing 'state'", redirect_uri=redirect_uri)
@@ -198,7 +198,7 @@ class SmartCodeGrant(AuthorizationCodeGrant):
         return redirect_uri
 
     def save_authorization_code(self, code: str, request: Any) -> None:
-        auth: AuthServer = self.server  # type: ignore[assignment]
+        auth: AuthServer = self.server
         data = request.payload.data
         user: EndUser = request.user
         ctx = dict(getattr(request, "smart_context", {}) or {})
@@ -226,7 +226,7 @@ class SmartCodeGrant(AuthorizationCodeGrant):
                 nonce=data.get("nonce"), family=uuid.uuid4().hex, expires_at=int(time.time()) + auth.code_ttl))
 
     def query_authorization_code(self, code: str, client: Client) -> CodeRecord | None:
-        auth: AuthServer = self.server  # type: ignore[assignment]
+        auth: AuthServer = self.server
         with auth.engine.connect() as conn:
             row = conn.execute(select(CODE).where(CODE.c.code_hash == digest(code))).mappings().first()
         if row is None or row["client_id"] != client.client_id:
@@ -239,12 +239,12 @@ class SmartCodeGrant(AuthorizationCodeGrant):
         return CodeRecord(**{**dict(row), "context": json.loads(row["context"])})
 
     def delete_authorization_code(self, authorization_code: CodeRecord) -> None:
-        auth: AuthServer = self.server  # type: ignore[assignment]
+        auth: AuthServer = self.server
         with auth.engine.begin() as conn:
             conn.execute(update(CODE).where(CODE.c.code_hash == authorization_code.code_hash).values(used=True))
 
     def authenticate_user(self, authorization_code: CodeRecord) -> EndUser | None:
-        auth: AuthServer = self.server  # type: ignore[assignment]
+        auth: AuthServer = self.server
         return auth.user(authorization_code.subject or "")
 
     def validate_token_request(self) -> None:
@@ -253,7 +253,7 @@ class SmartCodeGrant(AuthorizationCodeGrant):
         if self.request.payload.redirect_uri != code.redirect_uri:
             raise InvalidGrantError("'redirect_uri' differs from the authorization request")
         # a code is single-use even when the token response fails later
-        with self.server.engine.begin() as conn:  # type: ignore[attr-defined]
+        with self.server.engine.begin() as conn:
             n = conn.execute(update(CODE).where(CODE.c.code_hash == code.code_hash, CODE.c.used.is_(False))
                              .values(used=True)).rowcount
         if n != 1:
@@ -265,7 +265,7 @@ class SmartRefreshGrant(RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshRecord | None:
-        auth: AuthServer = self.server  # type: ignore[assignment]
+        auth: AuthServer = self.server
         with auth.engine.connect() as conn:
             row = conn.execute(select(TOKEN).where(TOKEN.c.token_key == digest(refresh_token),
                                                    TOKEN.c.kind == "refresh")).mappings().first()
@@ -280,14 +280,14 @@ class SmartRefreshGrant(RefreshTokenGrant):
                              json.loads(row["context"]), row["family"])
 
     def authenticate_user(self, refresh_token: RefreshRecord) -> EndUser | None:
-        auth: AuthServer = self.server  # type: ignore[assignment]
+        auth: AuthServer = self.server
         user = auth.user(refresh_token.subject or "") if refresh_token.subject else None
         if user is not None and not user.clinician and user.patient != refresh_token.context.get("patient"):
             return None  # a RelatedPerson or Person no longer linked to that patient: no new tokens for it
         return user
 
     def revoke_old_credential(self, refresh_token: RefreshRecord) -> None:
-        auth: AuthServer = self.server  # type: ignore[assignment]
+        auth: AuthServer = self.server
         with auth.engine.begin() as conn:
             conn.execute(update(TOKEN).where(TOKEN.c.token_key == refresh_token.token_key).values(used=True))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import Engine
@@ -18,8 +18,11 @@ from .throttle import Throttle
 from .tokens import TokenService
 from .users import linked_patient
 
+if TYPE_CHECKING:
+    from ..store.sql.store import SqlStore
 
-def audit_engine(settings: Any, store: Any) -> Engine:
+
+def audit_engine(settings: Any, store: SqlStore) -> Engine:
     """The gateway database's engine, or one on the audit log's own database (its table created there)."""
     url = settings.resolved_audit_url(store.url)
     if url is None or url == store.url:
@@ -32,10 +35,13 @@ def audit_engine(settings: Any, store: Any) -> Engine:
 
 
 class Authority:
-    def __init__(self, settings: Any, store: Any, http: httpx.Client | None = None) -> None:
+    def __init__(self, settings: Any, store: SqlStore, http: httpx.Client | None = None) -> None:
         engine = store.engine
         self.settings = settings
         self.store = store
+        # the RestService that create_app hands over (over the raw store: the authorization server is part of
+        # the trust boundary); typed loosely because services sit above auth in the layering
+        self.rest: Any = None
         self.fhir_base = settings.fhir_base()
         self.auth_base = settings.auth_base()
         self.max_body = settings.max_body_bytes

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -17,8 +17,11 @@ from ..store.sql.export_jobs import Job, JobStore
 from .request import parse_export
 from .runner import ExportRunner, job_dir, new_job_id
 
+if TYPE_CHECKING:
+    from ..store.sql.store import SqlStore
 
-def export_to_dir(store: Any, out: Path, group_id: str | None, params: list[tuple[str, str]],
+
+def export_to_dir(store: SqlStore, out: Path, group_id: str | None, params: list[tuple[str, str]],
                   max_file_bytes: int, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Export a group (or, without one, the whole store) into ``out``; returns the manifest written there."""
     compartment = patient_compartment()

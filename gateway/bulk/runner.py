@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -27,6 +27,9 @@ from ..search.query import QueryParser
 from ..store.sql.export_jobs import Job, JobStore
 from ..store.sql.export_sql import ExportSource, Scope
 from .request import ExportRequest, subset, types_for_level
+
+if TYPE_CHECKING:
+    from ..store.sql.store import SqlStore
 
 log = logging.getLogger("gateway.bulk")
 Progress = Callable[[dict[str, Any]], None]
@@ -96,7 +99,7 @@ class Heartbeat:
 
 
 class ExportRunner:
-    def __init__(self, store: Any, jobs: JobStore, export_dir: Path, compartment: dict[str, tuple[str, ...]],
+    def __init__(self, store: SqlStore, jobs: JobStore, export_dir: Path, compartment: dict[str, tuple[str, ...]],
                  max_file_bytes: int = 64 * 1024 * 1024, retention_seconds: float = 86400,
                  max_attempts: int = 3) -> None:
         self.store = store

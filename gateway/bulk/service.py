@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from ..fhir.dates import now_instant
@@ -19,6 +19,9 @@ from ..store.sql.export_jobs import Job, JobStore
 from .request import ExportRequest, parse_export
 from .runner import ExportRunner, job_dir, new_job_id
 from .worker import ExportWorker
+
+if TYPE_CHECKING:
+    from ..store.sql.store import SqlStore
 
 
 class TooManyRequests(FhirError):
@@ -54,7 +57,7 @@ def progress_text(job: Job) -> str:
 
 
 class BulkService:
-    def __init__(self, store: Any, settings: Any, base_url: str) -> None:
+    def __init__(self, store: SqlStore, settings: Any, base_url: str) -> None:
         self.store = store
         self.settings = settings
         self.base_url = base_url

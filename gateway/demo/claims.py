@@ -32,6 +32,7 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
+from . import DEMO_PATIENTS, DEMO_PERIOD_YEAR, DEMO_SEED
 from .synth import iter_resources
 
 COLUMNS = ("CLAIM_ID", "VERSION", "FREQUENCY", "CLAIM_TYPE", "PATIENT_ID", "MEMBER_ID", "MEMBER_FAMILY",
@@ -198,7 +199,5 @@ def claims_csv(patients: int = 200, seed: int = 1, period_year: int = 2025) -> s
 
 def demo_claims_csv() -> str:
     """The content of the shipped gateway/demo/claims.csv (the demo's 200 patients, seed 1, 2025)."""
-    from ..services.loader import DEMO_PATIENTS, DEMO_PERIOD_YEAR, DEMO_SEED
-
     return claims_csv(DEMO_PATIENTS, DEMO_SEED, DEMO_PERIOD_YEAR)
 

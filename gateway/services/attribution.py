@@ -144,7 +144,7 @@ class AttributionService:
                 raise Unprocessable(f"memberId {self._ident(inputs['memberId'])} matches {len(patients)} members of "
                                     "this list; use patientReference", code="multiple-matches")
             provider = self._provider_by_npi(inputs["providerNpi"]) if "providerNpi" in keys else None
-            sel = Selector(frozenset(patients), provider)
+            sel = Selector(frozenset(p for p in patients if p is not None), provider)
         elif keys in (frozenset({"patientReference"}), frozenset({"patientReference", "providerReference"}),
                       frozenset({"patientReference", "providerReference", "coverageReference"})):
             patient = self._exists(inputs["patientReference"].get("reference", ""), ("Patient",), "patientReference")
@@ -191,5 +191,5 @@ class AttributionService:
             rtype, _, rid = ref.partition("/")
             s = self.rest.store.read(rtype, rid)
             if s is not None and not s.deleted:
-                entries.append({"fullUrl": f"{self.rest.base_url}/{ref}", "resource": orjson.Fragment(s.content)})
+                entries.append({"fullUrl": f"{self.rest.base_url}/{ref}", "resource": orjson.Fragment(s.body)})
         return {"resourceType": "Bundle", "type": "collection", "timestamp": now_instant(), "entry": entries}

@@ -4,7 +4,7 @@ version of the list (gateway/atr/claims_rule.py holds the rule)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -14,12 +14,15 @@ from ..atr.model import list_status
 from ..fhir.errors import Unprocessable
 from .rest import RestService, resource_json
 
+if TYPE_CHECKING:
+    from ..store.base import ResourceStore
+
 SOURCES = ("ExplanationOfBenefit", "Claim", "Encounter")
 
 
-def _rows(store: Any, rtype: str) -> Iterator[dict[str, Any]]:
+def _rows(store: ResourceStore, rtype: str) -> Iterator[dict[str, Any]]:
     for s in store.iter_current(rtype):
-        yield orjson.loads(s.content)
+        yield orjson.loads(s.body)
 
 
 def compute_draft(rest: RestService, group_id: str, payer: str, rule: AttributionRule,

@@ -23,6 +23,7 @@ def _resource(stored: StoredResource, q: SearchQuery | None) -> Any:
         if q.elements:
             r = apply_elements(r, q.elements)
         return r
+    assert stored.content is not None, "only current versions reach a Bundle entry's resource"
     return orjson.Fragment(stored.content)
 
 

@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..mapping.engine import Unit
 from ..mapping.spec import MappingSpec
+
+if TYPE_CHECKING:
+    from ..store.base import ResourceStore
 
 BATCH = 200
 CLAIM_TYPES = ("ExplanationOfBenefit", "Claim")
@@ -68,7 +71,7 @@ def is_retired(res: dict[str, Any]) -> bool:
 class ClaimVersions:
     """Lists derived facts on the claims and adds retirements to the units of a mapping's versioned entities (see the module doc)."""
 
-    def __init__(self, store: Any, spec: MappingSpec) -> None:
+    def __init__(self, store: ResourceStore, spec: MappingSpec) -> None:
         self.store = store
         self.spec = spec
         self.versioned = {e.name for e in spec.entities if e.versions}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -30,6 +30,9 @@ from ..search.query import QueryParser
 from .measure_data import PatientData, StoreDataSource, prefetch
 from .measure_select import group_members, search_all
 
+if TYPE_CHECKING:
+    from ..store.base import ResourceStore
+
 PREFETCH = 100  # patients whose data a population run reads in one go
 
 
@@ -44,7 +47,7 @@ class PreparedMeasure:
 
 
 class MeasureService:
-    def __init__(self, store: Any, base_url: str, executor: str | None = None, chunk_size: int = 200,
+    def __init__(self, store: ResourceStore, base_url: str, executor: str | None = None, chunk_size: int = 200,
                  reporter: str | None = None) -> None:
         """``executor``: inprocess (default), processes[:N] or dask://host:port for population runs;
         ``reporter``: MeasureReport.reporter when a request names none."""
@@ -60,14 +63,14 @@ class MeasureService:
     def _search(self, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
         q = QueryParser(self.base_url, strict=True, max_count=1000).parse(rtype, params)
         q.count, q.total = 1000, "none"
-        return [orjson.loads(m.content) for m in self.store.search(q).matches]
+        return [orjson.loads(m.body) for m in self.store.search(q).matches]
 
     def find_measure(self, measure_id: str | None, measure_ref: str | None) -> dict[str, Any]:
         if measure_id:
             s = self.store.read("Measure", measure_id)
             if s is None or s.deleted:
                 raise NotFound(f"Measure/{measure_id} is not known")
-            return orjson.loads(s.content)
+            return orjson.loads(s.body)
         if not measure_ref:
             raise BadRequest("Name the measure: Measure/[id]/$evaluate-measure or the 'measure' parameter")
         if measure_ref.startswith("Measure/"):
@@ -169,7 +172,7 @@ class MeasureService:
                 s = self.store.read("Group", rid)
                 if s is None or s.deleted:
                     raise NotFound(f"Subject {subject} is not known")
-                return group_members(orjson.loads(s.content))
+                return group_members(orjson.loads(s.body))
             raise BadRequest(f"subject must be Patient/[id] or Group/[id], got {subject!r}")
         return [s.id for s in self.store.iter_current("Patient")]
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..mapping.outbound import OutboundSpec, load_outbound, rows_for
+
+if TYPE_CHECKING:
+    from ..store.sql.store import SqlStore
 
 CHUNK = 500
 
@@ -19,7 +22,7 @@ class ExtractSummary:
     by_table: dict[str, int] = field(default_factory=dict)
 
 
-def extract_internal(store: Any, target_url: str | None = None, spec: OutboundSpec | None = None,
+def extract_internal(store: SqlStore, target_url: str | None = None, spec: OutboundSpec | None = None,
                      progress: Callable[[int], None] | None = None) -> ExtractSummary:
     from ..store.sql.internal import internal_engine, iter_resources, write_rows
 

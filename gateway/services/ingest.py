@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ..fhir.errors import FhirError
 from ..fhir.shapes import ShapeCache
@@ -34,6 +34,9 @@ from ..search.index import index_resource
 from ..store.encoded import Encoded, encode
 from .claim_versions import ClaimVersions
 from .rest import RestService
+
+if TYPE_CHECKING:
+    from ..store.base import ResourceStore
 
 CHUNK = 2_000  # resources per write transaction (larger ones measured no faster and hold SQLite's write lock longer)
 PARALLEL_MIN_BYTES = 2_000_000  # smaller inputs: starting the worker process costs more than it saves
@@ -57,7 +60,7 @@ class Ready(NamedTuple):
 
 
 def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache | None = None,
-            store: Any = None) -> Iterator[Event]:
+            store: ResourceStore | None = None) -> Iterator[Event]:
     """Read, map, validate, index and encode: the events of one ingest, in order. A unit with an invalid
     resource becomes a reject; a valid unit comes encoded, each resource with its content digest and index rows.
     With ``store``, corrected claims retire the facts their stored versions produced (``claim_versions``)."""
@@ -65,7 +68,7 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
     yield "read", (read.files, read.read)
     for r in read.rejects:
         yield "reject", r
-    rest = RestService(None, "urn:ingest", level)
+    rest = RestService(cast("ResourceStore", None), "urn:ingest", level)  # validation only: no store use
     shapes = shapes or ShapeCache()  # resources rendered from one template share their structure
     valid: set[bytes] = set()  # content already validated (a payer, a provider repeated by many claims)
     rejects: list[Reject] = []

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from ..demo import DEMO_PATIENTS, DEMO_PERIOD_YEAR, DEMO_SEED
 from ..fhir.errors import FhirError
 from .rest import RestService
 from .transaction import BundleProcessor
@@ -152,9 +153,6 @@ class Loader:
                     self.rest.create(res["resourceType"], res, tx=tx, prevalidated=warnings)
 
 
-DEMO_PATIENTS = 200  # synthetic patients --demo adds (gateway.demo.synth), for the measurement period 2025
-DEMO_SEED = 1
-DEMO_PERIOD_YEAR = 2025
 
 
 def load_demo(rest: RestService, claims: bool = True) -> LoadSummary:

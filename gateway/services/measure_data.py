@@ -8,12 +8,15 @@ in one query over the reference index (``prefetch``), instead of one search per 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..search.params import patient_compartment
 from ..search.query import Criterion, RefValue, SearchQuery
+
+if TYPE_CHECKING:
+    from ..store.base import ResourceStore
 
 PAGE = 1000
 
@@ -25,7 +28,7 @@ class PatientData:
     by_type: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-def prefetch(store: Any, patient_ids: list[str], types: set[str]) -> dict[str, PatientData]:
+def prefetch(store: ResourceStore, patient_ids: list[str], types: set[str]) -> dict[str, PatientData]:
     """The Patient resources of ``patient_ids`` and their compartment resources of ``types``."""
     comp = patient_compartment()
     wanted = {t: comp[t] for t in types if t in comp and t != "Patient"}
@@ -46,7 +49,7 @@ class StoreDataSource:
     """``shared`` caches resources outside the Patient compartment (Medication, Location, ...) across the
     patients of one evaluation run: a retrieve of such a type returns all of them."""
 
-    def __init__(self, store: Any, patient_id: str, shared: dict[str, list[dict[str, Any]]] | None = None,
+    def __init__(self, store: ResourceStore, patient_id: str, shared: dict[str, list[dict[str, Any]]] | None = None,
                  prefetched: PatientData | None = None) -> None:
         self.store = store
         self.patient_id = patient_id
@@ -57,7 +60,7 @@ class StoreDataSource:
     def patient(self) -> dict[str, Any] | None:
         if self._patient is None:
             s = self.store.read("Patient", self.patient_id)
-            self._patient = orjson.loads(s.content) if s is not None and not s.deleted else None
+            self._patient = orjson.loads(s.body) if s is not None and not s.deleted else None
         return self._patient
 
     def retrieve(self, data_type: str, *, codes: Any = None, valueset: str | None = None,
@@ -73,7 +76,7 @@ class StoreDataSource:
         if not params:
             shared = self._shared.get(data_type)
             if shared is None:
-                shared = self._shared[data_type] = [orjson.loads(s.content)
+                shared = self._shared[data_type] = [orjson.loads(s.body)
                                                     for s in self.store.iter_current(data_type)]
             return shared
         if params:
@@ -83,7 +86,7 @@ class StoreDataSource:
                 q.criteria.append(Criterion("_compartment", "_compartment", None, None,
                                             [RefValue("Patient", self.patient_id, None)], has_param=",".join(params)))
                 res = self.store.search(q)
-                out.extend(orjson.loads(m.content) for m in res.matches)
+                out.extend(orjson.loads(m.body) for m in res.matches)
                 if len(res.matches) < PAGE:
                     break
                 offset += PAGE

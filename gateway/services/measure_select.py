@@ -5,12 +5,15 @@ inline Group, practitioner (Patient.generalPractitioner) or organization (Patien
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..fhir.errors import BadRequest, NotFound
 from ..search.query import QueryParser
+
+if TYPE_CHECKING:
+    from ..store.base import ResourceStore
 
 PAGE = 1000
 
@@ -30,7 +33,7 @@ class MeasureChoice:
                     or self.topics)
 
 
-def search_all(store: Any, base_url: str, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+def search_all(store: ResourceStore, base_url: str, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Every current match of a search, page by page."""
     out: list[dict[str, Any]] = []
     offset = 0
@@ -38,7 +41,7 @@ def search_all(store: Any, base_url: str, rtype: str, params: list[tuple[str, st
         q = QueryParser(base_url, strict=True, max_count=PAGE).parse(rtype, params)
         q.count, q.offset, q.total = PAGE, offset, "none"
         matches = store.search(q).matches
-        out.extend(orjson.loads(m.content) for m in matches)
+        out.extend(orjson.loads(m.body) for m in matches)
         if len(matches) < PAGE:
             return out
         offset += PAGE

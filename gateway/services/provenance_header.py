@@ -5,11 +5,14 @@ it together with the resource, in the same transaction, with ``target`` pointing
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..fhir.errors import BadRequest, Unprocessable
+
+if TYPE_CHECKING:
+    from ..store.base import Session
 
 HEADER = "x-provenance"
 
@@ -44,7 +47,7 @@ def check_targets(provenance: dict[str, Any], rtype: str, rid: str | None) -> di
     return {**provenance, "target": [{"reference": f"{rtype}/{rid or 'pending'}"}]}
 
 
-def store_with(tx: Any, provenance: dict[str, Any], written: Any) -> Any:
+def store_with(tx: Session, provenance: dict[str, Any], written: Any) -> Any:
     """Write the Provenance in ``tx`` (the resource's own transaction), targeting the written version."""
     body = {**provenance, "id": str(uuid.uuid4()),
             "target": [{"reference": f"{written.resource_type}/{written.id}/_history/{written.version}"}]}

@@ -22,7 +22,7 @@ from ..fhir.resource_types import RESOURCE_TYPES
 from ..fhir.validation import validate_resource
 from ..net.egress import EgressPolicy
 from ..search.query import QueryParser, SearchQuery
-from ..store.base import SearchResult, StoredResource
+from ..store.base import ResourceStore, SearchResult, Session, StoredResource
 
 
 @dataclass
@@ -58,7 +58,7 @@ def parse_query_string(qs: str) -> list[tuple[str, str]]:
 
 
 class RestService:
-    def __init__(self, store: Any, base_url: str, validation_level: str = "strict", default_count: int = 20,
+    def __init__(self, store: ResourceStore, base_url: str, validation_level: str = "strict", default_count: int = 20,
                  max_count: int = 1000) -> None:
         self.store = store
         self.base_url = base_url.rstrip("/")
@@ -103,7 +103,7 @@ class RestService:
                                   issues=result.errors)
         return result.warnings
 
-    def _conditional_matches(self, tx: Any, resource_type: str, criteria: str) -> list[StoredResource]:
+    def _conditional_matches(self, tx: Session, resource_type: str, criteria: str) -> list[StoredResource]:
         params = parse_query_string(criteria.lstrip("?"))
         if not params:
             raise BadRequest("Conditional request without search criteria")
@@ -139,7 +139,7 @@ class RestService:
             raise Gone(f"Version {v} of {resource_type}/{id} is a deletion")
         return s
 
-    def create(self, resource_type: str, resource: Any, if_none_exist: str | None = None, tx: Any = None,
+    def create(self, resource_type: str, resource: Any, if_none_exist: str | None = None, tx: Session | None = None,
                new_id: str | None = None, prevalidated: list[Issue] | None = None,
                fresh_id: bool = False, provenance: dict[str, Any] | None = None) -> WriteOutcome:
         """Create; ``new_id`` is a server-chosen id, and ``fresh_id`` says it is a newly generated UUID.
@@ -162,7 +162,7 @@ class RestService:
             self.validate(check_targets(provenance, rtype, rid), "Provenance")
 
     @staticmethod
-    def _with_provenance(tx: Any, provenance: dict[str, Any] | None, out: WriteOutcome) -> WriteOutcome:
+    def _with_provenance(tx: Session, provenance: dict[str, Any] | None, out: WriteOutcome) -> WriteOutcome:
         """Store the X-Provenance Provenance for a version just written (none when If-None-Exist found one)."""
         if provenance is not None  and not out.matched:
             from .provenance_header import store_with
@@ -170,7 +170,7 @@ class RestService:
             store_with(tx, provenance, out.stored)
         return out
 
-    def _create(self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None, tx: Any,
+    def _create(self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None, tx: Session,
                 new_id: str | None, warnings: list[Issue], fresh_id: bool = False) -> WriteOutcome:
         if if_none_exist:
             found = self._conditional_matches(tx, resource_type, if_none_exist)
@@ -182,7 +182,7 @@ class RestService:
         return WriteOutcome(tx.write(body, "POST", known_new=new_id is None or fresh_id), 201, warnings)
 
     def update(self, resource_type: str, id: str, resource: Any, if_match: str | None = None,
-               tx: Any = None, prevalidated: list[Issue] | None = None,
+               tx: Session | None = None, prevalidated: list[Issue] | None = None,
                provenance: dict[str, Any] | None = None) -> WriteOutcome:
         check_type(resource_type)
         warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
@@ -198,14 +198,14 @@ class RestService:
                                                                          warnings))
         return self._with_provenance(tx, provenance, self._update(resource_type, id, resource, expected, tx, warnings))
 
-    def _update(self, resource_type: str, id: str, resource: dict[str, Any], expected: int | None, tx: Any,
+    def _update(self, resource_type: str, id: str, resource: dict[str, Any], expected: int | None, tx: Session,
                 warnings: list[Issue]) -> WriteOutcome:
         existed = tx.exists(resource_type, id)
         stored = tx.write(resource, "PUT", expected_version=expected)
         return WriteOutcome(stored, 200 if existed else 201, warnings)
 
     def conditional_update(self, resource_type: str, criteria: str, resource: Any, if_match: str | None = None,
-                           tx: Any = None, prevalidated: list[Issue] | None = None,
+                           tx: Session | None = None, prevalidated: list[Issue] | None = None,
                            provenance: dict[str, Any] | None = None) -> WriteOutcome:
         check_type(resource_type)
         warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
@@ -218,7 +218,7 @@ class RestService:
                                                                               if_match, tx, warnings))
 
     def _conditional_update(self, resource_type: str, criteria: str, resource: dict[str, Any],
-                            if_match: str | None, tx: Any, warnings: list[Issue]) -> WriteOutcome:
+                            if_match: str | None, tx: Session, warnings: list[Issue]) -> WriteOutcome:
         expected = parse_if_match(if_match)
         found = self._conditional_matches(tx, resource_type, criteria)
         if len(found) > 1:
@@ -273,7 +273,7 @@ class RestService:
         ops = to_json_patch(resource_json(current), params)
         return self.patch(resource_type, id, ops, if_match or current.etag)
 
-    def delete(self, resource_type: str, id: str, tx: Any = None, if_match: str | None = None) -> StoredResource | None:
+    def delete(self, resource_type: str, id: str, tx: Session | None = None, if_match: str | None = None) -> StoredResource | None:
         check_type(resource_type)
         if tx is None:
             with self.store.session() as s:
@@ -285,7 +285,7 @@ class RestService:
                 raise PreconditionFailed(f"Version conflict on {resource_type}/{id}")
         return tx.delete(resource_type, id)
 
-    def conditional_delete(self, resource_type: str, criteria: str, tx: Any = None) -> int:
+    def conditional_delete(self, resource_type: str, criteria: str, tx: Session | None = None) -> int:
         check_type(resource_type)
         if tx is None:
             with self.store.session() as s:
@@ -298,7 +298,7 @@ class RestService:
         return len(found)
 
     def search(self, resource_type: str, params: list[tuple[str, str]], strict: bool = False,
-               tx: Any = None) -> tuple[SearchQuery, SearchResult]:
+               tx: Session | None = None) -> tuple[SearchQuery, SearchResult]:
         check_type(resource_type)
         parser = self.parser(strict)
         q = parser.parse(resource_type, params)

@@ -23,7 +23,7 @@ import csv
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -31,6 +31,9 @@ from ..fhir.dates import parse_range
 from ..measure.gaps import group_gap_status
 from ..measure.model import MeasureDef
 from ..measure.report import individual_report
+
+if TYPE_CHECKING:
+    from ..store.base import ResourceStore
 
 POPULATIONS = ("initial-population", "denominator", "denominator-exclusion", "denominator-exception",
                "numerator", "numerator-exclusion", "measure-population", "measure-population-exclusion",
@@ -61,11 +64,11 @@ def _code(cc: Any) -> str | None:
 
 
 # -- where the reports come from ------------------------------------------------------------------------------
-def stored_reports(store: Any) -> list[dict[str, Any]]:
+def stored_reports(store: ResourceStore) -> list[dict[str, Any]]:
     """The newest stored individual MeasureReport per patient, measure and period."""
     best: dict[tuple[str, str, str, str], tuple[tuple[str, str], dict[str, Any]]] = {}
     for s in store.iter_current("MeasureReport"):
-        mr = orjson.loads(s.content)
+        mr = orjson.loads(s.body)
         if mr.get("type") != "individual" or mr.get("status") == "error":
             continue
         subject = (mr.get("subject") or {}).get("reference") or ""
@@ -99,7 +102,7 @@ class Scorecard:
     """Builds rows from individual reports; ``now`` (UTC, ``YYYY-MM-DDTHH:MM:SS``) decides whether a period
     is still open (a gap in an open period is ``prospective-gap``, as in ``$care-gaps``)."""
 
-    def __init__(self, store: Any, find_measure: Callable[[str], dict[str, Any] | None], now: str) -> None:
+    def __init__(self, store: ResourceStore, find_measure: Callable[[str], dict[str, Any] | None], now: str) -> None:
         self.store = store
         self.find_measure = find_measure
         self.now = now
@@ -202,7 +205,7 @@ WRITERS: dict[str, Callable[[Iterable[dict[str, Any]], Path], int]] = {
     "scorecard-csv": write_csv, "scorecard-parquet": write_parquet}
 
 
-def export_scorecard(store: Any, base_url: str, fmt: str, out: Path, *, measures: list[str] | None = None,
+def export_scorecard(store: ResourceStore, base_url: str, fmt: str, out: Path, *, measures: list[str] | None = None,
                      period_start: str | None = None, period_end: str | None = None, now: str | None = None,
                      progress: Callable[[int, int], None] | None = None) -> int:
     """Write the scorecard; the number of rows written. ``measures`` (ids, ``Measure/[id]`` or canonical

@@ -18,7 +18,7 @@ from ..fhir.dates import now_instant
 from ..fhir.errors import BadRequest, FhirError, Gone, Issue, NotFound, operation_outcome
 from ..fhir.resource_types import RESOURCE_TYPES
 from ..fhir.rest_url import parse_request
-from ..store.base import StoredResource
+from ..store.base import Session, StoredResource
 from .bundles import searchset
 from .rest import RestService, WriteOutcome, parse_query_string
 
@@ -198,7 +198,7 @@ class BundleProcessor:
         exc.diagnostics = exc.issues[0].diagnostics
         return exc
 
-    def _plan(self, tx: Any, e: ParsedEntry, idmap: dict[str, str], targets: set[str], skip: set[int],
+    def _plan(self, tx: Session, e: ParsedEntry, idmap: dict[str, str], targets: set[str], skip: set[int],
               results: list[EntryResult | None]) -> None:
         if e.interaction == "create":
             if e.if_none_exist:
@@ -232,7 +232,7 @@ class BundleProcessor:
                 idmap[e.full_url] = f"{e.rtype}/{e.id}"
             targets.add(f"{e.rtype}/{e.id}")
 
-    def _rewrite(self, tx: Any, e: ParsedEntry, idmap: dict[str, str], targets: set[str]) -> None:
+    def _rewrite(self, tx: Session, e: ParsedEntry, idmap: dict[str, str], targets: set[str]) -> None:
         base = self.rest.base_url + "/"
         problems: list[str] = []
 
@@ -265,7 +265,7 @@ class BundleProcessor:
         if problems:
             raise BadRequest("; ".join(problems), code="not-found" if "exist" in problems[0] else "invalid")
 
-    def _execute(self, tx: Any, e: ParsedEntry) -> EntryResult:
+    def _execute(self, tx: Session, e: ParsedEntry) -> EntryResult:
         rest = self.rest
         if e.interaction == "delete":
             assert e.id is not None
@@ -310,8 +310,8 @@ class BundleProcessor:
     def _write_result(self, out: WriteOutcome) -> EntryResult:
         return EntryResult("201 Created" if out.status == 201 else "200 OK", out.stored, warnings=out.warnings)
 
-    def _get(self, tx: Any, e: ParsedEntry) -> EntryResult:
-        reader = tx if tx is not None else self.rest.store
+    def _get(self, tx: Session | None, e: ParsedEntry) -> EntryResult:
+        reader: Any = tx if tx is not None else self.rest.store
         if e.interaction == "read":
             assert e.id is not None
             s = reader.read(e.rtype, e.id)
@@ -319,7 +319,7 @@ class BundleProcessor:
                 raise NotFound(f"{e.rtype}/{e.id} is not known")
             if s.deleted:
                 raise Gone(f"{e.rtype}/{e.id} was deleted (version {s.version})")
-            return EntryResult("200 OK", resource=orjson.Fragment(s.content))
+            return EntryResult("200 OK", resource=orjson.Fragment(s.body))
         if e.interaction == "vread":
             assert e.id is not None and e.vid is not None
             v = int(e.vid) if e.vid.isdigit() and len(e.vid) < 19 else None
@@ -328,7 +328,7 @@ class BundleProcessor:
                 raise NotFound(f"Version {e.vid} of {e.rtype}/{e.id} is not known")
             if s.deleted:
                 raise Gone(f"Version {e.vid} of {e.rtype}/{e.id} is a deletion")
-            return EntryResult("200 OK", resource=orjson.Fragment(s.content))
+            return EntryResult("200 OK", resource=orjson.Fragment(s.body))
         params = parse_query_string(e.query or "")
         q, result = self.rest.search(e.rtype, params, tx=tx)
         return EntryResult("200 OK", resource=searchset(self.rest.base_url, e.rtype, params, q, result))
@@ -352,7 +352,7 @@ class BundleProcessor:
                     slot: list[EntryResult | None] = [None] * (i + 1)
                     self._plan(tx, e, idmap, targets, skip, slot)
                     if i in skip:
-                        results.append(slot[i])  # type: ignore[arg-type]
+                        results.append(slot[i])  # type: ignore[arg-type]  # _plan filled the slot it skips
                         continue
                     if e.interaction in BODIES:
                         self._rewrite(tx, e, idmap, targets)

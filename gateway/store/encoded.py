@@ -27,7 +27,8 @@ class Encoded(NamedTuple):
     rid: str
     parts: tuple[bytes, bytes, bytes]  # content = parts[0] + first value + parts[1] + second value + parts[2]
     version_first: bool  # the first value is meta.versionId (else meta.lastUpdated)
-    index: IndexRows | None  # the resource's index rows, or None: computed from the content when stored
+    index: IndexRows | None  # type: ignore[assignment]  # the field shadows tuple.index on purpose (no caller uses that)
+    # the resource's index rows, or None: computed from the content when stored
 
     @property
     def digest(self) -> bytes:

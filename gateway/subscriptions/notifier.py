@@ -16,16 +16,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
-from sqlalchemy import func, select
 
 from ..net.egress import EgressPolicy, egress_client, refusal
-from ..store.sql.tables import HISTORY
+from ..store.sql.feed import ChangeFeed, Lease
 from .notification import bundle
 from .topic import Spec, spec
+
+if TYPE_CHECKING:
+    from ..store.sql.store import SqlStore
 
 log = logging.getLogger("gateway.subscriptions")
 LOCK_KEY = 7431001  # PostgreSQL advisory lock of the sending process
@@ -33,9 +35,10 @@ LOOKBACK = 500  # history rows re-read behind the cursor: a transaction may comm
 
 
 class Notifier:
-    def __init__(self, store: Any, base: str, http: httpx.Client | None = None, interval: float = 1.0,
+    def __init__(self, store: SqlStore, base: str, http: httpx.Client | None = None, interval: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, egress: EgressPolicy | None = None) -> None:
         self.store = store
+        self.feed = ChangeFeed(store)
         self.base = base.rstrip("/")
         # every POST goes through the egress policy: the endpoint is checked again (allow-list, scheme,
         # address) and its name resolved and checked when the connection is opened
@@ -49,7 +52,7 @@ class Notifier:
         self._last_sent: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._lease: Any = None  # held while this process is the one that sends (see _lead)
+        self._lease: Lease | None = None  # held while this process is the one that sends (see _lead)
 
     # -- thread ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -74,43 +77,14 @@ class Notifier:
         """Only one process sends notifications (uvicorn workers, several gateways on one PostgreSQL): the
         holder of a PostgreSQL advisory lock, or of an exclusive lock on a file beside the SQLite database.
         Others check again on every pass and take over when the holder goes away."""
-        if self._lease is not None:
-            return True
-        engine = self.store.engine
-        if engine.dialect.name == "postgresql":
-            # autocommit: holding the lock must not hold a transaction open (snapshots, vacuum)
-            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            if conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({LOCK_KEY})").scalar():
-                self._lease = conn
-                return True
-            conn.close()
-            return False
-        path = engine.url.database
-        if not path or path == ":memory:":
-            self._lease = True  # one process by construction
-            return True
-        import fcntl
-
-        fd = open(f"{path}.notifier.lock", "a+b")  # noqa: SIM115 - held open as the lease
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fd.close()
-            return False
-        self._lease = fd
-        return True
+        if self._lease is None:
+            self._lease = self.feed.try_lease(LOCK_KEY, "notifier")
+        return self._lease is not None
 
     def _release(self) -> None:
         lease, self._lease = self._lease, None
-        if lease is None or lease is True:
-            return
-        if hasattr(lease, "exec_driver_sql"):  # a pooled connection keeps session locks: unlock first
-            try:
-                lease.exec_driver_sql(f"SELECT pg_advisory_unlock({LOCK_KEY})")
-            finally:
-                lease.close()
-            return
-        lease.close()  # closing the file releases its lock
+        if lease is not None:
+            lease.release()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -121,8 +95,7 @@ class Notifier:
 
     def prime(self) -> None:
         """Start from the newest history row: earlier changes are not notified."""
-        with self.store.engine.connect() as conn:
-            self.cursor = conn.execute(select(func.max(HISTORY.c.pk))).scalar() or 0
+        self.cursor = self.feed.head()
         self._floor = self.cursor
         self._seen.clear()
 
@@ -136,11 +109,7 @@ class Notifier:
         if self.cursor is None:
             self.prime()
         assert self.cursor is not None
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(select(HISTORY.c.pk, HISTORY.c.res_type, HISTORY.c.res_id, HISTORY.c.version)
-                                .where(HISTORY.c.pk > self.cursor - LOOKBACK,
-                                       HISTORY.c.res_type.in_(("Group", "Subscription")))
-                                .order_by(HISTORY.c.pk).limit(2000)).all()
+        rows = self.feed.after(self.cursor - LOOKBACK, ("Group", "Subscription"), 2000)
         sent = 0
         subs: list[Spec] | None = None
         for pk, rtype, rid, version in rows:
@@ -176,14 +145,7 @@ class Notifier:
         return out
 
     def _events_since_start(self, sub_id: str, group_id: str, upto_pk: int | None) -> int:
-        with self.store.engine.connect() as conn:
-            start = conn.execute(select(func.min(HISTORY.c.pk)).where(
-                HISTORY.c.res_type == "Subscription", HISTORY.c.res_id == sub_id)).scalar() or 0
-            q = select(func.count()).select_from(HISTORY).where(
-                HISTORY.c.res_type == "Group", HISTORY.c.res_id == group_id, HISTORY.c.pk > start)
-            if upto_pk is not None:
-                q = q.where(HISTORY.c.pk <= upto_pk)
-            return int(conn.execute(q).scalar() or 0)
+        return self.feed.versions("Group", group_id, self.feed.first("Subscription", sub_id), upto_pk)
 
     def _maybe_handshake(self, sub_id: str) -> int:
         stored = self.store.read("Subscription", sub_id)

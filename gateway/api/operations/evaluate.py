@@ -5,7 +5,7 @@ followed by the data of interest (the resources its evaluation read)."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import Request
@@ -16,6 +16,9 @@ from ...fhir.dates import now_instant
 from ...fhir.errors import BadRequest
 from ..deps import Settings
 from ..http import check_accept, fhir_response, pretty, read_json_body
+
+if TYPE_CHECKING:
+    from ...store.base import ResourceStore
 
 SINGLE = ("periodStart", "periodEnd", "reportType", "subject", "practitioner", "lastReceivedOn", "reporter")
 MULTI = ("measureId", "measureUrl", "measureIdentifier", "measure")
@@ -44,7 +47,7 @@ async def _params(request: Request, settings: Any) -> tuple[dict[str, str], dict
     return single, multi, resources
 
 
-def _bundle(report: dict[str, Any], store: Any, base: str) -> dict[str, Any]:
+def _bundle(report: dict[str, Any], store: ResourceStore, base: str) -> dict[str, Any]:
     entries = [{"fullUrl": f"urn:uuid:{report['id']}", "resource": report}]
     for ref in [r.get("reference", "") for r in report.get("evaluatedResource", [])]:
         if ref.startswith("#"):  # contained in the report (supplemental data Observations)
@@ -52,7 +55,7 @@ def _bundle(report: dict[str, Any], store: Any, base: str) -> dict[str, Any]:
         rtype, _, rid = ref.partition("/")
         s = store.read(rtype, rid)
         if s is not None and not s.deleted:
-            entries.append({"fullUrl": f"{base}/{ref}", "resource": orjson.Fragment(s.content)})
+            entries.append({"fullUrl": f"{base}/{ref}", "resource": orjson.Fragment(s.body)})
     return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "collection", "timestamp": now_instant(),
             "entry": entries}
 

@@ -10,12 +10,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import delete, func, insert, or_, select, update
 
 from .tables import EXPORT_JOB
+
+if TYPE_CHECKING:
+    from .store import SqlStore
 
 J = EXPORT_JOB.c
 ACTIVE = ("queued", "running")
@@ -45,7 +48,7 @@ def _job(row: Any) -> Job:
 
 
 class JobStore:
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: SqlStore) -> None:
         self.store = store
 
     @contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import and_, bindparam, case, false, func, null, or_, select, true, union, union_all
@@ -17,6 +17,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ...search.query import SearchQuery
 from .tables import HISTORY, IDX, RESOURCE
+
+if TYPE_CHECKING:
+    from .store import SqlStore
 
 REFS = IDX["refs"]
 # resources outside the Patient compartment that a group or patient export adds when members' data
@@ -43,7 +46,7 @@ class Scope:
 
 
 class ExportSource:
-    def __init__(self, store: Any, compartment: dict[str, tuple[str, ...]]) -> None:
+    def __init__(self, store: SqlStore, compartment: dict[str, tuple[str, ...]]) -> None:
         self.store = store
         self.compartment = compartment
 
@@ -219,6 +222,7 @@ class ExportSource:
         with self.store.engine.connect() as conn:
             if self.store.dialect == "sqlite":
                 raw = conn.connection.driver_connection
+                assert raw is not None  # an open connection has its driver connection
                 with raw.blobopen("resource", "content", pk, readonly=True) as blob:
                     while piece := blob.read(size or CHUNK):
                         yield piece

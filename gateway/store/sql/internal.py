@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import Engine, delete, insert, select
 
 from .internal_tables import INTERNAL_TABLES
-from .store import make_engine
+from .store import SqlStore, make_engine
 from .tables import RESOURCE
 
 # the column naming the resource a row came from, per table
@@ -25,7 +25,7 @@ def internal_engine(url: str) -> Engine:
     return engine
 
 
-def iter_resources(store: Any, types: Iterable[str], batch: int = 500) -> Iterator[dict[str, Any]]:
+def iter_resources(store: SqlStore, types: Iterable[str], batch: int = 500) -> Iterator[dict[str, Any]]:
     """Current, not deleted, resources of the given types, straight from the store's resource table."""
     for rtype in types:
         last = 0

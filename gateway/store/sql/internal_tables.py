@@ -11,6 +11,8 @@ from typing import Optional
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
+from .tables import table_of
+
 # noqa: UP045 throughout: sqlmodel needs Optional
 
 
@@ -125,6 +127,6 @@ class InternalProvider(SQLModel, table=True):
     name: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
 
 
-INTERNAL_TABLES = {t.__tablename__: t.__table__ for t in (
+INTERNAL_TABLES = {t.__tablename__: table_of(t) for t in (
     InternalMember, InternalCoverage, InternalClaim, InternalClaimLine, InternalDiagnosis, InternalProcedure,
     InternalLabResult, InternalMedication, InternalProvider)}

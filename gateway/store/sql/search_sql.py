@@ -199,7 +199,8 @@ class SqlSearchCompiler:
         return and_(*conds)
 
     def _chain(self, c: Criterion, t: Any, base: list[Any], res: Any) -> ColumnElement[bool]:
-        chains = [(c.chain_type, c.chain)] if c.chain is not None else [(x[1], x[2]) for x in c.values]
+        chains = ([(c.chain_type, c.chain)] if c.chain is not None and c.chain_type is not None
+                  else [(x[1], x[2]) for x in c.values])
         ors = []
         for ttype, inner in chains:
             r2 = RESOURCE.alias()

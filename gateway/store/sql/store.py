@@ -7,10 +7,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import (
+    ColumnElement,
     Engine,
     bindparam,
     create_engine,
@@ -30,7 +31,7 @@ from ...fhir.dates import now_instant
 from ...fhir.errors import Conflict, FhirError
 from ...search.index import IndexRows, index_resource
 from ...search.query import Include, SearchQuery
-from ..base import HistoryEntry, SearchResult, StoredResource
+from ..base import HistoryEntry, ResourceStore, SearchResult, StoredResource
 from ..encoded import Encoded, content_of, index_of
 from .search_sql import SqlSearchCompiler
 from .tables import HISTORY, IDX, IDX_COLUMNS, RESOURCE
@@ -259,8 +260,8 @@ class SqlSession:
                 self.conn.execute(_UPDATE, changed)
                 stale = [pk for pk, _ in changed_items if pk not in self._fresh]
                 for i in range(0, len(stale), 500):
-                    for stmt in _DELETE_IDX_MANY.values():
-                        self.conn.execute(stmt, {"pks": stale[i:i + 500]})
+                    for idx_delete in _DELETE_IDX_MANY.values():
+                        self.conn.execute(idx_delete, {"pks": stale[i:i + 500]})
                 for pk, e in changed_items:
                     self._pending[pk] = (e.rtype, e.index if e.index is not None else index_of(e))
             if history:
@@ -480,7 +481,7 @@ class SqlStore:
             for inc in q.includes:
                 if depth > 0 and not inc.iterate:
                     continue
-                cond = [refs.c.res_pk.in_(frontier), refs.c.target_type.is_not(None)]
+                cond: list[ColumnElement[bool]] = [refs.c.res_pk.in_(frontier), refs.c.target_type.is_not(None)]
                 if inc.param != "*":
                     cond += [refs.c.param == inc.param, refs.c.res_type == inc.source_type]
                 if inc.target_type:
@@ -622,3 +623,9 @@ def memory_store() -> SqlStore:
 
 def include_key(inc: Include) -> str:
     return f"{inc.source_type}:{inc.param}"
+
+
+if TYPE_CHECKING:
+    def _implements_protocol(store: SqlStore) -> ResourceStore:
+        """Never called: mypy checks here that SqlStore (and its SqlSession) implement the store protocol."""
+        return store

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from typing import Optional
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Table of a sqlmodel table class. sqlmodel sets `__table__` when the class is created but does not
+    declare it, so reading it through the class dict keeps the SQLAlchemy type visible to mypy."""
+    table = model.__dict__["__table__"]
+    assert isinstance(table, Table)
+    return table
 
 
 class Resource(SQLModel, table=True):
@@ -131,17 +139,17 @@ class ExportJob(SQLModel, table=True):
     expires: Optional[float] = None  # noqa: UP045 - epoch seconds after which the job and its files go
 
 
-RESOURCE = Resource.__table__
-HISTORY = ResourceHistory.__table__
-EXPORT_JOB = ExportJob.__table__
+RESOURCE = table_of(Resource)
+HISTORY = table_of(ResourceHistory)
+EXPORT_JOB = table_of(ExportJob)
 IDX = {
-    "strings": IdxString.__table__,
-    "tokens": IdxToken.__table__,
-    "dates": IdxDate.__table__,
-    "refs": IdxRef.__table__,
-    "numbers": IdxNumber.__table__,
-    "uris": IdxUri.__table__,
-    "composites": IdxComposite.__table__,
+    "strings": table_of(IdxString),
+    "tokens": table_of(IdxToken),
+    "dates": table_of(IdxDate),
+    "refs": table_of(IdxRef),
+    "numbers": table_of(IdxNumber),
+    "uris": table_of(IdxUri),
+    "composites": table_of(IdxComposite),
 }
 IDX_COLUMNS = {
     "strings": ("param", "value", "exact"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-import gateway.auth.tables  # noqa: F401 - registers the authorization server's tables
+import gateway.store.sql.auth_tables  # noqa: F401 - registers the authorization server's tables
 from gateway.store.sql.tables import metadata
 
 config = context.config
