@@ -64,7 +64,7 @@ def unexpected_response(path: str, exc: BaseException) -> Response:
     log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__), extra={"path": path})
     return fhir_response(operation_outcome([Issue(
         "fatal", "exception", f"Internal server error; the server log has the details under request id {rid}")]),
-        500, {"X-Request-ID": rid})
+        500)
 
 
 class BoundaryGuard:
