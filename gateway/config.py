@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     demo: bool = False
     profiles_dir: Path = REPO_PROFILES
     max_body_bytes: int = 32 * 1024 * 1024
+    max_json_depth: int = 64  # nesting levels of a JSON request body (docs/security.md, hostile input)
     default_page_size: int = 20
     max_page_size: int = 1000
     # validation level per entry point: strict rejects any defect, lenient stores and warns

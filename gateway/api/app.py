@@ -108,5 +108,7 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
         from ..auth.cors import CorsMiddleware
 
         app.add_middleware(CorsMiddleware, authority=authority)
+    # NUL in the URL refused; an exception nothing else handled still gets an OperationOutcome (request id)
+    app.add_middleware(errors.BoundaryGuard)
     app.add_middleware(RequestIdMiddleware, access_log=access_log)
     return app

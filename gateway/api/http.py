@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from ..fhir.dates import instant_to_http
 from ..fhir.errors import NotAcceptable, PayloadTooLarge, UnsupportedMediaType, info_outcome
-from ..fhir.jsonio import loads
+from ..fhir.jsonio import MAX_DEPTH, loads
 from ..store.base import StoredResource
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -68,7 +68,7 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
         from ..fhir.errors import BadRequest
 
         raise BadRequest("The request body is empty; a FHIR JSON resource is required")
-    return loads(body)
+    return loads(body, getattr(request.app.state.settings, "max_json_depth", MAX_DEPTH))
 
 
 def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None,

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.concurrency import run_in_threadpool
 
+from ..fhir import jsonio
 from ..fhir.errors import BadRequest, FhirError, NotFound, PayloadTooLarge, Unauthorized
 from ..fhir.rest_url import parse_request
 from . import policy
@@ -147,10 +148,7 @@ class AuthMiddleware:
         self._compartment(grant, access, query, body)
 
     def _transaction(self, scope: dict[str, Any], grant: Grant, body: bytes | None) -> None:
-        try:
-            bundle = orjson.loads(body or b"")
-        except orjson.JSONDecodeError:
-            raise BadRequest("The request body is not valid JSON") from None
+        bundle = jsonio.loads(body or b"", self.authority.settings.max_json_depth)  # bounded depth, no NUL
         entries = bundle.get("entry") if isinstance(bundle, dict) else None
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
             req = entry.get("request") if isinstance(entry, dict) else None
@@ -215,8 +213,8 @@ class AuthMiddleware:
                 rtype != "Patient" and rtype not in compartment_types()):
             return
         try:
-            resource = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            resource = jsonio.loads(body, self.authority.settings.max_json_depth)
+        except BadRequest:
             return  # the route reports the bad body
         if isinstance(resource, dict) and not in_compartment(resource, self._patient(grant)):
             raise policy.Denied(f"patient/ scopes allow writes in Patient/{grant.patient}'s compartment only")
@@ -279,7 +277,10 @@ class AuthMiddleware:
                     status_box: list[int]) -> None:
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-        if raw and b"json" in ctype and start.get("status", 200) < 300:
+        if raw and b"ndjson" in ctype and start.get("status", 200) < 300:
+            ids = caller_identifiers(grant, self.authority.store) if restricted(grant.fhir_user) else frozenset()
+            raw = _confine_ndjson(raw, Confiner(grant, need_read, ids))
+        elif raw and b"json" in ctype and start.get("status", 200) < 300:
             ids = caller_identifiers(grant, self.authority.store) if restricted(grant.fhir_user) else frozenset()
             filtered = Confiner(grant, need_read, ids).filter(orjson.loads(raw))
             if filtered is None:
@@ -291,6 +292,21 @@ class AuthMiddleware:
         headers.append((b"content-length", str(len(raw)).encode()))
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": raw})
+
+
+def _confine_ndjson(raw: bytes, confiner: Confiner) -> bytes:
+    """An NDJSON body (a bulk export file) filtered line by line: each line is one resource, kept only when
+    the grant may see it. (Parsed as one JSON document the body is invalid as soon as it has two lines.)"""
+    kept = []
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        filtered = confiner.filter(orjson.loads(line))
+        if filtered is None:
+            confiner.removed += 1
+            continue
+        kept.append(orjson.dumps(filtered))
+    return b"".join(k + b"\n" for k in kept)
 
 
 def _reads_everything(grant: Grant) -> bool:

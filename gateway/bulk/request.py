@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, unquote
 from ..fhir.dates import DateParseError, parse_range
 from ..fhir.elements import apply_elements
 from ..fhir.errors import BadRequest, Issue, NotSupported
+from ..fhir.parameters import parameter_list
 from ..fhir.resource_types import RESOURCE_TYPES
 from ..store.sql.export_sql import REFERENCED_TYPES
 
@@ -63,10 +64,8 @@ def _csv(values: list[str]) -> list[str]:
 
 def params_from_parameters(body: Any) -> list[tuple[str, str]]:
     """A POST kick-off's Parameters resource as (name, value) pairs; references become their string."""
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise BadRequest("A POST kick-off takes a Parameters resource")
     out: list[tuple[str, str]] = []
-    for p in body.get("parameter") or []:
+    for p in parameter_list(body, "A POST kick-off"):
         name = p.get("name")
         if not isinstance(name, str):
             raise BadRequest("Every parameter needs a name")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from ..fhir.dates import now_instant
-from ..fhir.errors import FhirError, NotFound
+from ..fhir.errors import BadRequest, FhirError, NotFound
 from ..search.params import patient_compartment
 from ..search.query import QueryParser
 from ..store.sql.export_jobs import Job, JobStore
@@ -20,6 +20,7 @@ from .request import ExportRequest, parse_export
 from .runner import ExportRunner, job_dir, new_job_id
 from .worker import ExportWorker
 
+MAX_REQUEST_URL = 2048  # the length export_job.request_url holds (store/sql/tables.py)
 if TYPE_CHECKING:
     from ..store.sql.store import SqlStore
 
@@ -105,6 +106,9 @@ class BulkService:
         if self.settings.export_worker and not self.runs_worker:
             raise FhirError("Bulk export needs a database file or server: this gateway runs on an in-memory "
                             "database", status=503, code="not-supported")
+        if len(request_url) > MAX_REQUEST_URL:  # the job keeps it (export_job.request_url) for the manifest
+            raise BadRequest(f"The kick-off URL is longer than {MAX_REQUEST_URL} characters; send the parameters "
+                             "in a POST Parameters body, or name each _type once")
         if self.jobs.active_count(client_id) >= self.settings.export_max_active_jobs:
             raise TooManyRequests(f"This client already has {self.settings.export_max_active_jobs} exports in "
                                   "progress; wait for one to finish", headers={"Retry-After": "30"})

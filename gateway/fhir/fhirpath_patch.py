@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from .errors import BadRequest, Unprocessable
+from .parameters import parameter_list
 from .paths import split_top_level
 
 REPEATING = {"extension", "modifierExtension", "coding", "identifier", "part", "parameter", "group", "population",
@@ -75,10 +76,8 @@ def _locate(resource: dict[str, Any], path: str) -> list[tuple[str, Any]]:
 
 
 def to_json_patch(resource: dict[str, Any], params: Any) -> list[dict[str, Any]]:
-    if not isinstance(params, dict) or params.get("resourceType") != "Parameters":
-        raise BadRequest("A FHIRPath Patch body is a Parameters resource")
     ops: list[dict[str, Any]] = []
-    for op in params.get("parameter") or []:
+    for op in parameter_list(params, "A FHIRPath Patch body"):
         if op.get("name") != "operation":
             raise BadRequest(f"FHIRPath Patch: unexpected parameter {op.get('name')!r}")
         parts = {p.get("name"): p for p in op.get("part") or []}

@@ -93,6 +93,10 @@ def validate_resource(resource: Any, level: str = "strict") -> ValidationResult:
     except (ValueError, TypeError) as exc:  # model-level validators raising plain errors
         issue = Issue("error", "invalid", f"{rtype}: {exc}")
         (res.warnings if level == "lenient" else res.errors).append(issue)
+    except KeyError:  # the models look nested resources up by resourceType: an unknown one is a KeyError
+        issue = Issue("error", "structure", f"{rtype}: a contained or nested resource has an unknown or missing "
+                                            f"resourceType ({_unknown_nested_type(resource)!r})")
+        (res.warnings if level == "lenient" else res.errors).append(issue)
     seen = {e for i in res.errors + res.warnings for e in i.expression}
     try:
         extra = json_issues(resource, model, _model)  # R4 JSON rules the lax models let through
@@ -114,3 +118,18 @@ def validate_resource(resource: Any, level: str = "strict") -> ValidationResult:
         else:
             res.errors.append(issue)
     return res
+
+
+def _unknown_nested_type(resource: dict[str, Any]) -> Any:
+    """The first resourceType below the top level that is not an R4 type (iterative walk), else None."""
+    stack: list[Any] = [v for k, v in resource.items() if k != "resourceType"]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            rt = node.get("resourceType", "")
+            if rt != "" and (not isinstance(rt, str) or rt not in RESOURCE_TYPES):
+                return rt
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None

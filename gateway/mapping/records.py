@@ -166,6 +166,21 @@ def _read_fixed(path: Path, data: bytes, table: TableSpec, nulls: frozenset[str]
         out.append(Record(table.name, where, fields))
 
 
+def _rows(reader: Any, path: Path, res: ReadResult) -> Iterator[list[str]]:
+    """The rows of a csv reader; a row the csv module cannot read (a field beyond its size limit, say) is
+    rejected by line number and reading goes on with the next one."""
+    while True:
+        before = reader.line_num
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            res.rejects.append(Reject(f"{path.name}:{reader.line_num}", f"not readable as CSV ({exc})"))
+            if reader.line_num == before:
+                return  # no progress: stop rather than loop
+
+
 def _read_csv(path: Path, data: bytes, table: TableSpec, nulls: frozenset[str], out: list[Record],
               res: ReadResult) -> None:
     lines = data.split(b"\n")
@@ -178,12 +193,15 @@ def _read_csv(path: Path, data: bytes, table: TableSpec, nulls: frozenset[str], 
         header = next(reader)
     except StopIteration:
         return
+    except csv.Error as exc:  # e.g. a field beyond the csv module's size limit: the file cannot be read
+        res.rejects.append(Reject(f"{path.name}:1", f"{table.name} header is not readable CSV ({exc})"))
+        return
     declared = {f.name: f for f in table.fields}
     missing = [n for n in declared if n not in header]
     if missing:
         res.rejects.append(Reject(f"{path.name}:1", f"{table.name} header lacks column(s) {', '.join(missing)}"))
         return
-    for row in reader:
+    for row in _rows(reader, path, res):
         lineno = reader.line_num
         if not row or (len(row) == 1 and not row[0]):
             continue

@@ -13,6 +13,7 @@ from ..atr.members import Selector, add_member, confirm, remove_members
 from ..atr.model import EXT_COVERAGE, EXT_PROVIDER, NPI, is_atr_group, member_ref
 from ..fhir.dates import now_instant
 from ..fhir.errors import BadRequest, NotFound, Unprocessable
+from ..fhir.parameters import parameter_list
 from .rest import RestService, resource_json
 
 PROVIDER_TYPES = ("Practitioner", "PractitionerRole", "Organization")
@@ -31,10 +32,8 @@ def operation_inputs(body: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
     """A Parameters body as {name: value}; each input at most once, unknown inputs refused."""
     if body is None:
         return {}
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise BadRequest("The operation takes a Parameters resource")
     out: dict[str, Any] = {}
-    for p in body.get("parameter") or []:
+    for p in parameter_list(body, "The operation"):
         name = p.get("name")
         if name not in allowed:
             raise BadRequest(f"Unknown parameter {name!r}; this operation takes {', '.join(allowed) or 'none'}")

@@ -350,6 +350,7 @@ class MeasureService:
             raise BadRequest(str(exc)) from None
         if hi < lo:
             raise BadRequest(f"periodEnd {end} is before periodStart {start}")
-        s = parse_datetime(start[:10] + "T00:00:00.000") if len(start) <= 10 else parse_datetime(start)
-        e = parse_datetime(end[:10] + "T23:59:59.999") if len(end) <= 10 else parse_datetime(end)
+        # a date without a time (2025, 2025-03, 2025-03-01) stands for its whole year, month or day (DEQM)
+        s = parse_datetime(lo[:10] + "T00:00:00.000") if "T" not in start else parse_datetime(start)
+        e = parse_datetime(hi[:10] + "T23:59:59.999") if "T" not in end else parse_datetime(end)
         return (start, end), Interval(s, e, True, True)

@@ -130,6 +130,8 @@ class RestService:
             v = int(version)
         except ValueError:
             raise NotFound(f"Version {version!r} of {resource_type}/{id} is not known") from None
+        if not 0 < v < 2**63:  # beyond any stored version, and beyond what the databases' integers hold
+            raise NotFound(f"Version {version} of {resource_type}/{id} is not known")
         s = self.store.vread(resource_type, id, v)
         if s is None:
             if self.store.read(resource_type, id) is None:
@@ -257,10 +259,12 @@ class RestService:
                 from ..fhir.errors import Unprocessable
 
                 raise Unprocessable(f"JSON Patch could not be applied: {exc}") from None
-            if patched.get("resourceType") != resource_type or patched.get("id") != id:
+            if not isinstance(patched, dict) or patched.get("resourceType") != resource_type or \
+                    patched.get("id") != id:
                 from ..fhir.errors import Unprocessable
 
-                raise Unprocessable("A patch must not change resourceType or id")
+                raise Unprocessable(f"A patch must leave a {resource_type} resource (a JSON object) with id {id}; "
+                                    "it may not replace the document or change resourceType or id")
             warnings = self.validate(patched, resource_type)
             stored = tx.write(patched, "PATCH", expected_version=current.version)
             return WriteOutcome(stored, 200, warnings)

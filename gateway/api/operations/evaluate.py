@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from ...fhir.dates import now_instant
 from ...fhir.errors import BadRequest
+from ...fhir.parameters import parameter_list
 from ..deps import Settings
 from ..http import check_accept, fhir_response, pretty, read_json_body
 
@@ -30,9 +31,7 @@ async def _params(request: Request, settings: Any) -> tuple[dict[str, str], dict
     resources: list[dict[str, Any]] = []
     if request.method == "POST":
         body = await read_json_body(request, settings.max_body_bytes)
-        if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-            raise BadRequest("POST $evaluate takes a Parameters resource")
-        for p in body.get("parameter") or []:
+        for p in parameter_list(body, "POST $evaluate"):
             name = p.get("name")
             value = next((v for k, v in p.items() if k.startswith("value")), None)
             if name == "measureResource" and isinstance(p.get("resource"), dict):

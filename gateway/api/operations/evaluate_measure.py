@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from ...fhir.errors import BadRequest
+from ...fhir.parameters import parameter_list
 from ..deps import Settings
 from ..http import check_accept, fhir_response, pretty, read_json_body
 
@@ -18,10 +18,8 @@ PARAMS = ("periodStart", "periodEnd", "measure", "reportType", "subject", "pract
 
 
 def _from_parameters(body: Any) -> dict[str, str]:
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise BadRequest("POST $evaluate-measure takes a Parameters resource")
     out: dict[str, str] = {}
-    for p in body.get("parameter") or []:
+    for p in parameter_list(body, "POST $evaluate-measure"):
         name = p.get("name")
         value = next((v for k, v in p.items() if k.startswith("value")), None)
         if name in PARAMS and value is not None:

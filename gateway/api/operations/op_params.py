@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from ...fhir.errors import BadRequest
+from ...fhir.parameters import parameter_list
 from ..http import read_json_body
 
 CONTROL = {"_format", "_pretty", "_summary", "_elements"}
@@ -50,10 +51,8 @@ def _primitive(value: Any) -> str:
 
 
 def from_parameters(body: Any, operation: str) -> OpParams:
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise BadRequest(f"POST ${operation} takes a Parameters resource")
     out = OpParams()
-    for p in body.get("parameter") or []:
+    for p in parameter_list(body, f"POST ${operation}"):
         name = p.get("name")
         if not name:
             raise BadRequest(f"${operation}: a parameter has no name")

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ...fhir.errors import BadRequest, operation_outcome
+from ...fhir.parameters import parameter_list
 from ...fhir.validation import validate_resource
 from ...services.rest import check_type
 from ..deps import Settings
@@ -22,7 +23,7 @@ async def validate(rtype: str, request: Request, settings: Settings) -> Response
     check_type(rtype)
     body: Any = await read_json_body(request, settings.max_body_bytes)
     if isinstance(body, dict) and body.get("resourceType") == "Parameters" and rtype != "Parameters":
-        found = [p.get("resource") for p in body.get("parameter") or [] if p.get("name") == "resource"]
+        found = [p.get("resource") for p in parameter_list(body, "$validate") if p["name"] == "resource"]
         if len(found) != 1:
             raise BadRequest("$validate takes one 'resource' parameter")
         body = found[0]
