@@ -150,8 +150,11 @@ def test_channel_headers_that_frame_or_route_the_request_are_refused(app: TestCl
     token = bearer(issue(app, "user/*.cruds"))
     sub = _sub(hook, "s1", "g-mine", header=["Authorization: Bearer subscriber-secret", header])
     out = _refused(app.put("/fhir/Subscription/s1", json=sub, headers={**H, **token}), 400)
-    assert "channel.header" in json.dumps(out)
     _nothing_stored_or_sent(app, hook, "s1")
+    if "\x00" in header:  # refused already when the body is parsed: FHIR strings never hold a NUL
+        assert "NUL" in json.dumps(out)
+        return
+    assert "channel.header" in json.dumps(out)
     # Subscription/$validate reports the same header as an error
     v = app.post("/fhir/Subscription/$validate", json=sub, headers={**H, **token})
     assert v.status_code == 200 and any(i["severity"] == "error" and "channel.header" in i["diagnostics"]

@@ -284,26 +284,7 @@ CASES = [*operation_cases(), *rest_cases()]
 _OP_URL_CREATE = "transaction POST operation url runs as create"
 _HISTORY_TYPE = "history-type GET /fhir/{rtype}/_history"
 _HISTORY_SYSTEM = "history-system GET /fhir/_history"
-PENDING: dict[tuple[str, str], str] = {
-    # defect 1 (Bundles): an entry URL naming an operation is authorized as the operation, run as a create
-    **{(k, _OP_URL_CREATE): "defect 1" for k in ("patient-v1-read", "patient-v2-read", "user", "system-read",
-                                                 "attribution-restricted")},
-    # defect 2 (store-level compartment writes): conditional writes reach another patient's compartment
-    ("patient-v2-write", "conditional-update PUT /fhir/{rtype}"): "defect 2",
-    ("patient-v2-write", "conditional-delete DELETE /fhir/{rtype}"): "defect 2",
-    # defect 4 (_has and chains): _has from a type outside the compartment evaluates over every patient
-    ("patient-v1-read", "search-type GET /fhir/{rtype} has from reference data"): "defect 4",
-    ("patient-v2-read", "search-type GET /fhir/{rtype} has from reference data"): "defect 4",
-    # defect 10 (history filters): history totals count what the token cannot see; the scope's filter is
-    # not applied to type-level history
-    **{(k, _HISTORY_TYPE): "defect 10" for k in ("patient-v1-read", "patient-v2-read", "patient-observation",
-                                                 "patient-filtered")},
-    ("patient-v1-read", _HISTORY_SYSTEM): "defect 10",
-    ("patient-v2-read", _HISTORY_SYSTEM): "defect 10",
-    # defect 6 (Group visibility): totals count the Groups an attribution-restricted user cannot see
-    ("attribution-restricted", _HISTORY_SYSTEM): "defect 6",
-    ("attribution-restricted", "search Groups"): "defect 6",
-}
+PENDING: dict[tuple[str, str], str] = {}  # every case generated from the registry is enforced
 
 
 def expectation(kind: Kind, case: Case) -> set[int] | None:

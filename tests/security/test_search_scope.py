@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.auth.context import SYSTEM, acting_as
 from gateway.store.sql.store import SqlStore
 from tests.smart.conftest import bearer, issue, make_auth_client
 
@@ -51,8 +52,9 @@ SEED: list[dict[str, Any]] = [
 def app(store: SqlStore) -> Iterator[TestClient]:
     with make_auth_client(store) as c:
         rest = c.app.state.rest
-        for r in SEED:
-            rest.update(r["resourceType"], r["id"], r)
+        with acting_as(SYSTEM):  # test set-up, on behalf of the system
+            for r in SEED:
+                rest.update(r["resourceType"], r["id"], r)
         yield c
 
 

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.auth import policy
+from gateway.auth.context import SYSTEM, acting_as
 from gateway.auth.middleware import AuthMiddleware
 from gateway.fhir.errors import FhirError
 from gateway.fhir.rest_url import parse_request
@@ -29,10 +30,11 @@ GROUP = {"resourceType": "Group", "type": "person", "actual": True}
 def authed(store: SqlStore) -> Iterator[TestClient]:
     with make_auth_client(store) as c:
         rest = c.app.state.rest
-        for r in ({"resourceType": "Patient", "id": "pa", "name": [{"family": "A"}]},
-                  {"resourceType": "Patient", "id": "pb", "name": [{"family": "B"}]},
-                  {"resourceType": "Patient", "id": "keep", "name": [{"family": "Keep"}]}):
-            rest.update("Patient", r["id"], r)
+        with acting_as(SYSTEM):  # test set-up, on behalf of the system
+            for r in ({"resourceType": "Patient", "id": "pa", "name": [{"family": "A"}]},
+                      {"resourceType": "Patient", "id": "pb", "name": [{"family": "B"}]},
+                      {"resourceType": "Patient", "id": "keep", "name": [{"family": "Keep"}]}):
+                rest.update("Patient", r["id"], r)
         yield c
 
 
@@ -175,7 +177,8 @@ PARITY = [("POST", "Patient/keep"), ("PATCH", "Patient"), ("GET", "Nope/1"), ("D
 @pytest.fixture()
 def plain(store: SqlStore) -> Iterator[TestClient]:
     with make_client(store) as c:
-        c.app.state.rest.update("Patient", "keep", {"resourceType": "Patient", "id": "keep"})
+        with acting_as(SYSTEM):
+            c.app.state.rest.update("Patient", "keep", {"resourceType": "Patient", "id": "keep"})
         yield c
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.auth.context import SYSTEM, acting_as
 from gateway.fhir.shapes import ShapeCache
 from gateway.fhir.validation import validate_resource
 from gateway.store.sql.store import SqlStore
@@ -52,7 +53,8 @@ ISSUE_PATIENT = {"resourceType": "Patient", "active": "yes", "multipleBirthInteg
 @pytest.fixture()
 def client(store: SqlStore) -> Iterator[TestClient]:
     with make_client(store, validation_rest="strict") as c:
-        c.app.state.rest.update("Patient", "keep", {"resourceType": "Patient", "id": "keep", "gender": "female"})
+        with acting_as(SYSTEM):
+            c.app.state.rest.update("Patient", "keep", {"resourceType": "Patient", "id": "keep", "gender": "female"})
         yield c
 
 
@@ -161,9 +163,10 @@ def test_submit_data_refuses_bad_resources(client: TestClient) -> None:
               "reporter": {"reference": "Organization/o"}, "period": {"start": "2025-01-01", "end": "2025-12-31"}}
     obs = {"resourceType": "Observation", "id": "sub-obs", "status": "final", "code": {"text": "x"},
            "subject": {"reference": "Patient/keep"}, "valueBoolean": "true"}
-    client.app.state.rest.update("Measure", "m", {"resourceType": "Measure", "id": "m", "status": "active",
-                                                  "url": "http://example.org/Measure/m", "version": "1"})
-    client.app.state.rest.update("Organization", "o", {"resourceType": "Organization", "id": "o"})
+    with acting_as(SYSTEM):
+        client.app.state.rest.update("Measure", "m", {"resourceType": "Measure", "id": "m", "status": "active",
+                                                      "url": "http://example.org/Measure/m", "version": "1"})
+        client.app.state.rest.update("Organization", "o", {"resourceType": "Organization", "id": "o"})
     before = {t: sum(1 for _ in client.app.state.store.iter_current(t)) for t in ("MeasureReport", "Observation",
                                                                                    "Provenance")}
     for data, where in (([obs], "valueBoolean"), ([{**obs, "valueBoolean": True, "status": "bogus"}], "status"),
