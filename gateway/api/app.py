@@ -131,6 +131,11 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.state.store = store
     app.state.rest = RestService(store, base, settings.validation_rest, settings.default_page_size,
                                  settings.max_page_size)
+    app.state.rest.search_bounds = {"max_params": settings.search_max_params,
+                                    "max_values": settings.search_max_values,
+                                    "max_chain": settings.search_max_chain}
+    if hasattr(store, "search_timeout"):
+        store.search_timeout = settings.search_timeout_seconds
     app.state.rest.subscription_endpoints = tuple(
         e.strip() for e in settings.subscription_endpoints.split(",") if e.strip())
     from ..subscriptions.notifier import Notifier
