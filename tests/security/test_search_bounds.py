@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from gateway.fhir.errors import FhirError
 from gateway.logs import JsonFormatter
 from gateway.store.sql.store import SqlStore
 from tests.conftest import make_client
@@ -165,6 +166,8 @@ def test_a_runaway_search_is_stopped_and_logs_no_values(store: SqlStore, server_
         store.search_timeout = store_timeout
     logged = "\n".join(server_log.lines)
     assert "MRN-4711" not in logged and "Zed1" not in logged
+    if store.dialect == "postgresql":  # the planner ran into statement_timeout (SQLite cannot compile it)
+        assert "search cancelled at its time limit" in logged and "57014" in logged
     assert any('"request_id":"req-runaway"' in line and "error_kind" in line for line in server_log.lines), logged
 
 
@@ -185,6 +188,31 @@ def test_a_runaway_conditional_delete_is_stopped_and_deletes_nothing(store: SqlS
             smith_is_there(c)
     finally:
         store.search_timeout = store_timeout
+
+
+def test_sqlite_searches_are_interrupted_at_the_time_limit(tmp_path: Any) -> None:
+    """SQLite has no statement timeout: a progress handler stops the search, and the connection is usable
+    (and unlimited) afterwards."""
+    from gateway.search.query import QueryParser
+
+    s = SqlStore(f"sqlite:///{tmp_path / 'slow.sqlite3'}")
+    try:
+        with s.session() as tx:
+            for i in range(1000):
+                tx.write({"resourceType": "Patient", "id": f"p{i}", "name": [{"family": f"Fam{i}",
+                                                                              "given": [f"G{i}"]}]}, "PUT")
+        q = QueryParser().parse("Patient", [("name:contains", "a"), ("given:contains", "1"), ("_sort", "name")])
+        expected = sum(1 for i in range(1000) if "1" in str(i))
+        s.search_timeout = 1e-9
+        with pytest.raises(FhirError) as info:
+            s.search(q)
+        assert info.value.status == 400 and info.value.code == "too-costly"
+        s.search_timeout = 30
+        assert s.search(q).total == expected
+        s.search_timeout = 0  # off
+        assert s.search(q).total == expected
+    finally:
+        s.close()
 
 
 def test_database_errors_reach_the_log_without_their_values(tmp_path: Any) -> None:
