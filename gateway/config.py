@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     max_json_depth: int = 64  # nesting levels of a JSON request body (docs/security.md, hostile input)
     default_page_size: int = 20
     max_page_size: int = 1000
+    # bounds on one search: parameters, OR-ed values (comma-separated) and chained/_has levels per parameter;
+    # more is refused with 400 too-costly. On PostgreSQL a search statement running longer than
+    # search_timeout_seconds is cancelled (400 too-costly); 0 turns the timeout off
+    search_max_params: int = 50
+    search_max_values: int = 400
+    search_max_chain: int = 4
+    search_timeout_seconds: float = 30.0
     # validation level per entry point: strict rejects any defect, lenient stores and warns
     validation_rest: str = "strict"
     validation_load: str = "lenient"

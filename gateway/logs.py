@@ -6,6 +6,7 @@ import contextvars
 import logging
 import sys
 import time
+import traceback
 import uuid
 from typing import Any
 
@@ -30,6 +31,40 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode()
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging.Formatter's name)
+        """The traceback; for a database error only the kinds of the errors and where they were raised:
+        their messages repeat the statement's parameters, which are search values and resource contents."""
+        exc = ei[1]
+        if exc is None or not _is_database_error(exc):
+            return super().formatException(ei)
+        lines: list[str] = []
+        seen: set[int] = set()
+        while exc is not None and id(exc) not in seen:
+            seen.add(id(exc))
+            lines[:0] = traceback.format_tb(exc.__traceback__) + [f"{_kind(exc)} (message withheld)\n"]
+            exc = exc.__cause__ or exc.__context__
+        return "".join(lines).rstrip("\n")
+
+
+_DB_MODULES = ("sqlalchemy", "psycopg", "sqlite3", "_sqlite3")
+
+
+def _kind(exc: BaseException) -> str:
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "sqlite_errorname", None)
+    return type(exc).__module__ + "." + type(exc).__qualname__ + (f" [{code}]" if code else "")
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """True when ``exc`` or an error it was raised from comes from the database layer."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if type(cur).__module__.split(".")[0] in _DB_MODULES:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def configure(level: str = "INFO") -> None:

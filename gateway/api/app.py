@@ -58,6 +58,11 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     gated = GatedStore(store, base)
     app.state.rest = RestService(gated, base, settings.validation_rest, settings.default_page_size,
                                  settings.max_page_size)
+    app.state.rest.search_bounds = {"max_params": settings.search_max_params,
+                                    "max_values": settings.search_max_values,
+                                    "max_chain": settings.search_max_chain}
+    if hasattr(store, "search_timeout"):
+        store.search_timeout = settings.search_timeout_seconds
     app.state.rest.subscription_endpoints = settings.egress_policy(settings.subscription_endpoints)
     from ..subscriptions.notifier import Notifier
 

@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ..fhir.errors import info_outcome
+from ..search.query import MAX_OFFSET
 from ..services import bundles
 from ..services.rest import resource_json
 from . import paths  # noqa: F401 - registers the FHIR path convertors
@@ -41,6 +42,8 @@ def _history_params(request: Request, settings: Settings) -> tuple[str | None, i
         offset = int(request.query_params.get("_offset", 0))
     except ValueError:
         raise BadRequest("_count and _offset must be integers") from None
+    if offset > MAX_OFFSET:
+        raise BadRequest(f"_offset must be at most {MAX_OFFSET}")
     return since_key, max(count, 0), max(offset, 0)
 
 

@@ -186,8 +186,8 @@ def parse_reference(raw: str, modifier: str | None, sp: SearchParam, base_url: s
 # bounds on what one search may carry (docs/operations.md; Settings.search_max_*): every parameter and
 # OR-ed value adds a sub-query, and a few thousand of them overflow SQLite's expression depth or keep
 # PostgreSQL's planner busy for minutes
-MAX_PARAMS = 100
-MAX_VALUES = 1000
+MAX_PARAMS = 50
+MAX_VALUES = 400
 MAX_CHAIN = 4  # chained and _has levels in one parameter name
 MAX_OFFSET = 2**31 - 1
 # C0 control characters and DEL: NUL truncates a match on SQLite and is refused by PostgreSQL; none of

@@ -57,6 +57,9 @@ def parse_query_string(qs: str) -> list[tuple[str, str]]:
     return parse_qsl(qs, keep_blank_values=True)
 
 
+MAX_VERSION = 2**63 - 1  # the largest version number a BIGINT column holds
+
+
 class RestService:
     def __init__(self, store: ResourceStore, base_url: str, validation_level: str = "strict", default_count: int = 20,
                  max_count: int = 1000) -> None:
@@ -68,10 +71,12 @@ class RestService:
         # what a Subscription's rest-hook endpoint must pass (net/egress.py); the default refuses http and
         # every non-public address
         self.subscription_endpoints: EgressPolicy = EgressPolicy()
+        # bounds on one search (parameters, OR-ed values, chain levels): Settings.search_max_*
+        self.search_bounds: dict[str, int] = {}
 
     # -- helpers -----------------------------------------------------------------------------------------
     def parser(self, strict: bool = False) -> QueryParser:
-        return QueryParser(self.base_url, strict, self.default_count, self.max_count)
+        return QueryParser(self.base_url, strict, self.default_count, self.max_count, **self.search_bounds)
 
     def validate(self, resource: Any, resource_type: str | None, level: str | None = None) -> list[Issue]:
         if not isinstance(resource, dict):
@@ -130,7 +135,7 @@ class RestService:
             v = int(version)
         except ValueError:
             raise NotFound(f"Version {version!r} of {resource_type}/{id} is not known") from None
-        if not 0 < v < 2**63:  # beyond any stored version, and beyond what the databases' integers hold
+        if not 1 <= v <= MAX_VERSION:  # beyond what the database's version column holds: never stored
             raise NotFound(f"Version {version} of {resource_type}/{id} is not known")
         s = self.store.vread(resource_type, id, v)
         if s is None:
