@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from gateway.auth.context import SYSTEM, acting_as
 from gateway.fhir.errors import FhirError
 from gateway.logs import JsonFormatter
 from gateway.store.sql.store import SqlStore
@@ -25,10 +26,16 @@ SMITH = {"resourceType": "Patient", "id": "smith", "name": [{"family": "Smith", 
          "identifier": [{"system": "urn:mrn", "value": "MRN-4711"}]}
 
 
+
+def seed(c: TestClient, rtype: str, rid: str, resource: dict[str, Any]) -> None:
+    """Store a resource as test set-up, on behalf of the system."""
+    with acting_as(SYSTEM):
+        c.app.state.rest.update(rtype, rid, resource)
+
 @pytest.fixture()
 def api(store: SqlStore) -> Iterator[TestClient]:
     with make_auth_client(store) as c:
-        c.app.state.rest.update("Patient", "smith", SMITH)
+        seed(c, "Patient", "smith", SMITH)
         yield c
 
 
@@ -54,7 +61,8 @@ def smith_is_there(c: TestClient) -> None:
 def test_nul_in_a_conditional_delete_deletes_nothing(api: TestClient) -> None:
     t = system(api)
     body = outcome(api.delete("/fhir/Patient?name=Smith%00anything", headers=t), 400, "invalid")
-    assert "control characters" in body["issue"][0]["diagnostics"]
+    diagnostics = body["issue"][0]["diagnostics"]  # refused at the edge, or by the search parser
+    assert "NUL" in diagnostics or "control characters" in diagnostics
     smith_is_there(api)
     outcome(api.delete("/fhir/Patient?identifier=urn:mrn|MRN-4711%00x", headers=t), 400)
     smith_is_there(api)
@@ -99,7 +107,7 @@ def test_the_bounds_are_configurable(store: SqlStore) -> None:
     store_timeout = store.search_timeout
     try:
         with make_client(store, search_max_params=3, search_max_values=4, search_max_chain=1) as c:
-            c.app.state.rest.update("Patient", "smith", SMITH)
+            seed(c, "Patient", "smith", SMITH)
             assert c.get("/fhir/Patient?name=Smith&name=Smi&given=Ann").json()["total"] == 1
             outcome(c.get("/fhir/Patient?name=Smith&name=Smi&given=Ann&_count=5"), 400, "too-costly")
             outcome(c.get("/fhir/Patient?name=a,b,c&given=d,e"), 400, "too-costly")
@@ -152,7 +160,7 @@ def test_a_runaway_search_is_stopped_and_logs_no_values(store: SqlStore, server_
     store_timeout = store.search_timeout
     try:
         with make_client(store, search_max_params=5000, search_max_values=5000, search_timeout_seconds=1) as c:
-            c.app.state.rest.update("Patient", "smith", SMITH)
+            seed(c, "Patient", "smith", SMITH)
             query = urlencode([("name", f"Zed{i}MRN-4711") for i in range(2000)])
             start = time.monotonic()
             r = c.get(f"/fhir/Patient?{query}", headers={"X-Request-ID": "req-runaway"})
@@ -177,8 +185,8 @@ def test_a_runaway_conditional_delete_is_stopped_and_deletes_nothing(store: SqlS
     store_timeout = store.search_timeout
     try:
         with make_client(store, search_max_params=5000, search_max_values=5000, search_timeout_seconds=1) as c:
-            c.app.state.rest.update("Patient", "smith", SMITH)
-            c.app.state.rest.update("Patient", "other", {**SMITH, "id": "other", "name": [{"family": "Other"}]})
+            seed(c, "Patient", "smith", SMITH)
+            seed(c, "Patient", "other", {**SMITH, "id": "other", "name": [{"family": "Other"}]})
             query = urlencode([("name", "Smith")] * 2000)
             outcome(c.delete(f"/fhir/Patient?{query}"), 400, "too-costly")
             smith_is_there(c)
