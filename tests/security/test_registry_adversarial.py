@@ -137,6 +137,8 @@ class Case:
     empty_when_confined: bool = False  # an allowed answer to a confined token must match nothing
     state_changing_allowed: bool = False  # an allowed call would change the store (skipped for allowed kinds)
     batch_read: bool = False  # a batch of reads: refused entry by entry inside a 200 batch-response
+    refused_for_all: frozenset[int] = frozenset()  # statuses refusing it whatever the token (e.g. 400)
+    confined_by_search: bool = False  # a conditional write whose search the gate confines: may match nothing
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -217,7 +219,7 @@ def rest_cases() -> Iterator[Case]:
                        body={"resourceType": "Bundle", "type": "transaction", "entry": [
                            {"resource": {"resourceType": "Measure", "status": "draft"},
                             "request": {"method": "POST", "url": "Measure/$data-requirements"}}]},
-                       levels=frozenset({"user", "system"}), writes=True)
+                       levels=frozenset({"user", "system"}), writes=True, refused_for_all=frozenset({400}))
             continue
         assert letter is not None, interaction
         rtype = "Observation"
@@ -251,7 +253,7 @@ def rest_cases() -> Iterator[Case]:
             body, ctype = "", "application/x-www-form-urlencoded"
         key = f"{interaction} {method} {template}"
         yield Case(key, method, url, needs, body=body, content_type=ctype, outside=outside,
-                   writes=letter in "cud")
+                   writes=letter in "cud", confined_by_search=interaction == "conditional-delete")
         if interaction == "read":  # own data outside the filtered scope
             yield Case(f"{key} outside filter", method, "/Observation/obs-p1-vital", needs, filter_outside=True)
         if interaction == "search-type" and method == "GET":
@@ -262,8 +264,10 @@ def rest_cases() -> Iterator[Case]:
                                     ("has", "_has:Observation:subject:code:text=MARKERP2lab", True)):
                 target = "Patient" if label in ("revinclude", "has") else "Observation"
                 extra_needs = needs if target == "Observation" else (Need("Patient", "s"),)
-                if label == "revinclude":
+                if label in ("revinclude", "has"):  # both reach Observation from Patient
                     extra_needs += (Need("Observation", "s"),)
+                if label.startswith("chain"):  # a chain into Patient needs search access to Patient too
+                    extra_needs += (Need("Patient", "s"),)
                 yield Case(f"{key} {label}", method, f"/{target}?{q}", extra_needs, empty_when_confined=empty)
             # _has from a type outside the compartment: a yes/no oracle on another patient's data
             yield Case(f"{key} has from reference data", method,
@@ -291,8 +295,12 @@ def expectation(kind: Kind, case: Case) -> set[int] | None:
     """The statuses a refusal may have, or None when the request must be let through."""
     if kind.scope is None:
         return {401}
+    if case.refused_for_all:  # operations inside Bundle entries are refused for every token
+        return {403, *case.refused_for_all}
     if not all(kind.covers(n, case.levels) for n in case.needs) or (not case.needs and not kind.grants):
         return {403}
+    if kind.confined and case.outside == "write" and case.confined_by_search:
+        return None  # it must change nothing outside the compartment and reveal nothing (checked when let through)
     if kind.confined and case.outside == "write":
         # 403, or 404 where the write must first read a version the token may not see (a patch under
         # write-only scopes): either way refused, and nothing revealed
