@@ -83,7 +83,8 @@ class Rule:
     value: Callable[[Any], str | None] | None = None  # a check of the value: the defect, or None
 
 
-def _strip_optional(ann: Any) -> Any:
+def strip_optional(ann: Any) -> Any:
+    """``X | None`` (or ``Optional[X]``) -> ``X``: the element type a model field annotation declares."""
     if typing.get_origin(ann) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(ann) if a is not type(None)]
         if len(args) == 1:
@@ -120,10 +121,10 @@ def rules(model: Any) -> dict[str, Rule]:
     for name, info in model.model_fields.items():
         if name == "fhir_comments":
             continue
-        ann = _strip_optional(info.annotation)
+        ann = strip_optional(info.annotation)
         is_list = typing.get_origin(ann) in (list, typing.List)  # noqa: UP006 - matching the models' annotations
         if is_list:
-            ann = _strip_optional(typing.get_args(ann)[0])
+            ann = strip_optional(typing.get_args(ann)[0])
         if isinstance(ann, type) and issubclass(ann, FhirBase):
             if issubclass(ann, FhirElementOrResourceBase):
                 rule = Rule(is_list, resource=True)

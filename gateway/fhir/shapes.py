@@ -22,7 +22,6 @@ records, so most leaves are looked up rather than checked again. Resources with 
 
 from __future__ import annotations
 
-import types
 import typing
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from fhir_core.types import FhirBase, FhirElementOrResourceBase
 from pydantic import TypeAdapter, ValidationError
 
 from .deqm_rules import check_profiles
-from .json_rules import value_rule
+from .json_rules import strip_optional, value_rule
 from .validation import ID_RE, _model
 
 MAX_SHAPES = 20_000
@@ -53,14 +52,6 @@ class _Field:
     cacheable: bool = True
 
 
-def _strip_optional(ann: Any) -> Any:
-    if typing.get_origin(ann) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(ann) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return ann
-
-
 _keys: dict[tuple[Any, str], int] = {}
 
 
@@ -69,10 +60,10 @@ def _fields(model: Any) -> dict[str, _Field]:
     """JSON key -> what the model expects there."""
     out: dict[str, _Field] = {}
     for name, info in model.model_fields.items():
-        ann = _strip_optional(info.annotation)
+        ann = strip_optional(info.annotation)
         is_list = typing.get_origin(ann) in (list, typing.List)  # noqa: UP006 - matching the models' annotations
         if is_list:
-            ann = _strip_optional(typing.get_args(ann)[0])
+            ann = strip_optional(typing.get_args(ann)[0])
         key = _keys.setdefault((model, name), len(_keys))
         if isinstance(ann, type) and issubclass(ann, FhirBase):
             sub = issubclass(ann, FhirElementOrResourceBase)

@@ -4,8 +4,6 @@ browser would."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -16,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from gateway.auth.context import SYSTEM, acting_as
 from gateway.store.sql.store import SqlStore
-from tests.smart.conftest import BASE, make_auth_client, wipe_auth
+from tests.smart.conftest import BASE, make_auth_client, pkce, wipe_auth
 
 REDIRECT = "https://app.example.org/callback"
 PASSWORD = "correct horse battery"
@@ -26,12 +24,6 @@ def fresh_client(store: SqlStore, **settings: Any) -> TestClient:
     """An app with authorization on over ``store``, its auth tables emptied first."""
     wipe_auth(store)
     return make_auth_client(store, **settings)
-
-
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
 
 
 @dataclass

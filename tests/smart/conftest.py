@@ -3,6 +3,9 @@ stays auth-off), registered clients with real keys, and tokens signed by the gat
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -118,3 +121,10 @@ def issue(client: TestClient, scope: str, patient: str | None = None, client_id:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def pkce() -> tuple[str, str]:
+    """A PKCE code verifier and its S256 challenge (RFC 7636)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge

@@ -4,8 +4,6 @@ checks on the authorization request and the code exchange."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import secrets
 import time
@@ -22,16 +20,10 @@ from gateway.auth.context import SYSTEM, acting_as
 from gateway.auth.tables import CODE
 from gateway.auth.users import add_user
 
-from .conftest import BASE, bearer
+from .conftest import BASE, bearer, pkce
 
 REDIRECT = "https://app.example.org/callback"
 PASSWORD = "correct horse battery"
-
-
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
 
 
 @dataclass
