@@ -141,15 +141,6 @@ def require_shared() -> None:
         pytest.skip(SHARED_REASON)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``needs_shared`` skip with a named reason when the corpus is absent (fail under CI=true)."""
-    if not shared_missing():
-        return
-    for item in items:
-        if item.get_closest_marker("needs_shared") is not None:
-            item.add_marker(pytest.mark.skipif(not _in_ci(), reason=SHARED_REASON))
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Without the corpus, a test that failed because it reached for a file in '../shared' is reported as
