@@ -106,6 +106,26 @@ def test_conditional_update_cannot_create_in_another_compartment(seeded: TestCli
     assert count(seeded, "Observation") == 4
 
 
+def test_conditional_create_criteria_in_the_query_string_stay_in_the_compartment(seeded: TestClient) -> None:
+    """Criteria in a create's query string act as If-None-Exist: their search runs through the gate, so it
+    cannot find (and answer with) another patient's resource, and the create stays in the compartment."""
+    put(seeded, obs("o2-id", "p2", ident="shared-1"))
+    h = writer(seeded)
+    before = count(seeded, "Observation")
+    mine = obs("ignored", "p1", ident="shared-1")
+    del mine["id"]
+    r = seeded.post("/fhir/Observation?identifier=urn:lab|shared-1", json=mine, headers=h)
+    assert r.status_code == 201, r.text  # p2's match is invisible: a new resource, not p2's
+    assert r.json()["subject"]["reference"] == "Patient/p1" and r.json()["id"] != "o2-id"
+    assert "p2" not in r.text
+    assert count(seeded, "Observation") == before + 1
+    theirs = {**mine, "subject": {"reference": "Patient/p2"}, "identifier": [{"system": "urn:lab", "value": "q-2"}]}
+    r = seeded.post("/fhir/Observation?identifier=urn:lab|q-2", json=theirs, headers=h)
+    assert r.status_code == 403 and r.json()["resourceType"] == "OperationOutcome"
+    assert count(seeded, "Observation") == before + 1
+    assert stored(seeded, "Observation", "o2-id") is not None
+
+
 def test_conditional_update_cannot_take_over_another_patients_resource(seeded: TestClient) -> None:
     h = writer(seeded)
     body = obs("o2", "p1")
