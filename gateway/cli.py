@@ -84,11 +84,13 @@ def serve(
         typer.echo(f"Refusing --auth off on non-loopback host {host}: patient data would be open to the "
                    "network. Use --auth smart, or bind 127.0.0.1.", err=True)
         raise typer.Exit(2)
-    if bool(tls_cert) != bool(tls_key):
-        raise typer.BadParameter("--tls-cert and --tls-key go together")
-    for path in (tls_cert, tls_key):
-        if path and not Path(path).is_file():
-            raise typer.BadParameter(f"{path}: no such file")
+    tls_error = "--tls-cert and --tls-key go together" if bool(tls_cert) != bool(tls_key) else next(
+        (f"{p}: no such file" for p in (tls_cert, tls_key) if p and not Path(p).is_file()), None)
+    if not tls_error and tls_cert and tls_key:
+        tls_error = _tls_load_error(tls_cert, tls_key)
+    if tls_error:
+        typer.echo(f"error: {tls_error}", err=True)
+        raise typer.Exit(2)
     settings = _settings(database, host=host, port=port, base_url=base_url, auth=auth, demo=demo,
                          tls_cert=tls_cert, tls_key=tls_key)
     # the server acts for each caller: requests set their own grant, so the command's SYSTEM grant is not
@@ -120,6 +122,19 @@ def serve(
         from .main import build_app
 
         uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False, **tls)
+
+
+def _tls_load_error(cert: str, key: str) -> str | None:
+    """Why the certificate and key cannot serve TLS (not PEM, a key of another certificate...), or None:
+    checked before the server starts so a bad file is a one-line error, not a traceback from uvicorn."""
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        return (f"cannot use --tls-cert {cert} with --tls-key {key} ({exc.strerror or exc}): give a PEM "
+                "certificate (chain) and its private key")
+    return None
 
 
 def _tls_options(cert: str | None, key: str | None) -> dict[str, Any]:
