@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -301,3 +301,58 @@ def exchange(gw: Gateway, kind: str, launch: Launch) -> httpx.Response:
                     client_assertion=sign_assertion(secret, client_id, gw.token_url))
     with gw.http() as c:
         return c.post(gw.token_url, data=data, auth=auth)
+
+
+def spki_hash(cert: Path) -> str:
+    """base64 SHA-256 of the certificate's public key, for chromium's --ignore-certificate-errors-spki-list
+    (trusts exactly this self-signed certificate, and nothing else)."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def browser_authorize(gw: Gateway, client_id: str, scope: str = APP_SCOPE, patient: str = PATIENTS[0]) -> Launch:
+    """The authorization request typed into a real headless chromium (Playwright): sign in, pick the patient,
+    allow; the app's redirect is caught at its origin. Skips (fails under CI=true) without Playwright or
+    chromium, as tests/smart/test_live_smart.py does."""
+    from tests.smart.test_live_smart import CHROMIUM, _browser
+
+    sync_playwright = _browser()
+    verifier, challenge = pkce()
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT, "scope": scope,
+              "state": f"br-{time.monotonic_ns()}", "aud": gw.base, "code_challenge": challenge,
+              "code_challenge_method": "S256"}
+    url = discover(gw)["authorization_endpoint"] + "?" + urlencode(params)
+    landed: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync",
+            f"--ignore-certificate-errors-spki-list={spki_hash(gw.cert)}"])
+        try:
+            page = browser.new_page()
+
+            def app(route: Any) -> None:
+                landed.append(route.request.url)
+                route.fulfill(status=200, body="app")
+
+            page.route(f"{APP_ORIGIN}/**", app)
+            page.goto(url)
+            page.fill("#username", "cf-clinician")
+            page.fill("#password", PASSWORD)
+            page.click("#sign-in")
+            page.wait_for_selector("#allow")
+            if page.query_selector("#patient"):
+                page.select_option("#patient", patient)
+            page.click("#allow")
+            page.wait_for_url(lambda u: u.startswith(REDIRECT))
+        finally:
+            browser.close()
+    assert landed, "the browser never reached the app's redirect URI"
+    return Launch(params, verifier, {k: v[0] for k, v in parse_qs(urlsplit(landed[0]).query).items()})

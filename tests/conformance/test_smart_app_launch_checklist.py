@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -28,6 +29,7 @@ from tests.conformance.conftest import (
     Gateway,
     Launch,
     authorize,
+    browser_authorize,
     discover,
     exchange,
 )
@@ -146,8 +148,9 @@ def test_smart_discovery_04_cors(gateway: Gateway) -> None:
         api = c.get(f"{gateway.base}/Patient/{PATIENTS[0]}",
                     headers={"Origin": APP_ORIGIN, "Authorization": f"Bearer {token}"})
         assert api.status_code == 200 and api.headers["access-control-allow-origin"] == APP_ORIGIN
-        for url, kw in ((gateway.token_url, {"data": {"grant_type": "refresh_token", "refresh_token": "x"}}),):
-            assert "access-control-allow-origin" not in c.post(url, headers={"Origin": stranger}, **kw).headers
+        refused = c.post(gateway.token_url, data={"grant_type": "refresh_token", "refresh_token": "x"},
+                         headers={"Origin": stranger})
+        assert "access-control-allow-origin" not in refused.headers
         other = c.get(f"{gateway.base}/Patient/{PATIENTS[0]}",
                       headers={"Origin": stranger, "Authorization": f"Bearer {token}"})
         assert "access-control-allow-origin" not in other.headers
@@ -165,13 +168,21 @@ def test_smart_standalone_01_authorize_and_token_are_tls12(gateway: Gateway) -> 
     assert_tls12_plus_only(gateway.port, str(gateway.cert))
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("method", ["GET", "POST", "browser"])
 def test_smart_standalone_02_authorize_get_or_post_with_pkce(gateway: Gateway, method: str) -> None:
     """The authorize request may be GET or POST and includes `response_type=code`, `client_id`,
     `redirect_uri`, `scope`, `state`, `aud` (the FHIR base URL) and PKCE `code_challenge` + `S256`.
-    Stricter: the same request without PKCE, with `plain`, or with another `aud` is refused."""
-    launch = authorize(gateway, gateway.clients["public"][0], method=method)
+    GET and POST driven over HTTP, and the GET typed into a real headless chromium (which trusts only the
+    server's certificate); the code then buys a token. Stricter: the same request without PKCE, with
+    `plain`, or with another `aud` is refused."""
+    if method == "browser":
+        launch = browser_authorize(gateway, gateway.clients["public"][0])
+        method = "GET"
+    else:
+        launch = authorize(gateway, gateway.clients["public"][0], method=method)
     assert launch.redirect["code"] and launch.redirect["state"] == launch.params["state"]
+    token = exchange(gateway, "public", launch)
+    assert token.status_code == 200 and token.json()["patient"] == PATIENTS[0], token.text
     cid = gateway.clients["public"][0]
     base = {**launch.params, "state": "refuse-me"}
     bad = [{k: v for k, v in base.items() if not k.startswith("code_challenge")},
@@ -191,8 +202,6 @@ def test_smart_standalone_03_redirect_code_state_and_errors(gateway: Gateway) ->
     launch = authorize(gateway, gateway.clients["public"][0])
     assert launch.redirect["code"] and launch.redirect["state"] == launch.params["state"]
     params = {**launch.params, "state": "err-state", "response_type": "token"}
-    from urllib.parse import parse_qs, urlsplit
-
     with gateway.http() as c:
         r = c.get(discover(gateway)["authorization_endpoint"], params=params, follow_redirects=False)
     assert r.status_code == 302, r.text
@@ -287,8 +296,6 @@ def test_smart_ehr_01_launch_iss_and_launch_scope(gateway: Gateway) -> None:
                          "encounter": f"{PATIENTS[2]}-enc"},
                    headers={"Authorization": f"Bearer {gateway.backend_token()}"})
     assert r.status_code == 200, r.text
-    from urllib.parse import parse_qs
-
     query = {k: v[0] for k, v in parse_qs(r.json()["query"]).items()}
     assert query["iss"] == gateway.base and query["launch"]
     launch = authorize(gateway, gateway.clients["symmetric"][0], scope="launch openid fhirUser patient/*.rs",
