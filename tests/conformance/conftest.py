@@ -2,16 +2,19 @@
 here with ``cryptography``), shared by the conformance checklist tests. Clients and users are registered in
 the database before the server starts; data goes in over HTTP with a Backend Services token.
 
-A second server on PostgreSQL (``pg_gateway``) backs the Bulk Data lines where the database matters."""
+A second server on a PostgreSQL database of its own (``pg_gateway``) backs the Bulk Data lines, where the
+database matters."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import re
 import ssl
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +28,7 @@ from gateway.auth.assertion_client import generate_client_key, sign_assertion
 from gateway.auth.clients import ClientStore
 from gateway.auth.users import add_user
 from gateway.store.sql.store import SqlStore
-from tests.conftest import clean_env, gateway_exe
+from tests.conftest import PG_ADMIN, _admin_exec, clean_env, gateway_exe, pg_available
 from tests.smart.conftest import pkce
 from tests.test_live_server import START_TIMEOUT, free_port
 
@@ -224,15 +227,27 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         stop(gw.proc)
 
 
-@pytest.fixture(scope="session")
-def pg_gateway(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Gateway]:
-    """The same https server on the session's PostgreSQL database."""
+@pytest.fixture(scope="module")
+def pg_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The same https server on a PostgreSQL database of its own (not the session's: the tests of other
+    modules wipe that one, and this server's export worker would pick up their jobs). Skips without a
+    PostgreSQL server, and fails under CI=true, as the ``pg_url`` fixture does."""
+    reason = pg_available()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; PostgreSQL tests must run under CI")
+        pytest.skip(reason)
+    name = f"gw_conformance_{uuid.uuid4().hex[:12]}"
+    _admin_exec(f'CREATE DATABASE "{name}"')
     workdir = tmp_path_factory.mktemp("conformance-pg")
-    gw = launch_gateway(workdir, pg_url)
     try:
-        yield gw
+        gw = launch_gateway(workdir, PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+        try:
+            yield gw
+        finally:
+            stop(gw.proc)
     finally:
-        stop(gw.proc)
+        _admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- the authorization flow, driven over HTTP as a browser would ---------------------------------------------
