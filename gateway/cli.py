@@ -68,8 +68,12 @@ def serve(
                                        "sample patients, the demo measures and 200 synthetic patients "
                                        "(docs/demo-measures.md)")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    tls_cert: Annotated[str | None, typer.Option("--tls-cert", envvar="GATEWAY_TLS_CERT", help="PEM certificate "
+                                                 "(chain) file: serve https (TLS 1.2 or later) on HOST:PORT")] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", envvar="GATEWAY_TLS_KEY", help="PEM private key of "
+                                                "--tls-cert")] = None,
 ) -> None:
-    """Run the FHIR server. The FHIR base is http://HOST:PORT/fhir."""
+    """Run the FHIR server. The FHIR base is http://HOST:PORT/fhir (https with --tls-cert and --tls-key)."""
     import uvicorn
 
     from .logs import configure
@@ -80,7 +84,15 @@ def serve(
         typer.echo(f"Refusing --auth off on non-loopback host {host}: patient data would be open to the "
                    "network. Use --auth smart, or bind 127.0.0.1.", err=True)
         raise typer.Exit(2)
-    settings = _settings(database, host=host, port=port, base_url=base_url, auth=auth, demo=demo)
+    tls_error = "--tls-cert and --tls-key go together" if bool(tls_cert) != bool(tls_key) else next(
+        (f"{p}: no such file" for p in (tls_cert, tls_key) if p and not Path(p).is_file()), None)
+    if not tls_error and tls_cert and tls_key:
+        tls_error = _tls_load_error(tls_cert, tls_key)
+    if tls_error:
+        typer.echo(f"error: {tls_error}", err=True)
+        raise typer.Exit(2)
+    settings = _settings(database, host=host, port=port, base_url=base_url, auth=auth, demo=demo,
+                         tls_cert=tls_cert, tls_key=tls_key)
     # the server acts for each caller: requests set their own grant, so the command's SYSTEM grant is not
     # handed down to the server's event loop (demo loading below sets it where it needs it)
     from .auth.context import current
@@ -97,16 +109,43 @@ def serve(
     os.environ["GATEWAY_DEMO"] = "true" if demo else "false"
     if base_url:
         os.environ["GATEWAY_BASE_URL"] = base_url
+    tls = _tls_options(tls_cert, tls_key)
+    if tls_cert and tls_key:
+        os.environ["GATEWAY_TLS_CERT"], os.environ["GATEWAY_TLS_KEY"] = tls_cert, tls_key
     if workers > 1:
         if demo:  # load once, before the workers start
             _load_demo_once(settings)
             os.environ["GATEWAY_DEMO"] = "false"
         uvicorn.run("gateway.main:build_app", factory=True, host=host, port=port, workers=workers,
-                    log_config=None, access_log=False)
+                    log_config=None, access_log=False, **tls)
     else:
         from .main import build_app
 
-        uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False, **tls)
+
+
+def _tls_load_error(cert: str, key: str) -> str | None:
+    """Why the certificate and key cannot serve TLS (not PEM, a key of another certificate...), or None:
+    checked before the server starts so a bad file is a one-line error, not a traceback from uvicorn."""
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        return (f"cannot use --tls-cert {cert} with --tls-key {key} ({exc.strerror or exc}): give a PEM "
+                "certificate (chain) and its private key")
+    return None
+
+
+def _tls_options(cert: str | None, key: str | None) -> dict[str, Any]:
+    """uvicorn's TLS arguments for a certificate and key, or none (plain http). uvicorn builds an
+    ``ssl.SSLContext(PROTOCOL_TLS_SERVER)``, whose minimum version is TLS 1.2 on the Pythons we support, so
+    TLS 1.0 and 1.1 handshakes are refused (tests/conformance checks this against a real server)."""
+    if not (cert and key):
+        return {}
+    import ssl
+
+    return {"ssl_certfile": cert, "ssl_keyfile": key, "ssl_version": ssl.PROTOCOL_TLS_SERVER}
 
 
 def _demo_client(settings) -> None:  # type: ignore[no-untyped-def]

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     base_url: str = ""  # public FHIR base; default http://HOST:PORT/fhir
     auth: str = "smart"  # smart | off
     auth_base_url: str = ""  # public URL of the /auth endpoints; default: the FHIR base's origin + /auth
+    tls_cert: str = ""  # PEM certificate (chain) file: serve https directly (TLS 1.2 or later)
+    tls_key: str = ""  # PEM private key file of tls_cert
     access_token_lifetime: int = 900  # seconds, app launch tokens (SMART: SHOULD be <= 3600)
     backend_token_lifetime: int = 300  # seconds, client_credentials tokens (Backend Services: SHOULD be <= 300)
     refresh_token_lifetime: int = 86400
@@ -111,7 +113,8 @@ class Settings(BaseSettings):
     def fhir_base(self) -> str:
         if self.base_url:
             return self.base_url.rstrip("/")
-        return f"http://{self.host}:{self.port}/fhir"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{self.host}:{self.port}/fhir"
 
 
     def auth_base(self) -> str:

@@ -120,7 +120,8 @@ def test_every_claimed_search_parameter_works(app_client: TestClient) -> None:
 def test_deqm_capabilities(app_client: TestClient) -> None:
     cs = app_client.get("/fhir/metadata").json()
     deqm = "http://hl7.org/fhir/us/davinci-deqm/CapabilityStatement/"
-    assert sorted(cs["instantiates"]) == [deqm + "consumer-server", deqm + "gic-server", deqm + "receiver-server"]
+    assert sorted(cs["instantiates"]) == [deqm + "consumer-server", deqm + "gic-server", deqm + "receiver-server",
+                                          "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
     measure = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Measure")
     ops = {op["name"]: op for op in measure["operation"]}
     # consumer-server: $data-requirements and $submit-data with the update types declared

@@ -118,6 +118,14 @@ def validate_jwks(jwks: Any) -> dict[str, Any]:
     return {"keys": jwks["keys"]}
 
 
+def _check_redirect_uris(uris: list[str]) -> None:
+    """Refuse redirect URIs that are not absolute https (or loopback http) URLs without a fragment."""
+    for uri in uris:
+        if "#" in uri or not uri.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise RegistrationError(f"redirect URI {uri!r} must be an absolute https (or loopback) URL "
+                                    "without a fragment")
+
+
 class ClientStore:
     def __init__(self, engine: Engine, egress: EgressPolicy | None = None) -> None:
         self.engine = engine
@@ -152,8 +160,9 @@ class ClientStore:
                                       ("Organization", "Practitioner", "PractitionerRole")):
             raise RegistrationError("fhir_user must be Organization/<id>, Practitioner/<id> or PractitionerRole/<id>")
         if jwks is not None or jwks_uri:
-            if redirect_uris:
-                raise RegistrationError("give either keys (backend services) or redirect URIs (apps), not both")
+            if redirect_uris and confidential:
+                raise RegistrationError("an app with keys authenticates with them (private_key_jwt): give keys "
+                                        "or a client secret, not both")
             if jwks is not None and jwks_uri:
                 raise RegistrationError("give either --jwks or --jwks-url")
             if jwks_uri:
@@ -163,13 +172,13 @@ class ClientStore:
                     raise RegistrationError(f"jwks_uri {exc}") from None
             jwks = validate_jwks(jwks) if jwks is not None else None
             method, grants = "private_key_jwt", ["client_credentials"]
-            if any(s.level != "system" for s in parsed.resource):
+            if redirect_uris:  # a confidential-asymmetric app (SMART App Launch): launches, signs its assertions
+                _check_redirect_uris(redirect_uris)
+                grants = ["authorization_code", "refresh_token"]
+            elif any(s.level != "system" for s in parsed.resource):
                 raise RegistrationError("backend services clients take system/ scopes only")
         elif redirect_uris:
-            for uri in redirect_uris:
-                if "#" in uri or not uri.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-                    raise RegistrationError(f"redirect URI {uri!r} must be an absolute https (or loopback) URL "
-                                            "without a fragment")
+            _check_redirect_uris(redirect_uris)
             grants = ["authorization_code", "refresh_token"]
             if confidential:
                 secret = secrets.token_urlsafe(32)

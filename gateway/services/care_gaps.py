@@ -44,6 +44,10 @@ class CareGapsRequest(ReporterMixin):
                              f"({', '.join(GAP_STATUSES)})")
         if self.organization and self.organization_resource:
             raise BadRequest("Give organization or organizationResource, not both")
+        if self.subject and self.organization:
+            # DEQM $care-gaps: subject names the patients, organization (with practitioner) selects them; the
+            # two conflict (an organizationResource only authors the report, so it goes with any subject)
+            raise BadRequest("Give subject or organization, not both")
         if not (self.subject or self.subject_group or self.practitioner or self.organization
                 or self.organization_resource):
             raise BadRequest("$care-gaps needs subject (Patient/[id] or Group/[id]), subjectGroup, organization "
