@@ -83,6 +83,17 @@ def _search_ids(server: Server, code: str) -> list[str]:
     return [e["resource"]["id"] for e in b.get("entry", [])]
 
 
+@pytest.mark.xfail(strict=True, reason="offset paging skips rows; fixed by the keyset-paging branch")
+def test_next_page_while_another_client_deletes_and_creates(open_server: Server) -> None:
+    """Every Observation that existed throughout the paging is returned exactly once."""
+    got = node_flow(open_server, "churn.mjs", uuid.uuid4().hex)
+    assert 3 <= got["pages"] < 50
+    returned = got["returned"]
+    missing = [s for s in got["stable"] if s not in returned]
+    doubled = [s for s in got["stable"] if returned.count(s) > 1]
+    assert not missing and not doubled, f"missing {missing}, returned twice {doubled} over {got['pages']} pages"
+
+
 def test_conditional_create_history_and_transaction(open_server: Server) -> None:
     marker = uuid.uuid4().hex
     got = node_flow(open_server, "writes.mjs", marker)
