@@ -20,7 +20,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +114,11 @@ class BackendClient:
     key: RSAKey | ECKey
     alg: str
     server: Server
-    used_jtis: list[str] = field(default_factory=list)
 
     def assertion(self) -> str:
         """A client_assertion JWT as SMART Backend Services asks: iss = sub = client_id, aud = token URL."""
         now = int(time.time())
         jti = uuid.uuid4().hex
-        self.used_jtis.append(jti)
         claims = {"iss": self.client_id, "sub": self.client_id, "aud": self.server.token_url,
                   "exp": now + 240, "iat": now, "jti": jti}
         header = {"alg": self.alg, "kid": self.key.kid, "typ": "JWT"}

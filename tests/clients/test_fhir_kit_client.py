@@ -182,4 +182,4 @@ def test_capability_tool_finds_every_operation_at_its_level(open_server: Server)
     inter = got["interactions"]
     assert inter["transaction"] is True and inter["batch"] is True
     assert inter["patientRead"] is True and inter["patientSearch"] is True and inter["patientName"] is True
-    assert {"read", "vread", "update", "create", "search-type"} <= set(inter["measurePatch"])
+    assert {"read", "vread", "update", "create", "search-type"} <= set(inter["measureInteractions"])

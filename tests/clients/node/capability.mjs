@@ -38,6 +38,6 @@ emit({
     patientRead: tool.resourceCan('Patient', 'read'),
     patientSearch: tool.resourceCan('Patient', 'search-type'),
     patientName: tool.resourceSearch('Patient', 'name'),
-    measurePatch: tool.interactionsFor({ resourceType: 'Measure' }),
+    measureInteractions: tool.interactionsFor({ resourceType: 'Measure' }),
   },
 });
