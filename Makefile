@@ -19,6 +19,8 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
+	@# the Node FHIR client libraries tests/clients drives (skipped with a named reason where npm is missing)
+	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/clients/node --no-audit --no-fund; fi
 
 run: install
 	$(BIN)/fhir-gateway serve --host $(HOST) --port $(PORT) --auth off --demo
