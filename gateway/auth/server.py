@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from authlib.common.security import generate_token
 from authlib.oauth2 import AuthorizationServer, OAuth2Request
 from authlib.oauth2.rfc6749 import (
     AccessDeniedError,
@@ -31,6 +30,7 @@ from sqlalchemy import Engine, insert, select, update
 from .assertions import JwksFetcher, PrivateKeyJwt
 from .clients import Client, ClientStore
 from .keys import ALG
+from .launches import LAUNCH_TTL, create_launch
 from .scopes import ScopeSet, narrow
 from .tables import CODE, LAUNCH, TOKEN, USER
 from .tokens import TokenService, digest
@@ -467,9 +467,6 @@ class AuthServer(AuthorizationServer):
                              .values(used=True)).rowcount
         return ctx if n == 1 else None
 
-    def create_launch(self, client_id: str, context: dict[str, Any], ttl: int = 300) -> str:
-        launch_id = generate_token(32)
-        with self.engine.begin() as conn:
-            conn.execute(insert(LAUNCH).values(launch_id=launch_id, client_id=client_id,
-                                               context=json.dumps(context), expires_at=int(time.time()) + ttl))
-        return launch_id
+    def create_launch(self, client_id: str, context: dict[str, Any], ttl: int = LAUNCH_TTL) -> str:
+        """A one-time EHR launch id for ``client_id`` standing for ``context`` (see launches.py)."""
+        return create_launch(self.engine, client_id, context, ttl)
