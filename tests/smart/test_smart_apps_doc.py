@@ -114,7 +114,7 @@ def printed_by(running: dict[str, Any], prefix: str) -> str:
     return str(found[0]).strip()
 
 
-def test_the_newcomer_path_runs_as_written(running: dict[str, Any], browser_page: Any) -> None:  # noqa: F811
+def test_the_newcomer_path_runs_as_written(browser_page: Any, running: dict[str, Any]) -> None:  # noqa: F811
     text = DOC.read_text()
     page = browser_page
     fhirclient = running["workdir"] / "apps" / "smart-demo" / "node_modules" / "fhirclient" / "build"
