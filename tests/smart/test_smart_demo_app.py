@@ -149,7 +149,7 @@ def test_ehr_launch_gives_the_launch_patient(demo: Deployment, browser_page: Any
 
 @pytest.fixture()
 def short_lived(app_server: StaticServer, tmp_path: Path) -> Iterator[Deployment]:
-    d = deploy(tmp_path, app_server, GATEWAY_ACCESS_TOKEN_LIFETIME="15")
+    d = deploy(tmp_path, app_server, GATEWAY_ACCESS_TOKEN_LIFETIME="30")
     try:
         yield d
     finally:
@@ -160,7 +160,7 @@ def test_refresh_after_the_access_token_expired(short_lived: Deployment, browser
     page = browser_page
     standalone_launch(page, short_lived)
     first = token_response(page)
-    assert first["expires_in"] == 15 and first["refresh_token"]
+    assert first["expires_in"] == 30 and first["refresh_token"]
     # wait (polling in the page) until the access token is past its expiry; then the server refuses it
     page.wait_for_function("Date.now() / 1000 > smartDemo.client().state.expiresAt + 1", timeout=120_000)
     old = {"Authorization": f"Bearer {first['access_token']}"}
