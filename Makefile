@@ -1,7 +1,8 @@
 # Two set-up commands for a fresh machine (see README):
 #   make run    install into .venv and start the gateway on SQLite with demo data at http://127.0.0.1:8080/fhir
 #               (make run PORT=8090 for another port)
-#   make test   install into .venv (with test extras); ruff, mypy, the import layering check, the whole test suite
+#   make test   install into .venv (with test extras, and apps/smart-demo's npm packages when npm is there); ruff,
+#               mypy, the import layering check, the whole test suite
 PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8080
@@ -21,6 +22,9 @@ install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
 	@# the Node FHIR client libraries tests/clients drives (skipped with a named reason where npm is missing)
 	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/clients/node --no-audit --no-fund; fi
+	@# the SMART demo app's fhirclient (apps/smart-demo, pinned by its package-lock.json) for its browser tests
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix apps/smart-demo --no-audit --no-fund --silent; \
+	else echo "npm not found: the SMART demo app tests (tests/smart/test_smart_demo_app.py) will be skipped"; fi
 
 run: install
 	$(BIN)/fhir-gateway serve --host $(HOST) --port $(PORT) --auth off --demo

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any
@@ -458,6 +459,8 @@ def clients_add(
     fhir_user: Annotated[str | None, typer.Option("--fhir-user", help="The Organization/<id> or Practitioner/<id> "
                                                   "a backend client acts for: it then sees only the ATR Groups "
                                                   "it manages or is attributed in")] = None,
+    client_id: Annotated[str | None, typer.Option("--client-id", help="Choose the client_id (letters, digits, "
+                                                  "'.', '_', '-'; default: a random one)")] = None,
 ) -> None:
     """Register a client; prints it as one JSON object (with client_id, and client_secret once) on stdout."""
     import json
@@ -473,12 +476,18 @@ def clients_add(
         except (OSError, ValueError) as exc:
             typer.echo(f"error: cannot read the JWKS file {jwks}: {exc}", err=True)
             raise typer.Exit(2) from None
+    if client_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", client_id):
+        typer.echo("error: --client-id takes 1 to 64 letters, digits, '.', '_' or '-'", err=True)
+        raise typer.Exit(2)
     store = SqlStore(settings.resolved_database_url())
     try:
         clients = ClientStore(store.engine, settings.egress_policy())
+        if client_id is not None and clients.get(client_id) is not None:
+            raise RegistrationError(f"a client with client_id {client_id!r} is already registered "
+                                    "(`fhir-gateway clients list` shows it)")
         client, secret = clients.register(name, scope, jwks=doc, jwks_uri=jwks_url,
-                                          redirect_uris=redirect_uri or None,
-                                          confidential=confidential, fhir_user=fhir_user)
+                                          redirect_uris=redirect_uri or None, confidential=confidential,
+                                          fhir_user=fhir_user, client_id=client_id)
     except RegistrationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -504,6 +513,44 @@ def clients_list(database: DatabaseOpt = None) -> None:
             typer.echo(json.dumps(c.public_view()))
     finally:
         store.close()
+
+
+@app.command()
+def launch(
+    client_id: Annotated[str, typer.Option("--client-id", help="The SMART app to launch (a registered client "
+                                           "with a redirect URI)")],
+    app_url: Annotated[str, typer.Option("--app", help="The app's launch URL, e.g. "
+                                         "http://127.0.0.1:9000/launch.html")],
+    patient: Annotated[str | None, typer.Option("--patient", help="Patient id the launch is for")] = None,
+    encounter: Annotated[str | None, typer.Option("--encounter", help="Encounter id of the launch")] = None,
+    fhir_base: Annotated[str | None, typer.Option("--fhir-base", help="The `iss` the app is given: the "
+                                                  "server's public FHIR base URL (default: as `serve` "
+                                                  "computes it, env GATEWAY_BASE_URL)")] = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """EHR launch: create a one-time launch context (valid 5 minutes) and print the app's launch URL with `iss`
+    and `launch`, as an EHR would open it. The server running on the same database honours it."""
+    from urllib.parse import urlsplit
+
+    from .auth.clients import ClientStore
+    from .auth.launches import create_launch, launch_url
+
+    if urlsplit(app_url).scheme not in ("http", "https") or not urlsplit(app_url).netloc:
+        typer.echo("error: --app must be an absolute http(s) URL", err=True)
+        raise typer.Exit(2)
+    settings = _settings(database)
+    store = _open_store_or_exit(settings)
+    try:
+        client = ClientStore(store.engine).get(client_id)
+        if client is None or not client.redirect_uris:
+            typer.echo(f"error: no SMART app with client_id {client_id!r} is registered "
+                       "(`fhir-gateway clients add --redirect-uri ...` registers one)", err=True)
+            raise typer.Exit(2)
+        ctx = {k: v for k, v in (("patient", patient), ("encounter", encounter)) if v}
+        launch_id = create_launch(store.engine, client_id, ctx)
+    finally:
+        store.close()
+    typer.echo(launch_url(app_url, fhir_base or settings.fhir_base(), launch_id))
 
 
 @users_app.command("add")

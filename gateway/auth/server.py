@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from authlib.common.security import generate_token
 from authlib.oauth2 import AuthorizationServer, OAuth2Request
 from authlib.oauth2.rfc6749 import (
     AccessDeniedError,
@@ -21,6 +20,7 @@ from authlib.oauth2.rfc6749 import (
     InvalidRequestError,
     InvalidScopeError,
     OAuth2Payload,
+    UnauthorizedClientError,
 )
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -30,6 +30,7 @@ from sqlalchemy import Engine, insert, select, update
 from .assertions import JwksFetcher, PrivateKeyJwt
 from .clients import Client, ClientStore
 from .keys import ALG
+from .launches import LAUNCH_TTL, create_launch
 from .scopes import ScopeSet, narrow
 from .tables import CODE, LAUNCH, TOKEN, USER
 from .tokens import TokenService, digest
@@ -134,6 +135,14 @@ class RefreshRecord:
 
 
 # -- grants ----------------------------------------------------------------------------------------------
+def _sends_client_credentials(request: OAuth2Request) -> bool:
+    """Whether a token request names or authenticates its client (Basic header, client_id, client_assertion
+    or client_secret)."""
+    form = request.form
+    return bool(request.headers.get("Authorization") or form.get("client_id") or form.get("client_assertion")
+                or form.get("client_secret"))
+
+
 class BackendServicesGrant(ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["private_key_jwt"]
 
@@ -261,8 +270,48 @@ class SmartCodeGrant(AuthorizationCodeGrant):
 
 
 class SmartRefreshGrant(RefreshTokenGrant):
+    """Refresh with rotation. A refresh token is bound to the client it was issued to: a public client may
+    refresh without sending ``client_id`` (SMART App Launch 2.2 lists only grant_type, refresh_token and
+    scope), a confidential client must still authenticate, and a ``scope`` may only narrow the grant."""
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "private_key_jwt", "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def _validate_request_client(self) -> Client:
+        """The client the refresh is for: the token's own public client when the request names none, else
+        the client the request authenticates as (authlib's rules)."""
+        if not _sends_client_credentials(self.request):
+            owner = self._public_owner(self.request.form.get("refresh_token"))
+            if owner is not None:
+                if not owner.check_grant_type(self.GRANT_TYPE):
+                    raise UnauthorizedClientError(
+                        f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'")
+                return owner
+        client: Client = super()._validate_request_client()
+        return client
+
+    def _public_owner(self, refresh_token: str | None) -> Client | None:
+        """The public client a refresh token was issued to; None when it belongs to a confidential client
+        (which must then authenticate, and fails as invalid_client); an unknown token is invalid_grant."""
+        if not refresh_token:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        auth: AuthServer = self.server
+        with auth.engine.connect() as conn:
+            owner = conn.execute(select(TOKEN.c.client_id).where(TOKEN.c.token_key == digest(refresh_token),
+                                                                 TOKEN.c.kind == "refresh")).scalar()
+        if owner is None:
+            raise InvalidGrantError("Unknown refresh token")
+        client = auth.query_client(owner)
+        return client if client is not None and client.auth_method == "none" else None
+
+    def _validate_token_scope(self, token: RefreshRecord) -> None:
+        """A requested scope must be granted by the original one (SMART semantics, not string equality)."""
+        requested = self.request.payload.scope
+        if not requested:
+            return
+        _, refused = narrow(requested, token.get_scope())
+        if refused:
+            raise InvalidScopeError(description=f"A refresh may only narrow the grant; not granted: "
+                                                f"{' '.join(refused)}")
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshRecord | None:
         auth: AuthServer = self.server
@@ -418,9 +467,6 @@ class AuthServer(AuthorizationServer):
                              .values(used=True)).rowcount
         return ctx if n == 1 else None
 
-    def create_launch(self, client_id: str, context: dict[str, Any], ttl: int = 300) -> str:
-        launch_id = generate_token(32)
-        with self.engine.begin() as conn:
-            conn.execute(insert(LAUNCH).values(launch_id=launch_id, client_id=client_id,
-                                               context=json.dumps(context), expires_at=int(time.time()) + ttl))
-        return launch_id
+    def create_launch(self, client_id: str, context: dict[str, Any], ttl: int = LAUNCH_TTL) -> str:
+        """A one-time EHR launch id for ``client_id`` standing for ``context`` (see launches.py)."""
+        return create_launch(self.engine, client_id, context, ttl)

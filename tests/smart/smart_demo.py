@@ -1,0 +1,188 @@
+"""Helpers for the tests of the SMART demo app (apps/smart-demo): its npm install, a static file server for it,
+headless Chromium through Playwright, and the gateway's sign-in pages driven as a person would."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+
+APP_DIR = ROOT / "apps" / "smart-demo"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+NPM_REASON = ("node and npm are needed to install the SMART demo app's fhirclient library (apps/smart-demo, "
+              "`npm ci`); install Debian's nodejs and npm")
+BROWSER_REASON = "Playwright or Debian's chromium is not installed (.ci/run installs both)"
+STATUS = "document.getElementById('status')"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip with the reason; under CI=true, where everything must run, fail instead."""
+    if in_ci():
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def npm() -> str:
+    """The npm executable, or skip (fail under CI) when node or npm is missing."""
+    found = shutil.which("npm")
+    if found is None or shutil.which("node") is None:
+        skip_or_fail(NPM_REASON)
+    assert found is not None
+    return found
+
+
+def installed_version(app_dir: Path) -> str | None:
+    """The fhirclient version in app_dir/node_modules, or None when it is not installed."""
+    try:
+        return str(json.loads((app_dir / "node_modules" / "fhirclient" / "package.json").read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def locked_version(app_dir: Path) -> str:
+    lock = json.loads((app_dir / "package-lock.json").read_text())
+    return str(lock["packages"]["node_modules/fhirclient"]["version"])
+
+
+def npm_ci(app_dir: Path) -> None:
+    """`npm ci` in app_dir (the pinned fhirclient from package-lock.json)."""
+    done = subprocess.run([npm(), "ci", "--no-audit", "--no-fund"], cwd=app_dir, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, f"npm ci failed in {app_dir}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def smart_demo_app() -> Path:
+    """apps/smart-demo with the locked fhirclient installed: `npm ci` once, unless `make install-test` already
+    did it (a lock file keeps two test workers from installing at the same time)."""
+    npm()
+    with open(Path(tempfile.gettempdir()) / "fhir-gateway-smart-demo-npm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if installed_version(APP_DIR) != locked_version(APP_DIR):
+                npm_ci(APP_DIR)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    assert installed_version(APP_DIR) == locked_version(APP_DIR)
+    assert (APP_DIR / "node_modules" / "fhirclient" / "build" / "fhir-client.js").is_file()
+    return APP_DIR
+
+
+@dataclass
+class StaticServer:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def serve_static(directory: Path, port: int, log: Path) -> StaticServer:
+    """`python -m http.server` on 127.0.0.1:port for directory, as docs/smart-apps.md tells a newcomer."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                 "--directory", str(directory)], stdout=out, stderr=subprocess.STDOUT)
+    server = StaticServer(proc, port)
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"the static server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{server.root}/launch.html", timeout=2.0).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            stop_process(proc)
+            raise AssertionError(f"the static server did not answer within 30 s: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def playwright() -> Any:
+    """Playwright's sync_playwright, or skip (fail under CI) when it or Debian's chromium is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail(BROWSER_REASON)
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail(BROWSER_REASON)
+    return sync_playwright
+
+
+@pytest.fixture()
+def browser_page() -> Iterator[Any]:
+    """A fresh page of headless Debian chromium; every request it sends is kept in ``page.sent`` (Playwright
+    Request objects: url, method, headers, post_data)."""
+    sync_playwright = playwright()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            sent: list[Any] = []
+            page.on("request", lambda r: sent.append(r))
+            page.sent = sent
+            yield page
+        finally:
+            browser.close()
+
+
+def sign_in(page: Any, username: str, password: str) -> None:
+    """On the gateway's sign-in page: sign in, then allow on the consent page (the launch patient is set, or
+    the user is a patient, so no picker shows)."""
+    page.wait_for_selector("#username")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#sign-in")
+    page.wait_for_selector("#allow")
+    assert page.query_selector("#patient") is None, "no patient picker is expected here"
+    page.click("#allow")
+
+
+def wait_status(page: Any, prefix: str) -> str:
+    """Wait until the app's status line starts with ``prefix`` (or reports an error); returns it."""
+    page.wait_for_function(f"{STATUS} && ({STATUS}.textContent.startsWith({json.dumps(prefix)}) || "
+                           f"{STATUS}.textContent.startsWith('error'))")
+    status = str(page.inner_text("#status"))
+    assert status.startswith(prefix), status
+    return status
+
+
+def observations(page: Any) -> list[str]:
+    return [str(t) for t in page.eval_on_selector_all("#observations li", "els => els.map(e => e.textContent)")]
+
+
+def token_response(page: Any) -> dict[str, Any]:
+    """The app's current token response as fhirclient keeps it."""
+    return dict(page.evaluate("smartDemo.client().state.tokenResponse"))
