@@ -97,16 +97,21 @@ def serve(
     os.environ["GATEWAY_DEMO"] = "true" if demo else "false"
     if base_url:
         os.environ["GATEWAY_BASE_URL"] = base_url
+    # forwarding headers are judged by the gateway's own trusted_proxies (api/baseurl.py), not by uvicorn
     if workers > 1:
         if demo:  # load once, before the workers start
             _load_demo_once(settings)
             os.environ["GATEWAY_DEMO"] = "false"
+        if not settings.paging_key:  # one paging cursor key for all workers: any worker serves any next page
+            import secrets
+
+            os.environ["GATEWAY_PAGING_KEY"] = secrets.token_hex(32)
         uvicorn.run("gateway.main:build_app", factory=True, host=host, port=port, workers=workers,
-                    log_config=None, access_log=False)
+                    log_config=None, access_log=False, proxy_headers=False)
     else:
         from .main import build_app
 
-        uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
 
 
 def _demo_client(settings) -> None:  # type: ignore[no-untyped-def]
