@@ -6,8 +6,8 @@ Rule (docs/operations.md, "Public base URL and proxies"):
 - otherwise the base is the request's own: scheme of the connection, host and port from the ``Host``
   header, then ``/fhir``. A client that reached the server as ``localhost`` gets ``localhost`` links, one
   that used ``127.0.0.1`` gets ``127.0.0.1`` links;
-- ``Forwarded`` (RFC 7239: ``proto``, ``host``, ``for``) or else ``X-Forwarded-Proto``/``-Host``/``-Port``/
-  ``-For``, and ``X-Forwarded-Prefix``, are honoured only when the connection comes from an address in
+- ``Forwarded`` (RFC 7239: ``proto``, ``host``) or else ``X-Forwarded-Proto``/``-Host``, and
+  ``X-Forwarded-Port`` and ``X-Forwarded-Prefix``, are honoured only when the connection comes from an address in
   ``trusted_proxies``; from anyone else they are ignored. The last value of each header counts (the one the
   nearest, trusted, proxy wrote).
 
@@ -16,10 +16,9 @@ The base derived here only shapes links in responses. Security decisions never r
 Host values are checked for syntax, so a malformed Host cannot put markup or paths into links.
 
 ``BaseUrlMiddleware`` computes the base once per request and publishes it through
-``config.set_request_base``; services read it with ``config.public_base``. It also applies a trusted
-proxy's ``X-Forwarded-For``/``Forwarded: for=`` and protocol to the ASGI scope (client address and scheme),
-which is why ``serve`` runs uvicorn without its own proxy-header handling: one setting decides whom to
-believe.
+``config.set_request_base``; services read it with ``config.public_base``. ``serve`` runs uvicorn without
+its own proxy-header handling, so nothing else rewrites the request from forwarding headers either: the
+client address that throttling and audit use stays the socket's peer.
 """
 
 from __future__ import annotations
@@ -153,36 +152,9 @@ def request_base(scope: Scope, trusted: TrustedProxies) -> str:
     return f"{scheme}://{_strip_default_port(host or 'localhost', scheme)}{prefix}{FHIR_PATH}"
 
 
-def _forwarded_client(scope: Scope, trusted: TrustedProxies) -> str | None:
-    """The original client of a request a trusted proxy forwarded: the nearest address in ``Forwarded:
-    for=`` or ``X-Forwarded-For`` that is not itself a trusted proxy."""
-    raw_fwd = None
-    raw_xff = None
-    for k, v in scope.get("headers") or []:
-        name = k.decode("latin-1").lower()
-        if name == "forwarded":
-            raw_fwd = v.decode("latin-1") if raw_fwd is None else f"{raw_fwd}, {v.decode('latin-1')}"
-        elif name == "x-forwarded-for":
-            raw_xff = v.decode("latin-1") if raw_xff is None else f"{raw_xff}, {v.decode('latin-1')}"
-    chain: list[str] = []
-    if raw_fwd:
-        for element in raw_fwd.split(","):
-            for pair in element.split(";"):
-                name, sep, val = pair.partition("=")
-                if sep and name.strip().lower() == "for":
-                    val = val.strip().strip('"')
-                    chain.append(val[1:val.index("]")] if val.startswith("[") and "]" in val else val.split(":")[0])
-    elif raw_xff:
-        chain = [a.strip() for a in raw_xff.split(",") if a.strip()]
-    for address in reversed(chain):
-        if not trusted.trusts(address):
-            return address
-    return chain[0] if chain else None
-
-
 class BaseUrlMiddleware:
-    """Publishes each request's public FHIR base (``config.set_request_base``) unless one is configured,
-    and applies a trusted proxy's client address and protocol to the scope."""
+    """Publishes each request's public FHIR base (``config.set_request_base``) unless one is configured.
+    The ASGI scope is left as the connection made it: the client address stays the socket's peer."""
 
     def __init__(self, app: ASGIApp, configured: str, trusted_proxies: str) -> None:
         self.app = app
@@ -194,16 +166,7 @@ class BaseUrlMiddleware:
         if scope.get("type") not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        derived = request_base(scope, self.trusted)
-        base = None if self.configured else derived
-        client = scope.get("client")
-        if self.trusted.trusts(client[0] if client else None):
-            scope = dict(scope)
-            original = _forwarded_client(scope, self.trusted)
-            if original:
-                scope["client"] = (original, 0)
-            if scope.get("type") == "http":
-                scope["scheme"] = derived.split("://", 1)[0]
+        base = None if self.configured else request_base(scope, self.trusted)
         token = set_request_base(base)
         try:
             await self.app(scope, receive, send)
