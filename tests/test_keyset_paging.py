@@ -204,6 +204,21 @@ def test_includes_totals_elements_summary_and_chains_page_by_cursor(http: httpx.
         assert "_offset" not in nxt and "_cursor=" in nxt
         body = get(http, nxt)
     assert len(seen) == len(set(seen)) == 12
+    # _revinclude: each page of Patients carries the Observations about its own Patients
+    rev = {"identifier": f"{SYSTEM}|{tag}", "_count": "5", "_revinclude": "Observation:subject",
+           "_sort": "-birthdate"}
+    body, patients = get(http, f"/Patient?{urlencode(rev)}"), []
+    while True:
+        page = matches(body)
+        about = {e["resource"]["subject"]["reference"] for e in body.get("entry", [])
+                 if e["search"]["mode"] == "include"}
+        assert about == {f"Patient/{p}" for p in page}
+        patients += page
+        nxt = link(body, "next")
+        if nxt is None:
+            break
+        body = get(http, nxt)
+    assert sorted(patients) == sorted(pids)
     # _elements holds on the pages a cursor reaches
     first = get(http, f"/Patient?{urlencode({'identifier': f'{SYSTEM}|{tag}', '_count': '5', '_elements': 'birthDate'})}")
     second = get(http, str(link(first, "next")))
