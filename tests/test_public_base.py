@@ -129,3 +129,36 @@ def test_a_malformed_host_falls_back_to_the_listening_address(plain: LiveServer,
     if r.status_code == 200:
         body: dict[str, Any] = r.json()
         assert all(x["url"].startswith(f"http://127.0.0.1:{plain.port}/fhir/") for x in body["link"]), body["link"]
+
+
+def scope(headers: dict[str, str], client: str = "127.0.0.1", scheme: str = "http") -> dict[str, Any]:
+    return {"type": "http", "scheme": scheme, "client": (client, 50000), "server": ("127.0.0.1", 8080),
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+
+
+@pytest.mark.parametrize(("headers", "client", "expected"), [
+    ({"Host": "[::1]:8080"}, "::1", "http://[::1]:8080/fhir"),
+    ({"Host": "gw.example:80"}, "10.0.0.9", "http://gw.example/fhir"),  # the scheme's default port is left out
+    ({}, "10.0.0.9", "http://127.0.0.1:8080/fhir"),  # no Host: the listening address
+    ({"Host": "a", "Forwarded": 'for=1.2.3.4, proto=https;host="x.example:8443"'}, "::1", "https://x.example:8443/fhir"),
+    ({"Host": "a", "X-Forwarded-Prefix": "//evil.example"}, "127.0.0.1", "http://a/fhir"),  # not a path: ignored
+    ({"Host": "a", "X-Forwarded-Proto": "javascript"}, "127.0.0.1", "http://a/fhir"),
+    ({"Host": "a", "X-Forwarded-Host": "bad host"}, "127.0.0.1", "http://a/fhir"),
+    ({"Host": "a", "X-Forwarded-Port": "99999"}, "127.0.0.1", "http://a/fhir"),
+    ({"Host": "a", "X-Forwarded-Host": "b"}, "10.1.2.3", "http://a/fhir"),  # not a trusted proxy
+    ({"Host": "a", "X-Forwarded-Host": "b"}, "192.168.7.7", "http://b/fhir"),  # inside a trusted network
+])
+def test_request_base_rules(headers: dict[str, str], client: str, expected: str) -> None:
+    from gateway.api.baseurl import TrustedProxies, request_base
+
+    assert request_base(scope(headers, client), TrustedProxies("127.0.0.1, ::1, 192.168.0.0/16")) == expected
+
+
+def test_trusted_proxies_setting() -> None:
+    from gateway.api.baseurl import TrustedProxies
+
+    assert TrustedProxies("*").trusts("203.0.113.9")
+    assert not TrustedProxies("").trusts("127.0.0.1")
+    assert not TrustedProxies("127.0.0.1").trusts("testclient")  # not an address
+    with pytest.raises(ValueError, match="not an IP address"):
+        TrustedProxies("proxy.example")
