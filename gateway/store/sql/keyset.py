@@ -1,10 +1,10 @@
 """Keyset (seek) paging in SQL: the rows strictly after or before a position in a sort order.
 
 A sort order is a list of (expression, descending) keys with the surrogate key ``pk`` ascending as the
-final tiebreaker, so every row has exactly one place. NULL sort values are placed the way each dialect's
-ORDER BY places them in ``SearchCompiler.order_by`` (PostgreSQL: last both ways, as the compiler asks;
-SQLite: first ascending, last descending), and the comparisons below place them identically, so a page
-sequence walks the same order the unpaged search would have returned.
+final tiebreaker, so every row has exactly one place. Resources without a value for a sort key (NULL) come
+last both ways on PostgreSQL and first ascending, last descending on SQLite (each database's habit, kept
+from the search before paging by cursor); ``order`` says so explicitly and the comparisons in ``beyond``
+place NULLs identically, so a page sequence walks exactly the order an unpaged search returns.
 """
 
 from __future__ import annotations

@@ -228,21 +228,10 @@ class SqlSearchCompiler:
                 ors.append(and_(res.c.res_type == t, *[self.criterion(c, res, t) for c in crits]))
         return or_(*ors) if ors else false()
 
-    def order_by(self, q: SearchQuery, res: Any = RESOURCE) -> list[Any]:
-        """ORDER BY clauses for the query's ``_sort``, the surrogate key last as the tiebreaker."""
-        out: list[Any] = []
-        for col, desc in self.sort_keys(q, res):
-            if desc:
-                out.append(col.desc().nulls_last() if self.dialect == "postgresql" else col.desc())
-            else:
-                out.append(col.asc().nulls_last() if self.dialect == "postgresql" else col.asc())
-        out.append(res.c.pk.asc())
-        return out
-
     def sort_keys(self, q: SearchQuery, res: Any = RESOURCE) -> list[tuple[Any, bool]]:
         """One (expression, descending) per ``_sort`` key: the column, or for an indexed parameter the
-        lowest (highest when descending) indexed value of the resource. Keyset paging (keyset.py) compares
-        rows on these same expressions."""
+        lowest (highest when descending) indexed value of the resource. ``keyset.order`` sorts on them (the
+        surrogate key last as the tiebreaker) and ``keyset.beyond`` compares rows on them."""
         out: list[tuple[Any, bool]] = []
         for code, desc in q.sort:
             if code == "_id":
