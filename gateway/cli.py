@@ -113,16 +113,21 @@ def serve(
     tls = _tls_options(tls_cert, tls_key)
     if tls_cert and tls_key:
         os.environ["GATEWAY_TLS_CERT"], os.environ["GATEWAY_TLS_KEY"] = tls_cert, tls_key
+    # forwarding headers are judged by the gateway's own trusted_proxies (api/baseurl.py), not by uvicorn
     if workers > 1:
         if demo:  # load once, before the workers start
             _load_demo_once(settings)
             os.environ["GATEWAY_DEMO"] = "false"
+        if not settings.paging_key:  # one paging cursor key for all workers: any worker serves any next page
+            import secrets
+
+            os.environ["GATEWAY_PAGING_KEY"] = secrets.token_hex(32)
         uvicorn.run("gateway.main:build_app", factory=True, host=host, port=port, workers=workers,
-                    log_config=None, access_log=False, **tls)
+                    log_config=None, access_log=False, proxy_headers=False, **tls)
     else:
         from .main import build_app
 
-        uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False, **tls)
+        uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False, proxy_headers=False, **tls)
 
 
 def _tls_load_error(cert: str, key: str) -> str | None:

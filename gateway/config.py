@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar, Token
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +86,13 @@ class Settings(BaseSettings):
     egress_allow_http: bool = False
     # ATR $confirm-attribution-list: the IG says "SHALL return 201 Accepted" (201 is Created, 202 Accepted)
     atr_confirm_status: int = 201
+    # absolute links (Bundle links, fullUrl, Location…) use base_url when it is set, else the request's own
+    # scheme, host and port (api/baseurl.py). X-Forwarded-*/Forwarded headers are read only from these
+    # proxy addresses (comma-separated IPs or networks; "" trusts none, "*" any): default loopback only
+    trusted_proxies: str = "127.0.0.1,::1"
+    # HMAC key of the paging cursors (search/cursor.py); empty: a random key per process (serve --workers N
+    # hands one to its workers), so cursors end with the process
+    paging_key: str = ""
 
     def egress_policy(self, allowed: str = "") -> EgressPolicy:
         """The outbound-call policy these settings describe, limited to the ``allowed`` destinations
@@ -122,6 +130,28 @@ class Settings(BaseSettings):
             return self.auth_base_url.rstrip("/")
         base = self.fhir_base()
         return (base[: -len("/fhir")] if base.endswith("/fhir") else base) + "/auth"
+
+
+# the FHIR base URL of the request being served, when it is derived from the request (api/baseurl.py sets
+# it per request; services read it through ``public_base``); None outside a request
+_REQUEST_BASE: ContextVar[str | None] = ContextVar("gateway_request_base", default=None)
+
+
+def public_base(default: str) -> str:
+    """The FHIR base absolute URLs are built on: the current request's (set by the base-URL middleware when
+    no base_url is configured) or else ``default``, the configured one. Background work outside any request
+    (notifications, jobs) gets ``default``."""
+    return _REQUEST_BASE.get() or default
+
+
+def set_request_base(base: str | None) -> Token[str | None]:
+    """Make ``base`` the current request's FHIR base (``reset_request_base`` with the token undoes it)."""
+    return _REQUEST_BASE.set(base)
+
+
+def reset_request_base(token: Token[str | None]) -> None:
+    """Undo ``set_request_base``."""
+    _REQUEST_BASE.reset(token)
 
 
 @lru_cache(maxsize=1)

@@ -69,9 +69,10 @@ class LiveServer:
 
 
 def start_server(database: str, workdir: Path, demo: bool, auth: str | None = "off",
-                 timeout: float = START_TIMEOUT, env: dict[str, str] | None = None) -> LiveServer:
-    """``auth=None`` leaves --auth out, so the command line's default applies; ``env`` adds settings
-    (GATEWAY_* variables) to the otherwise clean environment."""
+                 timeout: float = START_TIMEOUT, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> LiveServer:
+    """``auth=None`` leaves --auth out, so the command line's default applies; ``env`` adds GATEWAY_*
+    settings and ``args`` options to the command line."""
     port = free_port()
     out, err = workdir / "server.stdout", workdir / "server.stderr"
     cmd = [gateway_exe(), "serve", "--host", "127.0.0.1", "--port", str(port), "--database", database]
@@ -79,6 +80,7 @@ def start_server(database: str, workdir: Path, demo: bool, auth: str | None = "o
         cmd += ["--auth", auth]
     if demo:
         cmd.append("--demo")
+    cmd += args
     with out.open("wb") as fo, err.open("wb") as fe:
         proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, env={**clean_env(), **(env or {})}, cwd=workdir)
     server = LiveServer(proc, port, out, err)

@@ -58,6 +58,9 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     gated = GatedStore(store, base)
     app.state.rest = RestService(gated, base, settings.validation_rest, settings.default_page_size,
                                  settings.max_page_size)
+    from ..search.cursor import CursorCodec
+
+    app.state.rest.cursors = CursorCodec(settings.paging_key or None)
     app.state.rest.search_bounds = {"max_params": settings.search_max_params,
                                     "max_values": settings.search_max_values,
                                     "max_chain": settings.search_max_chain}
@@ -92,6 +95,7 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
 
         capability["rest"][0]["security"] = capability_security(authority)
     app.state.capability = orjson.dumps(capability)
+    app.state.capability_by_base = {}  # the statement per request base (api/baseurl.py capability_for)
     errors.install(app)
     app.include_router(system.health_router)
     from ..auth import routes as auth_routes
@@ -116,4 +120,8 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     # NUL in the URL refused; an exception nothing else handled still gets an OperationOutcome (request id)
     app.add_middleware(errors.BoundaryGuard)
     app.add_middleware(RequestIdMiddleware, access_log=access_log)
+    # outermost: the request's public base (links) and a trusted proxy's client address (api/baseurl.py)
+    from .baseurl import BaseUrlMiddleware
+
+    app.add_middleware(BaseUrlMiddleware, configured=settings.base_url, trusted_proxies=settings.trusted_proxies)
     return app

@@ -60,10 +60,14 @@ def history_response(request: Request, rest: Rest, settings: Settings, rtype: st
         from ..services.rest import check_type
 
         check_type(rtype)
-    entries, total = rest.store.history(rtype, rid, since, count, offset)
+    from ..search.cursor import history_scope
+    from ..services.paging import history_page
+
+    entries, total, span = history_page(rest.store, rest.cursors, rtype, rid, since, count, offset,
+                                        request.query_params.get("_cursor"))
     path = "/".join(p for p in (rtype, rid, "_history") if p)
     body = bundles.history(rest.base_url, path, list(request.query_params.multi_items()), entries, total,
-                           count, offset)
+                           count, rest.cursors, history_scope(rtype, rid), span)
     return fhir_response(body, is_pretty=pretty(request))
 
 

@@ -19,7 +19,11 @@ health_router = APIRouter()
 async def metadata(request: Request) -> Response:
     check_accept(request)
     mode = request.query_params.get("mode", "full")
-    cs = request.app.state.capability
+    from .baseurl import capability_for
+
+    rest = request.app.state.rest
+    cs = capability_for(request.app.state.capability, rest.configured_base, rest.base_url,
+                        request.app.state.capability_by_base)
     if mode == "terminology":
         from ..fhir.errors import NotSupported
 

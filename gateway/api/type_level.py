@@ -26,7 +26,7 @@ compartment_router = APIRouter()  # registered after the instance routes
 def _search(request: Request, rest: Rest, rtype: str, params: list[tuple[str, str]], path: str) -> Response:
     strict = prefer(request).get("handling") == "strict"
     q, result = rest.search(rtype, params, strict=strict)
-    body = bundles.searchset(rest.base_url, path, params, q, result)
+    body = bundles.searchset(rest.base_url, path, params, q, result, rest.cursors)
     return fhir_response(body, is_pretty=pretty(request))
 
 
@@ -130,5 +130,5 @@ def compartment_search(pid: str, rtype: str, request: Request, rest: Rest) -> Re
         q.criteria.append(Criterion("_compartment", "_compartment", None, None,
                                     [RefValue("Patient", pid, None)], has_param=",".join(comp[rtype])))
     result = rest.store.search(q)
-    body = bundles.searchset(rest.base_url, f"Patient/{pid}/{rtype}", params, q, result)
+    body = bundles.searchset(rest.base_url, f"Patient/{pid}/{rtype}", params, q, result, rest.cursors)
     return fhir_response(body, is_pretty=pretty(request))

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from ..search.cursor import PageCursor
 from ..search.query import QueryParser, SearchQuery
 from ..store.base import HistoryEntry, SearchResult, StoredResource
 from . import policy
@@ -166,11 +167,13 @@ class GatedStore:
         return _filter_result(self.gate, current_grant(), self.inner.search(query))
 
     def history(self, resource_type: str | None, id: str | None, since: str | None, count: int,
-                offset: int, at: str | None = None) -> tuple[list[HistoryEntry], int]:
-        """History entries the grant may see, newest first, and their number (not the server-wide total)."""
+                offset: int, at: str | None = None, cursor: PageCursor | None = None
+                ) -> tuple[list[HistoryEntry], int]:
+        """History entries the grant may see, newest first, and their number (not the server-wide total);
+        with ``cursor``, the ``count`` visible entries nearest beyond its position (keyset paging)."""
         grant = current_grant()
         if self.gate.open_reads(grant):
-            return self.inner.history(resource_type, id, since, count, offset, at)
+            return self.inner.history(resource_type, id, since, count, offset, at, cursor=cursor)
         kept: list[HistoryEntry] = []
         start = 0
         while True:
@@ -178,11 +181,13 @@ class GatedStore:
             for entry in page:
                 seen = self._visible(grant, entry.stored)
                 if seen is not None:
-                    kept.append(entry if seen is entry.stored else HistoryEntry(seen, entry.method))
+                    kept.append(entry if seen is entry.stored else HistoryEntry(seen, entry.method, entry.pk))
             start += len(page)
             if not page or start >= total:
                 break
-        return kept[offset:offset + count], len(kept)
+        if cursor is None:
+            return kept[offset:offset + count], len(kept)
+        return _beyond_cursor(kept, cursor, count), len(kept)
 
     def iter_current(self, resource_type: str | None = None, batch: int = 500) -> Iterator[StoredResource]:
         """Current resources the grant may see."""
@@ -230,6 +235,18 @@ class GatedStore:
         if self.gate.open_reads(grant):
             return int(self.inner.count(resource_type))
         return sum(1 for _ in self.iter_current(resource_type))
+
+
+def _beyond_cursor(entries: list[HistoryEntry], cursor: PageCursor, count: int) -> list[HistoryEntry]:
+    """The ``count`` entries of a newest-first history nearest beyond a cursor's position (older for a
+    forward cursor, newer for a backward one), the same rows the store's keyset query selects."""
+    if cursor.pk is None:  # the oldest page
+        return entries[-count:] if count else []
+    mark = (cursor.keys[0], cursor.pk)
+    if cursor.forward:
+        return [e for e in entries if (e.stored.last_updated, e.pk) < mark][:count]
+    newer = [e for e in entries if (e.stored.last_updated, e.pk) > mark]
+    return newer[-count:] if count else []
 
 
 def _filter_result(gate: Gate, grant: Grant, result: SearchResult) -> SearchResult:

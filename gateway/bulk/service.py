@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from ..config import public_base
 from ..fhir.dates import now_instant
 from ..fhir.errors import BadRequest, FhirError, NotFound
 from ..search.params import patient_compartment
@@ -61,7 +62,7 @@ class BulkService:
     def __init__(self, store: SqlStore, settings: Any, base_url: str) -> None:
         self.store = store
         self.settings = settings
-        self.base_url = base_url
+        self.configured_base = base_url
         self.compartment = patient_compartment()
         self.jobs = JobStore(store)
         self.export_dir = Path(settings.export_dir).absolute()
@@ -70,6 +71,12 @@ class BulkService:
         self.runner.beat_seconds = max(0.2, min(2.0, settings.export_stale_seconds / 3))
         self.worker = ExportWorker(self.runner, self.jobs, settings.export_stale_seconds)
         self._polled: dict[str, float] = {}
+
+    @property
+    def base_url(self) -> str:
+        """The FHIR base of status and file URLs: the current request's when derived from requests, else
+        the configured one (``config.public_base``)."""
+        return public_base(self.configured_base)
 
     @property
     def requires_token(self) -> bool:

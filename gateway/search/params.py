@@ -13,7 +13,7 @@ from .fhirpath import Extractor, compile_for_type, roots_for_type
 # parameters every resource type has, answered from the resource table itself
 COMMON = {"_id", "_lastUpdated"}
 # result parameters: they shape the result set rather than filter it
-RESULT_PARAMS = {"_count", "_sort", "_summary", "_elements", "_include", "_revinclude", "_total", "_offset",
+RESULT_PARAMS = {"_count", "_cursor", "_sort", "_summary", "_elements", "_include", "_revinclude", "_total", "_offset",
                  "_format", "_pretty", "_contained", "_containedType", "_since"}
 
 

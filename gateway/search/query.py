@@ -9,6 +9,7 @@ from typing import Any
 from ..fhir.dates import DateParseError, parse_range
 from ..fhir.errors import BadRequest, Issue
 from ..fhir.resource_types import RESOURCE_TYPES
+from .cursor import PageCursor
 from .index import LONG, SHORT, clip, norm
 from .params import COMMON, RESULT_PARAMS, SearchParam, registry
 
@@ -100,6 +101,10 @@ class SearchQuery:
     total: str = "accurate"  # none | estimate | accurate
     warnings: list[Issue] = field(default_factory=list)
     ids_only: bool = False
+    # keyset paging (search/cursor.py): the raw ``_cursor`` token as sent, and the position the service
+    # decoded from it; the store pages from ``cursor`` when set, else from ``offset``
+    cursor_token: str | None = None
+    cursor: PageCursor | None = None
 
 
 def split_escaped(value: str, sep: str, keep: str = "") -> list[str]:
@@ -254,6 +259,8 @@ class QueryParser:
                 q.count = max(0, min(int(value), self.max_count))
             except ValueError:
                 raise BadRequest(f"_count must be an integer, got {value!r}") from None
+        elif name == "_cursor":
+            q.cursor_token = value
         elif name == "_offset":
             try:
                 q.offset = max(0, int(value))

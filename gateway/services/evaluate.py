@@ -55,9 +55,17 @@ class MeasureService:
         self.executor_spec = executor or "inprocess"
         self.chunk_size = chunk_size
         self.store = store
-        self.base_url = base_url
+        self.configured_base = base_url
         self._cache: dict[str, PreparedMeasure] = {}
         self._lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        """The FHIR base of absolute URLs: the current request's when derived from requests, else the
+        configured one (``config.public_base``)."""
+        from ..config import public_base
+
+        return public_base(self.configured_base)
 
     # -- resolution --------------------------------------------------------------------------------------
     def _search(self, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..fhir.errors import BadRequest, NotFound
+from ..search.cursor import PageCursor
 from ..search.query import QueryParser
 
 if TYPE_CHECKING:
@@ -34,17 +35,18 @@ class MeasureChoice:
 
 
 def search_all(store: ResourceStore, base_url: str, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Every current match of a search, page by page."""
+    """Every current match of a search, page by page, each page starting right after the previous one's
+    last row (keyset paging: resources deleted or created meanwhile shift nothing)."""
     out: list[dict[str, Any]] = []
-    offset = 0
+    cursor: PageCursor | None = None
     while True:
         q = QueryParser(base_url, strict=True, max_count=PAGE).parse(rtype, params)
-        q.count, q.offset, q.total = PAGE, offset, "none"
-        matches = store.search(q).matches
-        out.extend(orjson.loads(m.body) for m in matches)
-        if len(matches) < PAGE:
+        q.count, q.total, q.cursor = PAGE, "none", cursor
+        result = store.search(q)
+        out.extend(orjson.loads(m.body) for m in result.matches)
+        if not result.more_after or result.last_position is None:
             return out
-        offset += PAGE
+        cursor = PageCursor(True, *result.last_position)
 
 
 def select_measures(svc: Any, choice: MeasureChoice, measure_id: str | None = None) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from ..auth.context import constrain_search
+from ..config import public_base
 from ..fhir.errors import (
     BadRequest,
     FhirError,
@@ -21,6 +22,7 @@ from ..fhir.errors import (
 from ..fhir.resource_types import RESOURCE_TYPES
 from ..fhir.validation import validate_resource
 from ..net.egress import EgressPolicy
+from ..search.cursor import CursorCodec, search_scope
 from ..search.query import QueryParser, SearchQuery
 from ..store.base import ResourceStore, SearchResult, Session, StoredResource
 
@@ -64,7 +66,10 @@ class RestService:
     def __init__(self, store: ResourceStore, base_url: str, validation_level: str = "strict", default_count: int = 20,
                  max_count: int = 1000) -> None:
         self.store = store
-        self.base_url = base_url.rstrip("/")
+        self.configured_base = base_url.rstrip("/")
+        # signs the paging cursors of search and history links (search/cursor.py); create_app sets the
+        # configured key
+        self.cursors = CursorCodec()
         self.validation_level = validation_level
         self.default_count = default_count
         self.max_count = max_count
@@ -73,6 +78,12 @@ class RestService:
         self.subscription_endpoints: EgressPolicy = EgressPolicy()
         # bounds on one search (parameters, OR-ed values, chain levels): Settings.search_max_*
         self.search_bounds: dict[str, int] = {}
+
+    @property
+    def base_url(self) -> str:
+        """The FHIR base of absolute URLs in what this service answers: the current request's base when the
+        server derives it from requests (api/baseurl.py), else the configured one."""
+        return public_base(self.configured_base)
 
     # -- helpers -----------------------------------------------------------------------------------------
     def parser(self, strict: bool = False) -> QueryParser:
@@ -312,6 +323,8 @@ class RestService:
         parser = self.parser(strict)
         q = parser.parse(resource_type, params)
         constrain_search(q, parser)
+        if q.cursor_token is not None:  # 400 unless this server made it for this type and sort
+            q.cursor = self.cursors.decode(q.cursor_token, search_scope(q.resource_type, q.sort), len(q.sort))
         result = tx.search(q) if tx is not None else self.store.search(q)
         return q, result
 

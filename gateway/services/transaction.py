@@ -331,7 +331,8 @@ class BundleProcessor:
             return EntryResult("200 OK", resource=orjson.Fragment(s.body))
         params = parse_query_string(e.query or "")
         q, result = self.rest.search(e.rtype, params, tx=tx)
-        return EntryResult("200 OK", resource=searchset(self.rest.base_url, e.rtype, params, q, result))
+        return EntryResult("200 OK", resource=searchset(self.rest.base_url, e.rtype, params, q, result,
+                                                                self.rest.cursors))
 
     # -- batch -------------------------------------------------------------------------------------------
     def batch(self, raw_entries: list[Any]) -> list[EntryResult]:

@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..search.cursor import PageCursor
 from ..search.query import SearchQuery
 
 if TYPE_CHECKING:
@@ -39,6 +40,11 @@ class StoredResource:
 class HistoryEntry:
     stored: StoredResource
     method: str  # POST PUT DELETE PATCH
+    pk: int = 0  # the history row's surrogate key: with lastUpdated, its place in the history order
+
+
+# a row's place in a sort order for keyset paging: its sort key values and its surrogate key
+Position = tuple[tuple[Any, ...], int]
 
 
 @dataclass
@@ -46,6 +52,11 @@ class SearchResult:
     matches: list[StoredResource] = field(default_factory=list)
     included: list[StoredResource] = field(default_factory=list)
     total: int | None = None
+    # keyset paging: where the page starts and ends in the sort order, and whether matches lie beyond
+    first_position: Position | None = None
+    last_position: Position | None = None
+    more_before: bool = False
+    more_after: bool = False
 
 
 class Session(Protocol):
@@ -76,7 +87,8 @@ class ResourceStore(Protocol):
     def read_many(self, resource_type: str, ids: list[str]) -> dict[str, StoredResource]: ...
     def search(self, query: SearchQuery) -> SearchResult: ...
     def history(self, resource_type: str | None, id: str | None, since: str | None, count: int,
-                offset: int, at: str | None = None) -> tuple[list[HistoryEntry], int]: ...
+                offset: int, at: str | None = None, cursor: PageCursor | None = None
+                ) -> tuple[list[HistoryEntry], int]: ...
     def iter_current(self, resource_type: str | None = None, batch: int = 500) -> Iterator[StoredResource]: ...
     def compartment_contents(self, patient_ids: list[str], types: dict[str, tuple[str, ...]]
                              ) -> dict[str, list[tuple[str, int, bytes]]]: ...

@@ -228,8 +228,11 @@ class SqlSearchCompiler:
                 ors.append(and_(res.c.res_type == t, *[self.criterion(c, res, t) for c in crits]))
         return or_(*ors) if ors else false()
 
-    def order_by(self, q: SearchQuery, res: Any = RESOURCE) -> list[Any]:
-        out: list[Any] = []
+    def sort_keys(self, q: SearchQuery, res: Any = RESOURCE) -> list[tuple[Any, bool]]:
+        """One (expression, descending) per ``_sort`` key: the column, or for an indexed parameter the
+        lowest (highest when descending) indexed value of the resource. ``keyset.order`` sorts on them (the
+        surrogate key last as the tiebreaker) and ``keyset.beyond`` compares rows on them."""
+        out: list[tuple[Any, bool]] = []
         for code, desc in q.sort:
             if code == "_id":
                 col: Any = res.c.res_id
@@ -255,9 +258,5 @@ class SqlSearchCompiler:
                     valcol = t.c.value
                 agg = func.max(valcol) if desc else func.min(valcol)
                 col = select(agg).where(t.c.res_pk == res.c.pk, t.c.param == code).scalar_subquery()
-            if desc:
-                out.append(col.desc().nulls_last() if self.dialect == "postgresql" else col.desc())
-            else:
-                out.append(col.asc().nulls_last() if self.dialect == "postgresql" else col.asc())
-        out.append(res.c.pk.asc() if not q.sort else res.c.pk)
+            out.append((col, desc))
         return out

@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    and_,
     bindparam,
     create_engine,
     delete,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -29,10 +31,12 @@ from sqlalchemy.pool import StaticPool
 
 from ...fhir.dates import now_instant
 from ...fhir.errors import Conflict, FhirError
+from ...search.cursor import PageCursor
 from ...search.index import IndexRows, index_resource
 from ...search.query import Include, SearchQuery
 from ..base import HistoryEntry, ResourceStore, SearchResult, StoredResource
 from ..encoded import Encoded, content_of, index_of
+from . import keyset
 from .search_sql import SqlSearchCompiler
 from .tables import HISTORY, IDX, IDX_COLUMNS, RESOURCE
 
@@ -463,14 +467,42 @@ class SqlStore:
             result.total = conn.execute(select(func.count()).select_from(RESOURCE).where(*where)).scalar_one()
         if q.summary == "count" or q.count == 0:
             return result
-        stmt = (select(RESOURCE.c.pk, *_COLS).where(*where).order_by(*self.compiler.order_by(q))
-                .limit(q.count).offset(q.offset))
-        rows = conn.execute(stmt).all()
+        rows = self._page(conn, q, where, result)
         result.matches = [_stored(r[1:]) for r in rows]
         if q.includes or q.revincludes:
             result.included = self._includes(conn, q, [r[0] for r in rows],
                                              {(m.resource_type, m.id) for m in result.matches})
         return result
+
+    def _page(self, conn: Any, q: SearchQuery, where: list[Any], result: SearchResult) -> list[Any]:
+        """One page of matching rows (pk, columns…) in sort order: from ``q.cursor`` (keyset: strictly after
+        or before a position, so rows created or deleted elsewhere never shift the page), else from
+        ``q.offset``. Records on ``result`` where the page starts and ends and whether rows lie beyond."""
+        keys = self.compiler.sort_keys(q)
+        cols = [RESOURCE.c.pk, *_COLS, *(k.label(f"sort_{i}") for i, (k, _) in enumerate(keys))]
+        cursor = q.cursor
+        forward = cursor is None or cursor.forward
+        stmt = select(*cols).where(*where)
+        if cursor is not None:
+            stmt = stmt.where(keyset.beyond(keys, RESOURCE.c.pk, cursor, self.dialect))
+        stmt = stmt.order_by(*keyset.order(keys, RESOURCE.c.pk, self.dialect, forward)).limit(q.count + 1)
+        if cursor is None and q.offset:
+            stmt = stmt.offset(q.offset)
+        rows = list(conn.execute(stmt).all())
+        more = len(rows) > q.count
+        rows = rows[:q.count]
+        if forward:
+            result.more_after = more
+            result.more_before = (cursor is not None) or q.offset > 0
+        else:
+            rows.reverse()
+            result.more_before = more
+            result.more_after = cursor is not None and cursor.pk is not None
+        n = len(_COLS) + 1
+        if rows:
+            result.first_position = (tuple(rows[0][n:]), int(rows[0][0]))
+            result.last_position = (tuple(rows[-1][n:]), int(rows[-1][0]))
+        return rows
 
     def _includes(self, conn: Any, q: SearchQuery, pks: list[int], seen: set[tuple[str, str]]) -> list[StoredResource]:
         out: list[StoredResource] = []
@@ -516,8 +548,13 @@ class SqlStore:
         return out
 
     def history(self, resource_type: str | None, id: str | None, since: str | None, count: int,
-                offset: int, at: str | None = None) -> tuple[list[HistoryEntry], int]:
-        cond = []
+                offset: int, at: str | None = None, cursor: PageCursor | None = None
+                ) -> tuple[list[HistoryEntry], int]:
+        """Up to ``count`` versions, newest first (lastUpdated, then row key, descending), and how many
+        there are in all. With ``cursor`` the versions strictly older (forward) or newer (backward) than its
+        position, the ``count`` nearest to it, ``offset`` ignored: versions written while a client pages
+        land before its position and never shift the pages still to come."""
+        cond: list[Any] = []
         if resource_type:
             cond.append(HISTORY.c.res_type == resource_type)
         if id:
@@ -526,11 +563,22 @@ class SqlStore:
             cond.append(HISTORY.c.last_updated >= since)
         with self._reader() as conn:
             total = conn.execute(select(func.count()).select_from(HISTORY).where(*cond)).scalar_one()
-            rows = conn.execute(select(HISTORY.c.res_type, HISTORY.c.res_id, HISTORY.c.version,
-                                       HISTORY.c.last_updated, HISTORY.c.content, HISTORY.c.method)
-                                .where(*cond).order_by(HISTORY.c.last_updated.desc(), HISTORY.c.pk.desc())
-                                .limit(count).offset(offset)).all()
-        entries = [HistoryEntry(StoredResource(r[0], r[1], r[2], r[3], r[4], r[5] == "DELETE"), r[5]) for r in rows]
+            stmt = select(HISTORY.c.res_type, HISTORY.c.res_id, HISTORY.c.version, HISTORY.c.last_updated,
+                          HISTORY.c.content, HISTORY.c.method, HISTORY.c.pk).where(*cond)
+            lu, pk = HISTORY.c.last_updated, HISTORY.c.pk
+            newer_first = cursor is None or cursor.forward
+            if cursor is not None and cursor.pk is not None:
+                v = cursor.keys[0]
+                stmt = stmt.where(or_(lu < v, and_(lu == v, pk < cursor.pk)) if cursor.forward
+                                  else or_(lu > v, and_(lu == v, pk > cursor.pk)))
+            stmt = stmt.order_by(*((lu.desc(), pk.desc()) if newer_first else (lu.asc(), pk.asc()))).limit(count)
+            if cursor is None:
+                stmt = stmt.offset(offset)
+            rows = list(conn.execute(stmt).all())
+        if not newer_first:
+            rows.reverse()
+        entries = [HistoryEntry(StoredResource(r[0], r[1], r[2], r[3], r[4], r[5] == "DELETE"), r[5], int(r[6]))
+                   for r in rows]
         return entries, total
 
     def iter_current(self, resource_type: str | None = None, batch: int = 500) -> Iterator[StoredResource]:
