@@ -127,7 +127,8 @@ def serve(
     else:
         from .main import build_app
 
-        uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False, proxy_headers=False, **tls)
+        uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False, proxy_headers=False,
+                    **tls)
 
 
 def _tls_load_error(cert: str, key: str) -> str | None:

@@ -81,7 +81,6 @@ def test_chained_search_with_include(open_server: Server) -> None:
     assert sorted(r.id for r in fetched) == sorted(wanted)
 
 
-@pytest.mark.xfail(strict=True, reason="offset paging skips rows; fixed by the keyset-paging branch")
 def test_fetch_all_over_pages_while_another_client_writes(open_server: Server) -> None:
     """Nine resources exist throughout; nine more are churned by a second client (httpx) between pages: after
     each page fhirpy receives, two already-returned churn resources are deleted and two new ones created.
