@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
+from gateway.app import create_app
 from gateway.config import Settings
 from gateway.store.sql.store import SqlStore
 from gateway.store.sql.tables import EXPORT_JOB, HISTORY, IDX, RESOURCE

@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from gateway.atr.attribution_claims import compute_draft
 from gateway.atr.claims_rule import AttributionRule
 from gateway.atr.model import EXT_CHANGE_TYPE, EXT_PROVIDER, list_status, member_ref
-from gateway.services.attribution_claims import compute_draft
-from gateway.services.rest import RestService
+from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
 from tests.conftest import clean_env, gateway_exe
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
+from gateway.app import create_app
 from gateway.auth.routing import iter_routes
 from gateway.config import Settings
 from gateway.fhir.resource_types import RESOURCE_TYPES
 from gateway.operations import ANY_TYPE, REGISTRY
-from gateway.services.capability import TYPE_INTERACTIONS
+from gateway.rest.capability import TYPE_INTERACTIONS
 from gateway.store.sql.store import memory_store
 
 SAMPLE = {"token": "x|y", "string": "a", "date": "ge2020-01-01", "reference": "Patient/1", "number": "gt1",
