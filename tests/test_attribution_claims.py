@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.atr.attribution_claims import compute_draft
 from gateway.atr.claims_rule import AttributionRule
-from gateway.atr.model import EXT_CHANGE_TYPE, EXT_PROVIDER, list_status, member_ref
+from gateway.fhir.atr_model import EXT_CHANGE_TYPE, EXT_PROVIDER, list_status, member_ref
 from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
 from tests.conftest import clean_env, gateway_exe

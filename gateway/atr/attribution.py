@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 
+from ..fhir.atr_model import EXT_COVERAGE, EXT_PROVIDER, NPI, is_atr_group, member_ref
 from ..fhir.dates import now_instant
 from ..fhir.errors import BadRequest, NotFound, Unprocessable
 from ..fhir.parameters import parameter_list
 from ..resources.rest import RestService, resource_json
 from .members import Selector, add_member, confirm, remove_members
-from .model import EXT_COVERAGE, EXT_PROVIDER, NPI, is_atr_group, member_ref
 
 PROVIDER_TYPES = ("Practitioner", "PractitionerRole", "Organization")
 ADD_INPUTS = ("memberId", "providerNpi", "patientReference", "providerReference", "attributionPeriod")

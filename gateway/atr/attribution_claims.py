@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..fhir.atr_model import list_status
 from ..fhir.errors import Unprocessable
 from ..resources.rest import RestService, resource_json
 from .claims_rule import AttributionRule, attribute
 from .draft import draft_list
-from .model import list_status
 
 if TYPE_CHECKING:
     from ..store.base import ResourceStore

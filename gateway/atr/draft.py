@@ -5,8 +5,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..fhir.atr_model import (
+    EXT_CHANGE_TYPE,
+    EXT_COVERAGE,
+    EXT_PROVIDER,
+    make_group,
+    make_member,
+    member_ref,
+    set_ext,
+)
 from .claims_rule import Attribution
-from .model import EXT_CHANGE_TYPE, EXT_COVERAGE, EXT_PROVIDER, make_group, make_member, member_ref, set_ext
 
 
 def draft_list(group_id: str, name: str, payer: str, attributions: dict[str, Attribution],

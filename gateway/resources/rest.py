@@ -87,7 +87,7 @@ class RestService:
         level = level or self.validation_level
         result = validate_resource(resource, level)
         if result.ok and resource.get("resourceType") == "Group":  # ATR attribution list profile rules
-            from ..atr.rules import group_issues
+            from ..fhir.atr_rules import group_issues
 
             errors, warnings = group_issues(resource)
             result.warnings.extend(warnings)
@@ -98,7 +98,7 @@ class RestService:
             else:
                 result.errors.extend(errors)
         if result.ok and resource.get("resourceType") == "Subscription":  # the one topic offered (ATR)
-            from ..subscriptions.access import subscription_issues
+            from ..auth.subscription_access import subscription_issues
 
             for issue in subscription_issues(resource, self.subscription_endpoints, self, level):
                 (result.warnings if issue.severity == "warning" else result.errors).append(issue)

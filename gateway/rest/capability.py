@@ -60,7 +60,7 @@ def build_capability(base_url: str, operations: Registry | None = None) -> dict[
                     revincludes.append(f"{other}:{code}")
         entry: dict[str, Any] = {"type": rtype}
         if rtype == "Subscription":  # Subscriptions R5 Backport: the one topic offered (gateway/subscriptions)
-            from ..subscriptions.topic import BACKPORT, TOPIC
+            from ..fhir.subscription_topic import BACKPORT, TOPIC
 
             entry["extension"] = [{"url": f"{BACKPORT}/capabilitystatement-subscriptiontopic-canonical",
                                    "valueCanonical": TOPIC}]

@@ -31,7 +31,7 @@ async def validate(rtype: str, request: Request, settings: Settings) -> Response
         raise BadRequest(f"$validate on {rtype} takes a {rtype} resource")
     result = validate_resource(body, "strict")
     if rtype == "Subscription":  # the same topic, endpoint, header and access rules as a write
-        from ..subscriptions.access import subscription_issues
+        from ..auth.subscription_access import subscription_issues
 
         rest = request.app.state.rest
         result.errors.extend(await run_in_threadpool(

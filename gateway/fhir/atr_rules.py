@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..fhir.errors import Issue
-from .model import (
+from .atr_model import (
     CHANGE_TYPES,
     EXT_ASSOCIATED,
     EXT_CHANGE_TYPE,
@@ -24,6 +23,7 @@ from .model import (
     PROFILE_PATIENT_LIST,
     is_atr_group,
 )
+from .errors import Issue
 
 
 def claims(group: dict[str, Any], profile: str) -> bool:

@@ -19,12 +19,12 @@ from typing import Any
 
 import orjson
 
-from ..auth import policy
-from ..auth.context import current
-from ..auth.groups import caller_identifiers, group_visible, restricted
 from ..fhir.errors import Issue
+from ..fhir.subscription_topic import group_id, problems
 from ..net.egress import EgressPolicy
-from .topic import group_id, problems
+from . import policy
+from .context import current
+from .groups import caller_identifiers, group_visible, restricted
 
 
 def check_subscriber(sub: dict[str, Any], rest: Any) -> None:
