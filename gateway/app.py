@@ -1,4 +1,10 @@
-"""Application factory: wires settings, store and services into FastAPI."""
+"""The app assembly: collects the capability packages' operation declarations into one registry and wires
+settings, store, use cases, routes, policy and middleware into FastAPI.
+
+The capability packages (rest, deqm, atr, bulk, ingest, subscriptions) sit side by side above the shared
+kernels; this module is the one place that imports all of them. The registry it collects is handed down to
+what derives from it (routes, the authorization policy, the CapabilityStatement, OpenAPI), so no lower
+layer imports a capability package."""
 
 from __future__ import annotations
 
@@ -13,17 +19,32 @@ from fastapi import FastAPI
 from . import __version__
 from .api import errors
 from .api import routes as operation_routes
+from .atr.declarations import OPERATIONS as ATR_OPERATIONS
+from .auth import policy
 from .auth.context import SYSTEM, acting_as
 from .auth.gated import GatedStore
+from .bulk.declarations import OPERATIONS as BULK_OPERATIONS
 from .config import Settings
+from .deqm.declarations import OPERATIONS as DEQM_OPERATIONS
+from .ingest.declarations import OPERATIONS as INGEST_OPERATIONS
 from .logs import RequestIdMiddleware
-from .operations import REGISTRY
+from .operations import Registry
 from .resources.rest import RestService
 from .rest import instance, system, type_level
 from .rest.capability import build_capability
+from .rest.declarations import OPERATIONS as REST_OPERATIONS
 
 log = logging.getLogger("gateway")
+
+# every operation the gateway serves, each declared once in its capability package
+REGISTRY = Registry((*DEQM_OPERATIONS, *REST_OPERATIONS, *INGEST_OPERATIONS, *BULK_OPERATIONS, *ATR_OPERATIONS))
+
+
 def create_app(settings: Settings, store: Any = None, access_log: bool = True) -> FastAPI:
+    """The FastAPI app for ``settings``, on ``store`` (a SQL store from the settings' database URL when
+    None); installs ``REGISTRY`` into the authorization policy, serves its operations and lists them in the
+    CapabilityStatement."""
+    policy.install(REGISTRY)  # the auth middleware classifies operation routes by this registry
     if store is None:
         from .store.sql.store import SqlStore
 
@@ -106,7 +127,7 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.include_router(type_level.compartment_router, prefix="/fhir")
     app.include_router(auth_routes.wellknown, prefix="/fhir")
     app.include_router(system.router, prefix="/fhir")
-    # every operation route comes from its one declaration in gateway/operations.py
+    # every operation route comes from its one declaration in its capability package (REGISTRY above)
     app.include_router(operation_routes.router(REGISTRY), prefix="/fhir")
     # every /fhir request passes the auth middleware, whatever router serves it (gateway/auth/policy.py)
     app.add_middleware(AuthMiddleware, authority=authority)

@@ -48,6 +48,17 @@ def _admin_exec(sql: str) -> None:
         conn.execute(sql)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _operation_registry() -> None:
+    """The app assembly installs the operation registry it collects into the authorization policy when it
+    builds an app; tests that classify requests with the policy before (or without) building one get the
+    same registry."""
+    from gateway.app import REGISTRY
+    from gateway.auth import policy
+
+    policy.install(REGISTRY)
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     reason = pg_available()

@@ -1,6 +1,6 @@
-"""FHIR operations: one handler module per operation; the routes come from the registry.
+"""FHIR operation routes, built from the operation registry.
 
-``router()`` registers one route per (method, path) that ``gateway/operations.py`` declares, pointing at
+``router()`` registers one route per (method, path) the registry declares, pointing at
 the handler the declaration names, with the declaration's summary and description as its OpenAPI docs.
 Handler modules hold no route decorators, so an operation cannot be served without being declared (and so
 without a policy and a CapabilityStatement entry), and every declaration is served."""
@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ..operations import REGISTRY, Registry, Route
+from ..operations import Registry, Route
 
 API_PACKAGE = "gateway"
 
@@ -25,8 +25,9 @@ def handler(route: Route) -> Callable[..., Any]:
     return fn
 
 
-def router(registry: Registry = REGISTRY) -> APIRouter:
-    """An APIRouter with every route the registry declares, in declaration order."""
+def router(registry: Registry) -> APIRouter:
+    """An APIRouter with every route the registry declares, in declaration order (the registry the app
+    assembly collected from the capability packages)."""
     out = APIRouter()
     for route in registry.routes.values():
         op = route.operation

@@ -6,6 +6,7 @@ from typing import Any
 
 ATR = "http://hl7.org/fhir/us/davinci-atr"
 SD = f"{ATR}/StructureDefinition"
+OD = f"{ATR}/OperationDefinition/"  # the canonical base of the ATR operations
 EXT_STATUS = f"{SD}/ext-attributionListStatus"
 EXT_CONTRACT_PERIOD = f"{SD}/ext-contractValidityPeriod"
 EXT_CHANGE_TYPE = f"{SD}/ext-changeType"
