@@ -24,8 +24,9 @@ def draft_list(group_id: str, name: str, payer: str, attributions: dict[str, Att
     active member no longer attributed stays listed as inactive with ``dropped``."""
     before: dict[str, dict[str, Any]] = {}
     for m in (previous or {}).get("member") or []:
-        if not m.get("inactive"):
-            before.setdefault((m.get("entity") or {}).get("reference"), m)
+        ref = (m.get("entity") or {}).get("reference")
+        if not m.get("inactive") and isinstance(ref, str):  # one without a literal reference matches no patient
+            before.setdefault(ref, m)
     members = []
     for patient in sorted(attributions):
         a = attributions[patient]
