@@ -1,1 +1,4 @@
-"""Use cases joining the FHIR kernel, search and the store: REST semantics, transactions, loading."""
+"""The REST semantics kernel every capability builds on: ``RestService`` (validation, conditional logic,
+versions, search; ``rest.py``), batch and transaction Bundles (``transaction.py``), Bundle building
+(``bundles.py``) and the ``X-Provenance`` header (``provenance_header.py``). No HTTP framework here; the
+REST routes are in ``gateway/rest``."""
