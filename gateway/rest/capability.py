@@ -1,7 +1,7 @@
 """Generate the CapabilityStatement from what the server implements: the template in profiles/, the
 interaction list below (the routes' own table), the search parameter registry and the operation registry
-(collected by gateway/app.py: system-level operations under ``rest.operation``, type- and instance-level ones under
-the ``rest.resource`` entry of each type they serve)."""
+(collected by gateway/app.py: system-level operations under ``rest.operation``, type- and instance-level
+ones under the ``rest.resource`` entry of each type they serve)."""
 
 from __future__ import annotations
 
