@@ -95,7 +95,7 @@ def asgi_read_cost(db: str, ids: list[str], batches: int = 8, per_batch: int = 4
     and on, in alternating batches so that other work on the machine hits both alike."""
     import asyncio
 
-    from gateway.api.app import create_app
+    from gateway.app import create_app
     from gateway.config import Settings
 
     store = SqlStore(db)

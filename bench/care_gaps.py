@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.api.app import create_app  # noqa: E402
+from gateway.app import create_app  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.demo.synth import demo_measures, iter_resources, transaction_bundle  # noqa: E402
 from gateway.store.sql.store import SqlStore  # noqa: E402

@@ -85,8 +85,8 @@ def scale_claims_csv(out: Path, lines: int) -> None:
 
 
 def run_one(fmt: str, data: Path, url: str, lines: int, parallel: bool | None = None) -> dict:
-    from gateway.services.ingest import Ingestor
-    from gateway.services.rest import RestService
+    from gateway.ingest.service import Ingestor
+    from gateway.resources.rest import RestService
     from gateway.store.sql.store import SqlStore
 
     store = SqlStore(url)

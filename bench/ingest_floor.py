@@ -46,8 +46,8 @@ VARIANTS = {
 def ingest(lines: int, root: Path) -> Path:
     from ingest import scale_cclf
 
-    from gateway.services.ingest import Ingestor
-    from gateway.services.rest import RestService
+    from gateway.ingest.service import Ingestor
+    from gateway.resources.rest import RestService
     from gateway.store.sql.store import SqlStore
 
     data = root / "cclf"

@@ -46,9 +46,9 @@ sys.path.insert(0, str(BENCH_DIR))
 from reidentify import Case, generate, load_cases  # noqa: E402
 from run import machine_info, postgres_backend, sqlite_backend  # noqa: E402
 
-from gateway.services.evaluate import MeasureService  # noqa: E402
-from gateway.services.loader import Loader  # noqa: E402
-from gateway.services.rest import RestService  # noqa: E402
+from gateway.deqm.evaluation import MeasureService  # noqa: E402
+from gateway.ingest.loader import Loader  # noqa: E402
+from gateway.resources.rest import RestService  # noqa: E402
 from gateway.store.sql.store import SqlStore  # noqa: E402
 
 MEASURES = ["CMS122", "CMS125", "CMS130", "CMS165"]
@@ -177,8 +177,8 @@ def fqm_modules(args: argparse.Namespace) -> Path | None:
 def patient_bundles(store: SqlStore, ids: list[str]) -> list[dict[str, Any]]:
     """Each patient's data as the gateway stores it (Patient compartment plus the shared resources), as the
     collection Bundles fqm-execution takes."""
+    from gateway.deqm.measure_data import prefetch
     from gateway.search.params import patient_compartment
-    from gateway.services.measure_data import prefetch
 
     types = set(patient_compartment())
     shared = [json.loads(s.content) for t in ("Medication",) for s in store.iter_current(t)]

@@ -170,8 +170,8 @@ def _demo_client(settings) -> None:  # type: ignore[no-untyped-def]
 
 def _load_demo_once(settings) -> None:  # type: ignore[no-untyped-def]
     from .auth.context import SYSTEM, acting_as
-    from .services.loader import load_demo
-    from .services.rest import RestService
+    from .ingest.loader import load_demo
+    from .resources.rest import RestService
     from .store.sql.store import SqlStore
 
     store = SqlStore(settings.resolved_database_url())
@@ -191,8 +191,8 @@ def load(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .services.loader import Loader, iter_files
-    from .services.rest import RestService
+    from .ingest.loader import Loader, iter_files
+    from .resources.rest import RestService
     from .store.sql.store import SqlStore
 
     settings = _settings(database)
@@ -237,8 +237,8 @@ def evaluate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .deqm.evaluation import MeasureService
     from .fhir.errors import FhirError
-    from .services.evaluate import MeasureService
     from .store.sql.store import SqlStore
 
     settings = _settings(database)
@@ -335,10 +335,10 @@ def attribute(
     import datetime as dt
     import json
 
+    from .atr.attribution_claims import compute_draft
     from .atr.claims_rule import DEFAULT_CODES, AttributionRule
     from .fhir.errors import FhirError
-    from .services.attribution_claims import compute_draft
-    from .services.rest import RestService
+    from .resources.rest import RestService
     from .store.sql.store import SqlStore
 
     try:
@@ -413,8 +413,8 @@ def synth(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .services.loader import Loader
-    from .services.rest import RestService
+    from .ingest.loader import Loader
+    from .resources.rest import RestService
     from .store.sql.store import SqlStore
 
     settings = _settings(database)
@@ -642,9 +642,9 @@ def ingest(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .ingest.service import Ingestor
     from .mapping.spec import SpecError, find_spec
-    from .services.ingest import Ingestor
-    from .services.rest import RestService
+    from .resources.rest import RestService
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -706,7 +706,7 @@ def extract(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .services.extract import extract_internal
+    from .ingest.extract import extract_internal
 
     if to in ("scorecard-csv", "scorecard-parquet"):
         _extract_scorecard(to, database, out, measure or [], period_start, period_end, quiet)
@@ -732,8 +732,8 @@ def _extract_scorecard(to: str, database: str | None, out: Path | None, measures
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .deqm.scorecard import ScorecardError, export_scorecard
     from .fhir.errors import FhirError
-    from .services.scorecard import ScorecardError, export_scorecard
 
     path = out or Path("scorecard.csv" if to == "scorecard-csv" else "scorecard.parquet")
     settings = _settings(database)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from .api.app import create_app
+from .app import create_app
 from .config import Settings
 
 

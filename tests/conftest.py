@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
+from gateway.app import create_app
 from gateway.config import Settings
 from gateway.store.sql.store import SqlStore
 from gateway.store.sql.tables import EXPORT_JOB, HISTORY, IDX, RESOURCE
@@ -46,6 +46,17 @@ def _admin_exec(sql: str) -> None:
 
     with psycopg.connect(PG_ADMIN.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
         conn.execute(sql)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _operation_registry() -> None:
+    """The app assembly installs the operation registry it collects into the authorization policy when it
+    builds an app; tests that classify requests with the policy before (or without) building one get the
+    same registry."""
+    from gateway.app import REGISTRY
+    from gateway.auth import policy
+
+    policy.install(REGISTRY)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.atr.model import (
+from gateway.fhir.atr_model import (
     EXT_CHANGE_TYPE,
     EXT_PROVIDER,
     EXT_STATUS,

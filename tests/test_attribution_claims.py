@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from gateway.atr.attribution_claims import compute_draft
 from gateway.atr.claims_rule import AttributionRule
-from gateway.atr.model import EXT_CHANGE_TYPE, EXT_PROVIDER, list_status, member_ref
-from gateway.services.attribution_claims import compute_draft
-from gateway.services.rest import RestService
+from gateway.fhir.atr_model import EXT_CHANGE_TYPE, EXT_PROVIDER, list_status, member_ref
+from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
 from tests.conftest import clean_env, gateway_exe
 
@@ -122,3 +122,20 @@ def test_cli_attribute(tmp_path: Path) -> None:
     bad = subprocess.run([gateway_exe(), "attribute", "--group", "g1", "--payer", "Organization/payer", "--as-of",
                           "soon", "--database", db], capture_output=True, text=True, env=clean_env(), timeout=120)
     assert bad.returncode == 2 and "--as-of" in bad.stderr
+
+
+def test_a_previous_member_without_a_literal_reference_does_not_break_the_next_draft() -> None:
+    """A previous list may hold a member whose entity is identifier-only (ATR allows it); it matches no
+    attributed patient and is left out of the comparison, while the other members still get their change."""
+    from gateway.atr.claims_rule import Attribution
+    from gateway.atr.draft import draft_list
+
+    previous = {"resourceType": "Group", "member": [
+        {"entity": {"identifier": {"system": "http://example.org/mbi", "value": "X1"}}},
+        {"entity": {"reference": "Patient/gone"}},
+        {"entity": {"reference": "Patient/p1"}}]}
+    attributions = {"Patient/p1": Attribution("Patient/p1", "Practitioner/d1", 10.0, "2025-03-01", 1)}
+    group = draft_list("g1", "Draft", "Organization/payer", attributions, {}, {"start": "2025-01-01"}, previous)
+    changes = {m["entity"]["reference"]: (m.get("inactive", False), next(
+        e["valueCode"] for e in m["extension"] if e["url"] == EXT_CHANGE_TYPE)) for m in group["member"]}
+    assert changes == {"Patient/p1": (False, "changed"), "Patient/gone": (True, "dropped")}

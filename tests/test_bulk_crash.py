@@ -107,7 +107,7 @@ def test_export_survives_a_killed_gateway(tmp_path: Path) -> None:
 def test_a_job_interrupted_too_often_fails_with_an_outcome(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from gateway.api.app import create_app
+    from gateway.app import create_app
     from gateway.config import Settings
     from tests.conftest import BASE
 

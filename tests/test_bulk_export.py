@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
+from gateway.app import create_app
 from gateway.bulk.worker import cleanup_expired
 from gateway.config import Settings
 from gateway.store.sql.store import SqlStore

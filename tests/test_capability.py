@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
+from gateway.app import REGISTRY, create_app
 from gateway.auth.routing import iter_routes
 from gateway.config import Settings
 from gateway.fhir.resource_types import RESOURCE_TYPES
-from gateway.operations import ANY_TYPE, REGISTRY
-from gateway.services.capability import TYPE_INTERACTIONS
+from gateway.operations import ANY_TYPE
+from gateway.rest.capability import TYPE_INTERACTIONS
 from gateway.store.sql.store import memory_store
 
 SAMPLE = {"token": "x|y", "string": "a", "date": "ge2020-01-01", "reference": "Patient/1", "number": "gt1",
@@ -39,7 +39,7 @@ ROUTE_INTERACTIONS = {
     ("GET", "/fhir/metadata"): "capabilities",
     ("GET", "/fhir/.well-known/smart-configuration"): "capabilities",  # SMART discovery
     ("GET", "/fhir/.well-known/openid-configuration"): "capabilities",
-    # operation routes: from the registry (gateway/operations.py), each mapped to the operation it serves
+    # operation routes: from the registry (gateway/app.py collects the declarations), each mapped to the operation it serves
     **{(m, "/fhir" + p): f"operation:{r.operation.key}" for (m, p), r in REGISTRY.routes.items()},
 }
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.deqm.care_gaps import service as care_gaps
 from gateway.fhir.deqm_rules import check_gaps_bundle
 from gateway.measure.cases import _counts, case_paths
 from gateway.measure.gaps import gap_status_of
-from gateway.services import care_gaps
 from tests.conftest import SHARED, make_client
 from tests.test_evaluate_measure import ECQM, JSON, OVERRIDES, as_transaction, load_measure, measure_id
 

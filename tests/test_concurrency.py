@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from gateway.services.rest import RestService
+from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 
 from gateway.demo.claims import claims_csv, demo_claims_csv
-from gateway.services.evaluate import MeasureService
-from gateway.services.loader import load_demo
-from gateway.services.rest import RestService
+from gateway.deqm.evaluation import MeasureService
+from gateway.ingest.loader import load_demo
+from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
 from tests.conftest import BASE, clean_env, gateway_exe
 

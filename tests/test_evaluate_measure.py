@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.auth.context import SYSTEM, acting_as
+from gateway.ingest.loader import Loader
 from gateway.measure.cases import _counts, case_paths, load_overrides
-from gateway.services.loader import Loader
 from tests.conftest import FIXTURES, SHARED, make_client
 
 ECQM = SHARED / "testdata" / "ecqm"

@@ -31,10 +31,10 @@ def cms130_db(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A SQLite file holding the CMS130 measure and its test patients (ids made unique per case)."""
     import json
 
+    from gateway.ingest.loader import Loader
     from gateway.measure.cases import case_paths
-    from gateway.services.loader import Loader
-    from gateway.services.rest import RestService
-    from gateway.services.transaction import BundleProcessor
+    from gateway.resources.rest import RestService
+    from gateway.resources.transaction import BundleProcessor
     from gateway.store.sql.store import SqlStore
     from tests.test_evaluate_measure import ECQM, as_transaction
 
@@ -51,7 +51,7 @@ def cms130_db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.mark.parametrize("spec", ["processes:2", "dask://local"])
 def test_population_runs_agree_across_executors(cms130_db: str, spec: str) -> None:
-    from gateway.services.evaluate import MeasureService
+    from gateway.deqm.evaluation import MeasureService
     from gateway.store.sql.store import SqlStore
 
     store = SqlStore(cms130_db)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gateway.deqm.evaluation import MeasureService
 from gateway.fhir.errors import Unprocessable
 from gateway.measure.fhirpath_criteria import (
     FhirPathCriteriaError,
@@ -18,8 +19,7 @@ from gateway.measure.fhirpath_criteria import (
     compile_expression,
     fhirpath_only,
 )
-from gateway.services.evaluate import MeasureService
-from gateway.services.rest import RestService
+from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore, memory_store
 from tests.conftest import BASE
 

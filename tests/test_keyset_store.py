@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from gateway.deqm import measure_select
 from gateway.search.query import SearchQuery
-from gateway.services import measure_select
 from gateway.store.base import SearchResult
 from gateway.store.sql.store import SqlStore
 

@@ -142,7 +142,7 @@ def _layers() -> list[tuple[list[str], bool]]:
 def test_the_module_graph_sees_imports_inside_functions_and_migrations() -> None:
     edges = module_graph()
     # a function-level import (the population runner opens the SQL store in each worker process)
-    assert ("gateway.services.population", "gateway.store.sql.store") in edges
+    assert ("gateway.deqm.population", "gateway.store.sql.store") in edges
     # a migration script, which is no importable module but runs with the package
     assert ("gateway.store.sql.migrations.env", "gateway.store.sql.auth_tables") in edges
 

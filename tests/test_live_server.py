@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.services.loader import DEMO_PATIENTS
+from gateway.ingest.loader import DEMO_PATIENTS
 from gateway.store.sql.store import SqlStore
 from tests.conftest import clean_env, gateway_exe, wipe
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.services.measure_data import StoreDataSource, prefetch
+from gateway.deqm.measure_data import StoreDataSource, prefetch
 from gateway.store.sql.store import SqlStore
 
 

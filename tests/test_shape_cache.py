@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from gateway.fhir.shapes import ShapeCache
 from gateway.fhir.validation import validate_resource
+from gateway.ingest.service import Ingestor
 from gateway.mapping.engine import Engine
 from gateway.mapping.readers import read_input
 from gateway.mapping.spec import find_spec
-from gateway.services.ingest import Ingestor
-from gateway.services.rest import RestService
+from gateway.resources.rest import RestService
 from tests.conftest import BASE, FIXTURES
 from tests.mapping.helpers import counts, read
 

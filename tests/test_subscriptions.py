@@ -14,8 +14,8 @@ import pytest
 import respx
 from fastapi.testclient import TestClient
 
+from gateway.fhir.subscription_topic import FILTER, TOPIC
 from gateway.store.sql.store import SqlStore
-from gateway.subscriptions.topic import FILTER, TOPIC
 from tests.conftest import BASE, SHARED, make_client
 
 H = {"Content-Type": "application/fhir+json"}

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from gateway.demo.synth import demo_measures, generate, iter_resources, ndjson_lines, transaction_bundle
-from gateway.services.loader import DEMO_PATIENTS, load_demo
-from gateway.services.rest import RestService
+from gateway.ingest.loader import DEMO_PATIENTS, load_demo
+from gateway.resources.rest import RestService
 from gateway.store.sql.store import memory_store
 from tests.conftest import BASE, make_client
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from ..services.rest import RestService
+from ..resources.rest import RestService
 
 
 async def get_rest(request: Request) -> RestService:

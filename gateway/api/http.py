@@ -137,6 +137,6 @@ def write_response(request: Request, base: str, s: StoredResource, status: int,
 
 def x_provenance(request: Request) -> dict[str, Any] | None:
     """The Provenance of an X-Provenance header (create and update), or None; 400 when malformed."""
-    from ..services.provenance_header import HEADER, parse
+    from ..resources.provenance_header import HEADER, parse
 
     return parse(request.headers.get(HEADER))

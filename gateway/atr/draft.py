@@ -5,8 +5,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..fhir.atr_model import (
+    EXT_CHANGE_TYPE,
+    EXT_COVERAGE,
+    EXT_PROVIDER,
+    make_group,
+    make_member,
+    member_ref,
+    set_ext,
+)
 from .claims_rule import Attribution
-from .model import EXT_CHANGE_TYPE, EXT_COVERAGE, EXT_PROVIDER, make_group, make_member, member_ref, set_ext
 
 
 def draft_list(group_id: str, name: str, payer: str, attributions: dict[str, Attribution],
@@ -16,8 +24,9 @@ def draft_list(group_id: str, name: str, payer: str, attributions: dict[str, Att
     active member no longer attributed stays listed as inactive with ``dropped``."""
     before: dict[str, dict[str, Any]] = {}
     for m in (previous or {}).get("member") or []:
-        if not m.get("inactive"):
-            before.setdefault((m.get("entity") or {}).get("reference"), m)
+        ref = (m.get("entity") or {}).get("reference")
+        if not m.get("inactive") and isinstance(ref, str):  # one without a literal reference matches no patient
+            before.setdefault(ref, m)
     members = []
     for patient in sorted(attributions):
         a = attributions[patient]

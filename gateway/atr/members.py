@@ -11,8 +11,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from ..fhir.errors import Unprocessable
-from .model import (
+from ..fhir.atr_model import (
     EXT_CHANGE_TYPE,
     EXT_COVERAGE,
     EXT_PROVIDER,
@@ -22,6 +21,7 @@ from .model import (
     member_ref,
     set_ext,
 )
+from ..fhir.errors import Unprocessable
 
 
 @dataclass(frozen=True)

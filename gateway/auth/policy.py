@@ -5,10 +5,13 @@ Two declarative sources drive everything:
 - ``ROUTES``: (method, route template) -> interaction, for the RESTful API. A /fhir route that is neither in
   this table nor an operation (a ``$name`` path segment) is refused for every token, so a new endpoint is
   closed until someone states its policy here.
-- the operation registry (``gateway/operations.py``): each declared operation route gets the policy its
+- the operation registry (``gateway/operations.py``), collected from the capability packages by the app
+  assembly and handed over with ``install``: each declared operation route gets the policy its
   declaration states (needs, scope levels, patient confinement). ``OPERATIONS`` (operation code ->
   ``OperationPolicy``) is a view of it, consulted for ``$code`` routes registered outside the registry;
-  codes in neither are refused under ``patient/`` and ``user/`` scopes and need ``system/*.cruds``.
+  codes in neither are refused under ``patient/`` and ``user/`` scopes and need ``system/*.cruds``. Until
+  a registry is installed there are no declared operations, so every operation route gets that closed
+  policy.
 
 docs/security.md explains the policy in prose; keep the two in step.
 """
@@ -18,11 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..fhir.errors import Forbidden
-from ..operations import PATH_TYPE, REGISTRY, Need, Operation
+from ..operations import PATH_TYPE, Need, Operation, Registry
 from .scopes import ScopeSet
 
 __all__ = ["LETTER", "OPERATIONS", "PATH_TYPE", "ROUTES", "AccessRequest", "Denied", "Need", "OperationPolicy",
-           "check", "classify", "confined", "operation_needs", "operation_policy", "readable", "scope_filters",
+           "check", "classify", "confined", "install", "operation_needs", "operation_policy", "readable", "scope_filters",
            "with_body_types"]
 
 # interaction -> the SMART v2 permission letter it needs on its resource type
@@ -78,18 +81,36 @@ def operation_policy(op: Operation) -> OperationPolicy:
                            type_params=op.type_params)
 
 
-def _by_code() -> dict[str, OperationPolicy]:
+def _by_code(registry: Registry) -> dict[str, OperationPolicy]:
     out: dict[str, OperationPolicy] = {}
-    for op in REGISTRY:
+    for op in registry:
         pol = operation_policy(op)
         if out.setdefault(op.code, pol) != pol:  # e.g. the three $export levels: one code, one policy
             raise ValueError(f"operations named ${op.code} declare different policies")
     return out
 
 
+_registry = Registry(())  # the installed registry; empty (every operation closed) until ``install``
 # operation code -> policy: a view of the registry, used for $code routes the registry does not declare
-OPERATIONS: dict[str, OperationPolicy] = _by_code()
-_DECLARED: dict[str, OperationPolicy] = {op.key: operation_policy(op) for op in REGISTRY}  # by registry key
+OPERATIONS: dict[str, OperationPolicy] = {}
+_DECLARED: dict[str, OperationPolicy] = {}  # by registry key
+
+
+def install(registry: Registry) -> None:
+    """Make ``registry`` (the operations the app assembly collected from the capability packages) the one
+    the policy reads. The auth kernel sits below those packages and cannot import them, so the assembly
+    hands the registry down; the views are replaced in place, a registry whose operations sharing a code
+    disagree on their policy is refused before anything changes."""
+    global _registry
+    by_code = _by_code(registry)
+    declared = {op.key: operation_policy(op) for op in registry}
+    _registry = registry
+    OPERATIONS.clear()
+    OPERATIONS.update(by_code)
+    _DECLARED.clear()
+    _DECLARED.update(declared)
+
+
 UNKNOWN_OPERATION = OperationPolicy((Need("*", "cruds"),), levels=frozenset({"system"}))
 
 
@@ -136,7 +157,7 @@ def classify(method: str, template: str, path_params: dict[str, str],
         if interaction in ("search-type", "search-compartment"):
             needs += include_needs(query)
         return AccessRequest(interaction, rtype, rid, needs=needs)
-    declared = REGISTRY.route(method, template[len(FHIR):]) if template.startswith(FHIR + "/") else None
+    declared = _registry.route(method, template[len(FHIR):]) if template.startswith(FHIR + "/") else None
     if declared is not None:
         op = declared.operation.code
         endpoint = declared.endpoint

@@ -4,7 +4,7 @@ uses this to know which route will serve a request before it runs; the tests use
 
 Reading the live router (rather than a list the app keeps as it registers routes) keeps the check fail-closed:
 a route added by any means is seen, and one without a policy is refused (``policy.classify``). Operation
-routes are registered from the operation registry only (``gateway/operations.py``)."""
+routes are registered from the operation registry only (the declarations ``gateway/app.py`` collects)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Bulk Data export service: kick-off, status and manifest, cancel, file lookup, with job ownership.
 
-HTTP-free: routes in gateway/api/operations/bulk.py translate requests into these calls.
+HTTP-free: routes in gateway/bulk/handlers.py translate requests into these calls.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..atr.model import COVERAGE_CLASS, NPI, V2_0203, make_group, make_member
+from ..fhir.atr_model import COVERAGE_CLASS, NPI, V2_0203, make_group, make_member
 
 PAYER_ID = "atr-payer"
 PROVIDER_ORG_ID = "atr-provider-org"

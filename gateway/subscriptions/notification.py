@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from ..fhir.dates import now_instant
-from .topic import NOTIFICATION_PROFILE, STATUS_PROFILE, TOPIC, Spec
+from ..fhir.subscription_topic import NOTIFICATION_PROFILE, STATUS_PROFILE, TOPIC, Spec
 
 
 def bundle(base: str, sub: Spec, kind: str, status: str, events_since_start: int,

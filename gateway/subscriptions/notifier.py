@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
+from ..fhir.subscription_topic import Spec, spec
 from ..net.egress import EgressPolicy, egress_client, refusal
 from ..store.sql.feed import ChangeFeed, Lease
 from .notification import bundle
-from .topic import Spec, spec
 
 if TYPE_CHECKING:
     from ..store.sql.store import SqlStore

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.operations import REGISTRY, Level
+from gateway.app import REGISTRY
+from gateway.operations import Level
 from tests.clients.conftest import NODE_DIR, Server, run_node
 
 pytestmark = pytest.mark.live

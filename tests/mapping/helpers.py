@@ -6,8 +6,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from gateway.services.ingest import Ingestor, IngestSummary
-from gateway.services.rest import RestService, resource_json
+from gateway.ingest.service import Ingestor, IngestSummary
+from gateway.resources.rest import RestService, resource_json
 from tests.conftest import BASE, SHARED
 
 INTERNAL = SHARED / "testdata" / "internal"

@@ -1,4 +1,4 @@
-"""Corrected claims retire what their earlier versions produced (gateway/services/claim_versions.py): an
+"""Corrected claims retire what their earlier versions produced (gateway/ingest/claim_versions.py): an
 adjustment that drops a diagnosis retires that Condition (entered-in-error) and the demo diabetes measure stops
 counting the patient; a void retires every fact of the claim; loading the same files again changes nothing.
 
@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.demo.synth import demo_measures
-from gateway.services.claim_versions import derived_of
-from gateway.services.evaluate import MeasureService
-from gateway.services.rest import RestService
+from gateway.deqm.evaluation import MeasureService
+from gateway.ingest.claim_versions import derived_of
+from gateway.resources.rest import RestService
 from tests.conftest import BASE, FIXTURES
 from tests.mapping.helpers import INTERNAL, counts, ingest, read
 

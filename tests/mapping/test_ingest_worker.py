@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services.ingest import Ingestor
-from gateway.services.rest import RestService
+from gateway.ingest.service import Ingestor
+from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
 from tests.conftest import BASE, FIXTURES
 from tests.mapping.helpers import counts, read
@@ -97,7 +97,7 @@ def test_a_large_load_refreshes_the_planner_statistics_on_postgres(pg_url, monke
 
     from sqlalchemy import text
 
-    import gateway.services.ingest as ingest_module
+    import gateway.ingest.service as ingest_module
     from tests.conftest import PG_ADMIN, _admin_exec
 
     name = f"gw_test_{uuid.uuid4().hex[:12]}"

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gateway.services.evaluate import MeasureService
-from gateway.services.loader import Loader
-from gateway.services.rest import RestService
+from gateway.deqm.evaluation import MeasureService
+from gateway.ingest.loader import Loader
+from gateway.resources.rest import RestService
 from tests.conftest import BASE, SHARED
 from tests.mapping.helpers import INTERNAL, ingest
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from gateway.ingest.service import Ingestor
 from gateway.mapping.spec import load_spec
-from gateway.services.ingest import Ingestor
-from gateway.services.rest import RestService
+from gateway.resources.rest import RestService
 from tests.conftest import BASE, ROOT
 from tests.mapping.helpers import counts, read
 

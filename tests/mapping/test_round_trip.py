@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from gateway.services.extract import extract_internal
+from gateway.ingest.extract import extract_internal
 from gateway.store.sql.internal import clear
 from tests.conftest import clean_env, gateway_exe
 from tests.mapping.helpers import INTERNAL, ingest

@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 
 from gateway.demo.synth import demo_measures, ndjson_lines
 from gateway.demo.synth import iter_resources as synth_resources
-from gateway.services.evaluate import MeasureService
-from gateway.services.loader import Loader
-from gateway.services.rest import RestService
-from gateway.services.scorecard import COLUMNS, export_scorecard
+from gateway.deqm.evaluation import MeasureService
+from gateway.deqm.scorecard import COLUMNS, export_scorecard
+from gateway.ingest.loader import Loader
+from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
 from tests.conftest import BASE, clean_env, gateway_exe, make_client
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.services.rest import RestService
+from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
 from tests.smart.conftest import bearer, issue, make_auth_client
 

@@ -12,8 +12,8 @@ import pytest
 
 from gateway.auth.context import SYSTEM, NoGrant, acting_as, current
 from gateway.auth.gated import GatedStore
+from gateway.resources.rest import RestService
 from gateway.search.query import QueryParser
-from gateway.services.rest import RestService
 from gateway.store.sql.store import SqlStore
 from tests.conftest import clean_env, gateway_exe, make_client
 from tests.smart.conftest import bearer, issue, make_auth_client
@@ -91,7 +91,7 @@ def test_cli_load_acts_under_the_system_grant(tmp_path: Path) -> None:
 def test_async_job_runs_under_the_grant_that_started_it(store: SqlStore) -> None:
     """A patient token's async $care-gaps job sees that patient's data only, though it runs on a thread of its
     own after the request has ended (before: the thread had no grant, which meant everything)."""
-    from gateway.services.async_jobs import AsyncJobs
+    from gateway.deqm.async_jobs import AsyncJobs
 
     with make_auth_client(store) as c:
         rest = RestService(store, BASE)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.auth.compartment import compartment_types, in_compartment
-from gateway.services.rest import RestService
+from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
 from tests.smart.conftest import bearer, issue, make_auth_client
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
+from gateway.app import create_app
 from gateway.config import Settings
 from gateway.store.sql.store import SqlStore
 from tests.security.hostile_corpus import SEED, Case, cases, store_digest

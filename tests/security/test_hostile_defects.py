@@ -211,7 +211,7 @@ def _evaluate_year(client: TestClient) -> None:
 
 
 def test_period_precision_becomes_the_whole_interval() -> None:
-    from gateway.services.evaluate import MeasureService
+    from gateway.deqm.evaluation import MeasureService
 
     _, interval = MeasureService.period("2025", "2025")
     assert (str(interval.low), str(interval.high)) == ("2025-01-01T00:00:00.000", "2025-12-31T23:59:59.999")

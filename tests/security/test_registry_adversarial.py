@@ -1,7 +1,7 @@
 """Adversarial suite: every operation in the registry and every REST interaction, against every kind of token,
 with real tokens signed by the gateway, on SQLite and PostgreSQL.
 
-Cases are generated: the operation cases from gateway/operations.py (every declared method and path, with the
+Cases are generated: the operation cases from the registry (gateway/app.py) (every declared method and path, with the
 subject variants a patient app could try), the REST cases from ``policy.ROUTES`` (each aimed at another
 patient's data). A new operation or route is covered without new test code. What each token may do is modelled
 here independently of the policy code, from the declaration alone (needs, scope levels, subject rule):
@@ -35,8 +35,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from gateway.app import REGISTRY
 from gateway.auth import policy
-from gateway.operations import ANY_TYPE, PATH_TYPE, REGISTRY, SCOPE_LEVELS, Need, Operation
+from gateway.operations import ANY_TYPE, PATH_TYPE, SCOPE_LEVELS, Need, Operation
 from gateway.store.sql.store import SqlStore
 from gateway.store.sql.tables import RESOURCE
 from tests.conftest import make_client

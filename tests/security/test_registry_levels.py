@@ -1,4 +1,4 @@
-"""The operation registry (gateway/operations.py) is the one declaration of every operation: the app serves
+"""The operation registry (gateway/app.py, from each capability package's declarations) is the one declaration of every operation: the app serves
 exactly the declared routes, each claimed operation answers at exactly its claimed levels, and the
 CapabilityStatement, the OpenAPI document and the authorization policy say what the registry says. Every case
 here is generated from the registry, so a new operation is covered without new test code."""
@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.app import REGISTRY
 from gateway.auth import policy
 from gateway.auth.routing import iter_routes
-from gateway.operations import ANY_TYPE, REGISTRY, Operation
+from gateway.operations import ANY_TYPE, Operation
 from gateway.store.sql.store import SqlStore
 from tests.conftest import make_client
 

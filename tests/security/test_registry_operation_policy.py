@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.operations import REGISTRY
+from gateway.app import REGISTRY
 from gateway.store.sql.store import SqlStore
 from tests.conftest import make_client
 from tests.smart.conftest import bearer, make_auth_client

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
+from gateway.app import create_app
 from gateway.auth.assertion_client import generate_client_key, sign_assertion
 from gateway.config import Settings
 from gateway.store.sql.store import SqlStore

@@ -1,7 +1,7 @@
 """Every FHIR route of the app, walked from FastAPI's router: without a token it answers 401, with a token
 whose scopes do not cover it 403, both as OperationOutcome. A route added later is covered by the same walk,
 and one without a stated policy is closed. The operation routes are exactly those the operation registry
-declares (gateway/operations.py)."""
+declares (gateway/app.py collects it from the capability packages)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.app import REGISTRY
 from gateway.auth import policy
 from gateway.auth.routing import iter_routes
-from gateway.operations import REGISTRY
 from gateway.store.sql.store import SqlStore
 
 from .conftest import bearer, issue, make_auth_client

@@ -1,0 +1,149 @@
+"""The app assembly: collects the capability packages' operation declarations into one registry and wires
+settings, store, use cases, routes, policy and middleware into FastAPI.
+
+The capability packages (rest, deqm, atr, bulk, ingest, subscriptions) sit side by side above the shared
+kernels; this module is the one place that imports all of them. The registry it collects is handed down to
+what derives from it (routes, the authorization policy, the CapabilityStatement, OpenAPI), so no lower
+layer imports a capability package."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+
+from . import __version__
+from .api import errors
+from .api import routes as operation_routes
+from .atr.declarations import OPERATIONS as ATR_OPERATIONS
+from .auth import policy
+from .auth.context import SYSTEM, acting_as
+from .auth.gated import GatedStore
+from .bulk.declarations import OPERATIONS as BULK_OPERATIONS
+from .config import Settings
+from .deqm.declarations import OPERATIONS as DEQM_OPERATIONS
+from .ingest.declarations import OPERATIONS as INGEST_OPERATIONS
+from .logs import RequestIdMiddleware
+from .operations import Registry
+from .resources.rest import RestService
+from .rest import instance, system, type_level
+from .rest.capability import build_capability
+from .rest.declarations import OPERATIONS as REST_OPERATIONS
+
+log = logging.getLogger("gateway")
+
+# every operation the gateway serves, each declared once in its capability package
+REGISTRY = Registry((*DEQM_OPERATIONS, *REST_OPERATIONS, *INGEST_OPERATIONS, *BULK_OPERATIONS, *ATR_OPERATIONS))
+
+
+def create_app(settings: Settings, store: Any = None, access_log: bool = True) -> FastAPI:
+    """The FastAPI app for ``settings``, on ``store`` (a SQL store from the settings' database URL when
+    None); installs ``REGISTRY`` into the authorization policy, serves its operations and lists them in the
+    CapabilityStatement."""
+    policy.install(REGISTRY)  # the auth middleware classifies operation routes by this registry
+    if store is None:
+        from .store.sql.store import SqlStore
+
+        store = SqlStore(settings.resolved_database_url())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.demo:
+            from .ingest.loader import load_demo
+
+            with acting_as(SYSTEM):  # the server loading its own demo data
+                summary = load_demo(app.state.rest)
+            log.info("demo data loaded", extra={"resources": summary.resources})
+        app.state.bulk.start()
+        if app.state.authority is not None:
+            app.state.authority.audit.start()
+        if settings.subscription_notifier:
+            app.state.notifier.start()
+        try:
+            yield
+        finally:
+            app.state.notifier.stop()
+            app.state.bulk.stop()
+            if app.state.authority is not None:
+                app.state.authority.audit.stop()  # and writes the last batch of audit rows
+
+    app = FastAPI(title="FHIR VBC Gateway", version=__version__, lifespan=lifespan,
+                  description="FHIR R4 gateway for value-based care. The FHIR base is /fhir.")
+    base = settings.fhir_base()
+    app.state.settings = settings
+    app.state.store = store  # the raw store: health checks, the authorization server, system components
+    # services reach stored data only through the gate, under the grant of the caller they serve
+    gated = GatedStore(store, base)
+    app.state.rest = RestService(gated, base, settings.validation_rest, settings.default_page_size,
+                                 settings.max_page_size)
+    from .search.cursor import CursorCodec
+
+    app.state.rest.cursors = CursorCodec(settings.paging_key or None)
+    app.state.rest.search_bounds = {"max_params": settings.search_max_params,
+                                    "max_values": settings.search_max_values,
+                                    "max_chain": settings.search_max_chain}
+    if hasattr(store, "search_timeout"):
+        store.search_timeout = settings.search_timeout_seconds
+    app.state.rest.subscription_endpoints = settings.egress_policy(settings.subscription_endpoints)
+    from .subscriptions.notifier import Notifier
+
+    app.state.notifier = Notifier(store, base, interval=settings.subscription_poll_seconds,
+                                  egress=app.state.rest.subscription_endpoints)
+    from .deqm.evaluation import MeasureService
+
+    app.state.measures = MeasureService(gated, base, settings.executor, reporter=settings.reporter)
+    authority = None
+    if settings.auth == "smart":
+        from .auth.service import Authority
+
+        authority = Authority(settings, store)
+        # the authorization server is part of the trust boundary itself (token tables, the patient picker):
+        # it reads the raw store, not through the gate that its grants feed
+        authority.rest = RestService(store, base, settings.validation_rest, settings.default_page_size,
+                                     settings.max_page_size)
+    elif settings.auth != "off":
+        raise ValueError(f"auth must be 'smart' or 'off', not {settings.auth!r}")
+    app.state.authority = authority
+    from .bulk.service import BulkService
+
+    app.state.bulk = BulkService(store, settings, base)
+    capability = build_capability(base, REGISTRY)
+    if authority is not None:
+        from .auth.discovery import capability_security
+
+        capability["rest"][0]["security"] = capability_security(authority)
+    app.state.capability = orjson.dumps(capability)
+    app.state.capability_by_base = {}  # the statement per request base (api/baseurl.py capability_for)
+    errors.install(app)
+    app.include_router(system.health_router)
+    from .auth import routes as auth_routes
+    from .auth.middleware import AuthMiddleware
+
+    app.include_router(auth_routes.router, prefix="/auth")
+    # the generic REST routes first: they serve most requests, and their typed path parameters
+    # (api/paths.py) keep them off operation, metadata, _history and .well-known paths
+    app.include_router(type_level.router, prefix="/fhir")
+    app.include_router(instance.router, prefix="/fhir")
+    app.include_router(type_level.compartment_router, prefix="/fhir")
+    app.include_router(auth_routes.wellknown, prefix="/fhir")
+    app.include_router(system.router, prefix="/fhir")
+    # every operation route comes from its one declaration in its capability package (REGISTRY above)
+    app.include_router(operation_routes.router(REGISTRY), prefix="/fhir")
+    # every /fhir request passes the auth middleware, whatever router serves it (gateway/auth/policy.py)
+    app.add_middleware(AuthMiddleware, authority=authority)
+    if authority is not None:  # outside the auth check: preflight requests carry no token
+        from .auth.cors import CorsMiddleware
+
+        app.add_middleware(CorsMiddleware, authority=authority)
+    # NUL in the URL refused; an exception nothing else handled still gets an OperationOutcome (request id)
+    app.add_middleware(errors.BoundaryGuard)
+    app.add_middleware(RequestIdMiddleware, access_log=access_log)
+    # outermost: the request's public base (links) and a trusted proxy's client address (api/baseurl.py)
+    from .api.baseurl import BaseUrlMiddleware
+
+    app.add_middleware(BaseUrlMiddleware, configured=settings.base_url, trusted_proxies=settings.trusted_proxies)
+    return app

@@ -1,0 +1,1 @@
+"""DEQM ``Measure/$collect-data``: declaration, HTTP handler and use case."""

@@ -1,0 +1,21 @@
+"""DEQM $evaluate (several measures at once) declared once.
+
+The app assembly (gateway/app.py) collects it into the operation registry; the route, the access policy,
+the CapabilityStatement entry and the OpenAPI text derive from it."""
+
+from __future__ import annotations
+
+from ...operations import Operation, Param
+from ..parameters import DEQM, EVALUATE_NEEDS, MEASURE_CHOICE, PERIOD, SUBJECTS, measure_endpoints
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "evaluate", "evaluate", "DEQM $evaluate: several measures",
+        "DEQM Measure/$evaluate: measureId, measureUrl, measureIdentifier, measure (repeatable), "
+        "measureResource; returns Parameters of Bundles (MeasureReport + data of interest)",
+        measure_endpoints("deqm.evaluate.handler", "evaluate_type", "evaluate_instance"), EVALUATE_NEEDS,
+        DEQM + "evaluate",
+        (*PERIOD, *MEASURE_CHOICE, Param("reportType", "code"), *SUBJECTS, Param("lastReceivedOn", "dateTime"),
+         Param("reporter", "string"), Param("return", "Bundle", use="out", max="*")),
+        patient=True, subject_param="subject", tags=("measure",)),
+)

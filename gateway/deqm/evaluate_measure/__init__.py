@@ -1,0 +1,1 @@
+"""``Measure/$evaluate-measure``: declaration and HTTP handler; the use case is ``deqm/evaluation.py``."""

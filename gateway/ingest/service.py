@@ -1,0 +1,375 @@
+"""Ingest internal records (claims feeds, clinical extracts, HL7 v2 messages) through a mapping file into the
+store. Every resource is validated before anything of its unit is written; a unit (what one record or one claim
+becomes) is written in one database transaction with the others of its chunk, and alone when its chunk fails,
+so a bad record never leaves half of itself behind and never stops the rest of the file.
+
+Ids are stable (derived from source keys by the mapping file) and resources are written as updates, so loading
+the same input again changes no counts (and, content unchanged, makes no new versions).
+
+Two stages: *prepare* (read, map, validate, index, encode; no writes) and *write*. For inputs of some size
+(``parallel=None``, the default) or on request the prepare stage runs in a worker process and streams its
+results (units and rejects, in the order they arise) to this one, which writes; the outcome is the same as in
+one process, rejects in the same order."""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+from ..fhir.errors import FhirError
+from ..fhir.shapes import ShapeCache
+from ..mapping.engine import Engine, Unit
+from ..mapping.readers import read_input
+from ..mapping.records import Reject
+from ..mapping.spec import MappingSpec, find_spec
+from ..resources.rest import RestService
+from ..search.index import index_resource
+from ..store.encoded import Encoded, encode
+from .claim_versions import ClaimVersions
+
+if TYPE_CHECKING:
+    from ..store.base import ResourceStore
+
+CHUNK = 2_000  # resources per write transaction (larger ones measured no faster and hold SQLite's write lock longer)
+PARALLEL_MIN_BYTES = 2_000_000  # smaller inputs: starting the worker process costs more than it saves
+ANALYZE_FIRST = 20_000  # resources written before the first refresh of the planner's statistics (then x4)
+EVENT_BATCH = 100  # prepared events per message from the worker
+QUEUED_BATCHES = 64  # messages received ahead of the writes
+MAX_VALID = 200_000  # content digests of validated resources remembered by the prepare stage
+
+# ("read", (files, records)) | ("reject", Reject) | ("unit", Ready): what the prepare stage yields, in order
+Event = tuple[str, Any]
+
+
+class Ready(NamedTuple):
+    """A valid unit, each of its resources encoded for storage with its index rows."""
+
+    entity: str
+    where: str
+    lines: int
+    items: list[Encoded]
+    digests: list[bytes]
+
+
+def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache | None = None,
+            store: ResourceStore | None = None) -> Iterator[Event]:
+    """Read, map, validate, index and encode: the events of one ingest, in order. A unit with an invalid
+    resource becomes a reject; a valid unit comes encoded, each resource with its content digest and index rows.
+    With ``store``, corrected claims retire the facts their stored versions produced (``claim_versions``)."""
+    read = read_input(spec, paths)
+    yield "read", (read.files, read.read)
+    for r in read.rejects:
+        yield "reject", r
+    rest = RestService(cast("ResourceStore", None), "urn:ingest", level)  # validation only: no store use
+    shapes = shapes or ShapeCache()  # resources rendered from one template share their structure
+    valid: set[bytes] = set()  # content already validated (a payer, a provider repeated by many claims)
+    rejects: list[Reject] = []
+    units: Iterable[Unit] = Engine(spec).run(read.records, rejects)
+    if store is not None:
+        units = ClaimVersions(store, spec).track(units)  # corrected claims retire facts
+    for unit in units:
+        while rejects:
+            yield "reject", rejects.pop(0)
+        items: list[Encoded] = []
+        digests: list[bytes] = []
+        bad = None
+        for res in unit.resources:
+            unstorable = None
+            try:
+                enc: Encoded | None = encode(res)
+            except (FhirError, KeyError, TypeError) as exc:  # no id, or a value JSON cannot hold
+                enc = None
+                unstorable = exc.diagnostics if isinstance(exc, FhirError) else f"{type(exc).__name__}: {exc}"
+            if enc is not None:
+                d = enc.digest
+                digests.append(d)
+                items.append(enc)
+                if d in valid:
+                    continue
+            grp = res["resourceType"] == "Group"  # its attribution rules are checked by RestService.validate
+            if enc is not None and not grp and shapes.passes(res):
+                valid.add(d)  # a shape validated in full before, every value checked against its element's type
+                continue
+            try:
+                warnings = rest.validate(res, None, level)
+            except FhirError as exc:
+                bad = Reject(unit.where, f"{unit.entity}: mapped {res.get('resourceType')}/{res.get('id')} is "
+                             f"not valid: {exc.diagnostics}")
+                break
+            if enc is None:
+                bad = Reject(unit.where, f"{unit.entity}: mapped {res.get('resourceType')}/{res.get('id')} cannot "
+                             f"be stored: {unstorable}")
+                break
+            if not warnings and not grp:
+                shapes.learn(res)
+            if len(valid) >= MAX_VALID:
+                valid.clear()
+            valid.add(d)
+        if bad:
+            yield "reject", bad
+        else:
+            for n, res in enumerate(unit.resources):
+                items[n] = items[n]._replace(index=index_resource(res))
+            yield "unit", Ready(unit.entity, unit.where, unit.lines, items, digests)
+    while rejects:
+        yield "reject", rejects.pop(0)
+
+
+def _prepare_worker(spec: MappingSpec, level: str, paths: list[Path], conn: Any, store_url: str | None) -> None:
+    """The worker process: prepared events to ``conn`` in batches, then ("end", None) or ("error", exc)."""
+    # the records read stay in memory to the end: collect garbage rarely, as the heap is mostly long-lived
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        batch: list[Event] = []
+        store = None
+        if store_url and any(e.versions for e in spec.entities):  # reads the stored claims' versions
+            from ..store.sql.store import SqlStore
+
+            store = SqlStore(store_url, migrate=False)
+        for ev in prepare(spec, level, paths, store=store):
+            batch.append(ev)
+            if len(batch) >= EVENT_BATCH:
+                conn.send(batch)
+                batch = []
+        batch.append(("end", None))
+        conn.send(batch)
+
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        try:
+            conn.send([("error", exc)])
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            conn.send([("error", RuntimeError(f"{type(exc).__name__}: {exc}"))])
+    finally:
+        conn.close()
+
+
+def _prepare_in_worker(spec: MappingSpec, level: str, paths: list[Path], store_url: str | None) -> Iterator[Event]:
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds database connections
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_prepare_worker, args=(spec, level, paths, send, store_url), daemon=True)
+    proc.start()
+    send.close()
+    # a thread keeps the pipe drained, so the worker never waits for this process to finish a write
+    batches: queue.Queue[list[Event]] = queue.Queue(maxsize=QUEUED_BATCHES)
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            try:
+                batch = _receive(receive)
+            except (EOFError, OSError):
+                batch = [("error", RuntimeError("the ingest worker process ended without a result"))]
+            while not stop.is_set():
+                try:
+                    batches.put(batch, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if batch[-1][0] in ("end", "error"):
+                return
+
+    reader = threading.Thread(target=pump, name="ingest-receive", daemon=True)
+    reader.start()
+    try:
+        while True:
+            for ev in batches.get():
+                if ev[0] == "end":
+                    return
+                if ev[0] == "error":
+                    raise ev[1]
+                yield ev
+    finally:
+        stop.set()
+        if proc.is_alive():  # this side stopped early
+            proc.terminate()
+        proc.join()
+        reader.join()
+        receive.close()
+
+
+def _receive(conn: Any) -> list[Event]:
+    """One batch from the worker. The collector stays off while it is unpickled: thousands of fresh containers
+    in one go would otherwise trigger collections that scan this process's whole heap, again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return conn.recv()
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, int, int] = (700, 10, 10)
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """While ingests run in this process, the collector's young generation is collected every 100,000
+    allocations rather than every 700: an ingest allocates millions of short-lived tuples (index rows, database
+    rows) and otherwise pays for collections that find nothing to free."""
+    global _gc_users, _gc_saved
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(100_000, *_gc_saved[1:])
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0:
+                gc.set_threshold(*_gc_saved)
+
+
+def _input_bytes(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        if p.is_dir():
+            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        elif p.is_file():
+            total += p.stat().st_size
+    return total
+
+
+@dataclass
+class IngestSummary:
+    format: str
+    mapping_version: str
+    files: int = 0
+    records: int = 0
+    units: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0  # already stored with the same content: no new version
+    rejects: list[Reject] = field(default_factory=list)
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def resources(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": self.format, "mappingVersion": self.mapping_version, "files": self.files,
+                "recordsRead": self.records, "resourcesCreated": self.created, "resourcesUpdated": self.updated,
+                "resourcesUnchanged": self.unchanged,
+                "resourcesByType": dict(sorted(self.by_type.items())),
+                "rejected": [{"where": r.where, "reason": r.reason, **({"field": r.field} if r.field else {})}
+                             for r in self.rejects]}
+
+
+class Ingestor:
+    def __init__(self, rest: RestService, spec: MappingSpec | str, level: str = "strict",
+                 progress: Callable[[int], None] | None = None, parallel: bool | None = None) -> None:
+        """``parallel``: prepare in a worker process (True), in this one (False), or decide by input size and
+        CPU count (None, the default: a worker for inputs of 2 MB and more on a machine with two cores or more;
+        see docs/performance.md)."""
+        self.rest = rest
+        self.spec = find_spec(spec) if isinstance(spec, str) else spec
+        self.level = level
+        self.progress = progress or (lambda n: None)
+        # resources shared by many records (a payer, a provider, a member) are validated and written once per
+        # run when their content repeats: content hash by (type, id)
+        self._seen: dict[tuple[str, str], bytes] = {}
+        self._written = 0  # resources written by this ingestor
+        self._analyze_at = ANALYZE_FIRST
+        self.parallel = parallel
+        self.shapes = ShapeCache()  # the prepare stage's, when it runs in this process
+
+    def ingest(self, paths: Iterable[Path]) -> IngestSummary:
+        paths = list(paths)
+        summary = IngestSummary(self.spec.format, self.spec.version)
+        parallel = self.parallel
+        if parallel is None:
+            parallel = (os.cpu_count() or 1) > 1 and _input_bytes(paths) >= PARALLEL_MIN_BYTES
+        store = self.rest.store
+        url = getattr(store, "url", None)
+        if url in (None, "sqlite://", "sqlite:///:memory:"):
+            parallel = False  # a worker process cannot open this database
+        events = (_prepare_in_worker(self.spec, self.level, paths, url) if parallel
+                  else prepare(self.spec, self.level, paths, self.shapes, store))
+        with _fewer_collections():
+            batch: list[Ready] = []
+            size = 0
+            for kind, payload in events:
+                if kind == "unit":
+                    unit = self._unseen(payload)
+                    batch.append(unit)
+                    size += len(unit.items)
+                    if size >= CHUNK:
+                        self._write(batch, summary)
+                        batch = []
+                        size = 0
+                elif kind == "reject":
+                    summary.rejects.append(payload)
+                else:
+                    summary.files, summary.records = payload
+            self._write(batch, summary)
+        if self._written >= ANALYZE_FIRST:
+            self._analyze(None)  # searches after a large load get plans for the tables as they now are
+        return summary
+
+    def _analyze(self, tables: list[str] | None) -> None:
+        analyze = getattr(self.rest.store, "analyze", None)
+        if analyze is not None:
+            analyze(tables)
+
+    def _unseen(self, unit: Ready) -> Ready:
+        """The unit without the resources already written in this run with the same content."""
+        seen = self._seen
+        keep = [i for i, (e, d) in enumerate(zip(unit.items, unit.digests, strict=True))
+                if seen.get((e.rtype, e.rid)) != d]
+        if len(keep) == len(unit.items):
+            return unit
+        return unit._replace(items=[unit.items[i] for i in keep], digests=[unit.digests[i] for i in keep])
+
+    def _write(self, units: list[Ready], summary: IngestSummary) -> None:
+        if not units:
+            return
+        try:
+            self._store(units)
+        except FhirError:
+            for u in units:  # one unit spoiled the chunk's transaction: store one by one to keep the good ones
+                try:
+                    self._store([u])
+                except FhirError as exc:
+                    summary.rejects.append(Reject(u.where, f"{u.entity}: not stored: {exc.diagnostics}"))
+                    continue
+                self._count([u], summary)
+            return
+        self._count(units, summary)
+
+    def _store(self, units: list[Ready]) -> None:
+        latest: dict[tuple[str, str], tuple[Encoded, bytes]] = {}
+        for u in units:
+            for e, d in zip(u.items, u.digests, strict=True):
+                latest[(e.rtype, e.rid)] = (e, d)  # the same Practitioner may come with many claims
+        with self.rest.store.session() as tx:
+            status = tx.write_encoded([e for e, _ in latest.values()], "PUT")
+        self._pending = (status.count("created"), status.count("updated"), status.count("unchanged"), latest)
+
+    def _count(self, units: list[Ready], summary: IngestSummary) -> None:
+        created, updated, unchanged, latest = self._pending
+        for key, (_e, digest) in latest.items():  # stored: the same content later in this run needs no write
+            self._seen[key] = digest
+        summary.created += created
+        summary.updated += updated
+        summary.unchanged += unchanged
+        self._written += created + updated
+        if self._written >= self._analyze_at:  # the resource table grew severalfold: new statistics
+            self._analyze(["resource"])
+            self._analyze_at *= 4
+        summary.units += len(units)
+        for rtype, _id in latest:
+            summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1
+        self.progress(sum(u.lines for u in units))

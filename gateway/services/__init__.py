@@ -1,1 +1,0 @@
-"""Use cases joining the FHIR kernel, search and the store: REST semantics, transactions, loading."""
