@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from ..auth import policy
 from ..auth.context import Grant, acting_as, constrain_search
 from ..auth.gated import GatedStore
 from ..auth.grant_record import restore
@@ -182,22 +183,25 @@ class ExportRunner:
             scope.filters.setdefault(rtype, []).append(q)
         return scope
 
-    def _admit(self, grant: Grant, row: Any, kind: str) -> bytes | None:
-        """The JSON of an exported row as the job's grant may see it (None: leave the row out), through the
-        store gate's read decision, the one REST reads use. Rows of grants that read everything are not
-        parsed; a large row is read in full only when its content decides."""
-        if self.gated.gate.open_reads(grant):
-            return row[3] if kind == "output" else b""
+    def _admit(self, grant: Grant, row: Any, kind: str) -> tuple[bool, bytes | None]:
+        """Whether the job's grant may see an exported row, through the store gate's read decision (the one
+        REST reads use), and the JSON to write when the gate decided on the content (a Group may come back
+        reduced); None: the row as stored. A large row is read in full only when its content decides."""
+        gate = self.gated.gate
         rtype, rid = row[1], row[2]
         if kind != "output":  # a deletion: shown when the version before it was visible (gate.visible)
             current = self.store.read(rtype, rid)
             if current is None:
-                return None
+                return False, None
             prior = (lambda: self.store.vread(rtype, rid, current.version - 1)) if current.version > 1 else None
-            return b"" if self.gated.gate.visible(grant, current, prior) is not None else None
+            return gate.visible(grant, current, prior) is not None, None
+        if not policy.readable(grant.scopes, rtype):
+            return False, None
+        if not gate.needs_content(grant, rtype):
+            return True, None
         content = row[3] if row[3] is not None else b"".join(self.source.chunks(row[0], row[4]))
-        seen = self.gated.gate.visible(grant, StoredResource(rtype, rid, 0, "", content))
-        return None if seen is None or seen.content is None else seen.content
+        seen = gate.visible(grant, StoredResource(rtype, rid, 0, "", content))
+        return (False, None) if seen is None or seen.content is None else (True, seen.content)
 
     def _execute(self, job: Job, out: Path, on_progress: Progress | None, heart: Heartbeat) -> dict[str, Any]:
         grant = restore(job.params.get("grant"))
@@ -236,8 +240,8 @@ class ExportRunner:
             size = count = 0
             last_pk = progress["after"]
             for row in rows:
-                admitted = self._admit(grant, row, kind) if gated else None
-                if gated and admitted is None:
+                keep, admitted = self._admit(grant, row, kind) if gated else (True, None)
+                if not keep:
                     continue  # the job's grant may not see it: as if it were not stored
                 if fh is None:
                     name = (f"{rtype}-{progress['part']}.ndjson" if kind == "output"

@@ -22,6 +22,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.auth.context import SYSTEM, acting_as
 from gateway.store.sql.store import SqlStore
 from tests.smart.conftest import bearer
 
@@ -179,3 +180,24 @@ def test_the_job_records_the_starting_grant(app: TestClient) -> None:
     assert job.params["grant"] == {"client_id": "exporter", "subject": "bob", "scope": "system/*.rs",
                                    "patient": None, "fhir_user": "Organization/o1"}
     assert _wait(app, kick.headers["Content-Location"], token).status_code == 200
+
+
+def test_deletions_are_listed_only_when_the_grant_saw_the_resource(app: TestClient) -> None:
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+    time.sleep(1.1)
+    for gid, org in (("g-mine-old", "o1"), ("g-other-old", "o2")):
+        put(app, {"resourceType": "Group", "id": gid, "type": "person", "actual": True,
+                  "managingEntity": {"reference": f"Organization/{org}"}})
+        with acting_as(SYSTEM):
+            app.app.state.rest.delete("Group", gid)
+    token = _token(app, "system/*.rs", fhirUser="Organization/o1")
+    kick = app.get("/fhir/$export", params={"_type": "Group", "_since": since}, headers={**ASYNC, **token})
+    assert kick.status_code == 202, kick.text
+    done = _wait(app, kick.headers["Content-Location"], token)
+    assert done.status_code == 200, done.text
+    deleted = []
+    for item in done.json().get("deleted", []):
+        r = app.get(item["url"], headers=token)
+        assert r.status_code == 200
+        deleted += [orjson.loads(line)["entry"][0]["request"]["url"] for line in r.content.splitlines()]
+    assert deleted == ["Group/g-mine-old"]  # never the other organization's list
