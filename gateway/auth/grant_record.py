@@ -4,8 +4,8 @@ Background work acts for the caller that started it, not for the server: a Bulk 
 under the grant of the client and user that kicked it off, and a Subscription's notifications go out only
 when the grant of the caller that wrote the Subscription may read what they are about. Both are decided by
 the one store gate (auth/gate.py), so the grant must survive until then: as JSON in the job row, and as an
-extension on the Subscription (set by the gated store on every Subscription write, so a client cannot
-supply someone else's).
+extension in the Subscription's ``meta`` (set by the gated store on every Subscription write, so a client
+cannot supply someone else's).
 
 The record keeps what the gate reads (client, subject, scopes, launch patient, fhirUser) and nothing a
 caller could use to act: no token, no jti."""
@@ -52,17 +52,22 @@ def restore(data: Any) -> Grant | None:
 
 
 def stamp_owner(resource: dict[str, Any], grant: Grant) -> None:
-    """Set the owner extension of a Subscription to ``grant``, replacing any the client sent."""
+    """Set the owner extension of a Subscription (in ``meta``, which the server manages) to ``grant``,
+    replacing any the client sent."""
     rec = record(grant)
     parts = [{"url": k, "valueString": str(v).lower() if isinstance(v, bool) else str(v)}
              for k, v in rec.items() if v not in (None, "")]
-    others = [e for e in resource.get("extension") or [] if not (isinstance(e, dict) and e.get("url") == OWNER_EXTENSION)]
-    resource["extension"] = [*others, {"url": OWNER_EXTENSION, "extension": parts}]
+    meta = resource.get("meta")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    others = [e for e in meta.get("extension") or [] if not (isinstance(e, dict) and e.get("url") == OWNER_EXTENSION)]
+    meta["extension"] = [*others, {"url": OWNER_EXTENSION, "extension": parts}]
+    resource["meta"] = meta
 
 
 def owner_of(resource: dict[str, Any]) -> Grant | None:
     """The grant a stored Subscription was written under, or None when it carries no (valid) record."""
-    for ext in resource.get("extension") or []:
+    meta = resource.get("meta")
+    for ext in (meta.get("extension") if isinstance(meta, dict) else None) or []:
         if isinstance(ext, dict) and ext.get("url") == OWNER_EXTENSION:
             data: dict[str, Any] = {}
             for part in ext.get("extension") or []:

@@ -134,4 +134,4 @@ def test_subscription_without_recorded_owner_notifies_nobody(app: TestClient, ho
     assert notifier.tick() == 0 and hook.requests == []
     stored = orjson.loads(app.app.state.store.read("Subscription", "s-new").content)
     assert stored["status"] == "error" and "owner" in stored["error"]
-    assert not any(e.get("url") == OWNER_EXTENSION for e in stored.get("extension", []))
+    assert not any(e.get("url") == OWNER_EXTENSION for e in stored.get("meta", {}).get("extension", []))
