@@ -85,13 +85,16 @@ CASES = [
     # attribution-restricted client: another organization's large list vs no list
     ("system/Group.rs", {"fhirUser": "Organization/o1"}, "/fhir/Group/g-other", "/fhir/Group/g-none",
      ("g-other", "g-none")),
+    # attribution-restricted client: a search whose one match the gate drops vs a search that matches nothing
+    ("system/Group.rs", {"fhirUser": "Organization/o1"}, "/fhir/Group?_id=g-other", "/fhir/Group?_id=g-none",
+     ("g-other", "g-none")),
     # patient token: a search the grant confines to nothing vs a search that finds nothing
     ("patient/*.rs", {"patient": "p1"}, "/fhir/Observation?subject=Patient/p2", "/fhir/Observation?subject=Patient/px",
      ("p2", "px")),
 ]
 
 
-@pytest.mark.parametrize("scope, ctx, refused, absent, ids", CASES, ids=["read", "atr-group", "search"])
+@pytest.mark.parametrize("scope, ctx, refused, absent, ids", CASES, ids=["read", "atr-group", "atr-search", "search"])
 def test_refusal_looks_and_takes_like_absence(app: TestClient, scope: str, ctx: dict[str, str], refused: str,
                                              absent: str, ids: tuple[str, str]) -> None:
     token = bearer(app.app.state.authority.tokens.issue_access("probe", scope, 300, "fam", "someone", ctx).token)
