@@ -101,10 +101,9 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
         from .auth.service import Authority
 
         authority = Authority(settings, store)
-        # the authorization server is part of the trust boundary itself (token tables, the patient picker):
-        # it reads the raw store, not through the gate that its grants feed
-        authority.rest = RestService(store, base, settings.validation_rest, settings.default_page_size,
-                                     settings.max_page_size)
+        # the patient picker reads through the same gated services, explicitly as SYSTEM (auth/routes.py);
+        # the authorization server's own tables stay outside the gate
+        authority.rest = app.state.rest
     elif settings.auth != "off":
         raise ValueError(f"auth must be 'smart' or 'off', not {settings.auth!r}")
     app.state.authority = authority

@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources as pkg_resources
 from pathlib import Path
@@ -109,14 +110,31 @@ def stop_server(server: LiveServer) -> None:
             server.proc.wait(timeout=15)
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    workdir = tmp_path_factory.mktemp("live")
-    server = start_server(f"sqlite:///{workdir / 'live.sqlite3'}", workdir, demo=True)
+@contextmanager
+def serving(database: str, workdir: Path, demo: bool) -> Iterator[LiveServer]:
+    """A server on ``database`` for the enclosed block, stopped afterwards whatever happened. A PostgreSQL
+    database (shared by the session) is emptied before the server starts and after it stops."""
+    postgres = database.startswith("postgresql")
+    if postgres:
+        store = SqlStore(database)
+        wipe(store)
+        store.close()
+    server = start_server(database, workdir, demo=demo)
     try:
         yield server
     finally:
         stop_server(server)
+        if postgres:
+            store = SqlStore(database)
+            wipe(store)
+            store.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    workdir = tmp_path_factory.mktemp("live")
+    with serving(f"sqlite:///{workdir / 'live.sqlite3'}", workdir, demo=True) as server:
+        yield server
 
 
 @pytest.fixture()
@@ -277,17 +295,8 @@ def test_auth_off_on_all_interfaces_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture()
 def pg_live(pg_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    store = SqlStore(pg_url)
-    wipe(store)
-    store.close()
-    server = start_server(pg_url, tmp_path, demo=True)
-    try:
+    with serving(pg_url, tmp_path, demo=True) as server:
         yield server
-    finally:
-        stop_server(server)
-        store = SqlStore(pg_url)
-        wipe(store)
-        store.close()
 
 
 @pytest.mark.postgres

@@ -65,6 +65,11 @@ class Gate:
                 for s in grant.scopes.resource)
         return bool(hit)
 
+    def needs_content(self, grant: Grant, rtype: str) -> bool:
+        """Whether a read decision on ``rtype`` under ``grant`` looks at the resource itself; when it does not,
+        a streaming reader (bulk export) need not load a large resource to have it decided."""
+        return not self.open_reads(grant) and self._needs_content(grant, rtype)
+
     def _needs_content(self, grant: Grant, rtype: str) -> bool:
         """Whether deciding on a resource of ``rtype`` needs its content (memoised per grant and type)."""
         memo = grant.scopes.memo

@@ -25,6 +25,7 @@ from ..store.base import HistoryEntry, SearchResult, StoredResource
 from . import policy
 from .context import Grant, current_grant
 from .gate import Gate, own_members
+from .grant_record import stamp_owner
 from .groups import Identifiers, caller_identifiers
 
 HISTORY_PAGE = 500  # rows read at a time when a history must be filtered before it is counted and paged
@@ -93,6 +94,8 @@ class GatedSession:
             rtype, rid = str(resource.get("resourceType")), str(resource.get("id"))
             before = None if known_new else self._before(rtype, rid)
             self.gate.check_write(grant, rtype, before, resource)
+        if resource.get("resourceType") == "Subscription":  # its notifications go out under this grant
+            stamp_owner(resource, grant)
         return self.inner.write(resource, method, expected_version=expected_version,
                                 known_new=known_new)
 

@@ -143,7 +143,6 @@ class AuthMiddleware:
                 k == b"x-provenance" for k, _ in scope["headers"]):  # the header writes a Provenance too
             policy.check(grant.scopes, policy.AccessRequest("create", "Provenance",
                                                             needs=[policy.Need("Provenance", "c")]))
-        self._group(grant, access)
         self._subject_groups(grant, access, query, body)
         self._compartment(grant, access, query, body)
 
@@ -168,7 +167,6 @@ class AuthMiddleware:
                 inner = policy.AccessRequest("unknown")
             try:
                 policy.check(grant.scopes, inner)
-                self._group(grant, inner)
                 res = entry.get("resource")
                 self._subject_groups(grant, inner, q, orjson.dumps(res) if isinstance(res, dict) else None)
                 self._compartment(grant, inner, q, orjson.dumps(res) if isinstance(res, dict) else None)

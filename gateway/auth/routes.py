@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from ..fhir.errors import BadRequest, FhirError, Forbidden, Unauthorized
 from . import discovery, pages
 from .clients import RegistrationError, check_secret
+from .context import SYSTEM, acting_as
 from .keys import ALG
 from .scopes import ScopeSet
 from .server import LAUNCH_OTHER_PATIENT, EndUser, StarletteOAuth2Request
@@ -231,8 +232,11 @@ def _needs_picker(auth: Any, req: StarletteOAuth2Request, user: EndUser) -> bool
 
 
 def _patients(auth: Any) -> list[tuple[str, str]]:
-    rest = auth.rest
-    _, result = rest.search("Patient", [("_count", "100"), ("_sort", "family")])
+    """The patient picker's choices. The signed-in user has no grant yet (this page is where one is made):
+    the authorization server reads for itself, explicitly as SYSTEM, through the application's gated
+    services like every other reader."""
+    with acting_as(SYSTEM):
+        _, result = auth.rest.search("Patient", [("_count", "100"), ("_sort", "family")])
     out = []
     for m in result.matches:
         p = orjson.loads(m.content)

@@ -25,6 +25,7 @@ from ..search.params import registry
 from ..search.query import Criterion, Include, QueryParser, RefValue, SearchQuery
 from . import policy
 from .compartment import compartment_types
+from .groups import restricted
 from .scopes import ScopeSet
 
 
@@ -32,11 +33,20 @@ class Grant(Protocol):
     """What this module reads of a grant (auth/context.py's Grant)."""
     scopes: ScopeSet
     patient: str | None
+    fhir_user: str | None
 
 
 def searchable(grant: Grant, rtype: str) -> bool:
     """True when some granted scope allows searching ``rtype`` (the 's' permission)."""
     return any(s.covers(rtype, "s") for s in grant.scopes.resource)
+
+
+def group_membership_hidden(grant: Grant) -> bool:
+    """True when the grant reads some Groups, or parts of them, but not the membership of every Group: an
+    attribution-restricted caller (its own lists only) or patient/ scopes (a patient's own member entries
+    only). A chain or ``_has`` into Group would answer about the other Groups and members, so such a grant
+    may not search through Group (the gate decides Group reads on the content, which SQL cannot repeat)."""
+    return restricted(grant.fhir_user) or policy.confined(grant.scopes, "Group")
 
 
 def confinement(grant: Grant, rtype: str, parser: QueryParser) -> list[Criterion]:
@@ -83,6 +93,10 @@ class _Reach:
         return self.memo[rtype]
 
     def _wrap(self, inner: Criterion, rtype: str, how: str) -> Criterion:
+        if rtype == "Group" and group_membership_hidden(self.grant):
+            raise policy.Denied(f"This search asks about Group membership through {how}, and this grant reads "
+                                "Groups only in part (its own attribution lists, or a patient's own member "
+                                "entries); read the Group itself instead")
         inner = self.criterion(inner)
         limits = self._limits(rtype, how)
         if not limits:

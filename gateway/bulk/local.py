@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..auth.context import current_grant
+from ..auth.grant_record import record
 from ..fhir.dates import now_instant
 from ..fhir.errors import FhirError, NotFound
 from ..search.params import patient_compartment
@@ -35,7 +37,8 @@ def export_to_dir(store: SqlStore, out: Path, group_id: str | None, params: list
     staging = out / ".export-staging"
     runner = ExportRunner(store, jobs, staging, compartment, max_file_bytes, retention_seconds=0)
     job = Job(new_job_id(), "queued", "fhir-gateway export", f"fhir-gateway export --group {group_id}"
-              if group_id else "fhir-gateway export", req.to_json(), now_instant(), now_instant())
+              if group_id else "fhir-gateway export", {**req.to_json(), "grant": record(current_grant())},
+              now_instant(), now_instant())
     jobs.create(job)
     try:
         claimed = jobs.claim(3600, only=job.id)

@@ -6,7 +6,7 @@ stored with the job as JSON so a restarted gateway can run it again.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -45,7 +45,9 @@ class ExportRequest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExportRequest:
-        return cls(**data)
+        """The request as ``to_json`` wrote it; other keys of the job's parameters (its grant) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _instant(name: str, value: str) -> str:

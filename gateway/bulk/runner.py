@@ -21,9 +21,14 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from ..auth import policy
+from ..auth.context import Grant, acting_as, constrain_search
+from ..auth.gated import GatedStore
+from ..auth.grant_record import restore
 from ..fhir.dates import now_instant
 from ..fhir.errors import FhirError, Issue, operation_outcome
 from ..search.query import QueryParser
+from ..store.base import StoredResource
 from ..store.sql.export_jobs import Job, JobStore
 from ..store.sql.export_sql import ExportSource, Scope
 from .request import ExportRequest, subset, types_for_level
@@ -107,6 +112,7 @@ class ExportRunner:
         self.export_dir = export_dir
         self.compartment = compartment
         self.source = ExportSource(store, compartment)
+        self.gated = GatedStore(store, "")  # the store gate: every exported row is decided by it
         self.max_file_bytes = max_file_bytes
         self.retention_seconds = retention_seconds
         self.max_attempts = max_attempts
@@ -172,11 +178,42 @@ class ExportRunner:
         parser = QueryParser(strict=True)
         for tf in req.type_filters:
             rtype, _, query = tf.partition("?")
-            scope.filters.setdefault(rtype, []).append(parser.parse(rtype, parse_qsl(query, keep_blank_values=True)))
+            q = parser.parse(rtype, parse_qsl(query, keep_blank_values=True))
+            constrain_search(q, parser)  # as a REST search under the job's grant: chains and _has confined
+            scope.filters.setdefault(rtype, []).append(q)
         return scope
 
+    def _admit(self, grant: Grant, row: Any, kind: str) -> tuple[bool, bytes | None]:
+        """Whether the job's grant may see an exported row, through the store gate's read decision (the one
+        REST reads use), and the JSON to write when the gate decided on the content (a Group may come back
+        reduced); None: the row as stored. A large row is read in full only when its content decides."""
+        gate = self.gated.gate
+        rtype, rid = row[1], row[2]
+        if kind != "output":  # a deletion: shown when the version before it was visible (gate.visible)
+            current = self.store.read(rtype, rid)
+            if current is None:
+                return False, None
+            prior = (lambda: self.store.vread(rtype, rid, current.version - 1)) if current.version > 1 else None
+            return gate.visible(grant, current, prior) is not None, None
+        if not policy.readable(grant.scopes, rtype):
+            return False, None
+        if not gate.needs_content(grant, rtype):
+            return True, None
+        content = row[3] if row[3] is not None else b"".join(self.source.chunks(row[0], row[4]))
+        seen = gate.visible(grant, StoredResource(rtype, rid, 0, "", content))
+        return (False, None) if seen is None or seen.content is None else (True, seen.content)
+
     def _execute(self, job: Job, out: Path, on_progress: Progress | None, heart: Heartbeat) -> dict[str, Any]:
+        grant = restore(job.params.get("grant"))
+        if grant is None:
+            raise JobFailed("The export job does not record on whose behalf it runs; start a new export")
+        with acting_as(grant):  # the grant of the client and user that started the job, as recorded then
+            return self._export(job, grant, out, on_progress, heart)
+
+    def _export(self, job: Job, grant: Grant, out: Path, on_progress: Progress | None,
+                heart: Heartbeat) -> dict[str, Any]:
         req = ExportRequest.from_json(job.params)
+        gated = not self.gated.gate.open_reads(grant)
         progress = dict(job.progress)
         errors: list[dict[str, Any]] = list(req.warnings)
         scope = self._scope(req, errors)
@@ -203,6 +240,9 @@ class ExportRunner:
             size = count = 0
             last_pk = progress["after"]
             for row in rows:
+                keep, admitted = self._admit(grant, row, kind) if gated else (True, None)
+                if not keep:
+                    continue  # the job's grant may not see it: as if it were not stored
                 if fh is None:
                     name = (f"{rtype}-{progress['part']}.ndjson" if kind == "output"
                             else f"deleted-{rtype}-{progress['part']}.ndjson")
@@ -212,6 +252,8 @@ class ExportRunner:
                     size = count = 0
                 if kind != "output":
                     line = _deleted_line(row, job.transaction_time)
+                elif admitted is not None:  # decided on its content by the gate (a Group may come back reduced)
+                    line = admitted if elements is None else orjson.dumps(subset(orjson.loads(admitted), elements))
                 elif row[3] is None:  # a very large resource: copied piece by piece (or parsed for _elements)
                     if elements is None:
                         for piece in self.source.chunks(row[0], row[4]):

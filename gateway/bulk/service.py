@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from ..auth.context import constrain_search, current_grant
+from ..auth.grant_record import record, restore, still_allows
 from ..config import public_base
 from ..fhir.dates import now_instant
 from ..fhir.errors import BadRequest, FhirError, NotFound
@@ -103,7 +105,8 @@ class BulkService:
         parser = QueryParser(strict=True)
         for tf in req.type_filters:  # fail now, not in the worker
             rtype, _, query = tf.partition("?")
-            parser.parse(rtype, parse_qsl(query, keep_blank_values=True))
+            # the search-scope rules of a REST search: chains and _has may reach only searchable types (403)
+            constrain_search(parser.parse(rtype, parse_qsl(query, keep_blank_values=True)), parser)
         return req
 
     def kickoff(self, req: ExportRequest, client_id: str | None, request_url: str,
@@ -119,7 +122,9 @@ class BulkService:
         if self.jobs.active_count(client_id) >= self.settings.export_max_active_jobs:
             raise TooManyRequests(f"This client already has {self.settings.export_max_active_jobs} exports in "
                                   "progress; wait for one to finish", headers={"Retry-After": "30"})
-        job = Job(new_job_id(), "queued", client_id, request_url, req.to_json(), now_instant(), now_instant(),
+        # the job runs later, in the worker, under the grant of the caller starting it (bulk/runner.py)
+        params = {**req.to_json(), "grant": record(current_grant())}
+        job = Job(new_job_id(), "queued", client_id, request_url, params, now_instant(), now_instant(),
                   subject=subject)
         self.jobs.create(job)
         self.worker.wake()
@@ -141,8 +146,22 @@ class BulkService:
             raise NotFound(f"Export job {job_id} was cancelled")
         return job
 
+    def check_grant(self, job: Job) -> None:
+        """A finished job's manifest and files are handed out only while the caller's grant still allows
+        reading what the job read: a client whose scopes were reduced (or whose fhirUser or patient changed)
+        since the kick-off gets 403 and must start a new export. A revoked client has no valid token and is
+        refused before this point (401)."""
+        then = restore(job.params.get("grant"))
+        types = sorted({str(o["type"]) for o in job.progress.get("outputs", [])}
+                       | {str(step[1]) for step in job.progress.get("steps", [])})
+        if then is None or not still_allows(current_grant(), then, types):
+            raise Forbidden("The access this client or user had when the export started has changed since; "
+                            "start a new export")
+
     def poll(self, job_id: str, client_id: str | None, subject: str | None = None) -> Job:
         job = self.owned_job(job_id, client_id, subject)
+        if job.status == "complete":
+            self.check_grant(job)
         now = time.monotonic()
         last = self._polled.get(job_id)
         wait = self.settings.export_poll_min_seconds
@@ -167,6 +186,7 @@ class BulkService:
         job = self.owned_job(job_id, client_id, subject)
         if job.status != "complete":
             raise NotFound(f"Export job {job_id} has no files yet")
+        self.check_grant(job)
         names = {o["file"] for key in ("outputs", "errors", "deleted") for o in job.progress.get(key, [])}
         if name not in names:
             raise NotFound(f"Export job {job_id} has no file {name!r}")

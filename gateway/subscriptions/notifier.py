@@ -21,6 +21,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
+from ..auth import policy
+from ..auth.context import Grant
+from ..auth.gated import GatedStore
+from ..auth.grant_record import owner_of
 from ..fhir.subscription_topic import Spec, spec
 from ..net.egress import EgressPolicy, egress_client, refusal
 from ..store.sql.feed import ChangeFeed, Lease
@@ -53,6 +57,10 @@ class Notifier:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lease: Lease | None = None  # held while this process is the one that sends (see _lead)
+        # each Subscription's owner (the grant it was written under, auth/grant_record.py) and the store gate
+        # that decides, at send time, whether that grant may read the Group a notification is about
+        self._owners: dict[str, Grant | None] = {}
+        self.gated = GatedStore(store, self.base)
 
     # -- thread ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -123,7 +131,7 @@ class Notifier:
             if subs is None:
                 subs = self._subscriptions()
             for sub in subs:
-                if sub.status == "active" and sub.group_id == rid:
+                if sub.status == "active" and sub.group_id == rid and self._owner_reads(sub, rid, version):
                     n = self._events_since_start(sub.id, rid, pk)
                     sent += self._send(sub, "event-notification", n, (n, "Group", rid, version))
         if rows:
@@ -131,18 +139,44 @@ class Notifier:
             self._seen = {p for p in self._seen if p > self.cursor - LOOKBACK}
         now = self.clock()
         for sub in subs if subs is not None else self._subscriptions():
-            if sub.status == "active" and sub.heartbeat and now - self._last_sent.setdefault(sub.id, now) >= sub.heartbeat:
+            if sub.status == "active" and sub.heartbeat and now - self._last_sent.setdefault(
+                    sub.id, now) >= sub.heartbeat and self._owner_reads(sub, sub.group_id, None):
                 sent += self._send(sub, "heartbeat", self._events_since_start(sub.id, sub.group_id, None))
         return sent
 
     def _subscriptions(self) -> list[Spec]:
         out = []
+        owners: dict[str, Grant | None] = {}
         for stored in self.store.iter_current("Subscription"):
             if stored.content is not None and not stored.deleted:
-                s = spec(orjson.loads(stored.content))
+                resource = orjson.loads(stored.content)
+                s = spec(resource)
                 if s is not None:
                     out.append(s)
+                    owners[s.id] = owner_of(resource)
+        self._owners = owners
         return out
+
+    def _owner_reads(self, sub: Spec, group_id: str, version: int | None) -> bool:
+        """Whether the Subscription's owner may read the Group (that version, or the current one) now,
+        decided by the store gate as a REST read under the owner's grant would be. A Subscription with no
+        recorded owner notifies nobody (fail closed); a refused notification is skipped, not an error."""
+        owner = self._owners.get(sub.id)
+        if owner is None:
+            log.warning("subscription has no recorded owner; nothing is sent", extra={"subscription": sub.id})
+            return False
+        if not owner.system and policy.confined(owner.scopes, "Group"):
+            return False  # patient/ scopes: a list's changes concern other patients (as subscribing, access.py)
+        stored = (self.store.read("Group", group_id) if version is None
+                  else self.store.vread("Group", group_id, version))
+        if stored is None:
+            return False
+        # a deletion is judged by the version before it, as in a history read
+        prior = (lambda: self.store.vread("Group", group_id, stored.version - 1)) if stored.version > 1 else None
+        seen = self.gated.gate.visible(owner, stored, prior)
+        if seen is None:
+            log.info("subscription owner may not read the Group; not sent", extra={"subscription": sub.id})
+        return seen is not None
 
     def _events_since_start(self, sub_id: str, group_id: str, upto_pk: int | None) -> int:
         return self.feed.versions("Group", group_id, self.feed.first("Subscription", sub_id), upto_pk)
@@ -154,6 +188,11 @@ class Notifier:
         resource = orjson.loads(stored.content)
         sub = spec(resource)
         if sub is None or sub.status != "requested":
+            return 0
+        self._owners[sub.id] = owner_of(resource)
+        if not self._owner_reads(sub, sub.group_id, None):
+            self._set_status(resource, stored.version, "error", "the owner of this Subscription may not read "
+                             "the Group it names (or none is recorded); nothing is sent")
             return 0
         ok = self._post(sub, bundle(self.base, sub, "handshake", "requested",
                                     self._events_since_start(sub.id, sub.group_id, None)))

@@ -13,6 +13,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.auth.context import SYSTEM
+from gateway.auth.grant_record import stamp_owner
 from gateway.net.egress import EgressPolicy, egress_client, refusal, system_resolve
 from gateway.store.sql.store import SqlStore
 from tests.conftest import make_client
@@ -116,8 +118,10 @@ def test_name_resolving_to_loopback_is_refused_at_send_time(store: SqlStore) -> 
         stored = c.get("/fhir/Subscription/s1").json()
         assert stored["status"] == "error" and "loopback" in stored["error"], stored
         # `localhost` itself, in a Subscription stored while the policy allowed it, is refused the same way
+        legacy = _sub("s2", rec.url("/hook", host="localhost"))
+        stamp_owner(legacy, SYSTEM)  # its owner recorded, as the gated store does under --auth off
         with store.session() as s:
-            s.write(_sub("s2", rec.url("/hook", host="localhost")), "PUT")
+            s.write(legacy, "PUT")
         notifier.tick()
         stored = c.get("/fhir/Subscription/s2").json()
         assert stored["status"] == "error" and "loopback" in stored["error"], stored

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.security.hostile_corpus import ALWAYS, SEED, hostile_bodies
-from tests.test_live_server import LiveServer, start_server, stop_server
+from tests.test_live_server import LiveServer, serving
 
 pytestmark = pytest.mark.live
 
@@ -18,21 +18,9 @@ pytestmark = pytest.mark.live
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def hostile_live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     workdir = tmp_path_factory.mktemp("hostile-live")
-    if request.param == "sqlite":
-        database = f"sqlite:///{workdir / 'live.sqlite3'}"
-    else:
-        from gateway.store.sql.store import SqlStore
-        from tests.conftest import wipe
-
-        database = request.getfixturevalue("pg_url")
-        store = SqlStore(database)  # the session database may hold other tests' rows: start empty
-        wipe(store)
-        store.close()
-    server = start_server(database, workdir, demo=False)
-    try:
+    database = f"sqlite:///{workdir / 'live.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    with serving(database, workdir, demo=False) as server:  # a PostgreSQL database starts empty
         yield server
-    finally:
-        stop_server(server)
 
 
 def _requests() -> list[tuple[str, str, bytes | None, str]]:
