@@ -901,7 +901,8 @@ def _convert_quantity(n: int, unit: str, target: str) -> int:
 
 
 def _shift(v: Temporal, n: int, unit: str) -> Temporal | None:
-    """v moved by n ``unit`` (a unit no finer than v's precision); None when out of range."""
+    """v moved by n ``unit`` (a unit no finer than v's precision); a run-time error when the result is out of
+    range (past year 9999 or before year 1: the conformance suite's DateTimeAddInvalidYears)."""
     if n == 0:
         return v
     precision = v.precision
@@ -916,7 +917,7 @@ def _shift(v: Temporal, n: int, unit: str) -> Temporal | None:
         total = v.year * 12 + ((v.month or 1) - 1) + months
         y, m0 = divmod(total, 12)
         if not 1 <= y <= 9999:
-            return None
+            raise CqlError(f"{v} moved by {n} {unit}s is outside the DateTime range (years 0001 to 9999)")
         fields = {YEAR: y, MONTH: m0 + 1, DAY: v.day or 1, HOUR: 0, MINUTE: 0, SECOND: 0, MILLISECOND: 0}
         fields[DAY] = min(fields[DAY], _days_in_month(y, m0 + 1))
         if isinstance(v, DateTime):
@@ -926,7 +927,7 @@ def _shift(v: Temporal, n: int, unit: str) -> Temporal | None:
     try:
         moved = _low(v) + timedelta(milliseconds=n * _MS[unit])
     except OverflowError:
-        return None
+        raise CqlError(f"{v} moved by {n} {unit}s is outside the DateTime range (years 0001 to 9999)") from None
     return _rebuild(v, _py_fields(moved), precision, offset)
 
 

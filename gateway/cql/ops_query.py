@@ -284,6 +284,23 @@ def _relationships_hold(ctx: Context, rels: list[tuple[str, str, Fn, Fn]]) -> bo
     return True
 
 
+_TEMPORAL_FIELDS = ("year", "month", "day", "hour", "minute", "second", "millisecond")
+
+
+def _sort_compare(a: Any, b: Any) -> int:
+    """The sort order of two keys: CQL comparison; where it is uncertain (Date/DateTime/Time values of
+    different precisions that agree on their common fields) the less precise value sorts first, so sorting
+    is total and ``@2012-01-01T`` comes before ``@2012-01-01T12`` (the conformance suite's SortDatesAsc)."""
+    r = compare(a, b)
+    if r is not None:
+        return r
+    if type(a) is type(b) and type(a).__name__ in ("Date", "DateTime", "Time"):
+        fa = tuple(-1 if getattr(a, f, None) is None else getattr(a, f) for f in _TEMPORAL_FIELDS)
+        fb = tuple(-1 if getattr(b, f, None) is None else getattr(b, f) for f in _TEMPORAL_FIELDS)
+        return (fa > fb) - (fa < fb)
+    return 0
+
+
 def _sort_keys(sort: dict[str, Any], c: LibraryCompiler) -> Any:
     items = []
     for by in sort.get("by", []):
@@ -320,7 +337,7 @@ def _sort_keys(sort: dict[str, Any], c: LibraryCompiler) -> Any:
                 elif kb is None:
                     r = 1
                 else:
-                    r = compare(ka, kb) or 0
+                    r = _sort_compare(ka, kb)
                 if r:
                     return -r if desc else r
             return 0
