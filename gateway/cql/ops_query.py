@@ -28,6 +28,19 @@ NEGATION_PROFILES = {
 }
 
 
+def _vital_sign_match(n: Node, template: str, loinc: str) -> bool:
+    """Does a retrieve for a FHIR vital-signs profile (``[Observation: "observation-bmi"]``) return this
+    Observation? As the reference engine (fqm-execution) does: a resource that declares profiles in
+    meta.profile is returned only when it declares this one (an Observation tagged only ``qicore-observation``
+    is not a BMI for the retrieve, whatever its code). Deliberate difference: a resource that declares no
+    profile at all is matched by the LOINC code the profile fixes, since it conforms to the profile by content
+    (FHIR R4 §"Vital Signs": the profile fixes Observation.code) and data sent without meta.profile is common."""
+    declared = [str(p).split("|", 1)[0] for p in (n.value.get("meta") or {}).get("profile") or []]
+    if declared:
+        return template.split("|", 1)[0] in declared
+    return any(code == loinc and s in (None, "http://loinc.org") for s, code in _codes_of(get_property(n, "code")))
+
+
 def _profile_filter(data_type: str, template: str) -> Any:
     """A predicate implementing what a QI-Core profile-based retrieve selects, or None for 'all of the type'.
 
@@ -120,8 +133,7 @@ def _retrieve(node: dict[str, Any], c: LibraryCompiler) -> Fn:
                      if profile_filter is None or profile_filter(r)]
             ctx.retrieve_cache[(data_type, template)] = nodes
         if profile_code is not None:
-            nodes = [n for n in nodes if any(code == profile_code and (s in (None, "http://loinc.org"))
-                                             for s, code in _codes_of(get_property(n, "code")))]
+            nodes = [n for n in nodes if _vital_sign_match(n, template, profile_code)]
         if codes is not None:
             cached = ctx.retrieve_cache.get(key)
             if cached is not None:
