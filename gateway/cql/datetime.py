@@ -901,8 +901,7 @@ def _convert_quantity(n: int, unit: str, target: str) -> int:
 
 
 def _shift(v: Temporal, n: int, unit: str) -> Temporal | None:
-    """v moved by n ``unit`` (a unit no finer than v's precision); a run-time error when the result is out of
-    range (past year 9999 or before year 1: the conformance suite's DateTimeAddInvalidYears)."""
+    """v moved by n ``unit`` (a unit no finer than v's precision); None when out of range."""
     if n == 0:
         return v
     precision = v.precision
@@ -917,7 +916,7 @@ def _shift(v: Temporal, n: int, unit: str) -> Temporal | None:
         total = v.year * 12 + ((v.month or 1) - 1) + months
         y, m0 = divmod(total, 12)
         if not 1 <= y <= 9999:
-            raise CqlError(f"{v} moved by {n} {unit}s is outside the DateTime range (years 0001 to 9999)")
+            return None
         fields = {YEAR: y, MONTH: m0 + 1, DAY: v.day or 1, HOUR: 0, MINUTE: 0, SECOND: 0, MILLISECOND: 0}
         fields[DAY] = min(fields[DAY], _days_in_month(y, m0 + 1))
         if isinstance(v, DateTime):
@@ -927,7 +926,7 @@ def _shift(v: Temporal, n: int, unit: str) -> Temporal | None:
     try:
         moved = _low(v) + timedelta(milliseconds=n * _MS[unit])
     except OverflowError:
-        raise CqlError(f"{v} moved by {n} {unit}s is outside the DateTime range (years 0001 to 9999)") from None
+        return None
     return _rebuild(v, _py_fields(moved), precision, offset)
 
 
@@ -952,7 +951,10 @@ def add(value: Any, quantity: Decimal | int | None, unit: str | None) -> Tempora
     precision = value.precision
     if _ORDER[u] > _ORDER[precision]:
         n, u = _convert_quantity(n, u, precision), precision
-    return _shift(value, n, u)
+    moved = _shift(value, n, u)
+    if moved is None:  # past year 9999 or before year 1: an error (the conformance suite's DateTimeAddInvalidYears)
+        raise CqlError(f"{value} + {n} {u}s is outside the range of years 0001 to 9999")
+    return moved
 
 
 def subtract(value: Any, quantity: Decimal | int | None, unit: str | None) -> Temporal | None:
