@@ -32,8 +32,8 @@ and Uncertainties exactly (e.g. ``Uncertainty(6, 18) <= 18`` is true, which a th
 
 Arithmetic (``add``/``subtract``) follows CQL: month-end clamping, decimal quantities truncated (a fractional
 number of seconds is kept as milliseconds), a quantity finer than the value's precision converted to it with
-truncation (1 year = 12 months = 365 days, 1 month = 30 days, 1 week = 7 days), overflow out of years
-1..9999 gives None, Time arithmetic wraps around midnight. ``successor``/``predecessor`` never wrap.
+truncation (1 year = 12 months = 365 days, 1 month = 30 days, 1 week = 7 days), a result out of years
+1..9999 is a run-time error, Time arithmetic wraps around midnight. ``successor``/``predecessor`` never wrap.
 """
 
 from __future__ import annotations
