@@ -11,7 +11,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.cql.conformance import load_not_applicable, load_suite, render, run_suite  # noqa: E402
+from gateway.cql.conformance import (  # noqa: E402
+    load_not_applicable,
+    load_not_applicable_kinds,
+    load_suite,
+    render,
+    run_suite,
+)
 
 SUITE = ROOT.parent / "shared" / "testdata" / "cql-tests"
 NOT_APPLICABLE = ROOT / "tests" / "fixtures" / "cql-conformance-not-applicable.json"
@@ -26,7 +32,7 @@ def main(argv: list[str]) -> int:
         print(f"no suite files in {folder}", file=sys.stderr)
         return 2
     outcomes = list(run_suite(tests, load_not_applicable(NOT_APPLICABLE)))
-    DOC.write_text(render(outcomes, len(tests)))
+    DOC.write_text(render(outcomes, len(tests), load_not_applicable_kinds(NOT_APPLICABLE)))
     bad = [o for o in outcomes if o.status in ("failed", "errored")]
     print(f"{len(tests) - len(bad)} of {len(tests)} passed or not applicable; wrote {DOC.relative_to(ROOT)}")
     return 1 if bad else 0

@@ -19,6 +19,7 @@ it so). Such a test is still run, and reported as not applicable, never as passe
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -76,6 +77,12 @@ def load_not_applicable(path: Path) -> dict[str, str]:
     """The checked-in list of tests that do not apply: ``file/group/name`` -> reason."""
     data = json.loads(path.read_text())
     return {entry["test"]: entry["reason"] for entry in data["tests"]}
+
+
+def load_not_applicable_kinds(path: Path) -> dict[str, str]:
+    """The kind of reason of each listed test (``file/group/name`` -> kind), for the summary by kind."""
+    data = json.loads(path.read_text())
+    return {entry["test"]: entry["kind"] for entry in data["tests"]}
 
 
 def _library(test: SuiteTest) -> ElmLibrary:
@@ -235,9 +242,9 @@ never counted as passed. **Failed** means a wrong result, **errored** an unexpec
 """
 
 
-def render(outcomes: list[Outcome], total_tests: int) -> str:
-    """The Markdown page of a suite run: per-file counts, totals, the not-applicable tests with their reasons,
-    and every failure or error with its detail."""
+def render(outcomes: list[Outcome], total_tests: int, kinds: dict[str, str]) -> str:
+    """The Markdown page of a suite run: per-file counts, totals, the not-applicable tests by kind of reason
+    and one by one with their reasons, and every failure or error with its detail."""
     files: dict[str, dict[str, int]] = {}
     for o in outcomes:
         counts = files.setdefault(o.test.file, {PASSED: 0, FAILED: 0, ERRORED: 0, NOT_APPLICABLE: 0})
@@ -254,10 +261,12 @@ def render(outcomes: list[Outcome], total_tests: int) -> str:
                      f"{c[NOT_APPLICABLE]} |")
     lines.append(f"| **total** | **{total_tests}** | **{totals[PASSED]}** | **{totals[FAILED]}** | "
                  f"**{totals[ERRORED]}** | **{totals[NOT_APPLICABLE]}** |")
-    lines += ["", "## Not applicable", "", "| test | reason |", "|---|---|"]
-    for o in outcomes:
-        if o.status == NOT_APPLICABLE:
-            lines.append(f"| {o.test.key} | {_cell(o.detail)} |")
+    listed = [o for o in outcomes if o.status == NOT_APPLICABLE]
+    by_kind = Counter(kinds.get(o.test.key, "unclassified") for o in listed)
+    lines += ["", "## Not applicable", "", "| kind of reason | tests |", "|---|---:|"]
+    lines += [f"| {kind} | {n} |" for kind, n in sorted(by_kind.items(), key=lambda kv: (-kv[1], kv[0]))]
+    lines += ["", "| test | reason |", "|---|---|"]
+    lines += [f"| {o.test.key} | {_cell(o.detail)} |" for o in listed]
     broken = [o for o in outcomes if o.status in (FAILED, ERRORED)]
     lines += ["", "## Failed and errored", ""]
     if broken:

@@ -3,7 +3,7 @@ Modulo, Negate, Abs, Ceiling, Floor, Truncate, Round, Ln, Exp, Log, Power, Succe
 MaxValue, Precision, LowBoundary, HighBoundary.
 
 Numbers are Python ``int`` (Integer, 32-bit; Long, 64-bit) and ``decimal.Decimal`` (at most 28 digits, 8 of
-them after the point: results are rounded half-up to 8 places). An Integer operand meeting a Decimal is
+them after the point, so within +/-(10^28 - 1) / 10^8: results are rounded half-up to 8 places). An Integer operand meeting a Decimal is
 promoted. A result that cannot be represented (overflow, division by zero, Log of a non-positive number) is
 null, except Exp past the Decimal range and Ln(0), which overflow and are run-time errors (the
 conformance suite's Exp(1000), Ln(0)). Literals out of range are refused at compile time (``ops_refs``). Whether an integer operation is Long is read from the ELM (signature, result type, Long literals),
@@ -24,10 +24,8 @@ from .values import CqlError
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
-DEC_MAX = Decimal("9999999999999999999999999999.99999999")  # results: below 10^28, 8 places
-DEC_MIN = -DEC_MAX
-# minimum/maximum Decimal, as the spec's table of minimum and maximum values gives them ((10^28 - 1) / 10^8)
-DEC_MAX_VALUE = Decimal("99999999999999999999.99999999")
+DEC_MAX = Decimal("99999999999999999999.99999999")  # (10^28 - 1) / 10^8, CQL §"Decimal"
+DEC_MIN = DEC_MAX.copy_negate()  # exact: unary minus would round to the default 28-digit context
 DEC_STEP = Decimal("1E-8")
 DEC_PLACES = 8
 _CTX = decimal.Context(prec=60, rounding=ROUND_HALF_UP, Emax=999999, Emin=-999999,
@@ -60,7 +58,7 @@ def fit_int(v: int, long: bool) -> int | None:
 
 def fit_decimal(d: Decimal) -> Decimal | None:
     """d rounded half-up to CQL's 8 decimal places; null when out of the Decimal range or not finite."""
-    if not d.is_finite() or (d.adjusted() > 28 and not d.is_zero()):  # far out of range: quantize would fail
+    if not d.is_finite() or (d.adjusted() > 20 and not d.is_zero()):  # far out of range: quantize would fail
         return None
     exp = d.as_tuple().exponent
     if isinstance(exp, int) and exp < -DEC_PLACES:
@@ -457,7 +455,7 @@ def min_value(type_name: str) -> Any:
     if local == "Long":
         return LONG_MIN
     if local == "Decimal":
-        return -DEC_MAX_VALUE
+        return DEC_MIN
     if local in ("Date", "DateTime", "Time"):
         from . import datetime as dt
 
@@ -472,7 +470,7 @@ def max_value(type_name: str) -> Any:
     if local == "Long":
         return LONG_MAX
     if local == "Decimal":
-        return DEC_MAX_VALUE
+        return DEC_MAX
     if local in ("Date", "DateTime", "Time"):
         from . import datetime as dt
 

@@ -145,7 +145,7 @@ def _literal(node: dict[str, Any], c: LibraryCompiler) -> Fn:
 
 
 _INTEGER_RANGE = {"Integer": (-(2**31), 2**31 - 1), "Long": (-(2**63), 2**63 - 1)}
-_DECIMAL_LIMIT = Decimal(10) ** 28
+_DECIMAL_LIMIT = Decimal(10) ** 20  # |value| <= (10^28 - 1) / 10^8
 _DECIMAL_PLACES = 8
 
 
@@ -160,14 +160,15 @@ def _checked_integer(raw: str, kind: str) -> int:
 
 
 def _checked_decimal(raw: str) -> Decimal:
-    """A Decimal literal: at most 28 digits before the point and 8 after (CQL §"Simple Types", System.Decimal
-    precision and scale), else refused when the library is compiled rather than silently rounded."""
+    """A Decimal literal: within the Decimal range (10^28 - 1) / 10^8, i.e. at most 20 digits before the point
+    and 8 after (CQL §"Decimal": 28 digits of precision, scale 8), else refused when the library is compiled
+    rather than silently rounded or turned into null."""
     value = Decimal(raw)
     exp = value.as_tuple().exponent
     places = max(0, -exp) if isinstance(exp, int) else 0
     if not value.is_finite() or value.copy_abs() >= _DECIMAL_LIMIT or places > _DECIMAL_PLACES:
-        raise CqlError(f"Decimal literal {raw} is outside the Decimal range (28 digits before the point, "
-                       f"8 after)")
+        raise CqlError(f"Decimal literal {raw} is outside the Decimal range (at most 20 digits before the "
+                       f"point and 8 after)")
     return value
 
 

@@ -87,8 +87,8 @@ def test_basic_arithmetic(node_type: str, a: dict, b: dict, expected: object) ->
     ("Multiply", lit_int(2**16), lit_int(2**16)),
     ("Add", lit_long(LONG_MAX), lit_long(1)),
     ("Multiply", lit_long(2**32), lit_long(2**32)),
-    ("Add", lit_dec("9999999999999999999999999999.99999999"), lit_dec("0.00000001")),
-    ("Multiply", lit_dec("9999999999999999999999999999"), lit_dec("10")),
+    ("Add", lit_dec("99999999999999999999.99999999"), lit_dec("0.00000001")),
+    ("Multiply", lit_dec("99999999999999999999"), lit_dec("10")),
 ])
 def test_overflow_is_null(node_type: str, a: dict, b: dict) -> None:
     assert value(node_type, a, b) is None
@@ -134,7 +134,7 @@ def test_divide_by_zero_is_null(a: dict, b: dict) -> None:
 
 
 def test_divide_overflow_is_null() -> None:
-    assert value("Divide", lit_dec("9999999999999999999999999999"), lit_dec("0.01")) is None
+    assert value("Divide", lit_dec("99999999999999999999"), lit_dec("0.01")) is None
 
 
 # ---------------------------------------------------------------------------- TruncatedDivide, Modulo
@@ -343,7 +343,7 @@ def test_successor_predecessor_quantity() -> None:
     ("Successor", lit_int(INT_MAX)),
     ("Predecessor", lit_int(INT_MIN)),
     ("Successor", lit_long(LONG_MAX)),
-    ("Successor", lit_dec("9999999999999999999999999999.99999999")),
+    ("Successor", lit_dec("99999999999999999999.99999999")),
     ("Successor", lit_datetime("9999-12-31T23:59:59.999")),
     ("Successor", lit_time("T23:59:59.999")),
     ("Predecessor", lit_datetime("0001-01-01T00:00:00.000")),
@@ -502,7 +502,13 @@ def test_negated_minimum_integer_literal_compiles() -> None:
     assert run(op("Negate", lit_int(2147483648))) == -2147483648
 
 
-@pytest.mark.parametrize("raw", ["0.000000001", "10000000000000000000000000000.00000000"])
-def test_decimal_literals_past_28_digits_or_8_places_are_refused(raw: str) -> None:
+@pytest.mark.parametrize("raw", ["0.000000001", "100000000000000000000", "10000000000000000000000000000.00000000"])
+def test_decimal_literals_past_the_range_or_8_places_are_refused(raw: str) -> None:
     with pytest.raises(CqlError):
         run(lit_dec(raw))
+
+
+def test_decimal_range_limits_compile() -> None:
+    """The Decimal range ends at (10^28 - 1) / 10^8 on both sides; its limits are valid literals."""
+    assert run(lit_dec("99999999999999999999.99999999")) == Decimal("99999999999999999999.99999999")
+    assert run(op("Negate", lit_dec("99999999999999999999.99999999"))) == Decimal("-99999999999999999999.99999999")
