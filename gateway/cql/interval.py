@@ -41,8 +41,8 @@ __all__ = [
     "Interval", "after", "before", "collapse", "contains", "end", "ends", "equal", "equivalent", "except_",
     "expand", "in_", "included_in", "includes", "intersect", "max_value", "meets", "meets_after",
     "meets_before", "min_value", "overlaps", "overlaps_after", "overlaps_before", "point_from", "predecessor",
-    "proper_contains", "proper_included_in", "proper_includes", "same_as", "same_or_after", "same_or_before", "size", "start",
-    "starts", "successor", "union", "width",
+    "proper_contains", "proper_included_in", "proper_includes", "same_as", "same_or_after", "same_or_before",
+    "size", "start", "starts", "successor", "union", "width",
 ]
 
 INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1

@@ -3,11 +3,12 @@ Modulo, Negate, Abs, Ceiling, Floor, Truncate, Round, Ln, Exp, Log, Power, Succe
 MaxValue, Precision, LowBoundary, HighBoundary.
 
 Numbers are Python ``int`` (Integer, 32-bit; Long, 64-bit) and ``decimal.Decimal`` (at most 28 digits, 8 of
-them after the point, so within +/-(10^28 - 1) / 10^8: results are rounded half-up to 8 places). An Integer operand meeting a Decimal is
-promoted. A result that cannot be represented (overflow, division by zero, Log of a non-positive number) is
-null, except Exp past the Decimal range and Ln(0), which overflow and are run-time errors (the
-conformance suite's Exp(1000), Ln(0)). Literals out of range are refused at compile time (``ops_refs``). Whether an integer operation is Long is read from the ELM (signature, result type, Long literals),
-since Python has one int type. Quantities go through ``quantity.py`` (UCUM), temporal values through
+them after the point, so within +/-(10^28 - 1) / 10^8: results are rounded half-up to 8 places). An Integer
+operand meeting a Decimal is promoted. A result that cannot be represented (overflow, division by zero, Log
+of a non-positive number) is null, except Exp past the Decimal range and Ln(0), which overflow and are
+run-time errors (the conformance suite's Exp1000, Ln0). Literals out of range are refused at compile time
+(``ops_refs``). Whether an integer operation is Long is read from the ELM (signature, result type, Long
+literals), since Python has one int type. Quantities go through ``quantity.py`` (UCUM), temporal values through
 ``datetime.py`` (calendar arithmetic).
 """
 
@@ -330,8 +331,8 @@ def truncate(a: Any) -> Any:
 
 
 def round_(a: Any, precision: Any = None) -> Any:
-    """Traditional rounding (CQL §16 Round): halves go away from zero, Round(0.5) = 1, Round(-0.5) = -1
-    ("a decimal value less than or equal to -0.5 and greater than -1.0 will round to -1")."""
+    """Traditional rounding (CQL §16 Round): halves go away from zero, Round(0.5) = 1, Round(-0.5) = -1,
+    Round(-1.5) = -2 (the conformance suite's RoundNeg0D5, RoundNeg1D5)."""
     a, precision = unwrap(a), unwrap(precision)
     if a is None:
         return None

@@ -92,8 +92,10 @@ def cql_equal(a: Any, b: Any) -> bool | None:
 
 
 def _tuple_equal(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
-    """Tuples element by element in order, as the reference engine does: the first element that is unequal
-    gives false, the first that is unknown (null on one side) gives null; both null counts as equal."""
+    """Tuples element by element in order: the first element that is unequal gives false, the first that is
+    unknown (null on one side) gives null; both null counts as equal. This is what the conformance suite
+    expects (``Tuple{Id: null, Name: 'John'} = Tuple{Id: 1, Name: 'James'}`` is null, while
+    ``Tuple{Id: 1, Name: 'John'} = Tuple{Id: 2, Name: null}`` is false)."""
     for k in a:
         x, y = a[k], b[k]
         if x is None and y is None:

@@ -4,6 +4,7 @@ ConceptRef, Literal, Null, Code, Concept, Quantity, Ratio, Tuple, Instance, List
 
 from __future__ import annotations
 
+import decimal
 from decimal import Decimal
 from typing import Any
 
@@ -150,9 +151,12 @@ _DECIMAL_PLACES = 8
 
 
 def _checked_integer(raw: str, kind: str) -> int:
-    """An Integer (32-bit) or Long (64-bit) literal; a value outside the type's range (CQL §"Simple Types"
-    and Appendix "Literals": the translator does not check it) is refused when the library is compiled."""
-    value = int(raw)
+    """An Integer (32-bit) or Long (64-bit) literal; a value outside the type's range (CQL §"Integer",
+    §"Long"; the translator does not check it) is refused when the library is compiled."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise CqlError(f"{kind} literal {raw!r} is not a number") from None
     lo, hi = _INTEGER_RANGE[kind]
     if not lo <= value <= hi:
         raise CqlError(f"{kind} literal {raw} is outside the {kind} range {lo}..{hi}")
@@ -163,7 +167,12 @@ def _checked_decimal(raw: str) -> Decimal:
     """A Decimal literal: within the Decimal range (10^28 - 1) / 10^8, i.e. at most 20 digits before the point
     and 8 after (CQL §"Decimal": 28 digits of precision, scale 8), else refused when the library is compiled
     rather than silently rounded or turned into null."""
-    value = Decimal(raw)
+    try:
+        value = Decimal(raw)
+    except decimal.InvalidOperation:
+        raise CqlError(f"Decimal literal {raw!r} is not a number") from None
+    if value.is_zero():
+        value = value.copy_abs()  # -0.0 (a negated zero literal) is 0.0
     exp = value.as_tuple().exponent
     places = max(0, -exp) if isinstance(exp, int) else 0
     if not value.is_finite() or value.copy_abs() >= _DECIMAL_LIMIT or places > _DECIMAL_PLACES:
