@@ -42,7 +42,11 @@ NOTES = """
   requests with `doNotPerform` not true, on `qicore-mednotrequested` those with `doNotPerform = true` (the same
   for ServiceRequest and `qicore-servicenotrequested`); a resource that declares QI-Core profiles in
   `meta.profile` is returned only by a retrieve for one of them. Vital-sign profile retrieves
-  (`observation-bmi`, `observation-bp`, …) select the LOINC code the FHIR profile fixes.
+  (`observation-bmi`, `observation-bp`, …) follow the reference engine (fqm-execution): an Observation that
+  declares profiles in `meta.profile` is returned only if it declares that vital-sign profile (CMS69 case
+  c1df0273's BMI, tagged only `qicore-observation`, is not a BMI for the retrieve, which gives the published
+  result); one that declares no profile is matched by the LOINC code the FHIR profile fixes (a deliberate
+  difference: it conforms to the profile by content, and data without `meta.profile` is common).
 - **References with whitespace**: one CMS347 case's Encounter refers to `Patient/1d3021bb-b593-4efc-af5b-3  20243bbe9b7`.
   FHIR ids and URLs hold no whitespace, so the search index removes it from references; the Encounter then
   belongs to its patient when the case runs through the store and `$evaluate-measure`, as it does in memory.

@@ -32,8 +32,8 @@ and Uncertainties exactly (e.g. ``Uncertainty(6, 18) <= 18`` is true, which a th
 
 Arithmetic (``add``/``subtract``) follows CQL: month-end clamping, decimal quantities truncated (a fractional
 number of seconds is kept as milliseconds), a quantity finer than the value's precision converted to it with
-truncation (1 year = 12 months = 365 days, 1 month = 30 days, 1 week = 7 days), overflow out of years
-1..9999 gives None, Time arithmetic wraps around midnight. ``successor``/``predecessor`` never wrap.
+truncation (1 year = 12 months = 365 days, 1 month = 30 days, 1 week = 7 days), a result out of years
+1..9999 is a run-time error, Time arithmetic wraps around midnight. ``successor``/``predecessor`` never wrap.
 """
 
 from __future__ import annotations
@@ -951,7 +951,10 @@ def add(value: Any, quantity: Decimal | int | None, unit: str | None) -> Tempora
     precision = value.precision
     if _ORDER[u] > _ORDER[precision]:
         n, u = _convert_quantity(n, u, precision), precision
-    return _shift(value, n, u)
+    moved = _shift(value, n, u)
+    if moved is None:  # past year 9999 or before year 1: an error (the conformance suite's DateTimeAddInvalidYears)
+        raise CqlError(f"{value} + {n} {u}s is outside the range of years 0001 to 9999")
+    return moved
 
 
 def subtract(value: Any, quantity: Decimal | int | None, unit: str | None) -> Temporal | None:

@@ -41,8 +41,8 @@ __all__ = [
     "Interval", "after", "before", "collapse", "contains", "end", "ends", "equal", "equivalent", "except_",
     "expand", "in_", "included_in", "includes", "intersect", "max_value", "meets", "meets_after",
     "meets_before", "min_value", "overlaps", "overlaps_after", "overlaps_before", "point_from", "predecessor",
-    "proper_included_in", "proper_includes", "same_as", "same_or_after", "same_or_before", "size", "start",
-    "starts", "successor", "union", "width",
+    "proper_contains", "proper_included_in", "proper_includes", "same_as", "same_or_after", "same_or_before",
+    "size", "start", "starts", "successor", "union", "width",
 ]
 
 INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1
@@ -505,6 +505,15 @@ def included_in(a: Any, b: Interval | None, precision: str | None = None) -> boo
     if a is None or b is None:
         return None
     return includes(b, a, precision)
+
+
+def proper_contains(iv: Interval | None, point: Any, precision: str | None = None) -> bool | None:
+    """CQL ProperContains / ProperIn (interval, point): the point is after the start and before the end of
+    the interval (so never a boundary point); null when either is null."""
+    if iv is None or point is None:
+        return None
+    p = _R.of(point)
+    return _and(contains(iv, point, precision), _lt(_start(iv), p, precision), _lt(p, _end(iv), precision))
 
 
 def proper_includes(a: Interval | None, b: Any, precision: str | None = None) -> bool | None:

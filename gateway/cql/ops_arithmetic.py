@@ -3,10 +3,12 @@ Modulo, Negate, Abs, Ceiling, Floor, Truncate, Round, Ln, Exp, Log, Power, Succe
 MaxValue, Precision, LowBoundary, HighBoundary.
 
 Numbers are Python ``int`` (Integer, 32-bit; Long, 64-bit) and ``decimal.Decimal`` (at most 28 digits, 8 of
-them after the point: results are rounded half-up to 8 places). An Integer operand meeting a Decimal is
-promoted. A result that cannot be represented (overflow, division by zero, the log of a non-positive number)
-is null. Whether an integer operation is Long is read from the ELM (signature, result type, Long literals),
-since Python has one int type. Quantities go through ``quantity.py`` (UCUM), temporal values through
+them after the point, so within +/-(10^28 - 1) / 10^8: results are rounded half-up to 8 places). An Integer
+operand meeting a Decimal is promoted. A result that cannot be represented (overflow, division by zero, Log
+of a non-positive number) is null, except Exp past the Decimal range and Ln(0), which overflow and are
+run-time errors (the conformance suite's Exp1000, Ln0). Literals out of range are refused at compile time
+(``ops_refs``). Whether an integer operation is Long is read from the ELM (signature, result type, Long
+literals), since Python has one int type. Quantities go through ``quantity.py`` (UCUM), temporal values through
 ``datetime.py`` (calendar arithmetic).
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import decimal
 from collections.abc import Callable
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from .engine import Context, Fn, LibraryCompiler, compiles
@@ -23,8 +25,8 @@ from .values import CqlError
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
-DEC_MAX = Decimal("99999999999999999999.99999999")
-DEC_MIN = -DEC_MAX
+DEC_MAX = Decimal("99999999999999999999.99999999")  # (10^28 - 1) / 10^8, CQL §"Decimal"
+DEC_MIN = DEC_MAX.copy_negate()  # exact: unary minus would round to the default 28-digit context
 DEC_STEP = Decimal("1E-8")
 DEC_PLACES = 8
 _CTX = decimal.Context(prec=60, rounding=ROUND_HALF_UP, Emax=999999, Emin=-999999,
@@ -329,7 +331,8 @@ def truncate(a: Any) -> Any:
 
 
 def round_(a: Any, precision: Any = None) -> Any:
-    """Traditional rounding: halves go up (toward positive infinity), Round(-0.5) = 0, Round(-1.5) = -1."""
+    """Traditional rounding (CQL §16 Round): halves go away from zero, Round(0.5) = 1, Round(-0.5) = -1,
+    Round(-1.5) = -2 (the conformance suite's RoundNeg0D5, RoundNeg1D5)."""
     a, precision = unwrap(a), unwrap(precision)
     if a is None:
         return None
@@ -338,8 +341,7 @@ def round_(a: Any, precision: Any = None) -> Any:
     p = 0 if precision is None else int(precision)
     d = _dec(a)
     try:
-        r = d.quantize(Decimal(1).scaleb(-p), rounding=ROUND_HALF_UP if d >= 0 else ROUND_HALF_DOWN,
-                       context=_CTX)
+        r = d.quantize(Decimal(1).scaleb(-p), rounding=ROUND_HALF_UP, context=_CTX)
     except decimal.InvalidOperation:
         return None
     return fit_decimal(r)
@@ -351,7 +353,9 @@ def ln(a: Any) -> Any:
         return None
     if not is_number(a):
         raise _unsupported("Ln", a)
-    if a <= 0:
+    if a == 0:  # -infinity: an overflow, so an error (the suite's Ln(0)); a negative number has no real Ln
+        raise CqlError("Ln(0) is negative infinity, outside the Decimal range")
+    if a < 0:
         return None
     return _decimal_op(lambda: _dec(a).ln(_CTX))
 
@@ -362,9 +366,10 @@ def exp(a: Any) -> Any:
         return None
     if not is_number(a):
         raise _unsupported("Exp", a)
-    if a > 1000:
-        return None  # far beyond the Decimal range
-    return _decimal_op(lambda: _dec(a).exp(_CTX))
+    result = None if a > 1000 else _decimal_op(lambda: _dec(a).exp(_CTX))
+    if result is None:  # beyond the Decimal range: an overflow is an error (the suite's Exp(1000))
+        raise CqlError(f"Exp({a}) overflows the Decimal range")
+    return result
 
 
 def log(a: Any, base: Any) -> Any:
@@ -597,6 +602,17 @@ for _name, _fn in (("Negate", negate), ("Abs", abs_), ("Successor", successor), 
 for _name, _fn in (("Ceiling", ceiling), ("Floor", floor), ("Truncate", truncate), ("Ln", ln), ("Exp", exp),
                    ("Precision", precision)):
     compiles(_name)(_unary(_fn, with_long=False))
+
+
+@compiles("Negate")
+def _negate(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    """Negate; on a number literal it is the negative literal, so ``-2147483648`` (minimum Integer, whose
+    magnitude alone is out of range) compiles while ``2147483648`` is refused."""
+    op = node.get("operand")
+    if isinstance(op, dict) and op.get("type") == "Literal" and str(op.get("valueType", "")).rsplit("}", 1)[-1] in (
+            "Integer", "Long", "Decimal") and not str(op.get("value", "")).startswith("-"):
+        return c.compile({**op, "value": "-" + str(op.get("value"))})
+    return _unary(negate)(node, c)
 
 
 @compiles("Round")

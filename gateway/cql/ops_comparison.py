@@ -76,7 +76,7 @@ def cql_equal(a: Any, b: Any) -> bool | None:
     if isinstance(a, dict) or isinstance(b, dict):
         if not (isinstance(a, dict) and isinstance(b, dict)) or set(a) != set(b):
             return False
-        return _all_equal((a[k], b[k]) for k in a)
+        return _tuple_equal(a, b)
     if isinstance(a, Node) or isinstance(b, Node):  # FHIR elements with no System reading: same JSON
         return isinstance(a, Node) and isinstance(b, Node) and a.value == b.value
     if _is_uncertainty(a) or _is_uncertainty(b):
@@ -89,6 +89,21 @@ def cql_equal(a: Any, b: Any) -> bool | None:
     if fn is not None:
         return fn(b)
     return a == b
+
+
+def _tuple_equal(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    """Tuples element by element in order: the first element that is unequal gives false, the first that is
+    unknown (null on one side) gives null; both null counts as equal. This is what the conformance suite
+    expects (``Tuple{Id: null, Name: 'John'} = Tuple{Id: 1, Name: 'James'}`` is null, while
+    ``Tuple{Id: 1, Name: 'John'} = Tuple{Id: 2, Name: null}`` is false)."""
+    for k in a:
+        x, y = a[k], b[k]
+        if x is None and y is None:
+            continue
+        r = cql_equal(x, y)
+        if r is not True:
+            return r
+    return True
 
 
 def _all_equal(pairs: Any) -> bool | None:

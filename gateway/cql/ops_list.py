@@ -61,6 +61,80 @@ def _contains(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     return lambda ctx: _member(a(ctx), b(ctx), precision)
 
 
+def list_proper_contains(lst: list[Any] | None, item: Any) -> bool | None:
+    """CQL ProperContains (list): the element is in the list and the list holds another, different element.
+    A null list or a missing element gives false; an element that may or may not equal the item (null, or an
+    uncertain comparison) makes the answer unknown unless another element settles it."""
+    if lst is None:
+        return False
+    if item is None:
+        return _and3(any(x is None for x in lst), any(x is not None for x in lst))
+    hits = [equal(x, item) for x in lst]
+    member = True if True in hits else None if None in hits else False
+    other = True if False in hits else None if None in hits else False
+    return _and3(member, other)
+
+
+def _and3(a: bool | None, b: bool | None) -> bool | None:
+    if a is False or b is False:
+        return False
+    if a is None or b is None:
+        return None
+    return True
+
+
+def _proper_member(coll: Any, x: Any, precision: str | None, interval_overload: bool) -> bool | None:
+    if _is_interval(coll) or (coll is None and interval_overload):
+        return interval.proper_contains(coll, x, precision)
+    return list_proper_contains(coll, x)
+
+
+def _interval_overload(node: dict[str, Any], position: int) -> bool:
+    """Does the ELM signature say the collection operand (at ``position``) is an interval? A null collection
+    then gives null (interval overload) rather than false (list overload)."""
+    sig = node.get("signature") or []
+    return len(sig) > position and isinstance(sig[position], dict) and \
+        sig[position].get("type") == "IntervalTypeSpecifier"
+
+
+@compiles("ProperIn")
+def _proper_in(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    a, b, precision = _binary(node, c)
+    iv = _interval_overload(node, 1)
+    return lambda ctx: _proper_member(b(ctx), a(ctx), precision, iv)
+
+
+@compiles("ProperContains")
+def _proper_contains(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    a, b, precision = _binary(node, c)
+    iv = _interval_overload(node, 0)
+    return lambda ctx: _proper_member(a(ctx), b(ctx), precision, iv)
+
+
+@compiles("Descendents")
+def _descendents(node: dict[str, Any], c: LibraryCompiler) -> Fn:
+    """CQL Descendents: every element below the source (tuple elements and list items, recursively), null for
+    a null source."""
+    source = c.compile(node.get("source"))
+
+    def walk(v: Any, out: list[Any]) -> None:
+        children = list(v.values()) if isinstance(v, dict) else v if isinstance(v, list) else []
+        for child in children:
+            if child is not None:
+                out.append(child)
+                walk(child, out)
+
+    def f(ctx: Context) -> Any:
+        v = source(ctx)
+        if v is None:
+            return None
+        out: list[Any] = []
+        walk(v, out)
+        return out
+
+    return f
+
+
 def _list_includes(a: list[Any] | None, b: list[Any] | None, proper: bool) -> bool | None:
     if a is None or b is None:
         return None

@@ -28,6 +28,19 @@ NEGATION_PROFILES = {
 }
 
 
+def _vital_sign_match(n: Node, template: str, loinc: str) -> bool:
+    """Does a retrieve for a FHIR vital-signs profile (``[Observation: "observation-bmi"]``) return this
+    Observation? As the reference engine (fqm-execution) does: a resource that declares profiles in
+    meta.profile is returned only when it declares this one (an Observation tagged only ``qicore-observation``
+    is not a BMI for the retrieve, whatever its code). Deliberate difference: a resource that declares no
+    profile at all is matched by the LOINC code the profile fixes, since it conforms to the profile by content
+    (FHIR R4 §"Vital Signs": the profile fixes Observation.code) and data sent without meta.profile is common."""
+    declared = [str(p).split("|", 1)[0] for p in (n.value.get("meta") or {}).get("profile") or []]
+    if declared:
+        return template.split("|", 1)[0] in declared
+    return any(code == loinc and s in (None, "http://loinc.org") for s, code in _codes_of(get_property(n, "code")))
+
+
 def _profile_filter(data_type: str, template: str) -> Any:
     """A predicate implementing what a QI-Core profile-based retrieve selects, or None for 'all of the type'.
 
@@ -120,8 +133,7 @@ def _retrieve(node: dict[str, Any], c: LibraryCompiler) -> Fn:
                      if profile_filter is None or profile_filter(r)]
             ctx.retrieve_cache[(data_type, template)] = nodes
         if profile_code is not None:
-            nodes = [n for n in nodes if any(code == profile_code and (s in (None, "http://loinc.org"))
-                                             for s, code in _codes_of(get_property(n, "code")))]
+            nodes = [n for n in nodes if _vital_sign_match(n, template, profile_code)]
         if codes is not None:
             cached = ctx.retrieve_cache.get(key)
             if cached is not None:
@@ -284,6 +296,23 @@ def _relationships_hold(ctx: Context, rels: list[tuple[str, str, Fn, Fn]]) -> bo
     return True
 
 
+_TEMPORAL_FIELDS = ("year", "month", "day", "hour", "minute", "second", "millisecond")
+
+
+def _sort_compare(a: Any, b: Any) -> int:
+    """The sort order of two keys: CQL comparison; where it is uncertain (Date/DateTime/Time values of
+    different precisions that agree on their common fields) the less precise value sorts first, so sorting
+    is total and ``@2012-01-01T`` comes before ``@2012-01-01T12`` (the conformance suite's SortDatesAsc)."""
+    r = compare(a, b)
+    if r is not None:
+        return r
+    if type(a) is type(b) and type(a).__name__ in ("Date", "DateTime", "Time"):
+        fa = tuple(-1 if getattr(a, f, None) is None else getattr(a, f) for f in _TEMPORAL_FIELDS)
+        fb = tuple(-1 if getattr(b, f, None) is None else getattr(b, f) for f in _TEMPORAL_FIELDS)
+        return (fa > fb) - (fa < fb)
+    return 0
+
+
 def _sort_keys(sort: dict[str, Any], c: LibraryCompiler) -> Any:
     items = []
     for by in sort.get("by", []):
@@ -320,7 +349,7 @@ def _sort_keys(sort: dict[str, Any], c: LibraryCompiler) -> Any:
                 elif kb is None:
                     r = 1
                 else:
-                    r = compare(ka, kb) or 0
+                    r = _sort_compare(ka, kb)
                 if r:
                     return -r if desc else r
             return 0

@@ -4,6 +4,7 @@ ConceptRef, Literal, Null, Code, Concept, Quantity, Ratio, Tuple, Instance, List
 
 from __future__ import annotations
 
+import decimal
 from decimal import Decimal
 from typing import Any
 
@@ -130,9 +131,9 @@ def _literal(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     elif local == "Boolean":
         value = str(raw).lower() == "true"
     elif local in ("Integer", "Long"):
-        value = int(raw)
+        value = _checked_integer(str(raw), local)
     elif local == "Decimal":
-        value = Decimal(str(raw))
+        value = _checked_decimal(str(raw))
     elif local == "String":
         value = raw
     elif local in ("Date", "DateTime", "Time"):
@@ -142,6 +143,42 @@ def _literal(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     else:
         raise CqlError(f"Literal of type {vt} is not supported")
     return lambda ctx: value
+
+
+_INTEGER_RANGE = {"Integer": (-(2**31), 2**31 - 1), "Long": (-(2**63), 2**63 - 1)}
+_DECIMAL_LIMIT = Decimal(10) ** 20  # |value| <= (10^28 - 1) / 10^8
+_DECIMAL_PLACES = 8
+
+
+def _checked_integer(raw: str, kind: str) -> int:
+    """An Integer (32-bit) or Long (64-bit) literal; a value outside the type's range (CQL §"Integer",
+    §"Long"; the translator does not check it) is refused when the library is compiled."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise CqlError(f"{kind} literal {raw!r} is not a number") from None
+    lo, hi = _INTEGER_RANGE[kind]
+    if not lo <= value <= hi:
+        raise CqlError(f"{kind} literal {raw} is outside the {kind} range {lo}..{hi}")
+    return value
+
+
+def _checked_decimal(raw: str) -> Decimal:
+    """A Decimal literal: within the Decimal range (10^28 - 1) / 10^8, i.e. at most 20 digits before the point
+    and 8 after (CQL §"Decimal": 28 digits of precision, scale 8), else refused when the library is compiled
+    rather than silently rounded or turned into null."""
+    try:
+        value = Decimal(raw)
+    except decimal.InvalidOperation:
+        raise CqlError(f"Decimal literal {raw!r} is not a number") from None
+    if value.is_zero():
+        value = value.copy_abs()  # -0.0 (a negated zero literal) is 0.0
+    exp = value.as_tuple().exponent
+    places = max(0, -exp) if isinstance(exp, int) else 0
+    if not value.is_finite() or value.copy_abs() >= _DECIMAL_LIMIT or places > _DECIMAL_PLACES:
+        raise CqlError(f"Decimal literal {raw} is outside the Decimal range (at most 20 digits before the "
+                       f"point and 8 after)")
+    return value
 
 
 @compiles("Null")
@@ -272,6 +309,14 @@ def _instance(node: dict[str, Any], c: LibraryCompiler) -> Fn:
             return None if v.get("value") is None else Quantity(Decimal(v["value"]), v.get("unit") or "1")
 
         return quantity
+    if class_type == "{urn:hl7-org:elm-types:r1}ValueSet":  # a System.ValueSet selector, as a ValueSetRef gives
+        def valueset(ctx: Context) -> Any:
+            v = {n: f(ctx) for n, f in elements}
+            if v.get("id") is None:
+                return None
+            return ValueSetValue(str(v["id"]) + (f"|{v['version']}" if v.get("version") else ""))
+
+        return valueset
     if class_type.startswith("{http://hl7.org/fhir}"):
         return lambda ctx: Node({n: _to_json(f(ctx)) for n, f in elements}, local)
     return lambda ctx: {n: f(ctx) for n, f in elements}

@@ -70,8 +70,10 @@ def _combine(node: dict[str, Any], c: LibraryCompiler) -> Fn:
             sep = _str_arg(separator(ctx), "Combine")
             if sep is None:
                 return None
-        # null elements are ignored, as by the aggregate operators; an empty list gives ''
-        return sep.join(s for s in (_str_arg(x, "Combine") for x in src) if s is not None)
+        # null elements are ignored, as by the aggregate operators; a list with no non-null element gives null
+        # (as an aggregate over an empty list gives null; the conformance suite's Combine({}))
+        parts = [s for s in (_str_arg(x, "Combine") for x in src) if s is not None]
+        return sep.join(parts) if parts else None
 
     return f
 

@@ -670,12 +670,15 @@ class TestArithmetic:
         assert subtract(None, 1, "day") is None
         assert subtract(D("2024"), None, "day") is None
 
-    def test_overflow_is_null(self):
-        assert add(DateTime(2005, 10, 10), 8000, "years") is None
-        assert add(D("9999-12-31"), 1, "day") is None
-        assert subtract(D("0001-01-01"), 1, "day") is None
-        assert add(DT("9999-12-31T23:59:59.999"), 1, "millisecond") is None
-        assert add(D("2024-01-01"), 10**12, "days") is None
+    def test_overflow_is_an_error(self):
+        """Past year 9999 or before year 1 is a run-time error (HL7 suite: DateTimeAddInvalidYears)."""
+        for value, n, unit in ((DateTime(2005, 10, 10), 8000, "years"), (D("9999-12-31"), 1, "day"),
+                               (D("0001-01-01"), -1, "day"), (DT("9999-12-31T23:59:59.999"), 1, "millisecond"),
+                               (D("2024-01-01"), 10**12, "days")):
+            with pytest.raises(CqlError):
+                add(value, n, unit)
+        with pytest.raises(CqlError):
+            subtract(D("0001-01-01"), 1, "day")
 
     def test_invalid_arguments(self):
         with pytest.raises(CqlError):

@@ -107,7 +107,7 @@ def test_long_arithmetic_does_not_overflow_at_32_bits() -> None:
 def test_decimal_results_have_at_most_8_places() -> None:
     same(value("Multiply", lit_dec("1.00000001"), lit_dec("1.00000001")), D("1.00000002"))
     same(value("Add", lit_dec("0.1"), lit_dec("0.2")), D("0.3"))
-    same(value("Multiply", lit_dec("0.000000015"), lit_int(1)), D("0.00000002"))  # rounded half up
+    same(value("Divide", lit_dec("0.00000003"), lit_int(2)), D("0.00000002"))  # rounded half up
 
 
 # --------------------------------------------------------------------------------------------- Divide
@@ -239,12 +239,12 @@ def test_negate_and_abs_quantity() -> None:
     (lit_dec("0.5"), None, D("1")),
     (lit_dec("0.4"), None, D("0")),
     (lit_dec("2.5"), None, D("3")),
-    (lit_dec("-0.5"), None, D("0")),  # halves go up, toward positive infinity
+    (lit_dec("-0.5"), None, D("-1")),  # halves go away from zero (CQL §16 Round)
     (lit_dec("-0.4"), None, D("0")),
     (lit_dec("-0.6"), None, D("-1")),
     (lit_dec("-1.1"), None, D("-1")),
-    (lit_dec("-1.5"), None, D("-1")),
-    (lit_dec("-2.5"), None, D("-2")),
+    (lit_dec("-1.5"), None, D("-2")),
+    (lit_dec("-2.5"), None, D("-3")),
     (lit_dec("-1.6"), None, D("-2")),
     (lit_dec("3.14159"), lit_int(2), D("3.14")),
     (lit_dec("3.14159"), lit_int(3), D("3.142")),
@@ -276,10 +276,7 @@ def test_ln_exp_log() -> None:
 
 
 @pytest.mark.parametrize(("node_type", "operands"), [
-    ("Ln", [lit_int(0)]),  # negative infinity
     ("Ln", [lit_int(-1)]),
-    ("Exp", [lit_int(1000)]),  # beyond the Decimal range
-    ("Exp", [lit_dec("1000.0")]),
     ("Log", [lit_int(1), lit_int(1)]),  # base 1
     ("Log", [lit_int(2), lit_int(1)]),
     ("Log", [lit_int(0), lit_int(2)]),
@@ -482,3 +479,36 @@ def test_type_errors() -> None:
         value("Add", lit_str("a"), lit_str("b"))  # string + string is Concatenate
     with pytest.raises(CqlError):
         value("Abs", lit_str("a"))
+
+
+@pytest.mark.parametrize(("node_type", "operand"), [
+    ("Ln", lit_int(0)),  # negative infinity
+    ("Exp", lit_int(1000)),  # beyond the Decimal range
+    ("Exp", lit_dec("1000.0")),
+])
+def test_overflowing_exp_and_ln_are_errors(node_type: str, operand: dict) -> None:
+    """Exp past the Decimal range and Ln(0) raise (HL7 suite: Exp1000, Ln0), rather than give null."""
+    with pytest.raises(CqlError):
+        value(node_type, operand)
+
+
+@pytest.mark.parametrize("raw", ["2147483648", "-2147483649"])
+def test_integer_literals_out_of_range_are_refused(raw: str) -> None:
+    with pytest.raises(CqlError):
+        run(lit_int(int(raw)))
+
+
+def test_negated_minimum_integer_literal_compiles() -> None:
+    assert run(op("Negate", lit_int(2147483648))) == -2147483648
+
+
+@pytest.mark.parametrize("raw", ["0.000000001", "100000000000000000000", "10000000000000000000000000000.00000000"])
+def test_decimal_literals_past_the_range_or_8_places_are_refused(raw: str) -> None:
+    with pytest.raises(CqlError):
+        run(lit_dec(raw))
+
+
+def test_decimal_range_limits_compile() -> None:
+    """The Decimal range ends at (10^28 - 1) / 10^8 on both sides; its limits are valid literals."""
+    assert run(lit_dec("99999999999999999999.99999999")) == Decimal("99999999999999999999.99999999")
+    assert run(op("Negate", lit_dec("99999999999999999999.99999999"))) == Decimal("-99999999999999999999.99999999")
