@@ -47,6 +47,12 @@ DATA: list[dict[str, Any]] = [
      "managingEntity": {"reference": "Organization/payer"},
      "member": [{"entity": {"reference": f"Patient/{PA}"}},
                 {"entity": {"reference": f"Patient/{PB}", "display": "MARKERPBmember"}}]},
+    {"resourceType": "Group", "id": "list-mixed", "type": "person", "actual": True, "name": "payer list by provider",
+     "managingEntity": {"reference": "Organization/payer"},
+     "member": [{"entity": {"reference": f"Patient/{PA}"},
+                 "extension": [{"url": ATTRIBUTED, "valueReference": {"reference": "Practitioner/dr-a"}}]},
+                {"entity": {"reference": f"Patient/{PB}"},
+                 "extension": [{"url": ATTRIBUTED, "valueReference": {"reference": "Practitioner/dr-b"}}]}]},
     {"resourceType": "Organization", "id": "payer", "name": "Payer"},
 ]
 
@@ -144,7 +150,7 @@ def test_patient_token_at_type_level_sees_its_own_record_only(world: TestClient)
     # the attribution lists it is on, when asked for, show only its own membership
     r = world.get(f"/fhir/Patient/{PA}/$everything?_type=Group", headers=h)
     assert r.status_code == 200 and "MARKERPB" not in r.text
-    assert set(ids(r.json())) == {"Group/list-a", "Group/list-all"}
+    assert set(ids(r.json())) == {"Group/list-a", "Group/list-all", "Group/list-mixed"}
 
 
 def test_filtered_scope_is_honoured_inside_the_record(world: TestClient) -> None:
@@ -183,9 +189,17 @@ def test_attribution_restricted_caller_reaches_its_attributed_patients_only(worl
     got, text = walk(world, "/fhir/Patient/$everything?_count=2", h)
     assert "Patient/pa" in got and not [m for m in PB_MARKERS if m in text]
     r = world.get(f"/fhir/Patient/{PA}/$everything?_type=Group", headers=h)
-    assert ids(r.json()) == ["Group/list-a"]  # the payer's list naming the other patient stays hidden
+    # the payer's own list stays hidden; the payer's list by provider shows (dr-a is attributed on it), yet
+    # the member attributed to dr-b on that same list was not reachable above
+    assert set(ids(r.json())) == {"Group/list-a", "Group/list-mixed"}
+    # dr-b, attributed to the other patient only, reaches that patient and nobody else
+    h = token(world, "user/*.rs", fhir_user="Practitioner/dr-b")
+    assert world.get(f"/fhir/Patient/{PB}/$everything", headers=h).status_code == 200
+    assert_refused(world.get(f"/fhir/Patient/{PA}/$everything", headers=h), {404})
+    got, _ = walk(world, "/fhir/Patient/$everything", h)
+    assert "Patient/pb" in got and "Patient/pa" not in got
     # a practitioner attributed to nobody reaches nobody, and cannot tell who exists
-    h = token(world, "system/*.rs", fhir_user="Practitioner/dr-b")
+    h = token(world, "system/*.rs", fhir_user="Practitioner/dr-nobody")
     for pid in (PA, PB, "no-such-patient"):
         assert_refused(world.get(f"/fhir/Patient/{pid}/$everything", headers=h), {404})
     r = world.get("/fhir/Patient/$everything", headers=h)

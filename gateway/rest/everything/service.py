@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from ...auth.context import Grant, constrain_search, current_grant
-from ...auth.groups import restricted
+from ...auth.groups import group_visible, restricted
 from ...fhir.dates import MAX, MIN, DateParseError, parse_range
 from ...fhir.errors import BadRequest, Issue, NotFound
 from ...fhir.resource_types import RESOURCE_TYPES
@@ -208,15 +208,23 @@ class EverythingService:
         return kept, sorted(asked - kept)
 
     def _attributed(self, grant: Grant) -> set[str] | None:
-        """For an attribution-restricted caller, the ids of the patients attributed to it (members of the ATR
-        Groups the gate lets it see); None for every other caller."""
+        """For an attribution-restricted caller, the ids of the patients attributed to it; None for every
+        other caller. A patient counts when it is an active member of an ATR Group the caller manages or is
+        the intended recipient of, or when the caller is that member's attributed provider (a practitioner
+        attributed to one member of a payer's list does not reach the list's other members)."""
         if grant.system or not restricted(grant.fhir_user):
             return None
+        me = str(grant.fhir_user)
+        gate = getattr(self.store, "gate", None)
+        identifiers = gate.identifiers(grant) if gate is not None else frozenset()
         out: set[str] = set()
-        for stored in self.store.iter_current("Group"):
+        for stored in self.store.iter_current("Group"):  # the Groups the gate lets this caller see
             group = orjson.loads(stored.body)
+            whole = group_visible({k: v for k, v in group.items() if k != "member"}, me, identifiers)
             for member in group.get("member") or []:
                 if not isinstance(member, dict) or member.get("inactive") is True:
+                    continue
+                if not whole and not group_visible({"member": [member]}, me):
                     continue
                 ref = str((member.get("entity") or {}).get("reference") or "").split("/_history/")[0]
                 rtype, _, rid = "/".join(ref.split("/")[-2:]).partition("/")
