@@ -290,3 +290,44 @@ def test_care_date_parameters_exist() -> None:
             sp = reg.get(rtype, code)
             assert sp is not None and sp.type == "date" and sp.extract is not None, (rtype, code)
     assert not set(REFERENCED) & set(patient_compartment())
+
+
+def test_totals_count_the_matches_of_the_whole_selection(loaded: TestClient) -> None:
+    """Bundle.total: the patient and its compartment resources (the matches, not the included references),
+    the same on every page; at type level the sum over every record."""
+    matches = len(P1_ALL) - 5
+    assert get(loaded, "/fhir/Patient/p1/$everything")["total"] == matches
+    assert get(loaded, "/fhir/Patient/p1/$everything?_count=2&_type=Observation")["total"] == 3
+    assert get(loaded, "/fhir/Patient/p1/$everything?start=2021-01-01&end=2021-12-31")["total"] == 5
+    page = get(loaded, "/fhir/Patient/$everything?_count=3")
+    while page is not None:
+        assert page["total"] == matches + 2  # p2 and its Observation
+        page = follow(loaded, page)
+    assert get(loaded, "/fhir/Patient/$everything?_type=Practitioner")["total"] == 0
+
+
+def test_the_deqm_test_kit_calls(client: TestClient) -> None:
+    """What the DEQM test kit's Patient/$everything group sends: a POST without a body for one patient (the
+    total equals the patient and its compartment; a Condition that names no patient is not in it), a POST
+    without a body at type level, and an unknown id (404 OperationOutcome with an error issue)."""
+    tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": res, "request": {"method": "PUT", "url": f"{res['resourceType']}/{res['id']}"}} for res in (
+            {"resourceType": "Encounter", "id": "test-encounter", "status": "finished",
+             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+             "subject": {"reference": "Patient/test-patient"}},
+            {"resourceType": "Procedure", "id": "test-procedure", "status": "completed",
+             "subject": {"reference": "Patient/test-patient"}},
+            {"resourceType": "Condition", "id": "test-condition", "subject": {"reference": "Patient/other"}},
+            {"resourceType": "Patient", "id": "test-patient"}, {"resourceType": "Patient", "id": "other"})]}
+    assert client.post("/fhir", json=tx).status_code == 200
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+    r = client.post("/fhir/Patient/test-patient/$everything", headers=headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["total"] == 3 and sorted(refs(body)) == ["Encounter/test-encounter", "Patient/test-patient",
+                                                         "Procedure/test-procedure"]
+    r = client.post("/fhir/Patient/$everything", headers=headers)
+    assert r.status_code == 200 and r.json()["total"] >= 5
+    assert {x.split("/")[0] for x in refs(r.json())} >= {"Patient", "Encounter", "Procedure", "Condition"}
+    r = client.post("/fhir/Patient/INVALID/$everything", headers=headers)
+    assert r.status_code == 404 and r.json()["issue"][0]["severity"] == "error"

@@ -147,6 +147,8 @@ def test_patient_token_at_type_level_sees_its_own_record_only(world: TestClient)
         assert not [m for m in PB_MARKERS if m in text], count
         assert {"Patient/pa", "Observation/pa-lab", "Observation/pa-vital", "Condition/pa-cond"} <= set(got)
         assert not {"Patient/pb", "Observation/pb-lab", "Condition/pb-cond"} & set(got)
+    r = world.get("/fhir/Patient/$everything", headers=h)
+    assert r.json()["total"] == len(ids(r.json(), "match"))  # totals count nothing the token may not see
     # the attribution lists it is on, when asked for, show only its own membership
     r = world.get(f"/fhir/Patient/{PA}/$everything?_type=Group", headers=h)
     assert r.status_code == 200 and "MARKERPB" not in r.text
@@ -161,6 +163,7 @@ def test_filtered_scope_is_honoured_inside_the_record(world: TestClient) -> None
         assert r.status_code == 200, r.text
         body = r.json()
         assert set(ids(body)) == {"Patient/pa", "Observation/pa-lab"}, scope
+        assert body["total"] == 2  # counted after the gate, like the entries
         assert VITAL_MARKER not in r.text and "own condition" not in r.text
         assert "Condition" in outcome(body) and "left out" in outcome(body)  # said, not silently dropped
         # asking for the types explicitly changes nothing: left out, named, not an error

@@ -14,16 +14,26 @@ from fastapi.responses import Response
 
 from ...api.deps import Settings
 from ...api.http import check_accept, fhir_response, pretty
-from ...api.op_params import read_params
+from ...api.op_params import CONTROL, OpParams, read_params
 from ...fhir.dates import now_instant
 from ...fhir.errors import BadRequest, operation_outcome
 from ...resources.rest import RestService
 from .service import EverythingRequest, EverythingService, Page, left_out_issue, parse_request, position
 
 
+def _no_body(request: Request) -> bool:
+    """True when the request announces an empty body (Content-Length 0, or neither a length nor chunks)."""
+    length = request.headers.get("content-length")
+    return length == "0" or (length is None and "transfer-encoding" not in request.headers)
+
+
 async def _request(request: Request, settings: Any, rest: RestService) -> EverythingRequest:
     check_accept(request)
-    params = await read_params(request, settings, "everything")
+    if request.method == "POST" and _no_body(request):  # a POST without parameters (test kits send one)
+        params = OpParams(values={k: [v for kk, v in request.query_params.multi_items() if kk == k]
+                                  for k in request.query_params if k not in CONTROL})
+    else:
+        params = await read_params(request, settings, "everything")
     if params.resources:
         raise BadRequest(f"$everything takes no resource parameters ({', '.join(sorted(params.resources))})")
     return parse_request(params.values, rest.default_count, rest.max_count)
@@ -53,7 +63,10 @@ def bundle(rest: RestService, path: str, req: EverythingRequest, page: Page, sco
         entries.append({"resource": operation_outcome([left_out_issue(page.left_out)]),
                         "search": {"mode": "outcome"}})
     out: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"lastUpdated": now_instant()},
-                           "type": "searchset", "link": links}
+                           "type": "searchset"}
+    if page.total is not None:
+        out["total"] = page.total
+    out["link"] = links
     if entries:
         out["entry"] = entries
     return out

@@ -183,6 +183,7 @@ class Page:
     last: _Key | None = None
     more: bool = False
     left_out: list[str] = field(default_factory=list)  # types the grant may not read and search
+    total: int | None = None  # the selection's matches (patients and compartment resources), not includes
 
 
 def _readable(grant: Grant, rtype: str) -> bool:
@@ -326,6 +327,7 @@ class EverythingService:
         wanted, left_out = self._wanted(req, grant)
         page = Page(left_out=left_out)
         items = self._record(req, 0, ("Patient", pid, stored.body), pid, wanted)
+        page.total = sum(1 for i in items if i.mode == "match")
         self._fill(page, items, cursor, req.count)
         return page
 
@@ -346,7 +348,37 @@ class EverythingService:
                 continue
             items = self._record(req, ordinal, patient, patient[1], wanted)
             self._fill(page, items, cursor, req.count)
+        page.total = self._count_matches(req, wanted, only)
         return page
+
+    def _count_matches(self, req: EverythingRequest, wanted: set[str], only: set[str] | None) -> int:
+        """How many patients and compartment resources the whole type-level selection holds (Bundle.total):
+        the visible patients in pages of the largest search page, their compartments in one gated query per
+        batch of patients, with the same filters as the pages."""
+        if only is not None and not only:
+            return 0
+        parser = self.rest.parser()
+        params = [("_count", str(self.rest.max_count))]
+        if only is not None:
+            params.append(("_id", ",".join(sorted(only))))
+        comp = {t: p for t, p in patient_compartment().items() if t in wanted}
+        total, after = 0, -1
+        while True:
+            q = parser.parse("Patient", params)
+            constrain_search(q, parser)
+            q.total = "none"
+            q.cursor = PageCursor(True, (), after) if after >= 0 else None
+            result = self.store.search(q)
+            pids = [m.id for m in result.matches]
+            if "Patient" in wanted:
+                total += sum(1 for m in result.matches if self._in_range(req, "Patient", orjson.loads(m.body)))
+            for pid, rows in (self.store.compartment_contents(pids, comp).items() if pids and comp else ()):
+                total += sum(1 for rtype, _, content in rows
+                             if not (rtype == "Patient" and orjson.loads(content).get("id") == pid)
+                             and self._in_range(req, rtype, orjson.loads(content)))
+            if not result.more_after or result.last_position is None:
+                return total
+            after = result.last_position[1]
 
     def _cursor(self, req: EverythingRequest, level: str, pid: str | None) -> PageCursor | None:
         if req.cursor_token is None:
