@@ -30,6 +30,10 @@ DATA: list[dict[str, Any]] = [
     {"resourceType": "Patient", "id": PA, "name": [{"family": "Ownfamily"}], "birthDate": "1980-01-01"},
     {"resourceType": "Patient", "id": PB, "name": [{"family": "Secretfamily", "given": ["MARKERPBname"]}],
      "birthDate": "1902-03-04"},
+    # another patient's record that links to the launch patient: in its compartment (Patient.link), yet another
+    # patient's data that a patient/ token must not see
+    {"resourceType": "Patient", "id": "pb-link", "name": [{"family": "MARKERPBlinked"}],
+     "link": [{"other": {"reference": f"Patient/{PA}"}, "type": "seealso"}]},
     {"resourceType": "Observation", "id": "pa-lab", "status": "final", "category": [LAB], "code": {"text": "own lab"},
      "subject": {"reference": f"Patient/{PA}"}},
     {"resourceType": "Observation", "id": "pa-vital", "status": "final", "category": [VITAL],
@@ -162,8 +166,9 @@ def test_filtered_scope_is_honoured_inside_the_record(world: TestClient) -> None
         r = world.get(f"/fhir/Patient/{PA}/$everything", headers=h)
         assert r.status_code == 200, r.text
         body = r.json()
-        assert set(ids(body)) == {"Patient/pa", "Observation/pa-lab"}, scope
-        assert body["total"] == 2  # counted after the gate, like the entries
+        linked = {"Patient/pb-link"} if patient is None else set()  # user/ scopes see the linked record
+        assert set(ids(body)) == {"Patient/pa", "Observation/pa-lab"} | linked, scope
+        assert body["total"] == 2 + len(linked)  # counted after the gate, like the entries
         assert VITAL_MARKER not in r.text and "own condition" not in r.text
         assert "Condition" in outcome(body) and "left out" in outcome(body)  # said, not silently dropped
         # asking for the types explicitly changes nothing: left out, named, not an error
@@ -175,12 +180,12 @@ def test_filtered_scope_is_honoured_inside_the_record(world: TestClient) -> None
 def test_per_type_user_scopes_leave_other_types_out(world: TestClient) -> None:
     h = token(world, "user/Patient.rs user/Condition.rs")
     got, text = walk(world, "/fhir/Patient/$everything", h)
-    assert set(got) == {"Patient/pa", "Condition/pa-cond", "Patient/pb", "Condition/pb-cond"}
+    assert set(got) == {"Patient/pa", "Condition/pa-cond", "Patient/pb", "Condition/pb-cond", "Patient/pb-link"}
     assert "own lab" not in text and "MARKERPBlab" not in text
     # read without search (or search without read) is not enough to enumerate a type
     h = token(world, "user/Patient.rs user/Observation.r user/Condition.s")
     r = world.get(f"/fhir/Patient/{PA}/$everything", headers=h)
-    assert r.status_code == 200 and ids(r.json()) == ["Patient/pa"]
+    assert r.status_code == 200 and ids(r.json()) == ["Patient/pa", "Patient/pb-link"]
     assert "Condition" in outcome(r.json()) and "Observation" in outcome(r.json())
 
 
@@ -191,6 +196,9 @@ def test_attribution_restricted_caller_reaches_its_attributed_patients_only(worl
     assert_refused(world.get(f"/fhir/Patient/{PB}/$everything", headers=h), {404})
     got, text = walk(world, "/fhir/Patient/$everything?_count=2", h)
     assert "Patient/pa" in got and not [m for m in PB_MARKERS if m in text]
+    assert "Patient/pb-link" not in got  # linked to the attributed patient, yet not attributed itself
+    r = world.get(f"/fhir/Patient/{PA}/$everything", headers=h)
+    assert r.json()["total"] == len(ids(r.json(), "match")) and "MARKERPB" not in r.text
     r = world.get(f"/fhir/Patient/{PA}/$everything?_type=Group", headers=h)
     # the payer's own list stays hidden; the payer's list by provider shows (dr-a is attributed on it), yet
     # the member attributed to dr-b on that same list was not reachable above

@@ -256,8 +256,9 @@ class EverythingService:
         return False  # a resource of a dated type without a care date in the range
 
     def _record(self, req: EverythingRequest, ordinal: int, patient: tuple[str, str, bytes] | None, pid: str,
-                wanted: set[str]) -> list[Item]:
-        """Every item of one patient's record the grant may see, in order."""
+                wanted: set[str], only: set[str] | None) -> list[Item]:
+        """Every item of one patient's record the grant may see, in order (for an attribution-restricted
+        caller, other Patients linking to this one only when they are attributed to it too)."""
         items: list[Item] = []
         sources: list[dict[str, Any]] = []
         if patient is not None:
@@ -268,7 +269,7 @@ class EverythingService:
         comp = {t: p for t, p in patient_compartment().items() if t in wanted}
         for rtype, pk, content in self.store.compartment_contents([pid], comp).get(pid, []):
             res = orjson.loads(content)
-            if rtype == "Patient" and res.get("id") == pid:
+            if rtype == "Patient" and (res.get("id") == pid or (only is not None and res.get("id") not in only)):
                 continue
             sources.append(res)
             if self._in_range(req, rtype, res):
@@ -326,7 +327,7 @@ class EverythingService:
         cursor = self._cursor(req, "instance", pid)
         wanted, left_out = self._wanted(req, grant)
         page = Page(left_out=left_out)
-        items = self._record(req, 0, ("Patient", pid, stored.body), pid, wanted)
+        items = self._record(req, 0, ("Patient", pid, stored.body), pid, wanted, only)
         page.total = sum(1 for i in items if i.mode == "match")
         self._fill(page, items, cursor, req.count)
         return page
@@ -346,7 +347,7 @@ class EverythingService:
                 break
             if patient is None:
                 continue
-            items = self._record(req, ordinal, patient, patient[1], wanted)
+            items = self._record(req, ordinal, patient, patient[1], wanted, only)
             self._fill(page, items, cursor, req.count)
         page.total = self._count_matches(req, wanted, only)
         return page
@@ -373,9 +374,11 @@ class EverythingService:
             if "Patient" in wanted:
                 total += sum(1 for m in result.matches if self._in_range(req, "Patient", orjson.loads(m.body)))
             for pid, rows in (self.store.compartment_contents(pids, comp).items() if pids and comp else ()):
-                total += sum(1 for rtype, _, content in rows
-                             if not (rtype == "Patient" and orjson.loads(content).get("id") == pid)
-                             and self._in_range(req, rtype, orjson.loads(content)))
+                for rtype, _, content in rows:
+                    res = orjson.loads(content)
+                    if rtype == "Patient" and (res.get("id") == pid or (only is not None and res.get("id") not in only)):
+                        continue
+                    total += self._in_range(req, rtype, res)
             if not result.more_after or result.last_position is None:
                 return total
             after = result.last_position[1]
