@@ -16,7 +16,7 @@ ATR Group a caller may not see is left out. On top of the gate: a type is return
 read *and* search it (``rs``, as SMART's practice for operations that enumerate data); types without that are
 left out, not refused, and an OperationOutcome entry in the Bundle names them. A caller acting for an
 organization or practitioner (an attribution-restricted fhirUser) reaches only the patients attributed to it:
-members of an ATR Group the gate lets it see.
+active members of the ATR Groups it manages or receives, and members whose attributed provider it is.
 
 Paging is keyset paging with the signed cursors of ``search/cursor.py``. A position is (patient ordinal,
 phase, referenced resource key, store surrogate key): the patient ordinal is the Patient row's surrogate key
@@ -160,6 +160,7 @@ def parse_request(values: dict[str, list[str]], default_count: int, max_count: i
 
 @dataclass(order=True, frozen=True)
 class _Key:
+    """A place in the order of the selection (compared field by field; see the module docstring)."""
     patient: int
     phase: int
     ref: str
