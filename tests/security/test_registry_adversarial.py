@@ -150,7 +150,7 @@ def _params(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 
 def _fill(path: str, rtype: str | None) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: {"rtype": rtype or "Observation", "measure_id": "m1", "group_id": "g1",
-                                           "rid": "m1", "job_id": "no-such-job", "name": "x.ndjson",
+                                           "rid": "m1", "pid": P2, "job_id": "no-such-job", "name": "x.ndjson",
                                            "fmt": "claims-csv"}[m.group(1)], path)
 
 
@@ -164,15 +164,22 @@ def operation_cases() -> Iterator[Case]:
                 path = _fill(e.path(op.code, t), t)
                 needs = tuple(Need(t or "*", n.letters) if n.rtype == PATH_TYPE else n for n in op.needs)
                 group = "group" if t == "Group" and e.level == "instance" else None
+                # an instance-level Patient operation names its patient in the path ({pid}): aimed at the other
+                # patient it reaches outside a confined token's compartment (refused like a subject), and the
+                # launch patient's own call must be let through without revealing anything of the other
+                subject = "subject" if t == "Patient" and e.level == "instance" and e.id_param == "pid" else None
                 for method in e.methods:
-                    yield from _op_variants(op, method, path, needs, group)
+                    yield from _op_variants(op, method, path, needs, group or subject)
+                    if subject:
+                        own = path.replace(f"/Patient/{P2}/", f"/Patient/{P1}/")
+                        yield from _op_variants(op, method, own, needs, None, " own patient")
 
 
-def _op_variants(op: Operation, method: str, path: str, needs: tuple[Need, ...], outside: str | None
-                 ) -> Iterator[Case]:
+def _op_variants(op: Operation, method: str, path: str, needs: tuple[Need, ...], outside: str | None,
+                 label: str = "") -> Iterator[Case]:
     base = dict(needs=needs, levels=op.scope_levels, outside=outside, state_changing_allowed=op.affects_state,
                 writes=op.affects_state)
-    key = f"{op.key} {method} {path}"
+    key = f"{op.key} {method} {path}{label}"
     if path.endswith("/$validate"):
         rtype = path.split("/")[1]
         yield Case(key, method, path, body={"resourceType": rtype}, **base)  # type: ignore[arg-type]

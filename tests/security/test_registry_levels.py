@@ -19,7 +19,7 @@ from gateway.operations import ANY_TYPE, Operation
 from gateway.store.sql.store import SqlStore
 from tests.conftest import make_client
 
-FILL = {"rid": "m1", "measure_id": "m1", "group_id": "g1", "rtype": "Patient", "job_id": "no-such-job",
+FILL = {"rid": "m1", "pid": "x1", "measure_id": "m1", "group_id": "g1", "rtype": "Patient", "job_id": "no-such-job",
         "name": "x.ndjson", "fmt": "claims-csv"}
 ID_FOR = {"Measure": "m1", "Group": "g1"}
 PROBE_TYPES = ("Patient", "Observation", "Measure", "Group", "Library")
@@ -137,8 +137,8 @@ def test_system_level_lists_only_system_operations(client: TestClient) -> None:
         "group-export", "davinci-data-export", "member-add", "member-remove", "confirm-attribution-list",
         "attribution-status", "Resource-validate"}
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
-    assert {op["definition"].rsplit("/", 1)[1] for op in patient["operation"]} == {"patient-export",
-                                                                                  "Resource-validate"}
+    assert {op["definition"].rsplit("/", 1)[1] for op in patient["operation"]} == {
+        "patient-export", "Patient-everything", "Resource-validate"}
 
 
 def test_the_capability_statement_equals_the_registry(client: TestClient) -> None:

@@ -1,0 +1,1 @@
+"""Patient/$everything: declaration, HTTP handlers and use case (one capability folder)."""
