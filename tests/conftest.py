@@ -12,6 +12,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +60,32 @@ def _operation_registry() -> None:
     policy.install(REGISTRY)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
+def require_pg(what: str = "PostgreSQL tests") -> None:
+    """Skip with the reason when no PostgreSQL server answers; under CI=true fail instead."""
     reason = pg_available()
     if reason:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; PostgreSQL tests must run under CI")
+            pytest.fail(f"{reason}; {what} must run under CI")
         pytest.skip(reason)
-    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def own_pg_database(prefix: str = "gw_test") -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database named ``prefix_<random>``, dropped (connections and all)
+    when the block ends: for a server or store that must not share the session database with other modules."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     _admin_exec(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    _admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        _admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    require_pg()
+    with own_pg_database() as url:
+        yield url
 
 
 def _make_store(kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> SqlStore:

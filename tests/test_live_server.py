@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources as pkg_resources
@@ -85,29 +85,42 @@ def start_server(database: str, workdir: Path, demo: bool, auth: str | None = "o
     with out.open("wb") as fo, err.open("wb") as fe:
         proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, env={**clean_env(), **(env or {})}, cwd=workdir)
     server = LiveServer(proc, port, out, err)
+    wait_until_up(proc, f"{server.root}/healthz", timeout, server.output)
+    return server
+
+
+def wait_until_up(proc: subprocess.Popen[Any], url: str, timeout: float, output: Callable[[], str],
+                  verify: Any = True) -> None:
+    """Poll ``url`` until it answers 200; if ``proc`` exits first or ``timeout`` passes, stop it and fail with
+    ``output()`` (its log). Every test that starts a server process waits this way."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode} before answering\n{server.output()}")
+            raise AssertionError(f"{proc.args!r} exited with {proc.returncode} before answering\n{output()}")
         try:
-            if httpx.get(f"{server.root}/healthz", timeout=2.0).status_code == 200:
-                return server
+            if httpx.get(url, timeout=2.0, verify=verify).status_code == 200:
+                return
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            stop_server(server)
-            raise AssertionError(f"/healthz did not answer within {timeout:.0f} s\n{server.output()}")
+            stop_process(proc)
+            raise AssertionError(f"{url} did not answer within {timeout:.0f} s\n{output()}")
         time.sleep(0.2)
 
 
-def stop_server(server: LiveServer) -> None:
-    if server.proc.poll() is None:
-        server.proc.terminate()
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Terminate ``proc`` and wait; kill it when it does not stop within 15 s."""
+    if proc.poll() is None:
+        proc.terminate()
         try:
-            server.proc.wait(timeout=15)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait(timeout=15)
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def stop_server(server: LiveServer) -> None:
+    stop_process(server.proc)
 
 
 @contextmanager

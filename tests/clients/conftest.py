@@ -20,6 +20,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from tests.conftest import PG_ADMIN, _admin_exec, clean_env, gateway_exe, pg_available
+from tests.conftest import clean_env, gateway_exe, own_pg_database, pg_available
 from tests.test_live_server import LiveServer, start_server, stop_server
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -66,30 +67,21 @@ class Server:
         return f"{self.live.root}/auth/token"
 
 
-def _database(kind: str, workdir: Path) -> tuple[str, str | None]:
-    """A fresh database URL and, for PostgreSQL, the name to drop afterwards."""
-    if kind == "sqlite":
-        return f"sqlite:///{workdir / 'gateway.sqlite3'}", None
-    reason = pg_available()
-    if reason:
-        skip_or_fail(f"{reason}; the PostgreSQL variants of the client-library tests need it")
-    name = f"gw_clients_{uuid.uuid4().hex[:12]}"
-    _admin_exec(f'CREATE DATABASE "{name}"')
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", name
-
-
 def _serve(kind: str, auth: str, factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = factory.mktemp(f"clients-{kind}-{auth}")
-    url, dbname = _database(kind, workdir)
-    try:
+    with ExitStack() as stack:
+        if kind == "sqlite":
+            url = f"sqlite:///{workdir / 'gateway.sqlite3'}"
+        else:
+            reason = pg_available()
+            if reason:
+                skip_or_fail(f"{reason}; the PostgreSQL variants of the client-library tests need it")
+            url = stack.enter_context(own_pg_database("gw_clients"))
         live = start_server(url, workdir, demo=True, auth=auth, timeout=180)
         try:
             yield Server(live, url, kind)
         finally:
             stop_server(live)
-    finally:
-        if dbname:
-            _admin_exec(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session", params=KINDS)

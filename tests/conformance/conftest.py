@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
 import ssl
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +26,9 @@ from gateway.auth.assertion_client import generate_client_key, sign_assertion
 from gateway.auth.clients import ClientStore
 from gateway.auth.users import add_user
 from gateway.store.sql.store import SqlStore
-from tests.conftest import PG_ADMIN, _admin_exec, clean_env, gateway_exe, pg_available
+from tests.conftest import clean_env, gateway_exe, own_pg_database, require_pg
 from tests.smart.conftest import pkce
-from tests.test_live_server import START_TIMEOUT, free_port
+from tests.test_live_server import START_TIMEOUT, free_port, stop_process, wait_until_up
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 REDIRECT = "https://app.example.org/callback"
@@ -124,31 +122,13 @@ def start_tls_server(database: str, workdir: Path, cert: Path, key: Path) -> tup
            "--tls-cert", str(cert), "--tls-key", str(key)]
     with (workdir / "server.stdout").open("wb") as fo, (workdir / "server.stderr").open("wb") as fe:
         proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=clean_env(), cwd=workdir)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: "
-                                 f"{(workdir / 'server.stderr').read_text(errors='replace')[-4000:]}")
-        try:
-            if httpx.get(f"https://127.0.0.1:{port}/healthz", verify=ssl.create_default_context(cafile=str(cert)),
-                         timeout=2.0).status_code == 200:
-                return proc, port
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            stop(proc)
-            raise AssertionError("/healthz did not answer over https in time")
-        time.sleep(0.3)
+    wait_until_up(proc, f"https://127.0.0.1:{port}/healthz", START_TIMEOUT,
+                  lambda: (workdir / "server.stderr").read_text(errors="replace")[-4000:],
+                  verify=ssl.create_default_context(cafile=str(cert)))
+    return proc, port
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+stop = stop_process
 
 
 def _register(database: str) -> tuple[Backend, dict[str, Any]]:
@@ -232,22 +212,14 @@ def pg_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """The same https server on a PostgreSQL database of its own (not the session's: the tests of other
     modules wipe that one, and this server's export worker would pick up their jobs). Skips without a
     PostgreSQL server, and fails under CI=true, as the ``pg_url`` fixture does."""
-    reason = pg_available()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; PostgreSQL tests must run under CI")
-        pytest.skip(reason)
-    name = f"gw_conformance_{uuid.uuid4().hex[:12]}"
-    _admin_exec(f'CREATE DATABASE "{name}"')
+    require_pg()
     workdir = tmp_path_factory.mktemp("conformance-pg")
-    try:
-        gw = launch_gateway(workdir, PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+    with own_pg_database("gw_conformance") as url:
+        gw = launch_gateway(workdir, url)
         try:
             yield gw
         finally:
             stop(gw.proc)
-    finally:
-        _admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- the authorization flow, driven over HTTP as a browser would ---------------------------------------------

@@ -10,16 +10,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import ROOT
+from tests.test_live_server import wait_until_up
 
 APP_DIR = ROOT / "apps" / "smart-demo"
 CHROMIUM = "/usr/bin/chromium"
@@ -104,29 +103,8 @@ def serve_static(directory: Path, port: int, log: Path) -> StaticServer:
         proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                                  "--directory", str(directory)], stdout=out, stderr=subprocess.STDOUT)
     server = StaticServer(proc, port)
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"the static server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{server.root}/launch.html", timeout=2.0).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            stop_process(proc)
-            raise AssertionError(f"the static server did not answer within 30 s: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
-
-
-def stop_process(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+    wait_until_up(proc, f"{server.root}/launch.html", 30, lambda: log.read_text()[-2000:])
+    return server
 
 
 def playwright() -> Any:
