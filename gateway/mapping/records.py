@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from .quality import Finding
 from .spec import FieldSpec, MappingSpec, TableSpec
 
 DATE_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
@@ -28,6 +29,7 @@ class Record:
     table: str
     where: str  # "file:line"
     fields: dict[str, Any]
+    warnings: list[Finding] = field(default_factory=list)  # found while reading; the record loads with them
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Reject:
     where: str
     reason: str
     field: str | None = None
+    rule: str | None = None  # the data-quality rule broken (quality.reject_rule names it when None)
+    value: str | None = None  # the offending value, when one is to blame
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
@@ -46,6 +50,7 @@ class ReadResult:
     rejects: list[Reject] = field(default_factory=list)
     files: int = 0
     read: int = 0
+    warnings: list[Finding] = field(default_factory=list)  # found outside any record (loaded records carry theirs)
 
 
 class FieldError(ValueError):
@@ -102,25 +107,59 @@ def table_for(spec: MappingSpec, path: Path, first_line: bytes = b"") -> TableSp
 
 
 def iter_input_files(paths: list[Path]) -> Iterator[Path]:
+    """The files of the inputs: a named file as is, a folder's files (recursively, hidden and document files
+    left out) in name order."""
+    for p, _named in iter_named_files(paths):
+        yield p
+
+
+def iter_named_files(paths: list[Path]) -> Iterator[tuple[Path, bool]]:
+    """Like ``iter_input_files``, with whether each file was named by the caller (True) or found in a folder:
+    a named file is always read, a folder's files only when the mapping recognises their names."""
     for p in paths:
         if p.is_dir():
-            yield from sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")
-                              and x.suffix.lower() not in (".md", ".pdf", ".zip"))
+            yield from ((x, False) for x in sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")
+                        and x.suffix.lower() not in (".md", ".pdf", ".zip")))
         else:
-            yield p
+            yield p, True
+
+
+def table_by_content(spec: MappingSpec, path: Path, first_line: bytes) -> TableSpec | None:
+    """The table of a file named by the caller whose name the mapping does not recognise: the only table, or the
+    CSV table whose declared columns the header holds, or the fixed-width table of the first record's length."""
+    tables = list(spec.tables.values())
+    if len(tables) == 1:
+        return tables[0]
+    head = first_line.rstrip(b"\r\n").decode("utf-8", "replace")
+    csv_tables = [t for t in tables if not t.fixed_width]
+    if csv_tables and "," in head:
+        header = set(next(csv.reader([head]), []))
+        fits = [t for t in csv_tables if {f.name for f in t.fields} <= header]
+        if fits:
+            return max(fits, key=lambda t: len(t.fields))
+    fixed = [t for t in tables if t.fixed_width and t.record_length == len(head)]
+    return fixed[0] if fixed else None
 
 
 def read_tables(spec: MappingSpec, paths: list[Path], result: ReadResult | None = None) -> ReadResult:
     res = result or ReadResult()
     nulls = frozenset(spec.null_values)
-    for path in iter_input_files(paths):
+    for path, named in iter_named_files(paths):
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise OSError(f"{path}: cannot read ({exc.strerror})") from exc
-        table = table_for(spec, path, data.split(b"\n", 1)[0])
+        first = data.split(b"\n", 1)[0]
+        table = table_for(spec, path, first)
+        if table is None and named:
+            table = table_by_content(spec, path, first)
+            if table is None:
+                res.rejects.append(Reject(f"{path.name}:1", f"the {spec.format} mapping has no table for this file "
+                                          f"(tables: {', '.join(spec.tables)}; see docs/guides/mappings.md)",
+                                          rule="unrecognised-file"))
+                continue
         if table is None:
-            continue  # not a file this mapping reads (e.g. a summary file)
+            continue  # a file in a folder that this mapping does not read (e.g. a summary file)
         res.files += 1
         out = res.records.setdefault(table.name, [])
         if path.suffix.lower() == ".csv" or not table.fixed_width:
