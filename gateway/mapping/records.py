@@ -235,6 +235,8 @@ def _read_csv(path: Path, data: bytes, table: TableSpec, nulls: frozenset[str], 
     except csv.Error as exc:  # e.g. a field beyond the csv module's size limit: the file cannot be read
         res.rejects.append(Reject(f"{path.name}:1", f"{table.name} header is not readable CSV ({exc})"))
         return
+    # column names as written, without the blanks around them or a byte-order mark (spreadsheet exports)
+    header = [h.strip().lstrip("\ufeff").strip() for h in header]
     declared = {f.name: f for f in table.fields}
     missing = [n for n in declared if n not in header]
     if missing:
