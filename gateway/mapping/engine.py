@@ -175,7 +175,7 @@ class Engine:
                 for r in children[name].get(rec.fields.get(_parent_key(e.children[name])), []):
                     found += r.warnings
             return Scope(rec.fields, kids, {"$rowhash": _row_hash(rec.fields), "$warnings": found,
-                                                  "$where": rec.where}, base)
+                                            "$where": rec.where}, base)
 
         items: list[tuple[str, Scope, int]]
         if e.group_by:
@@ -189,8 +189,7 @@ class Engine:
             items = []
             for recs in groups.values():
                 s = make(recs[0])
-                s.vars["$warnings"] = [w for r in recs for w in r.warnings] + s.vars["$warnings"][
-                    len(recs[0].warnings):]
+                s.vars["$warnings"] = s.vars["$warnings"] + [w for r in recs[1:] for w in r.warnings]
                 s.children = {**s.children, "rows": [Scope(r.fields, {}, {"$where": r.where}) for r in recs]}
                 items.append((recs[0].where, s, len(recs)))
         else:

@@ -124,21 +124,23 @@ def iter_named_files(paths: list[Path]) -> Iterator[tuple[Path, bool]]:
             yield p, True
 
 
-def table_by_content(spec: MappingSpec, path: Path, first_line: bytes) -> TableSpec | None:
-    """The table of a file named by the caller whose name the mapping does not recognise: the only table, or the
-    CSV table whose declared columns the header holds, or the fixed-width table of the first record's length."""
+def table_by_content(spec: MappingSpec, path: Path, first_line: bytes) -> tuple[TableSpec, bool] | None:
+    """The table of a file named by the caller whose name the mapping does not recognise, and whether the file is
+    CSV: the table whose declared columns a CSV header holds (the most specific), else the fixed-width table of
+    the first record's length, else the mapping's only table (as CSV unless it is fixed width)."""
     tables = list(spec.tables.values())
-    if len(tables) == 1:
-        return tables[0]
     head = first_line.rstrip(b"\r\n").decode("utf-8", "replace")
-    csv_tables = [t for t in tables if not t.fixed_width]
-    if csv_tables and "," in head:
-        header = set(next(csv.reader([head]), []))
-        fits = [t for t in csv_tables if {f.name for f in t.fields} <= header]
+    if "," in head:
+        header = {h.strip().lstrip("\ufeff").strip() for h in next(csv.reader([head]), [])}
+        fits = [t for t in tables if t.fields and {f.name for f in t.fields} <= header]
         if fits:
-            return max(fits, key=lambda t: len(t.fields))
+            return max(fits, key=lambda t: len(t.fields)), True
     fixed = [t for t in tables if t.fixed_width and t.record_length == len(head)]
-    return fixed[0] if fixed else None
+    if fixed:
+        return fixed[0], False
+    if len(tables) == 1:
+        return tables[0], not tables[0].fixed_width
+    return None
 
 
 def read_tables(spec: MappingSpec, paths: list[Path], result: ReadResult | None = None) -> ReadResult:
@@ -151,18 +153,20 @@ def read_tables(spec: MappingSpec, paths: list[Path], result: ReadResult | None 
             raise OSError(f"{path}: cannot read ({exc.strerror})") from exc
         first = data.split(b"\n", 1)[0]
         table = table_for(spec, path, first)
+        as_csv = table is not None and (path.suffix.lower() == ".csv" or not table.fixed_width)
         if table is None and named:
-            table = table_by_content(spec, path, first)
-            if table is None:
+            found = table_by_content(spec, path, first)
+            if found is None:
                 res.rejects.append(Reject(f"{path.name}:1", f"the {spec.format} mapping has no table for this file "
                                           f"(tables: {', '.join(spec.tables)}; see docs/guides/mappings.md)",
                                           rule="unrecognised-file"))
                 continue
+            table, as_csv = found
         if table is None:
             continue  # a file in a folder that this mapping does not read (e.g. a summary file)
         res.files += 1
         out = res.records.setdefault(table.name, [])
-        if path.suffix.lower() == ".csv" or not table.fixed_width:
+        if as_csv:
             _read_csv(path, data, table, nulls, out, res)
         else:
             _read_fixed(path, data, table, nulls, out, res)

@@ -148,3 +148,24 @@ def test_ingest_http_returns_the_report_and_a_refused_run_writes_nothing(store) 
                         content=body.replace(b"26463774", b"26463776"))
         assert r.status_code == 200 and _report(r.json())["rejected"] == 1
         assert client.get("/fhir/Claim/x12-1912301953-26463776").status_code == 404
+
+
+def test_a_named_file_is_read_by_its_content(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Defect 4 below the CLI: a file named by the caller is read whatever its name — a CCLF warehouse CSV by its
+    header, a fixed-width CCLF file by its record length — while a folder's unrecognised files are left alone."""
+    require_shared()
+    tuva = INTERNAL / "cclf" / "csv_fixtures" / "tuva" / "partd_claims.csv"
+    bcda = INTERNAL / "cclf" / "fixed_width" / "bcda" / "T.BCD.A0001.ZC8Y18.D181120.T1000009"
+    (tmp_path / "named").mkdir()
+    export = tmp_path / "named" / "export.txt"
+    export.write_bytes(tuva.read_bytes())
+    fixed = tmp_path / "named" / "feed.dat"
+    fixed.write_bytes(bcda.read_bytes())
+    summary = _run(store, export, "cclf")
+    assert summary.files == 1 and summary.records == 2 and summary.rejects == []
+    assert read(store, "MedicationDispense", "cclf-d-0000000001055-md")["status"]
+    summary = _run(store, fixed, "cclf")
+    members = len([ln for ln in bcda.read_bytes().split(b"\n") if ln.strip()])
+    assert summary.files == 1 and summary.records == members and summary.rejects == []
+    folder = Ingestor(RestService(store, BASE), "cclf").ingest([tmp_path / "named"])
+    assert folder.files == 0 and folder.records == 0  # in a folder, names decide
