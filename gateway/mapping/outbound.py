@@ -91,7 +91,7 @@ def scalar(value: Any) -> str | int | float | bool | None:
         return None
     if isinstance(value.get("text"), str) and value["text"].strip():
         return value["text"].strip()
-    if "family" in value or "given" in value:  # HumanName without text
+    if any(k in value for k in ("family", "given", "prefix", "suffix")):  # a HumanName without text
         parts = [*(value.get("prefix") or []), *(value.get("given") or []), value.get("family"),
                  *(value.get("suffix") or [])]
         return " ".join(str(p) for p in parts if isinstance(p, str) and p) or None

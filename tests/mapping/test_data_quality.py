@@ -11,10 +11,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from gateway.ingest.report import REPORT_EXTENSION
 from gateway.ingest.service import Ingestor
 from gateway.mapping.engine import DQ_EXTENSION
 from gateway.resources.rest import RestService
+from gateway.store.sql.tables import Resource
 from tests.conftest import BASE, make_client, require_shared
 from tests.mapping.helpers import INTERNAL, counts, read, search
 
@@ -169,3 +172,22 @@ def test_a_named_file_is_read_by_its_content(store, tmp_path: Path) -> None:  # 
     assert summary.files == 1 and summary.records == members and summary.rejects == []
     folder = Ingestor(RestService(store, BASE), "cclf").ingest([tmp_path / "named"])
     assert folder.files == 0 and folder.records == 0  # in a folder, names decide
+
+
+def test_junk_to_every_format_writes_nothing(store) -> None:  # type: ignore[no-untyped-def]
+    """A refused run writes nothing, for every mapping: junk bodies are answered with an OperationOutcome (400
+    when nothing was read, else 200 with the rejects), never a 500, and the store stays empty."""
+    from gateway.mapping.spec import available
+
+    junk = [b"\x00\x01\x02 binary junk\n", b"a,b,c\n1,2,3\n", b"ISA*00*garbage~\n", b"MSH|^~\\&|\n"]
+    with make_client(store) as client:
+        for fmt in available():
+            for body in junk:
+                r = client.post(f"/fhir/$ingest/{fmt}", content=body)
+                assert r.status_code in (200, 400), (fmt, body, r.status_code, r.text)
+                out = r.json()
+                assert out["resourceType"] == "OperationOutcome" and out["issue"], (fmt, body)
+                if r.status_code == 200:
+                    assert any(i["severity"] == "error" for i in out["issue"]), (fmt, body, out)
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Resource)).scalar_one() == 0
