@@ -54,10 +54,11 @@ class ReadResult:
 
 
 class FieldError(ValueError):
-    def __init__(self, name: str, reason: str) -> None:
+    def __init__(self, name: str, reason: str, value: str | None = None) -> None:
         super().__init__(reason)
         self.name = name
         self.reason = reason
+        self.value = value  # the text that could not be read, for the data-quality report
 
 
 def convert(f: FieldSpec, raw: str, nulls: frozenset[str]) -> Any:
@@ -72,19 +73,19 @@ def convert(f: FieldSpec, raw: str, nulls: frozenset[str]) -> Any:
                 raise ValueError
             date.fromisoformat(s)
         except ValueError:
-            raise FieldError(f.name, f"field {f.name}: {s!r} is not a date (YYYY-MM-DD)") from None
+            raise FieldError(f.name, f"field {f.name}: {s!r} is not a date (YYYY-MM-DD)", s) from None
         return s
     if f.type == "datetime":
         if not DATETIME_RE.match(s):
-            raise FieldError(f.name, f"field {f.name}: {s!r} is not a date/time (ISO 8601)")
+            raise FieldError(f.name, f"field {f.name}: {s!r} is not a date/time (ISO 8601)", s)
         return s
     try:
         d = Decimal(s)
     except InvalidOperation:
-        raise FieldError(f.name, f"field {f.name}: {s!r} is not a number") from None
+        raise FieldError(f.name, f"field {f.name}: {s!r} is not a number", s) from None
     if f.type == "int":
         if d != d.to_integral_value():
-            raise FieldError(f.name, f"field {f.name}: {s!r} is not a whole number")
+            raise FieldError(f.name, f"field {f.name}: {s!r} is not a whole number", s)
         return int(d)
     return float(d)
 
@@ -204,7 +205,7 @@ def _read_fixed(path: Path, data: bytes, table: TableSpec, nulls: frozenset[str]
             fields = {f.name: convert(f, line[f.start - 1:f.start - 1 + f.length], nulls)  # type: ignore[operator]
                       for f in table.fields}
         except FieldError as exc:
-            res.rejects.append(Reject(where, exc.reason, exc.name))
+            res.rejects.append(Reject(where, exc.reason, exc.name, value=exc.value))
             continue
         out.append(Record(table.name, where, fields))
 
@@ -263,6 +264,6 @@ def _read_csv(path: Path, data: bytes, table: TableSpec, nulls: frozenset[str], 
                 f = declared.get(name)
                 fields[name] = convert(f or FieldSpec(name), value, nulls)
         except FieldError as exc:
-            res.rejects.append(Reject(where, exc.reason, exc.name))
+            res.rejects.append(Reject(where, exc.reason, exc.name, value=exc.value))
             continue
         out.append(Record(table.name, where, fields))

@@ -103,13 +103,15 @@ class Filters:
         except MappingError:
             raise
         except (ValueError, TypeError, ArithmeticError) as exc:
-            raise MappingError(f"field {field_name}: cannot apply '{name}' to {value!r} ({exc})", field_name) from None
+            raise MappingError(f"field {field_name}: cannot apply '{name}' to {value!r} ({exc})", field_name,
+                               str(value)) from None
 
     def _lookup(self, v: Any, table: str | None, fname: str) -> Any:
         t = self._table(table)
         key = str(v)
         if key not in t:
-            raise MappingError(f"field {fname}: unknown code {key!r} (not in lookup table '{table}')", fname)
+            raise MappingError(f"field {fname}: unknown code {key!r} (not in lookup table '{table}')", fname, key,
+                               "unknown-code")
         return t[key]
 
     def _lookup_opt(self, v: Any, table: str | None, fname: str) -> Any:
@@ -153,7 +155,8 @@ class Filters:
         if named:
             return self._off_format(code, str(named), qualifier, f"matches no pattern of '{table}'", fname)
         why = f"; qualifier {qualifier!r} names no code system of '{table}_by_qualifier'" if qualifier else ""
-        raise MappingError(f"field {fname}: unknown code {v!r} (matches no pattern of '{table}'{why})", fname, code)
+        raise MappingError(f"field {fname}: unknown code {v!r} (matches no pattern of '{table}'{why})", fname, code,
+                           "unknown-code")
 
     def _off_format(self, code: str, system: str, qualifier: str, formats: str, fname: str) -> str:
         """A code that fails its format check although its qualifier names the system: kept with a warning, or
@@ -182,7 +185,7 @@ class Filters:
         try:
             d = Decimal(str(v).strip())
         except InvalidOperation:
-            raise MappingError(f"field {fname}: {v!r} is not a number", fname) from None
+            raise MappingError(f"field {fname}: {v!r} is not a number", fname, str(v)) from None
         return int(d) if d == d.to_integral_value() and arg == "int" else float(d)
 
     @staticmethod
@@ -197,7 +200,7 @@ class Filters:
         if arg == "hl7":  # HL7 v2 TS: YYYY[MM[DD[HHMM[SS[.S]]]]][+/-ZZZZ]
             m = re.fullmatch(r"(\d{4})(\d{2})?(\d{2})?(?:(\d{2})(\d{2})(\d{2})?(?:\.\d+)?)?([+-]\d{4})?", s)
             if not m:
-                raise MappingError(f"field {fname}: {s!r} is not an HL7 date/time", fname)
+                raise MappingError(f"field {fname}: {s!r} is not an HL7 date/time", fname, s)
             y, mo, d, hh, mi, ss, tz = m.groups()
             out = "-".join(p for p in (y, mo, d) if p)
             if hh and tz and d:  # FHIR needs a time zone with a time; without one, keep the date
@@ -205,7 +208,7 @@ class Filters:
             return out
         if arg == "yyyymmdd":
             if not re.fullmatch(r"\d{8}(\d{4,6})?", s):
-                raise MappingError(f"field {fname}: {s!r} is not a date (CCYYMMDD)", fname)
+                raise MappingError(f"field {fname}: {s!r} is not a date (CCYYMMDD)", fname, s)
             return f"{s[:4]}-{s[4:6]}-{s[6:8]}"
         return s[:10]
 

@@ -191,3 +191,34 @@ def test_junk_to_every_format_writes_nothing(store) -> None:  # type: ignore[no-
                     assert any(i["severity"] == "error" for i in out["issue"]), (fmt, body, out)
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Resource)).scalar_one() == 0
+
+
+def test_rejects_are_grouped_by_rule_with_file_line_field_and_value(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The report groups rejects by rule, most frequent first, each example naming file, line, field and the
+    value: here a claims CSV with two bad dates, one unknown claim type and one row cut short."""
+    from gateway.demo.claims import claims_csv
+
+    lines = claims_csv(5, 3, 2025).splitlines()
+    header = lines[0].split(",")
+    born, kind = header.index("MEMBER_BIRTH_DATE"), header.index("CLAIM_TYPE")
+
+    def change(n: int, col: int, value: str) -> None:
+        cells = lines[n].split(",")
+        cells[col] = value
+        lines[n] = ",".join(cells)
+
+    change(1, born, "1970-13-01")
+    change(2, born, "19700101")
+    change(3, kind, "dental")
+    lines[4] = ",".join(lines[4].split(",")[:5])
+    path = tmp_path / "claims.csv"
+    path.write_text("\n".join(lines) + "\n")
+    report = _run(store, path, "claims-csv").quality()
+    groups = {g["rule"]: g for g in report["rejects"]}
+    assert groups["bad-date"]["count"] == 2 and report["rejects"][0]["rule"] == "bad-date"
+    assert [(e["line"], e["field"], e["value"]) for e in groups["bad-date"]["examples"]] == \
+        [(2, "MEMBER_BIRTH_DATE", "1970-13-01"), (3, "MEMBER_BIRTH_DATE", "19700101")]
+    assert groups["column-count"]["examples"][0]["line"] == 5
+    unknown = groups["unknown-code"]
+    assert unknown["examples"][0]["line"] == 4 and "dental" in unknown["examples"][0]["message"]
+    assert report["rejected"] == sum(g["count"] for g in report["rejects"])
