@@ -57,11 +57,6 @@ def mark_codes(node: Any, flagged: set[tuple[str, str]], rules: dict[tuple[str, 
             mark_codes(v, flagged, rules)
 
 
-def _parent_key(child: dict[str, Any]) -> str:
-    on = child["key"]
-    return str(on[0] if isinstance(on, list) else on)
-
-
 def _systems_for(node: Any, code: str) -> set[str]:
     """The systems of the Codings in ``node`` whose code is ``code``."""
     out: set[str] = set()
@@ -170,11 +165,7 @@ class Engine:
                 on = c["key"]
                 pkey = rec.fields.get(on[0] if isinstance(on, list) else on)
                 kids[name] = [Scope(r.fields, {}, {"$where": r.where}) for r in children[name].get(pkey, [])]
-            found = list(rec.warnings)
-            for name in e.children:
-                for r in children[name].get(rec.fields.get(_parent_key(e.children[name])), []):
-                    found += r.warnings
-            return Scope(rec.fields, kids, {"$rowhash": _row_hash(rec.fields), "$warnings": found,
+            return Scope(rec.fields, kids, {"$rowhash": _row_hash(rec.fields), "$warnings": list(rec.warnings),
                                             "$where": rec.where}, base)
 
         items: list[tuple[str, Scope, int]]

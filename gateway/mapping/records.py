@@ -29,7 +29,9 @@ class Record:
     table: str
     where: str  # "file:line"
     fields: dict[str, Any]
-    warnings: list[Finding] = field(default_factory=list)  # found while reading; the record loads with them
+    # found while reading (an X12 guide rule broken in the claim's loops); the unit the record becomes loads with
+    # them (a grouped unit with those of all its records)
+    warnings: list[Finding] = field(default_factory=list)
 
 
 @dataclass
