@@ -636,14 +636,24 @@ def ingest(
     rejects: Annotated[Path | None, typer.Option("--rejects", help="Write rejected records here (tab-separated: "
                                                  "where, field, reason)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the run's data-quality report here "
+                                                "(JSON: counts, warnings and rejects grouped by rule)")] = None,
+    strictness: Annotated[str | None, typer.Option("--strictness", help="lenient: a code off its format or an "
+                                                   "X12 implementation-guide rule broken loads with a warning; "
+                                                   "strict: it rejects the record (default: the mapping file's, "
+                                                   "lenient)")] = None,
 ) -> None:
-    """Map internal records (claims feeds, clinical extracts, HL7 v2) to FHIR and store them. Exit status: 0 all
-    records loaded, 3 some records rejected, 1 fatal error."""
+    """Map internal records (claims feeds, clinical extracts, HL7 v2) to FHIR and store them. A file named on the
+    command line is always read; a folder's files when the mapping recognises their names. Exit status: 0 all
+    records loaded (possibly with warnings), 3 some records rejected, 1 fatal error or nothing read."""
+    import json
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .ingest.service import Ingestor
-    from .mapping.spec import SpecError, find_spec
+    from .mapping.quality import report_lines
+    from .mapping.spec import SpecError, find_spec, with_strictness
     from .resources.rest import RestService
 
     missing = [str(p) for p in paths if not p.exists()]
@@ -652,7 +662,7 @@ def ingest(
             typer.echo(f"error: {m}: no such file or folder", err=True)
         raise typer.Exit(1)
     try:
-        spec = find_spec(fmt)
+        spec = with_strictness(find_spec(fmt), strictness)
     except SpecError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -675,10 +685,19 @@ def ingest(
         with rejects.open("w", encoding="utf-8") as fh:
             for r in summary.rejects:
                 fh.write(f"{r.where}\t{r.field or ''}\t{r.reason}\n")
+    quality = summary.quality()
+    if report is not None:
+        report.write_text(json.dumps(quality, indent=2) + "\n", encoding="utf-8")
     typer.echo(f"Ingested {summary.format} (mapping {summary.mapping_version}): {summary.files} files, "
                f"{summary.records} records read, {summary.created} resources created, {summary.updated} updated, "
                f"{summary.unchanged} unchanged, "
                f"{len(summary.rejects)} records rejected")
+    for line in report_lines(quality):
+        typer.echo(line)
+    if summary.files == 0 or (summary.records == 0 and not summary.rejects):
+        typer.echo(f"error: no records read from {', '.join(str(p) for p in paths)}: not files the {fmt} mapping "
+                   "reads (see docs/guides/mappings.md)", err=True)
+        raise typer.Exit(1)
     if summary.rejects:
         raise typer.Exit(3)
 
@@ -702,7 +721,8 @@ def extract(
 ) -> None:
     """Extract stored FHIR data into internal tables (members, coverage, claims, claim lines, diagnoses,
     procedures, lab results, medications, providers), or measure results into a scorecard file. Repeating an
-    extract replaces rows, it does not add."""
+    extract replaces rows, it does not add. Exit status: 0 all extracted, 3 some resources rejected (listed),
+    1 fatal error."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -724,7 +744,12 @@ def extract(
     finally:
         store.close()
     tables = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_table.items()))
-    typer.echo(f"Extracted {summary.resources} resources into {summary.rows} internal rows ({tables})")
+    for r in summary.rejects:
+        typer.echo(f"rejected: {r}", err=True)
+    typer.echo(f"Extracted {summary.resources} resources into {summary.rows} internal rows ({tables}), "
+               f"{len(summary.rejects)} resources rejected")
+    if summary.rejects:
+        raise typer.Exit(3)
 
 
 def _extract_scorecard(to: str, database: str | None, out: Path | None, measures: list[str],

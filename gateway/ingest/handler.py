@@ -1,6 +1,9 @@
 """POST /fhir/$ingest/{format}: systems that push files (a CCLF or claims CSV file, an 837 interchange, HL7 v2
-messages) send the file as the request body; the response is an OperationOutcome with the run's summary and one
-issue per rejected record (where and why). Unknown formats are 404; a body over the size limit is 413."""
+messages) send the file as the request body; the response is an OperationOutcome with the run's summary, one
+issue per rejected record (where and why), one warning issue per data-quality rule records were loaded despite,
+and the whole data-quality report as JSON (``ingest/report.py``). ``?strictness=strict|lenient`` overrides the
+mapping's strictness. Unknown formats are 404; a body over the size limit is 413; a body the mapping reads nothing
+from (no file it recognises, no record and no reject) is 400 and stores nothing."""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ from fastapi.responses import Response
 
 from ..api.deps import Rest, Settings
 from ..api.http import fhir_response, pretty
-from ..fhir.errors import BadRequest, Issue, NotFound, PayloadTooLarge, operation_outcome
-from ..mapping.spec import SpecError, available, find_spec
+from ..fhir.errors import BadRequest, NotFound, PayloadTooLarge
+from ..mapping.spec import STRICTNESS, SpecError, available, find_spec
+from .report import ingest_outcome
 from .service import Ingestor
 
 DEFAULT_NAMES = {"hl7v2": "upload.hl7", "x12-837": "upload.837", "claims-csv": "claims.csv"}
@@ -36,6 +40,10 @@ async def ingest(fmt: str, request: Request, rest: Rest, settings: Settings) -> 
     if not body:
         raise BadRequest("The request body is empty: send the file's content")
 
+    strictness = request.query_params.get("strictness")
+    if strictness is not None and strictness not in STRICTNESS:
+        raise BadRequest(f"strictness {strictness!r}: use {' or '.join(STRICTNESS)}")
+
     def work() -> dict:
         try:
             spec = find_spec(fmt)
@@ -44,17 +52,12 @@ async def ingest(fmt: str, request: Request, rest: Rest, settings: Settings) -> 
         with tempfile.TemporaryDirectory(prefix="gateway-ingest-") as tmp:
             path = Path(tmp) / name
             path.write_bytes(bytes(body))
-            summary = Ingestor(rest, spec).ingest([path])
-        if summary.files == 0:
-            raise BadRequest(f"filename {name!r} is not a file the '{fmt}' mapping reads (see docs/guides/mappings.md)")
-        issues = [Issue("information", "informational",
-                        f"{fmt} mapping {summary.mapping_version}: {summary.records} records read, "
-                        f"{summary.created} resources created, {summary.updated} updated, "
-                        f"{summary.unchanged} unchanged, "
-                        f"{len(summary.rejects)} records rejected")]
-        issues += [Issue("error", "invalid", f"{r.where}: {r.reason}", [r.field] if r.field else [])
-                   for r in summary.rejects]
-        return operation_outcome(issues)
+            summary = Ingestor(rest, spec, strictness=strictness).ingest([path])
+        if summary.files == 0 or (summary.records == 0 and not summary.rejects):
+            why = "; ".join(f"{r.where}: {r.reason}" for r in summary.rejects[:3])
+            raise BadRequest(f"filename {name!r}: the '{fmt}' mapping read no records from the body; nothing was "
+                             f"stored{': ' + why if why else ''} (see docs/guides/mappings.md)")
+        return ingest_outcome(fmt, summary)
 
     outcome = await run_in_threadpool(work)
     return fhir_response(outcome, is_pretty=pretty(request))

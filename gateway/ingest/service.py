@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from ..fhir.errors import FhirError
 from ..fhir.shapes import ShapeCache
 from ..mapping.engine import Engine, Unit
+from ..mapping.quality import Finding, quality_report
 from ..mapping.readers import read_input
 from ..mapping.records import Reject
-from ..mapping.spec import MappingSpec, find_spec
+from ..mapping.spec import MappingSpec, find_spec, with_strictness
 from ..resources.rest import RestService
 from ..search.index import index_resource
 from ..store.encoded import Encoded, encode
@@ -45,7 +46,8 @@ EVENT_BATCH = 100  # prepared events per message from the worker
 QUEUED_BATCHES = 64  # messages received ahead of the writes
 MAX_VALID = 200_000  # content digests of validated resources remembered by the prepare stage
 
-# ("read", (files, records)) | ("reject", Reject) | ("unit", Ready): what the prepare stage yields, in order
+# ("read", (files, records)) | ("reject", Reject) | ("unit", Ready) | ("warning", Finding): what the prepare stage
+# yields, in order
 Event = tuple[str, Any]
 
 
@@ -57,6 +59,7 @@ class Ready(NamedTuple):
     lines: int
     items: list[Encoded]
     digests: list[bytes]
+    warnings: list[Finding] = []  # data-quality findings: the unit loads with them (never mutated)
 
 
 def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache | None = None,
@@ -68,6 +71,8 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
     yield "read", (read.files, read.read)
     for r in read.rejects:
         yield "reject", r
+    for w in read.warnings:
+        yield "warning", w
     rest = RestService(cast("ResourceStore", None), "urn:ingest", level)  # validation only: no store use
     shapes = shapes or ShapeCache()  # resources rendered from one template share their structure
     valid: set[bytes] = set()  # content already validated (a payer, a provider repeated by many claims)
@@ -118,7 +123,7 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
         else:
             for n, res in enumerate(unit.resources):
                 items[n] = items[n]._replace(index=index_resource(res))
-            yield "unit", Ready(unit.entity, unit.where, unit.lines, items, digests)
+            yield "unit", Ready(unit.entity, unit.where, unit.lines, items, digests, unit.warnings)
     while rejects:
         yield "reject", rejects.pop(0)
 
@@ -254,10 +259,20 @@ class IngestSummary:
     unchanged: int = 0  # already stored with the same content: no new version
     rejects: list[Reject] = field(default_factory=list)
     by_type: dict[str, int] = field(default_factory=dict)
+    warnings: list[Finding] = field(default_factory=list)  # data-quality findings of loaded units and files
+    units_with_warnings: int = 0
+    strictness: str = "lenient"
 
     @property
     def resources(self) -> int:
         return self.created + self.updated + self.unchanged
+
+    def quality(self) -> dict[str, Any]:
+        """The run's data-quality report (gateway.mapping.quality): records read; units loaded, loaded with
+        warnings and rejected; warnings and rejects grouped by rule with counts and first examples."""
+        return {"format": self.format, "mappingVersion": self.mapping_version, "strictness": self.strictness,
+                "files": self.files, **quality_report(self.records, self.units, self.units_with_warnings,
+                                                      self.warnings, self.rejects)}
 
     def to_json(self) -> dict[str, Any]:
         return {"format": self.format, "mappingVersion": self.mapping_version, "files": self.files,
@@ -270,12 +285,14 @@ class IngestSummary:
 
 class Ingestor:
     def __init__(self, rest: RestService, spec: MappingSpec | str, level: str = "strict",
-                 progress: Callable[[int], None] | None = None, parallel: bool | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, parallel: bool | None = None,
+                 strictness: str | None = None) -> None:
         """``parallel``: prepare in a worker process (True), in this one (False), or decide by input size and
         CPU count (None, the default: a worker for inputs of 2 MB and more on a machine with two cores or more;
-        see docs/performance.md)."""
+        see docs/performance.md). ``strictness``: ``lenient`` or ``strict`` instead of the mapping file's own
+        (``SpecError`` for anything else)."""
         self.rest = rest
-        self.spec = find_spec(spec) if isinstance(spec, str) else spec
+        self.spec = with_strictness(find_spec(spec) if isinstance(spec, str) else spec, strictness)
         self.level = level
         self.progress = progress or (lambda n: None)
         # resources shared by many records (a payer, a provider, a member) are validated and written once per
@@ -288,7 +305,7 @@ class Ingestor:
 
     def ingest(self, paths: Iterable[Path]) -> IngestSummary:
         paths = list(paths)
-        summary = IngestSummary(self.spec.format, self.spec.version)
+        summary = IngestSummary(self.spec.format, self.spec.version, strictness=self.spec.strictness)
         parallel = self.parallel
         if parallel is None:
             parallel = (os.cpu_count() or 1) > 1 and _input_bytes(paths) >= PARALLEL_MIN_BYTES
@@ -312,6 +329,8 @@ class Ingestor:
                         size = 0
                 elif kind == "reject":
                     summary.rejects.append(payload)
+                elif kind == "warning":
+                    summary.warnings.append(payload)
                 else:
                     summary.files, summary.records = payload
             self._write(batch, summary)
@@ -370,6 +389,10 @@ class Ingestor:
             self._analyze(["resource"])
             self._analyze_at *= 4
         summary.units += len(units)
+        for u in units:
+            if u.warnings:
+                summary.units_with_warnings += 1
+                summary.warnings.extend(u.warnings)
         for rtype, _id in latest:
             summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1
         self.progress(sum(u.lines for u in units))

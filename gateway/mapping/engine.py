@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .quality import Finding
 from .records import Record, Reject
 from .spec import EntitySpec, MappingSpec
 from .template import Filters, MappingError, Scope, Template
@@ -26,12 +27,49 @@ class Unit:
     where: str
     resources: list[dict[str, Any]]
     lines: int = 1  # source records this unit stands for
+    warnings: list[Finding] = field(default_factory=list)  # data-quality findings; the unit loads with them
 
 
 def _row_hash(fields: dict[str, Any]) -> str:
     """A stable key for sources without an id column: the same row always hashes the same."""
     text = "\x1f".join(f"{k}={'' if v is None else v}" for k, v in fields.items())
     return hashlib.sha1(text.encode()).hexdigest()[:24]
+
+
+DQ_EXTENSION = "http://fhir-vbc-gateway.example.org/StructureDefinition/data-quality-warning"
+
+
+def mark_codes(node: Any, flagged: set[tuple[str, str]], rules: dict[tuple[str, str], str]) -> None:
+    """Marks every Coding of ``node`` whose (system, code) a warning concerns with the data-quality extension
+    (its value the rule's name), so a reader of the stored resource sees which code was kept unchecked."""
+    if isinstance(node, dict):
+        system, code = node.get("system"), node.get("code")
+        key = (system, code) if isinstance(system, str) and isinstance(code, str) else None
+        if key is not None and key in flagged:
+            ext = {"url": DQ_EXTENSION, "valueCode": rules[key]}
+            if ext not in node.setdefault("extension", []):
+                node["extension"].append(ext)
+        for v in node.values():
+            if isinstance(v, (dict, list)):
+                mark_codes(v, flagged, rules)
+    elif isinstance(node, list):
+        for v in node:
+            mark_codes(v, flagged, rules)
+
+
+def _systems_for(node: Any, code: str) -> set[str]:
+    """The systems of the Codings in ``node`` whose code is ``code``."""
+    out: set[str] = set()
+    if isinstance(node, dict):
+        if node.get("code") == code and isinstance(node.get("system"), str):
+            out.add(node["system"])
+        for v in node.values():
+            if isinstance(v, (dict, list)):
+                out |= _systems_for(v, code)
+    elif isinstance(node, list):
+        for v in node:
+            out |= _systems_for(v, code)
+    return out
 
 
 def _sort_key(v: Any) -> tuple[int, Any]:
@@ -55,21 +93,53 @@ class Engine:
 
     def run(self, records: dict[str, list[Record]], rejects: list[Reject],
             extra_scope: dict[str, Any] | None = None) -> Iterator[Unit]:
-        filters = Filters(self.spec.lookups, self.build_crosswalks(records))
+        filters = Filters(self.spec.lookups, self.build_crosswalks(records), self.spec.strictness == "strict")
         tpl = Template(filters, self.spec.raw.get("open_fields"))
         base = Scope({}, {}, {"$mapping_version": self.spec.version, **(extra_scope or {})})
         derived = dict(self.spec.raw.get("vars") or {})  # values computed per record: "$name" in templates
+        # what entities without a source table become (a constant payer, say) is written only with records of
+        # the run: a run that maps no record writes nothing
+        pending: list[Unit] = []
         for entity in self.spec.entities:
             for where, scope, lines in self._scopes(entity, records, base, tpl, rejects):
+                filters.warnings.clear()
                 try:
                     if entity.source is not None:
                         for name, expr in derived.items():
                             scope.vars[f"${name}"] = tpl.render(expr, scope)
                     resources = [self._finish(r) for r in tpl.render(entity.resources, scope) or []]
                 except MappingError as exc:
-                    rejects.append(Reject(where, f"{entity.name}: {exc.reason}", exc.field))
+                    rejects.append(Reject(where, f"{entity.name}: {exc.reason}", exc.field,
+                                          rule=exc.rule, value=exc.value))
                     continue
-                yield Unit(entity.name, where, [r for r in resources if r], lines)
+                unit = Unit(entity.name, where, [r for r in resources if r], lines,
+                            self._warnings(where, scope, filters.warnings, resources))
+                if entity.source is None:
+                    pending.append(unit)
+                    continue
+                yield from pending
+                pending = []
+                yield unit
+
+    @staticmethod
+    def _warnings(where: str, scope: Scope, found: list[Finding], resources: list[Any]) -> list[Finding]:
+        """The unit's findings: those its records brought from the reader, then the template's (placed at the
+        unit's record); codes kept despite a failed format check are marked in the resources."""
+        out = list(scope.vars.get("$warnings") or [])
+        flagged: dict[tuple[str, str], str] = {}
+        seen = {(w.where, w.rule, w.field, w.value) for w in out}
+        for w in found:  # a value rendered into several resources (a claim's item and a Procedure) counts once
+            w = Finding(w.where or where, w.rule, w.message, w.field, w.value)
+            if (w.where, w.rule, w.field, w.value) not in seen:
+                seen.add((w.where, w.rule, w.field, w.value))
+                out.append(w)
+        for w in out:
+            if w.rule == "code-format" and w.value is not None:
+                for sys_ in _systems_for(resources, w.value):
+                    flagged[(sys_, w.value)] = w.rule
+        if flagged:
+            mark_codes(resources, set(flagged), flagged)
+        return out
 
     def _finish(self, res: Any) -> dict[str, Any] | None:
         if not res:
@@ -94,8 +164,9 @@ class Engine:
             for name, c in e.children.items():
                 on = c["key"]
                 pkey = rec.fields.get(on[0] if isinstance(on, list) else on)
-                kids[name] = [Scope(r.fields) for r in children[name].get(pkey, [])]
-            return Scope(rec.fields, kids, {"$rowhash": _row_hash(rec.fields)}, base)
+                kids[name] = [Scope(r.fields, {}, {"$where": r.where}) for r in children[name].get(pkey, [])]
+            return Scope(rec.fields, kids, {"$rowhash": _row_hash(rec.fields), "$warnings": list(rec.warnings),
+                                            "$where": rec.where}, base)
 
         items: list[tuple[str, Scope, int]]
         if e.group_by:
@@ -109,7 +180,8 @@ class Engine:
             items = []
             for recs in groups.values():
                 s = make(recs[0])
-                s.children = {**s.children, "rows": [Scope(r.fields) for r in recs]}
+                s.vars["$warnings"] = s.vars["$warnings"] + [w for r in recs[1:] for w in r.warnings]
+                s.children = {**s.children, "rows": [Scope(r.fields, {}, {"$where": r.where}) for r in recs]}
                 items.append((recs[0].where, s, len(recs)))
         else:
             items = [(r.where, make(r), 1) for r in rows]

@@ -14,7 +14,7 @@ from typing import Any
 
 import hl7
 
-from .records import ReadResult, Record, Reject, iter_input_files
+from .records import ReadResult, Record, Reject, iter_named_files
 from .spec import MappingSpec
 
 MAX_COMPONENTS = 12
@@ -44,8 +44,8 @@ def _flatten(seg: Any) -> dict[str, Any]:
 
 def read_hl7v2(spec: MappingSpec, paths: list[Path]) -> ReadResult:
     res = ReadResult()
-    for path in iter_input_files(paths):
-        if path.suffix.lower() not in (".hl7", ".txt", ".msg", ""):
+    for path, named in iter_named_files(paths):  # a named file is always read
+        if not named and path.suffix.lower() not in (".hl7", ".txt", ".msg", ""):
             continue
         res.files += 1
         try:

@@ -77,6 +77,30 @@ def load_outbound(path: Path | None = None) -> OutboundSpec:
     return OutboundSpec(str(raw["version"]), [_rule(t) for t in raw["tables"]])
 
 
+def scalar(value: Any) -> str | int | float | bool | None:
+    """What a column can hold of an element a path reached. R4 allows shapes a path written for the common case
+    does not expect: a HumanName with only ``text`` (or only ``given``), several names, a Coding or Identifier
+    where a string was meant. Names become their text or their parts joined; an element with a ``value`` (an
+    Identifier, a Quantity) or a ``code`` becomes that; a ``display`` or ``text`` is used last; any other
+    structure is no value (None), so the next ``??`` alternative is tried."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, list):
+        return next((v for v in map(scalar, value) if v not in (None, "")), None)
+    if not isinstance(value, dict):
+        return None
+    if isinstance(value.get("text"), str) and value["text"].strip():
+        return value["text"].strip()
+    if any(k in value for k in ("family", "given", "prefix", "suffix")):  # a HumanName without text
+        parts = [*(value.get("prefix") or []), *(value.get("given") or []), value.get("family"),
+                 *(value.get("suffix") or [])]
+        return " ".join(str(p) for p in parts if isinstance(p, str) and p) or None
+    for key in ("value", "code", "display", "reference"):
+        if isinstance(value.get(key), (str, int, float, bool)):
+            return value[key]  # type: ignore[no-any-return]
+    return None
+
+
 def _value(expr: str, node: Any, parent: Any) -> Any:
     body, _, filt = expr.partition("|")
     value = None
@@ -85,9 +109,9 @@ def _value(expr: str, node: Any, parent: Any) -> Any:
         if alt.startswith("'") and alt.endswith("'"):
             value = alt[1:-1]
         elif alt.startswith("parent."):
-            value = get_path(parent, alt[len("parent."):])
+            value = scalar(get_path(parent, alt[len("parent."):]))
         else:
-            value = get_path(node, alt)
+            value = scalar(get_path(node, alt))
         if value not in (None, ""):
             break
     filt = filt.strip()
@@ -101,7 +125,8 @@ def _value(expr: str, node: Any, parent: Any) -> Any:
 
 
 def rows_for(spec: OutboundSpec, resource: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Table name -> rows one resource becomes."""
+    """Table name -> rows one resource becomes. Every column value is a scalar (``scalar``); ``SpecError`` for
+    a path or filter the mapping file gets wrong."""
     out: dict[str, list[dict[str, Any]]] = {}
     for rule in spec.rules:
         if resource.get("resourceType") not in rule.types:
@@ -109,6 +134,9 @@ def rows_for(spec: OutboundSpec, resource: dict[str, Any]) -> dict[str, list[dic
         out.setdefault(rule.table, []).append({c: _value(e, resource, resource) for c, e in rule.columns.items()})
         for child in rule.children:
             items = resource.get(child.each or "") or []
+            if not isinstance(items, list):
+                items = [items]
+            items = [it for it in items if isinstance(it, dict)]
             out.setdefault(child.table, []).extend(
                 {c: _value(e, it, resource) for c, e in child.columns.items()} for it in items)
     return out

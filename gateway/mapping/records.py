@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from .quality import Finding
 from .spec import FieldSpec, MappingSpec, TableSpec
 
 DATE_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
@@ -28,6 +29,9 @@ class Record:
     table: str
     where: str  # "file:line"
     fields: dict[str, Any]
+    # found while reading (an X12 guide rule broken in the claim's loops); the unit the record becomes loads with
+    # them (a grouped unit with those of all its records)
+    warnings: list[Finding] = field(default_factory=list)
 
 
 @dataclass
@@ -35,6 +39,8 @@ class Reject:
     where: str
     reason: str
     field: str | None = None
+    rule: str | None = None  # the data-quality rule broken (quality.reject_rule names it when None)
+    value: str | None = None  # the offending value, when one is to blame
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
@@ -46,13 +52,15 @@ class ReadResult:
     rejects: list[Reject] = field(default_factory=list)
     files: int = 0
     read: int = 0
+    warnings: list[Finding] = field(default_factory=list)  # found outside any record (loaded records carry theirs)
 
 
 class FieldError(ValueError):
-    def __init__(self, name: str, reason: str) -> None:
+    def __init__(self, name: str, reason: str, value: str | None = None) -> None:
         super().__init__(reason)
         self.name = name
         self.reason = reason
+        self.value = value  # the text that could not be read, for the data-quality report
 
 
 def convert(f: FieldSpec, raw: str, nulls: frozenset[str]) -> Any:
@@ -67,19 +75,19 @@ def convert(f: FieldSpec, raw: str, nulls: frozenset[str]) -> Any:
                 raise ValueError
             date.fromisoformat(s)
         except ValueError:
-            raise FieldError(f.name, f"field {f.name}: {s!r} is not a date (YYYY-MM-DD)") from None
+            raise FieldError(f.name, f"field {f.name}: {s!r} is not a date (YYYY-MM-DD)", s) from None
         return s
     if f.type == "datetime":
         if not DATETIME_RE.match(s):
-            raise FieldError(f.name, f"field {f.name}: {s!r} is not a date/time (ISO 8601)")
+            raise FieldError(f.name, f"field {f.name}: {s!r} is not a date/time (ISO 8601)", s)
         return s
     try:
         d = Decimal(s)
     except InvalidOperation:
-        raise FieldError(f.name, f"field {f.name}: {s!r} is not a number") from None
+        raise FieldError(f.name, f"field {f.name}: {s!r} is not a number", s) from None
     if f.type == "int":
         if d != d.to_integral_value():
-            raise FieldError(f.name, f"field {f.name}: {s!r} is not a whole number")
+            raise FieldError(f.name, f"field {f.name}: {s!r} is not a whole number", s)
         return int(d)
     return float(d)
 
@@ -102,28 +110,66 @@ def table_for(spec: MappingSpec, path: Path, first_line: bytes = b"") -> TableSp
 
 
 def iter_input_files(paths: list[Path]) -> Iterator[Path]:
+    """The files of the inputs: a named file as is, a folder's files (recursively, hidden and document files
+    left out) in name order."""
+    for p, _named in iter_named_files(paths):
+        yield p
+
+
+def iter_named_files(paths: list[Path]) -> Iterator[tuple[Path, bool]]:
+    """Like ``iter_input_files``, with whether each file was named by the caller (True) or found in a folder:
+    a named file is always read, a folder's files only when the mapping recognises their names."""
     for p in paths:
         if p.is_dir():
-            yield from sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")
-                              and x.suffix.lower() not in (".md", ".pdf", ".zip"))
+            yield from ((x, False) for x in sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")
+                        and x.suffix.lower() not in (".md", ".pdf", ".zip")))
         else:
-            yield p
+            yield p, True
+
+
+def table_by_content(spec: MappingSpec, path: Path, first_line: bytes) -> tuple[TableSpec, bool] | None:
+    """The table of a file named by the caller whose name the mapping does not recognise, and whether the file is
+    CSV: the table whose declared columns a CSV header holds (the most specific), else the fixed-width table of
+    the first record's length, else the mapping's only table (as CSV unless it is fixed width)."""
+    tables = list(spec.tables.values())
+    head = first_line.rstrip(b"\r\n").decode("utf-8", "replace")
+    if "," in head:
+        header = {h.strip().lstrip("\ufeff").strip() for h in next(csv.reader([head]), [])}
+        fits = [t for t in tables if t.fields and {f.name for f in t.fields} <= header]
+        if fits:
+            return max(fits, key=lambda t: len(t.fields)), True
+    fixed = [t for t in tables if t.fixed_width and t.record_length == len(head)]
+    if fixed:
+        return fixed[0], False
+    if len(tables) == 1:
+        return tables[0], not tables[0].fixed_width
+    return None
 
 
 def read_tables(spec: MappingSpec, paths: list[Path], result: ReadResult | None = None) -> ReadResult:
     res = result or ReadResult()
     nulls = frozenset(spec.null_values)
-    for path in iter_input_files(paths):
+    for path, named in iter_named_files(paths):
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise OSError(f"{path}: cannot read ({exc.strerror})") from exc
-        table = table_for(spec, path, data.split(b"\n", 1)[0])
+        first = data.split(b"\n", 1)[0]
+        table = table_for(spec, path, first)
+        as_csv = table is not None and (path.suffix.lower() == ".csv" or not table.fixed_width)
+        if table is None and named:
+            found = table_by_content(spec, path, first)
+            if found is None:
+                res.rejects.append(Reject(f"{path.name}:1", f"the {spec.format} mapping has no table for this file "
+                                          f"(tables: {', '.join(spec.tables)}; see docs/guides/mappings.md)",
+                                          rule="unrecognised-file"))
+                continue
+            table, as_csv = found
         if table is None:
-            continue  # not a file this mapping reads (e.g. a summary file)
+            continue  # a file in a folder that this mapping does not read (e.g. a summary file)
         res.files += 1
         out = res.records.setdefault(table.name, [])
-        if path.suffix.lower() == ".csv" or not table.fixed_width:
+        if as_csv:
             _read_csv(path, data, table, nulls, out, res)
         else:
             _read_fixed(path, data, table, nulls, out, res)
@@ -161,7 +207,7 @@ def _read_fixed(path: Path, data: bytes, table: TableSpec, nulls: frozenset[str]
             fields = {f.name: convert(f, line[f.start - 1:f.start - 1 + f.length], nulls)  # type: ignore[operator]
                       for f in table.fields}
         except FieldError as exc:
-            res.rejects.append(Reject(where, exc.reason, exc.name))
+            res.rejects.append(Reject(where, exc.reason, exc.name, value=exc.value))
             continue
         out.append(Record(table.name, where, fields))
 
@@ -196,6 +242,8 @@ def _read_csv(path: Path, data: bytes, table: TableSpec, nulls: frozenset[str], 
     except csv.Error as exc:  # e.g. a field beyond the csv module's size limit: the file cannot be read
         res.rejects.append(Reject(f"{path.name}:1", f"{table.name} header is not readable CSV ({exc})"))
         return
+    # column names as written, without the blanks around them or a byte-order mark (spreadsheet exports)
+    header = [h.strip().lstrip("\ufeff").strip() for h in header]
     declared = {f.name: f for f in table.fields}
     missing = [n for n in declared if n not in header]
     if missing:
@@ -218,6 +266,6 @@ def _read_csv(path: Path, data: bytes, table: TableSpec, nulls: frozenset[str], 
                 f = declared.get(name)
                 fields[name] = convert(f or FieldSpec(name), value, nulls)
         except FieldError as exc:
-            res.rejects.append(Reject(where, exc.reason, exc.name))
+            res.rejects.append(Reject(where, exc.reason, exc.name, value=exc.value))
             continue
         out.append(Record(table.name, where, fields))

@@ -9,7 +9,7 @@ lookup tables, code and identifier systems, and the entities: which records make
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,9 @@ class MappingSpec:
     entities: list[EntitySpec]
     path: Path
     raw: dict[str, Any]
+    # strict: a code that fails its format check and an X12 implementation-guide usage rule the file breaks
+    # reject the record; lenient (the default): the record loads with a data-quality warning
+    strictness: str = "lenient"
 
     @property
     def source_uri(self) -> str:
@@ -117,7 +120,26 @@ def load_spec(path: Path) -> MappingSpec:
         reader=str(raw["reader"]), description=str(raw.get("description", "")).strip(), systems=systems,
         lookups={k: {str(a): b for a, b in v.items()} for k, v in (raw.get("lookups") or {}).items()},
         null_values=[str(v) for v in raw.get("null_values") or []], tables=tables,
-        crosswalks=dict(raw.get("crosswalks") or {}), entities=entities, path=path, raw=raw)
+        crosswalks=dict(raw.get("crosswalks") or {}), entities=entities, path=path, raw=raw,
+        strictness=_strictness(raw.get("strictness", "lenient"), path))
+
+
+STRICTNESS = ("lenient", "strict")
+
+
+def _strictness(value: Any, path: Path) -> str:
+    if value not in STRICTNESS:
+        raise SpecError(f"{path}: strictness {value!r}: use {' or '.join(STRICTNESS)}")
+    return str(value)
+
+
+def with_strictness(spec: MappingSpec, strictness: str | None) -> MappingSpec:
+    """The mapping with another strictness (``lenient`` or ``strict``); unchanged for None."""
+    if strictness is None or strictness == spec.strictness:
+        return spec
+    if strictness not in STRICTNESS:
+        raise SpecError(f"strictness {strictness!r}: use {' or '.join(STRICTNESS)}")
+    return replace(spec, strictness=strictness)
 
 
 def _expand_systems(node: Any, systems: dict[str, str]) -> Any:

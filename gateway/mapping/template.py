@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .quality import Finding
+
 INTERP = re.compile(r"\{([^{}]+)\}")
 ID_UNSAFE = re.compile(r"[^A-Za-z0-9\-.]")
 
@@ -29,10 +31,13 @@ ID_UNSAFE = re.compile(r"[^A-Za-z0-9\-.]")
 class MappingError(Exception):
     """A record that cannot be mapped; ``field`` names the source field when one is to blame."""
 
-    def __init__(self, reason: str, field: str | None = None) -> None:
+    def __init__(self, reason: str, field: str | None = None, value: str | None = None,
+                 rule: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.field = field
+        self.value = value  # the offending value, for the data-quality report
+        self.rule = rule  # the data-quality rule broken (gateway.mapping.quality names it when None)
 
 
 @dataclass
@@ -71,10 +76,14 @@ def _empty(v: Any) -> bool:
 class Filters:
     """The named value filters a mapping file may use; lookups and crosswalks come from the mapping file."""
 
-    def __init__(self, lookups: Mapping[str, Mapping[str, Any]], crosswalks: Mapping[str, Mapping[str, str]]):
+    def __init__(self, lookups: Mapping[str, Mapping[str, Any]], crosswalks: Mapping[str, Mapping[str, str]],
+                 strict: bool = False):
         self.lookups = lookups
+        self.strict = strict  # a code that fails its format check rejects the record instead of a warning
         self.crosswalks = crosswalks
         self._classified: dict[tuple[str | None, str], Any] = {}
+        # data-quality findings of the record being rendered (the engine takes them and says where)
+        self.warnings: list[Finding] = []
         self.fns: dict[str, Callable[[Any, str | None, str], Any]] = {
             "lookup": self._lookup, "lookup?": self._lookup_opt, "crosswalk": self._crosswalk,
             "int": lambda v, a, f: int(str(v).strip()), "decimal": self._decimal, "str": lambda v, a, f: str(v),
@@ -94,13 +103,15 @@ class Filters:
         except MappingError:
             raise
         except (ValueError, TypeError, ArithmeticError) as exc:
-            raise MappingError(f"field {field_name}: cannot apply '{name}' to {value!r} ({exc})", field_name) from None
+            raise MappingError(f"field {field_name}: cannot apply '{name}' to {value!r} ({exc})", field_name,
+                               str(value)) from None
 
     def _lookup(self, v: Any, table: str | None, fname: str) -> Any:
         t = self._table(table)
         key = str(v)
         if key not in t:
-            raise MappingError(f"field {fname}: unknown code {key!r} (not in lookup table '{table}')", fname)
+            raise MappingError(f"field {fname}: unknown code {key!r} (not in lookup table '{table}')", fname, key,
+                               "unknown-code")
         return t[key]
 
     def _lookup_opt(self, v: Any, table: str | None, fname: str) -> Any:
@@ -111,19 +122,51 @@ class Filters:
             raise MappingError(f"the mapping uses lookup table '{name}', which it does not define")
         return self.lookups[name]
 
-    def _classify(self, v: Any, table: str | None, fname: str) -> Any:
+    def _classify(self, v: Any, arg: str | None, fname: str) -> Any:
         """A lookup table whose keys are regular expressions: the first that matches the whole value wins.
-        Answers are remembered per (table, value): codes repeat across records."""
-        key = (table, str(v))
+        Answers are remembered per (table, value): codes repeat across records.
+
+        ``classify:TABLE@QUALIFIER`` (the qualifier usually interpolated from the record, ``@{PROC_QUAL}``): the
+        qualifier decides the code system, from lookup ``TABLE_by_qualifier``. An entry that is a URL is the
+        system when none of TABLE's patterns matches (a qualifier covering several systems, as X12 ``HC`` covers
+        CPT and HCPCS); an entry ``{system: URL, format: REGEX}`` is the system, and the code is checked against
+        the format. A code that fails its format check is kept as sent with a ``code-format`` warning (a
+        rejection under a strict mapping): the sender said which system the code is from, so a malformed code is
+        something to report, not a reason to drop the record."""
+        table, _, qualifier = (arg or "").partition("@")
+        code = str(v)
+        named = (self.lookups.get(f"{table}_by_qualifier") or {}).get(qualifier) if qualifier else None
+        if isinstance(named, Mapping):
+            system = str(named["system"])
+            fmt = named.get("format")
+            if fmt is None or re.fullmatch(str(fmt), code):
+                return system
+            return self._off_format(code, system, qualifier, f"fails the format {fmt} of qualifier {qualifier!r}",
+                                    fname)
+        key = (table, code)
         hit = self._classified.get(key, _MISSING)
         if hit is not _MISSING:
             return hit
         for pattern, out in self._table(table).items():
-            if re.fullmatch(pattern, key[1]):
+            if re.fullmatch(pattern, code):
                 if len(self._classified) < 100_000:
                     self._classified[key] = out
                 return out
-        raise MappingError(f"field {fname}: unknown code {v!r} (matches no pattern of '{table}')", fname)
+        if named:
+            return self._off_format(code, str(named), qualifier, f"matches no pattern of '{table}'", fname)
+        why = f"; qualifier {qualifier!r} names no code system of '{table}_by_qualifier'" if qualifier else ""
+        raise MappingError(f"field {fname}: unknown code {v!r} (matches no pattern of '{table}'{why})", fname, code,
+                           "unknown-code")
+
+    def _off_format(self, code: str, system: str, qualifier: str, formats: str, fname: str) -> str:
+        """A code that fails its format check although its qualifier names the system: kept with a warning, or
+        rejected under a strict mapping."""
+        if self.strict:
+            raise MappingError(f"field {fname}: code {code!r} {formats} (strict mapping: not loaded)", fname, code,
+                               "code-format")
+        self.warnings.append(Finding("", "code-format", f"code {code!r} {formats}; kept as sent under "
+                                     f"{system}, the system its qualifier {qualifier!r} names", fname, code))
+        return system
 
     def _crosswalk(self, v: Any, name: str | None, fname: str) -> Any:
         xw = self.crosswalks.get(name or "")
@@ -142,7 +185,7 @@ class Filters:
         try:
             d = Decimal(str(v).strip())
         except InvalidOperation:
-            raise MappingError(f"field {fname}: {v!r} is not a number", fname) from None
+            raise MappingError(f"field {fname}: {v!r} is not a number", fname, str(v)) from None
         return int(d) if d == d.to_integral_value() and arg == "int" else float(d)
 
     @staticmethod
@@ -157,7 +200,7 @@ class Filters:
         if arg == "hl7":  # HL7 v2 TS: YYYY[MM[DD[HHMM[SS[.S]]]]][+/-ZZZZ]
             m = re.fullmatch(r"(\d{4})(\d{2})?(\d{2})?(?:(\d{2})(\d{2})(\d{2})?(?:\.\d+)?)?([+-]\d{4})?", s)
             if not m:
-                raise MappingError(f"field {fname}: {s!r} is not an HL7 date/time", fname)
+                raise MappingError(f"field {fname}: {s!r} is not an HL7 date/time", fname, s)
             y, mo, d, hh, mi, ss, tz = m.groups()
             out = "-".join(p for p in (y, mo, d) if p)
             if hh and tz and d:  # FHIR needs a time zone with a time; without one, keep the date
@@ -165,12 +208,22 @@ class Filters:
             return out
         if arg == "yyyymmdd":
             if not re.fullmatch(r"\d{8}(\d{4,6})?", s):
-                raise MappingError(f"field {fname}: {s!r} is not a date (CCYYMMDD)", fname)
+                raise MappingError(f"field {fname}: {s!r} is not a date (CCYYMMDD)", fname, s)
             return f"{s[:4]}-{s[4:6]}-{s[6:8]}"
         return s[:10]
 
 
 Compiled = Callable[[Scope], Any]
+
+
+def _where(scope: Scope) -> str:
+    """The ``file:line`` of the nearest record in scope that knows it (``$where``), else empty."""
+    s: Scope | None = scope
+    while s is not None:
+        if "$where" in s.vars:
+            return str(s.vars["$where"])
+        s = s.parent
+    return ""
 
 
 def _constant(node: Any) -> bool:
@@ -227,7 +280,10 @@ class Template:
             quoted = alt.startswith("'") and alt.endswith("'")
             alts.append((alt, quoted, alt[1:-1] if quoted else ""))
         steps = [(f.partition(":")[0], f.partition(":")[2]) for f in parts[1:]]
-        lookup, apply = self._lookup, self.filters.apply
+        # a filter argument may interpolate fields ("classify:table@{QUALIFIER}"); an empty one interpolates as ""
+        dynamic: dict[int, tuple[Compiled, str]] = {
+            n: (self._compile_str(arg), INTERP.sub("", arg)) for n, (_f, arg) in enumerate(steps) if "{" in arg}
+        lookup, apply, warnings = self._lookup, self.filters.apply, self.filters.warnings
         if len(alts) == 1 and not alts[0][1] and not steps:  # the common "=FIELD": one lookup
             field_name = alts[0][0]
             if self.open_fields is None:
@@ -248,14 +304,22 @@ class Template:
                 if not _empty(value):
                     name = alt
                     break
-            for fname, arg in steps:
+            for n, (fname, arg) in enumerate(steps):
+                if n in dynamic:
+                    fn, bare = dynamic[n]
+                    arg = fn(scope) or bare
                 if fname == "default":
                     if _empty(value):
                         value = arg
                     continue
                 if _empty(value):
                     continue  # an empty value passes through to a later "default"
+                found = len(warnings)
                 value = apply(fname, arg or None, value, name)
+                if len(warnings) > found:  # a finding: placed at the record it came from (a claim's line, say)
+                    where = _where(scope)
+                    for w in warnings[found:]:
+                        w.where = w.where or where
             return None if _empty(value) else value
 
         return run

@@ -23,7 +23,8 @@ import pyx12.errors
 import pyx12.params
 import pyx12.x12context
 
-from .records import ReadResult, Record, Reject, iter_input_files
+from .quality import Finding
+from .records import ReadResult, Record, Reject, iter_named_files
 from .spec import MappingSpec
 
 ERRATA = {"005010X222A2": "005010X222A1", "005010X223A3": "005010X223A2"}
@@ -36,6 +37,7 @@ class _Errors(pyx12.error_handler.errh_null):
         super().__init__()
         self.line = 0
         self.found: list[tuple[int, str]] = []
+        self.codes: dict[int, str] = {}  # position in ``found`` -> pyx12's segment error code
 
     def add_seg(self, map_node: Any, seg: Any, seg_count: int, cur_line: int, ls_id: str | None) -> None:
         self.line = cur_line
@@ -51,6 +53,7 @@ class _Errors(pyx12.error_handler.errh_null):
 
     def seg_error(self, err_cde: str, err_str: str, err_value: str | None = None,
                   src_line: int | None = None) -> None:
+        self.codes[len(self.found)] = err_cde
         self.found.append((src_line or self.line, f"segment: {err_str}"))
 
 
@@ -74,8 +77,8 @@ def read_x12(spec: MappingSpec, paths: list[Path]) -> ReadResult:
     claim_fields = {f.name: f.type for f in claim_t.fields} if claim_t else {}
     line_fields = {f.name: f.type for f in line_t.fields} if line_t else {}
     paths_of = spec.raw.get("x12_paths") or {}
-    for path in iter_input_files(paths):
-        if path.suffix.lower() not in (".837", ".837p", ".837i", ".x12", ".edi", ".txt"):
+    for path, named in iter_named_files(paths):  # a named file is always read
+        if not named and path.suffix.lower() not in (".837", ".837p", ".837i", ".x12", ".edi", ".txt"):
             continue
         res.files += 1
         try:
@@ -91,43 +94,78 @@ def read_x12(spec: MappingSpec, paths: list[Path]) -> ReadResult:
         for old, new in ERRATA.items():
             text = text.replace(old, new)
         text = _tr3_component_quirk(text)
-        _read_file(path, text, res, paths_of, claim_fields, line_fields, guide)
+        _read_file(path, text, res, paths_of, claim_fields, line_fields, guide, spec.strictness == "strict")
     return res
 
 
 def _read_file(path: Path, text: str, res: ReadResult, paths_of: dict[str, dict[str, str]],
-               claim_fields: dict[str, str], line_fields: dict[str, str], guide: str | None) -> None:
+               claim_fields: dict[str, str], line_fields: dict[str, str], guide: str | None,
+               strict: bool = False) -> None:
     errh = _Errors()
     claims: list[tuple[int, int, Record, list[Record]]] = []
+    sets: list[tuple[int, list[int]]] = []  # transaction sets: ST line, positions of their claims in ``claims``
     try:
         src = pyx12.x12context.X12ContextReader(pyx12.params.params(), errh, io.StringIO(text))
         for st in src.iter_segments("ST_LOOP"):
             if st.id != "ST_LOOP":
                 continue
+            sets.append((st.cur_line_number or errh.line or 1, []))
             for a in st.select("DETAIL/2000A"):
                 for b in a.select("2000B"):
                     for loops, clm in _claims(a, b):
+                        sets[-1][1].append(len(claims))
                         claims.append(_claim_record(path, clm, loops, len(claims), paths_of, claim_fields,
                                                     line_fields, res))
     except (pyx12.errors.X12Error, pyx12.errors.EngineError, ValueError, KeyError) as exc:
-        res.rejects.append(Reject(f"{path.name}:{errh.line or 1}", f"not a readable X12 837 interchange ({exc})"))
+        res.rejects.append(Reject(f"{path.name}:{errh.line or 1}", f"not a readable X12 837 interchange ({exc})",
+                                  rule="x12-structure"))
         return
     env = [e for e in errh.found if e[1].startswith(("interchange", "functional", "transaction"))]
     if env:
-        res.rejects.append(Reject(f"{path.name}:{env[0][0]}", f"{env[0][1]}; the file is skipped"))
+        res.rejects.append(Reject(f"{path.name}:{env[0][0]}", f"{env[0][1]}; the file is skipped",
+                                  rule="x12-envelope"))
         return
     res.read += len(claims)
-    for start, end, rec, lines in claims:
+    for _start, _end, rec, _lines in claims:
         rec.fields["GUIDE"] = guide
-        errs = [e for e in errh.found if start <= e[0] <= end]
-        if errs:
-            res.rejects.append(Reject(f"{path.name}:{errs[0][0]}", errs[0][1]))
+    starts = [line for line, _ in sets]
+    refused: dict[int, tuple[int, str, str]] = {}  # transaction set -> its first error that rejects it
+    for n, (line, msg) in enumerate(errh.found):
+        if not msg.startswith("segment:"):
+            continue
+        st = max((i for i, s in enumerate(starts) if s <= line), default=None)
+        rule = USAGE_ERRORS.get(errh.codes.get(n, ""), "x12-structure")
+        if rule == "x12-structure" or strict:
+            if st is None or not sets[st][1]:
+                res.rejects.append(Reject(f"{path.name}:{line}", msg, rule=rule))
+            else:
+                refused.setdefault(st, (line, msg, rule))
+            continue
+        owners = [i for i in (sets[st][1] if st is not None else []) if claims[i][0] <= line <= claims[i][1]]
+        if not owners and st is not None:
+            owners = sets[st][1]  # before the claims (a billing provider's loop): it concerns all of them
+        finding = Finding(f"{path.name}:{line}", rule, f"implementation guide rule: {msg[len('segment: '):]}; "
+                          "loaded (lenient strictness)")
+        for i in owners:
+            claims[i][2].warnings.append(finding)
+        if not owners:
+            res.warnings.append(finding)
+    bad = {i: (st, refused[st]) for st in refused for i in sets[st][1]}
+    for i, (_start, _end, rec, lines) in enumerate(claims):
+        if i in bad:
+            st, (line, msg, rule) = bad[i]
+            why = "a structural error" if rule == "x12-structure" else "an implementation-guide rule (strict)"
+            res.rejects.append(Reject(rec.where, f"{msg} (line {line}); the transaction set at line {starts[st]} "
+                                      f"is rejected for {why}", rule=rule))
             continue
         res.records.setdefault("claim", []).append(rec)
         res.records.setdefault("line", []).extend(lines)
-    orphan = [e for e in errh.found if not any(s <= e[0] <= t for s, t, _r, _l in claims)]
-    for line, msg in orphan:
-        res.rejects.append(Reject(f"{path.name}:{line}", msg))
+
+
+# pyx12 segment error codes that an implementation-guide usage rule raises, with the report's rule name: a
+# required (or situationally required) segment or loop missing, a segment or loop repeated more than the guide
+# allows. The loop structure stays readable, so the claim loads with a warning unless the mapping is strict.
+USAGE_ERRORS = {"3": "x12-usage", "4": "x12-repeat", "5": "x12-repeat"}
 
 
 QUIRK_SEGMENTS = ("CLM", "HI", "SV1", "SV2")
