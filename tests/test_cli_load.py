@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from gateway.auth.grant_record import OWNER_EXTENSION
 from gateway.store.sql.store import SqlStore
 from tests.conftest import SHARED, clean_env, gateway_exe, require_shared, wipe
 
@@ -115,8 +116,15 @@ def without_meta(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def meta_kept(resource: dict[str, Any]) -> dict[str, Any]:
-    """meta minus what the server owns (versionId, lastUpdated)."""
-    return {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    """meta minus what the server owns (versionId, lastUpdated, and a Subscription's owner record, which the
+    gated store writes on every Subscription write: docs/security.md, "Subscription notifications")."""
+    kept = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    extensions = [e for e in kept.get("extension") or [] if e.get("url") != OWNER_EXTENSION]
+    if extensions:
+        kept["extension"] = extensions
+    else:
+        kept.pop("extension", None)
+    return kept
 
 
 def stored_json(store: SqlStore, rtype: str, rid: str) -> dict[str, Any]:

@@ -64,9 +64,9 @@ def page_links(base: str, path: str, params: list[tuple[str, str]], count: int, 
     if page.more_after and page.last is not None:
         token = cursors.encode(PageCursor(True, page.last[0], page.last[1]), scope)
         links.append({"relation": "next", "url": _page_link(base, path, params, count, ("_cursor", token))})
-    if page.last is not None or page.more_before:
-        token = cursors.encode(PageCursor(False), scope)
-        links.append({"relation": "last", "url": _page_link(base, path, params, count, ("_cursor", token))})
+    # always given, even for an empty page: whether a row lay here must not show when the gate dropped it
+    token = cursors.encode(PageCursor(False), scope)
+    links.append({"relation": "last", "url": _page_link(base, path, params, count, ("_cursor", token))})
     return links
 
 
