@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, clean_env
-from tests.test_live_server import free_port
+from tests.test_live_server import free_port, stop_process
 
 from .smart_demo import (
     APP_DIR,
@@ -31,7 +31,6 @@ from .smart_demo import (
     npm,
     observations,
     sign_in,
-    stop_process,
     wait_status,
 )
 

@@ -16,7 +16,14 @@ import httpx
 import pytest
 
 from tests.conftest import clean_env, gateway_exe
-from tests.test_live_server import LiveServer, demo_resources, free_port, start_server, stop_server
+from tests.test_live_server import (
+    LiveServer,
+    demo_resources,
+    free_port,
+    start_server,
+    stop_process,
+    stop_server,
+)
 
 from .smart_demo import (
     StaticServer,
@@ -25,7 +32,6 @@ from .smart_demo import (
     serve_static,
     sign_in,
     smart_demo_app,  # noqa: F401 - a fixture
-    stop_process,
     token_response,
     wait_status,
 )
