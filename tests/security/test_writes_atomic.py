@@ -133,8 +133,10 @@ CASES: list[tuple[str, str, str, Any, dict[str, str]]] = [
      "&status=open-gap&subject=Patient/p1", None, {"Prefer": "respond-async"}),
     ("transaction: last entry's number beyond the database's range", "POST", "/fhir", _tx(
         _put(_obs("t12")), _put(_obs("t13", valueQuantity={"value": 10 ** 400, "unit": "mg"}))), {}),
-    ("$ingest: a file the mapping does not read", "POST", "/fhir/$ingest/claims-csv?filename=notes.txt",
-     CSV, {"Content-Type": "text/csv"}),
+    ("$ingest: an empty file", "POST", "/fhir/$ingest/claims-csv?filename=notes.txt", b"",
+     {"Content-Type": "text/csv"}),
+    ("$ingest: every record rejected", "POST", "/fhir/$ingest/claims-csv?filename=notes.txt",
+     b"minutes of the quality committee\nno claims here\n", {"Content-Type": "text/csv"}),
     ("$member-add: nothing to add", "POST", "/fhir/Group/g1/$member-add", {"resourceType": "Parameters"}, {}),
     ("$confirm-attribution-list: not a draft", "POST", "/fhir/Group/g1/$confirm-attribution-list", None, {}),
     ("Subscription: endpoint not allowed", "PUT", "/fhir/Subscription/sub1", {
@@ -153,6 +155,8 @@ def test_a_refused_write_stores_nothing(app: TestClient, store: SqlStore, label:
     r = app.request(method, url, content=content, headers={**FJ, **headers})
     if label.startswith("$validate"):  # answers 200 with the errors in its OperationOutcome (R4 $validate)
         assert r.status_code == 200 and r.json()["issue"][0]["severity"] == "error", r.text
+    elif label == "$ingest: every record rejected":  # a run that read its input answers with its report
+        assert r.status_code == 200 and any(i["severity"] == "error" for i in r.json()["issue"]), r.text
     else:
         assert 400 <= r.status_code < 500, (label, r.status_code, r.text)
     assert r.json()["resourceType"] == "OperationOutcome"
