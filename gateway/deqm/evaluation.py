@@ -188,9 +188,12 @@ class MeasureService:
     def evaluate(self, measure_res: dict[str, Any], period_start: str | None, period_end: str | None,
                  report_type: str | None, subject: str | None, reporter: str | None = None,
                  progress: Any = None, *, practitioner: str | None = None,
-                 last_received_on: str | None = None) -> dict[str, Any]:
+                 last_received_on: str | None = None, patient_ids: list[str] | None = None,
+                 cql_parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         """``practitioner``: only the patients whose generalPractitioner it is (within ``subject`` when given);
-        ``last_received_on`` (individual reports only): evaluatedResource lists only what changed after it."""
+        ``last_received_on`` (individual reports only): evaluatedResource lists only what changed after it;
+        ``patient_ids``: the patients to evaluate when the caller chose them (an inline Group), instead of
+        ``subject``; ``cql_parameters``: values of the libraries' parameters by name (DEQM ``parameters``)."""
         period, _ = self.period(period_start, period_end)
         prepared = self.prepare(measure_res)
         reporter = reporter or self.default_reporter
@@ -207,11 +210,12 @@ class MeasureService:
                 since = parse_range(last_received_on)[1]
             except DateParseError as exc:
                 raise BadRequest(f"lastReceivedOn: {exc}") from None
-        ids = self.subjects(subject)
+        ids = self.subjects(subject) if patient_ids is None else patient_ids
         if practitioner:
             ids = self.patients_of(practitioner, ids, subject)
         results, last_evaluated = self.results(measure_res, period, ids, progress,
-                                               distribute=report_type != "subject")
+                                               distribute=report_type != "subject" and not cql_parameters,
+                                               parameters=cql_parameters)
         if report_type == "subject":
             if since is not None:
                 last_evaluated = self._changed_since(last_evaluated, since)
@@ -251,9 +255,11 @@ class MeasureService:
         return [r for r in refs if r in fresh]
 
     def results(self, measure_res: dict[str, Any], period: tuple[str, str], ids: list[str], progress: Any = None,
-                distribute: bool = True) -> tuple[list[SubjectResult], list[str]]:
+                distribute: bool = True, parameters: dict[str, Any] | None = None
+                ) -> tuple[list[SubjectResult], list[str]]:
         """Per-patient results for ``ids`` in order, through the configured executor for large runs; with the
-        resources evaluated for the last patient (an individual report lists them)."""
+        resources evaluated for the last patient (an individual report lists them). ``parameters``: CQL
+        parameter values for every patient (runs with them stay in process)."""
         prepared = self.prepare(measure_res)
         _, interval = self.period(*period)
         if progress is not None:
@@ -265,7 +271,7 @@ class MeasureService:
         shared: dict[str, list[dict[str, Any]]] = {}
         for pid, data in self.with_data(prepared, ids):
             result, last_evaluated = self.evaluate_patient(prepared, pid, interval, shared, data,
-                                                           track=len(ids) == 1)
+                                                           track=len(ids) == 1, parameters=parameters)
             results.append(result)
             if progress is not None:
                 progress(1, len(ids))
@@ -315,9 +321,10 @@ class MeasureService:
 
     def evaluate_patient(self, prepared: PreparedMeasure, patient_id: str, interval: Any,
                          shared: dict[str, list[dict[str, Any]]] | None = None,
-                         data: PatientData | None = None, track: bool = True) -> tuple[SubjectResult, list[str]]:
+                         data: PatientData | None = None, track: bool = True,
+                         parameters: dict[str, Any] | None = None) -> tuple[SubjectResult, list[str]]:
         ds = StoreDataSource(self.store, patient_id, shared, data)
-        ctx = Context(ds, prepared.terminology, {"Measurement Period": interval},
+        ctx = Context(ds, prepared.terminology, {**(parameters or {}), "Measurement Period": interval},
                       evaluated={} if track else None)
         try:
             result = evaluate_subject(prepared.measure, prepared.engine, prepared.library, ctx,
