@@ -285,3 +285,23 @@ def test_capability_statement_and_openapi_claim_the_uv_inputs(world: Any) -> Non
     text = json.dumps(paths["/fhir/Measure/$evaluate"])
     for name in ("subjectGroup` (Group", "parameters` (Parameters", "productLine` (string", "reporter` (string"):
         assert name in text, name
+
+
+def test_parameter_values_become_cql_values() -> None:
+    from decimal import Decimal
+
+    from gateway.cql.interval import Interval
+    from gateway.cql.quantity import Quantity
+    from gateway.cql.values import Code
+    from gateway.deqm.evaluate.uv import cql_parameters
+
+    got = cql_parameters({"resourceType": "Parameters", "parameter": [
+        {"name": "I", "valueInteger": 3}, {"name": "D", "valueDecimal": 2.5}, {"name": "S", "valueString": "x"},
+        {"name": "B", "valueBoolean": False},
+        {"name": "P", "valuePeriod": {"start": "2025-01-01T00:00:00Z", "end": "2025-06-30T00:00:00Z"}},
+        {"name": "Q", "valueQuantity": {"value": 5, "code": "mg"}},
+        {"name": "C", "valueCoding": {"system": "http://loinc.org", "code": "1234-5"}}]})
+    assert got["I"] == 3 and got["D"] == Decimal("2.5") and got["S"] == "x" and got["B"] is False
+    assert isinstance(got["P"], Interval) and str(got["P"].low).startswith("2025-01-01")
+    assert got["Q"] == Quantity(Decimal(5), "mg") and got["C"] == Code("1234-5", "http://loinc.org")
+    assert cql_parameters({"resourceType": "Parameters"}) == {}
