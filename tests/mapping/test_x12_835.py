@@ -281,3 +281,66 @@ def test_robustness_every_claim_loaded_or_rejected(store, tmp_path: Path) -> Non
         again = ingest(store, "x12-835", path)
         assert (again.created, again.updated) == (0, 0)
     assert summary.units == 2  # the last cut is the whole file
+
+
+def test_attribution_counts_a_paid_claim_once(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Claims-based attribution reads the EOB of a paid claim in place of its Claim; after a reversal the EOB is
+    out and the Claim counts again."""
+    from gateway.atr.attribution_claims import claim_sources
+
+    def sources() -> list[str]:
+        return sorted(f"{r['resourceType']}/{r['id']}" for r in claim_sources(store)
+                      if r["resourceType"] != "Encounter")
+
+    ingest(store, "x12-837", EXAMPLE1)
+    assert sources() == ["Claim/x12-1912301953-26463774"]
+    original = _pays(MANAGED.read_text(), "5554555444", "26463774")
+    (tmp_path / "pay.835").write_text(original)
+    ingest(store, "x12-835", tmp_path / "pay.835")
+    assert sources() == ["ExplanationOfBenefit/x12-1912301953-26463774-eob",
+                         "ExplanationOfBenefit/x12-835-1912301953-8765432112"]
+    reversal = (original.replace("TRN*1*7170066655*", "TRN*1*7170066999*")
+                .replace("CLP*26463774*1*", "CLP*26463774*22*"))
+    (tmp_path / "rev.835").write_text(reversal)
+    ingest(store, "x12-835", tmp_path / "rev.835")
+    assert sources() == ["Claim/x12-1912301953-26463774", "ExplanationOfBenefit/x12-835-1912301953-8765432112"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database for the console script: a SQLite file, or the session PostgreSQL database wiped."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'g.sqlite3'}"
+    from gateway.store.sql.internal import clear
+    from gateway.store.sql.store import SqlStore
+    from tests.conftest import wipe
+
+    url: str = request.getfixturevalue("pg_url")
+    store = SqlStore(url)
+    wipe(store)
+    clear(store.engine)
+    store.close()
+    return url
+
+
+def test_command_line_ingest(db_url: str, tmp_path: Path) -> None:
+    """``fhir-gateway ingest --format x12-837`` then ``--format x12-835`` with the real console script."""
+    import subprocess
+
+    from tests.conftest import clean_env, gateway_exe
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([gateway_exe(), "ingest", "--quiet", "--database", db_url, *args],
+                              capture_output=True, text=True, env=clean_env(), timeout=600)
+
+    r = run("--format", "x12-837", str(EXAMPLE1))
+    assert r.returncode == 0, r.stdout + r.stderr
+    (tmp_path / "pay.835").write_text(_pays(MANAGED.read_text(), "5554555444", "26463774"))
+    report = tmp_path / "report.json"
+    r = run("--format", "x12-835", "--report", str(report), str(tmp_path / "pay.835"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    body = json.loads(report.read_text())
+    assert body["format"] == "x12-835" and (body["recordsRead"], body["loaded"], body["rejected"]) == (2, 2, 0)
+    assert {g["rule"]: g["count"] for g in body["warnings"]} == {"unmatched-claim": 1, "invalid-date": 2}
+    r = run("--format", "x12-835", str(tmp_path / "pay.835"))
+    assert r.returncode == 0 and "0 resources created, 0 updated" in r.stdout, r.stdout
