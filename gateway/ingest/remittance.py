@@ -61,8 +61,9 @@ REVERSAL = "22"
 ID_UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
 
 
-def _id(v: Any) -> str:
-    return ID_UNSAFE.sub("-", str(v))[:40]
+def _id(v: Any, n: int = 40) -> str:
+    """``v`` as a piece of a FHIR id (letters, digits, '-', '.'), at most ``n`` characters (ids: 64)."""
+    return ID_UNSAFE.sub("-", str(v))[:n]
 
 
 def _date(v: str | None) -> str | None:
@@ -114,7 +115,9 @@ class Remittance:
             yield self._unit(rec)
 
     # -- store look-ups ------------------------------------------------------------------------------------
-    def _claim(self, f: dict[str, Any]) -> dict[str, Any] | None:
+    def _claim(self, f: dict[str, Any], warnings: list[Finding], where: str) -> dict[str, Any] | None:
+        """The stored Claim the payment pays (see the module doc); several candidates left: the first by id,
+        with an ``ambiguous-claim`` warning."""
         if self.store is None:
             return None
         q = QueryParser(None, strict=True, max_count=50).parse(
@@ -124,6 +127,10 @@ class Remittance:
             by_npi = [c for c in found if (c.get("provider") or {}).get("reference") == f"Organization/npi-"
                       f"{f.get('PAYEE_ID')}"]
             found = by_npi or found
+        if len(found) > 1:
+            warnings.append(Finding(where, "ambiguous-claim", f"{len(found)} Claims carry patient control number "
+                                    f"{f['CLAIM_ID']} and the payee does not tell them apart: the payment is "
+                                    "attached to the first by id", "CLP01", f["CLAIM_ID"]))
         return sorted(found, key=lambda c: str(c.get("id")))[0] if found else None
 
     def _current(self, eob_id: str) -> dict[str, Any] | None:
@@ -138,13 +145,14 @@ class Remittance:
     def _unit(self, rec: Record) -> Unit:
         f = rec.fields
         warnings: list[Finding] = list(rec.warnings)
-        claim = self._claim(f)
+        claim = self._claim(f, warnings, rec.where)
         payer = self._payer(f)
         resources: list[dict[str, Any]] = [payer]
         if claim is not None:
             eob_id = f"{claim['id']}-eob"
         else:
-            eob_id = f"x12-835-{_id(f.get('PAYEE_ID') or f.get('PAYEE_NAME') or 'payee')}-{_id(f['CLAIM_ID'])}"
+            payee = _id(f.get("PAYEE_ID") or f.get("PAYEE_NAME") or "payee", 16)
+            eob_id = f"x12-835-{payee}-{_id(f['CLAIM_ID'], 38)}"
             warnings.append(Finding(rec.where, "unmatched-claim", f"no Claim with patient control number "
                                     f"{f['CLAIM_ID']} was loaded: the ExplanationOfBenefit is built from the 835 "
                                     "alone", "CLP01", f["CLAIM_ID"]))
@@ -199,7 +207,7 @@ class Remittance:
     def _ids(self, f: dict[str, Any]) -> tuple[str, str, str]:
         member = f.get("PAT_ID") or f"{f.get('PAT_LAST') or ''}-{f.get('PAT_FIRST') or ''}"
         payer = _id(f.get("PAYER_ID") or f.get("PAYER_NAME") or "unknown")
-        patient = f"x12-835-{payer[:20]}-{_id(member)}"
+        patient = f"x12-835-{payer[:20]}-{_id(member, 34)}"
         payee = (f"npi-{f['PAYEE_ID']}" if f.get("PAYEE_QUAL") == "XX" and f.get("PAYEE_ID")
                  else f"x12-835-payee-{_id(f.get('PAYEE_ID') or f.get('PAYEE_NAME') or 'unknown')}")
         return patient, patient, payee

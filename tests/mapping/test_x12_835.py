@@ -344,3 +344,21 @@ def test_command_line_ingest(db_url: str, tmp_path: Path) -> None:
     assert {g["rule"]: g["count"] for g in body["warnings"]} == {"unmatched-claim": 1, "invalid-date": 2}
     r = run("--format", "x12-835", str(tmp_path / "pay.835"))
     assert r.returncode == 0 and "0 resources created, 0 updated" in r.stdout, r.stdout
+
+
+def test_the_payee_npi_picks_among_claims_with_one_number(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two billing providers used the same patient control number: the payee's NPI picks the claim; a payee that
+    is neither is attached to the first by id, with an ``ambiguous-claim`` warning."""
+    other = EXAMPLE1.read_text().replace("*XX*1912301953~", "*XX*1111111112~")
+    (tmp_path / "other.837").write_text(other)
+    assert ingest(store, "x12-837", EXAMPLE1, tmp_path / "other.837").rejects == []
+    pays = _pays(MANAGED.read_text(), "5554555444", "26463774")
+    (tmp_path / "a.835").write_text(pays.replace("*XX*1912301953~", "*XX*1111111112~"))
+    summary = ingest(store, "x12-835", tmp_path / "a.835")
+    assert [w.rule for w in summary.warnings if w.value == "26463774"] == []
+    assert read(store, "ExplanationOfBenefit", "x12-1111111112-26463774-eob")["claim"]["reference"] == \
+        "Claim/x12-1111111112-26463774"
+    (tmp_path / "b.835").write_text(pays.replace("*XX*1912301953~", "*XX*9999999995~")
+                                    .replace("TRN*1*7170066655*", "TRN*1*7170066777*"))
+    summary = ingest(store, "x12-835", tmp_path / "b.835")
+    assert [w.rule for w in summary.warnings if w.value == "26463774"] == ["ambiguous-claim"]
