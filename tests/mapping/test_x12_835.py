@@ -362,3 +362,18 @@ def test_the_payee_npi_picks_among_claims_with_one_number(store, tmp_path: Path)
                                     .replace("TRN*1*7170066655*", "TRN*1*7170066777*"))
     summary = ingest(store, "x12-835", tmp_path / "b.835")
     assert [w.rule for w in summary.warnings if w.value == "26463774"] == ["ambiguous-claim"]
+
+
+def test_the_worker_process_attaches_payments_too(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Prepared in a worker process (large inputs), payments still find their claims: the worker opens the
+    store for the look-ups."""
+    from gateway.ingest.service import Ingestor
+    from gateway.resources.rest import RestService
+    from tests.conftest import BASE
+
+    ingest(store, "x12-837", EXAMPLE1)
+    (tmp_path / "pay.835").write_text(_pays(MANAGED.read_text(), "5554555444", "26463774"))
+    summary = Ingestor(RestService(store, BASE), "x12-835", parallel=True).ingest([tmp_path / "pay.835"])
+    assert summary.rejects == [] and summary.units == 2
+    eob = read(store, "ExplanationOfBenefit", "x12-1912301953-26463774-eob")
+    assert eob["claim"]["reference"] == "Claim/x12-1912301953-26463774"
