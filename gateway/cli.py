@@ -630,8 +630,8 @@ def token(
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Input files or folders")],
-    fmt: Annotated[str, typer.Option("--format", help="cclf | claims-csv | synthea-csv | hl7v2 | x12-837 (a "
-                                     "mapping file in mappings/ named FORMAT.inbound.yaml)")],
+    fmt: Annotated[str, typer.Option("--format", help="cclf | claims-csv | synthea-csv | hl7v2 | x12-837 | "
+                                     "x12-835 (a mapping file in mappings/ named FORMAT.inbound.yaml)")],
     database: DatabaseOpt = None,
     rejects: Annotated[Path | None, typer.Option("--rejects", help="Write rejected records here (tab-separated: "
                                                  "where, field, reason)")] = None,

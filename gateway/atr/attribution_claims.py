@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..store.base import ResourceStore
 
 SOURCES = ("ExplanationOfBenefit", "Claim", "Encounter")
+VOID = ("cancelled", "entered-in-error")
 
 
 def _rows(store: ResourceStore, rtype: str) -> Iterator[dict[str, Any]]:
@@ -25,12 +26,31 @@ def _rows(store: ResourceStore, rtype: str) -> Iterator[dict[str, Any]]:
         yield orjson.loads(s.body)
 
 
+def claim_sources(store: ResourceStore) -> Iterator[dict[str, Any]]:
+    """The claims and encounters the rule reads, each service once: an active ExplanationOfBenefit stands for the
+    Claim it adjudicates (``claim``: an 835 payment attached to its 837), so that Claim is left out; a cancelled
+    or entered-in-error claim or EOB (a reversed payment, a voided claim) is left out, and the Claim of a
+    reversed payment counts again (the service was still rendered)."""
+    adjudicated: set[str] = set()
+    for eob in _rows(store, "ExplanationOfBenefit"):
+        if eob.get("status") in VOID:
+            continue
+        ref = (eob.get("claim") or {}).get("reference")
+        if ref:
+            adjudicated.add(ref)
+        yield eob
+    for claim in _rows(store, "Claim"):
+        if claim.get("status") not in VOID and f"Claim/{claim.get('id')}" not in adjudicated:
+            yield claim
+    yield from _rows(store, "Encounter")
+
+
 def compute_draft(rest: RestService, group_id: str, payer: str, rule: AttributionRule,
                   name: str | None = None) -> tuple[dict[str, Any], int]:
     """Store the computed draft as Group/``group_id`` (a new version if it exists); returns it and the count of
     attributed patients. A final list is not overwritten."""
     store = rest.store
-    attributions = attribute((r for t in SOURCES for r in _rows(store, t)), rule)
+    attributions = attribute(claim_sources(store), rule)
     coverages: dict[str, str] = {}
     for cov in _rows(store, "Coverage"):
         patient = (cov.get("beneficiary") or {}).get("reference")

@@ -10,7 +10,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "ingest", "ingest", "Ingest one internal-format file through its mapping",
         "$ingest/{format} (POST, gateway-specific): one internal-format file (cclf, claims-csv, x12-837, "
-        "synthea-csv, hl7v2) as the body, mapped to FHIR through mappings/{format}.inbound.yaml and written "
+        "x12-835, synthea-csv, hl7v2) as the body, mapped to FHIR through mappings/{format}.inbound.yaml and written "
         "idempotently; answers an OperationOutcome with the summary, per-record rejects, data-quality warnings "
         "by rule and the data-quality report as a JSON attachment (docs/guides/mappings.md)",
         (Endpoint("system", "ingest.handler:ingest", (), ("POST",), suffix="/{fmt}"),),

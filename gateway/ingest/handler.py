@@ -22,7 +22,8 @@ from ..mapping.spec import STRICTNESS, SpecError, available, find_spec
 from .report import ingest_outcome
 from .service import Ingestor
 
-DEFAULT_NAMES = {"hl7v2": "upload.hl7", "x12-837": "upload.837", "claims-csv": "claims.csv"}
+DEFAULT_NAMES = {"hl7v2": "upload.hl7", "x12-837": "upload.837", "x12-835": "upload.835",
+                 "claims-csv": "claims.csv"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
 

@@ -35,6 +35,7 @@ from ..resources.rest import RestService
 from ..search.index import index_resource
 from ..store.encoded import Encoded, encode
 from .claim_versions import ClaimVersions
+from .remittance import Remittance
 
 if TYPE_CHECKING:
     from ..store.base import ResourceStore
@@ -78,7 +79,9 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
     valid: set[bytes] = set()  # content already validated (a payer, a provider repeated by many claims)
     rejects: list[Reject] = []
     units: Iterable[Unit] = Engine(spec).run(read.records, rejects)
-    if store is not None:
+    if spec.reader == "x12-835":  # payments attach to the stored claims they pay (ingest/remittance.py)
+        units = Remittance(store, spec).units(read.records.get("clp", []))
+    elif store is not None:
         units = ClaimVersions(store, spec).track(units)  # corrected claims retire facts
     for unit in units:
         while rejects:
@@ -135,7 +138,7 @@ def _prepare_worker(spec: MappingSpec, level: str, paths: list[Path], conn: Any,
     try:
         batch: list[Event] = []
         store = None
-        if store_url and any(e.versions for e in spec.entities):  # reads the stored claims' versions
+        if store_url and (any(e.versions for e in spec.entities) or spec.reader == "x12-835"):  # reads the stored claims' versions
             from ..store.sql.store import SqlStore
 
             store = SqlStore(store_url, migrate=False)

@@ -1,5 +1,5 @@
 """The readers a mapping file can name: ``tables`` (CSV and fixed-width files), ``hl7v2`` (HL7 v2 messages) and
-``x12-837`` (ASC X12 837 claims). Each turns input files into records by table name plus rejects."""
+``x12-837`` (ASC X12 837 claims), ``x12-835`` (ASC X12 835 remittances). Each turns input files into records by table name plus rejects."""
 
 from __future__ import annotations
 
@@ -20,4 +20,8 @@ def read_input(spec: MappingSpec, paths: list[Path]) -> ReadResult:
         from .x12 import read_x12
 
         return read_x12(spec, paths)
+    if spec.reader == "x12-835":
+        from .x12_835 import read_x12_835
+
+        return read_x12_835(spec, paths)
     raise SpecError(f"{spec.path.name}: unknown reader '{spec.reader}'")
