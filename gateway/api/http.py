@@ -23,7 +23,7 @@ XML_FORMATS = ("xml", "text/xml", "application/xml", "application/fhir+xml", "ht
 def check_accept(request: Request) -> None:
     fmt = request.query_params.get("_format")
     if fmt is not None:
-        f = fmt.split(";")[0].strip().lower()
+        f = fmt.split(";")[0].strip().lower().replace(" ", "+")  # an unencoded '+' arrives as a space
         if f in XML_SERVED and xml_available():
             return  # the XML middleware (api/xmlformat.py) renders the answer
         if f in XML_FORMATS or f.endswith("xml"):

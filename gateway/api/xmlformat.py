@@ -32,7 +32,8 @@ def wants_xml(query_string: bytes, accept: str) -> bool:
     the highest quality (the first on a tie)."""
     for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         if key == "_format":
-            return value.split(";")[0].strip().lower() in XML_FORMAT_PARAMS
+            # an unencoded '+' arrives as a space: "application/fhir xml" is application/fhir+xml
+            return value.split(";")[0].strip().lower().replace(" ", "+") in XML_FORMAT_PARAMS
     best, best_q = "", -1.0
     for part in accept.split(","):
         media, *params = (p.strip() for p in part.split(";"))
