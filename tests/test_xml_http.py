@@ -9,6 +9,8 @@ from xml.etree.ElementTree import Element, fromstring
 from fastapi.testclient import TestClient
 
 from gateway.fhir.xml import FHIR_NS, from_xml, to_xml
+from gateway.store.sql.store import SqlStore
+from tests.smart.conftest import bearer, make_auth_client, register_backend
 
 F = "{" + FHIR_NS + "}"
 XML = {"Content-Type": "application/fhir+xml", "Accept": "application/fhir+xml"}
@@ -121,3 +123,28 @@ def test_capability_statement_lists_xml(client: TestClient) -> None:
     xml = xml_of(client.get("/fhir/metadata?_format=xml"), 200)
     formats = [f.get("value") for f in xml.findall(F + "format")]
     assert "application/fhir+xml" in formats
+
+
+def test_xml_under_smart_authorization(store: SqlStore) -> None:
+    """The auth middleware sees the converted JSON: a transaction in XML is judged entry by entry under the
+    token's scopes, and the refusals are OperationOutcomes in XML."""
+    with make_auth_client(store) as auth_client:
+        _smart_flow(auth_client)
+
+
+def _smart_flow(auth_client: TestClient) -> None:
+    unauth = xml_of(auth_client.get("/fhir/Patient?_format=xml"), 401)
+    assert unauth.tag == F + "OperationOutcome"
+    writer = bearer(register_backend(auth_client, "system/Patient.cruds").token("system/Patient.cruds"))
+    ok = auth_client.post("/fhir/Patient", content=to_xml(PATIENT), headers={**XML, **writer})
+    pid = value(xml_of(ok, 201), "id")
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {**PATIENT, "gender": "male"}, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}},
+         "request": {"method": "POST", "url": "Observation"}}]}
+    refused = xml_of(auth_client.post("/fhir", content=to_xml(bundle), headers={**XML, **writer}), 403)
+    assert refused.tag == F + "OperationOutcome"
+    reader = bearer(register_backend(auth_client, "system/*.rs").token("system/*.rs"))
+    found = auth_client.get("/fhir/Patient?_format=json", headers=reader).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [pid]  # the refused transaction stored nothing
+    assert auth_client.get("/fhir/Observation", headers=reader).json().get("total") == 0
