@@ -92,6 +92,8 @@ def test_xml_rules() -> None:
     assert eff is not None and eff.get("value") == "2024-01-02" and eff.find(F + "extension") is not None
     assert root.find(F + "text/{http://www.w3.org/1999/xhtml}div/{http://www.w3.org/1999/xhtml}p") is not None
     assert from_xml(xml) == res
+    pretty = to_xml(res, pretty=True)
+    assert b'\n  <status value="final"/>\n' in pretty and from_xml(pretty) == res
 
 
 def test_repeating_primitives_with_extensions_keep_their_alignment() -> None:

@@ -112,6 +112,8 @@ def test_errors_and_negotiation(client: TestClient) -> None:
     assert xml_of(r, 200).tag == F + "CapabilityStatement"
     r = client.get("/fhir/metadata", headers={"Accept": "application/fhir+xml;q=0.2, application/fhir+json"})
     assert r.headers["content-type"].startswith("application/fhir+json")
+    pretty = client.get("/fhir/metadata?_format=xml&_pretty=true")
+    assert b"\n  <status value=" in pretty.content and xml_of(pretty, 200).tag == F + "CapabilityStatement"
     # _format wins over Accept
     r = client.get("/fhir/metadata?_format=json", headers={"Accept": "application/fhir+xml"})
     assert r.headers["content-type"].startswith("application/fhir+json")

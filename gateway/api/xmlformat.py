@@ -100,7 +100,9 @@ class XmlFormat:
         if not xml_out:
             await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, _XmlSend(send))
+        pretty = any(k == "_pretty" and v == "true"
+                     for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        await self.app(scope, receive, _XmlSend(send, pretty))
 
     @staticmethod
     async def _read(scope: dict[str, Any], receive: Any) -> bytes:
@@ -123,8 +125,9 @@ class XmlFormat:
 class _XmlSend:
     """The ``send`` of one response: a FHIR JSON answer is held, converted and sent as FHIR XML."""
 
-    def __init__(self, send: Any) -> None:
+    def __init__(self, send: Any, pretty: bool) -> None:
         self.send = send
+        self.pretty = pretty
         self.start: dict[str, Any] | None = None
         self.chunks: list[bytes] = []
 
@@ -149,7 +152,7 @@ class _XmlSend:
         except orjson.JSONDecodeError:
             doc = None
         if isinstance(doc, dict) and isinstance(doc.get("resourceType"), str):
-            body = to_xml(doc)
+            body = to_xml(doc, self.pretty)
             headers = [(k, v) for k, v in start.get("headers", [])
                        if k.lower() not in (b"content-type", b"content-length")]
             headers += [(b"content-type", FHIR_XML.encode()), (b"content-length", str(len(body)).encode())]

@@ -164,7 +164,7 @@ def _primitive(out: list[str], name: str, value: Any, ext: Any) -> None:
     if value is not None:
         attrs += f" value={quoteattr(_number_text(value))}"
     if inner:
-        out.append(f"<{name}{attrs}>{''.join(inner)}</{name}>")
+        out += [f"<{name}{attrs}>", *inner, f"</{name}>"]
     else:
         out.append(f"<{name}{attrs}/>")
 
@@ -190,7 +190,10 @@ def _complex(out: list[str], name: str, type_name: str, obj: Any) -> None:
         attrs += f" url={quoteattr(str(obj['url']))}"
     inner: list[str] = []
     _children(inner, type_name, obj, False)
-    out.append(f"<{name}{attrs}>{''.join(inner)}</{name}>" if inner else f"<{name}{attrs}/>")
+    if inner:
+        out += [f"<{name}{attrs}>", *inner, f"</{name}>"]
+    else:
+        out.append(f"<{name}{attrs}/>")
 
 
 def _children(out: list[str], type_name: str, obj: dict[str, Any], is_resource: bool) -> None:
@@ -229,11 +232,27 @@ def _children(out: list[str], type_name: str, obj: dict[str, Any], is_resource: 
                 _complex(out, name, info.type if info else "", v)
 
 
-def to_xml(resource: dict[str, Any]) -> bytes:
-    """The FHIR XML of a JSON ``resource`` (UTF-8, with the XML declaration)."""
+def _indented(pieces: list[str]) -> str:
+    """One tag per line, indented by nesting; a narrative div stays one piece, its whitespace untouched."""
+    lines, depth = [], 0
+    for piece in pieces:
+        if piece.startswith("</"):
+            depth -= 1
+            lines.append("  " * depth + piece)
+        elif piece.endswith("/>") or piece.startswith(("<?", "<div ")):
+            lines.append("  " * depth + piece)
+        else:
+            lines.append("  " * depth + piece)
+            depth += 1
+    return "\n".join(lines) + "\n"
+
+
+def to_xml(resource: dict[str, Any], pretty: bool = False) -> bytes:
+    """The FHIR XML of a JSON ``resource`` (UTF-8, with the XML declaration); ``pretty`` puts each element on
+    its own indented line (``_pretty=true``)."""
     out: list[str] = ['<?xml version="1.0" encoding="UTF-8"?>']
     _resource(out, resource, True)
-    return "".join(out).encode("utf-8")
+    return (_indented(out) if pretty else "".join(out)).encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------------- reading
