@@ -3,9 +3,12 @@ XML answers out by Accept or ``_format``, OperationOutcome errors in XML, the Ca
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element, fromstring
 
+import httpx
 from fastapi.testclient import TestClient
 
 from gateway.fhir.xml import FHIR_NS, from_xml, to_xml
@@ -150,3 +153,26 @@ def _smart_flow(auth_client: TestClient) -> None:
     found = auth_client.get("/fhir/Patient?_format=json", headers=reader).json()
     assert [e["resource"]["id"] for e in found["entry"]] == [pid]  # the refused transaction stored nothing
     assert auth_client.get("/fhir/Observation", headers=reader).json().get("total") == 0
+
+
+def test_xml_over_a_live_server(tmp_path: Path) -> None:
+    """A real server process and socket: an XML body sent chunked (the middleware reads every part), the
+    stored JSON, and the XML read back."""
+    from tests.test_live_server import serving
+
+    with serving(f"sqlite:///{tmp_path / 'xml.sqlite3'}", tmp_path, demo=False) as server, \
+            httpx.Client(base_url=server.base, timeout=30.0) as http:
+        body = to_xml({**PATIENT, "name": [{"family": "Chunked" * 2000}]})
+
+        def parts() -> Iterator[bytes]:
+            for i in range(0, len(body), 1000):
+                yield body[i:i + 1000]
+
+        r = http.post("/Patient", content=parts(), headers=XML)
+        pid = value(xml_of(r, 201), "id")
+        stored = http.get(f"/Patient/{pid}").json()
+        assert stored["name"][0]["family"] == "Chunked" * 2000
+        assert from_xml(http.get(f"/Patient/{pid}", params={"_format": "xml"}).content) == stored
+        bad = http.post("/Patient", content=b"<!DOCTYPE x [<!ENTITY a 'b'>]><Patient xmlns='http://hl7.org/fhir'/>",
+                        headers=XML)
+        assert xml_of(bad, 400).tag == F + "OperationOutcome"
