@@ -140,6 +140,10 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
         from .auth.cors import CorsMiddleware
 
         app.add_middleware(CorsMiddleware, authority=authority)
+    # FHIR XML bodies in and answers out, outside the auth check so it reads JSON only (api/xmlformat.py)
+    from .api.xmlformat import XmlFormat
+
+    app.add_middleware(XmlFormat)
     # NUL in the URL refused; an exception nothing else handled still gets an OperationOutcome (request id)
     app.add_middleware(errors.BoundaryGuard)
     app.add_middleware(RequestIdMiddleware, access_log=access_log)

@@ -59,7 +59,7 @@ CASES = [
 def test_rejected_and_unchanged(seeded, name, method, url, body, status, code) -> None:  # type: ignore[no-untyped-def]
     client, store, _ = seeded
     before = snapshot(store)
-    ctype = "application/fhir+xml" if name == "wrong media type" else "application/fhir+json"
+    ctype = "text/plain" if name == "wrong media type" else "application/fhir+json"
     r = getattr(client, method)(url, content=body, headers={"Content-Type": ctype})
     outcome(r, status, code)
     assert snapshot(store) == before

@@ -164,11 +164,13 @@ def test_formats(client: TestClient) -> None:
     assert client.get(f"/fhir/Patient/{pid}", headers={"Accept": "application/json"}).status_code == 200
     pretty = client.get(f"/fhir/Patient/{pid}?_pretty=true")
     assert b"\n  " in pretty.content
-    for accept in ("application/fhir+xml", "application/xml"):
+    for accept in ("application/fhir+xml", "application/xml"):  # XML: tests/test_xml_http.py
         r = client.get(f"/fhir/Patient/{pid}", headers={"Accept": accept})
-        assert r.status_code == 406 and r.json()["resourceType"] == "OperationOutcome"
-    assert client.get(f"/fhir/Patient/{pid}?_format=xml").status_code == 406
-    r = client.post("/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+xml")
+    r = client.get(f"/fhir/Patient/{pid}", headers={"Accept": "image/png"})
+    assert r.status_code == 406 and r.json()["resourceType"] == "OperationOutcome"
+    assert client.get(f"/fhir/Patient/{pid}?_format=html").status_code == 406
+    r = client.post("/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415
 
 

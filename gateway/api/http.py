@@ -11,19 +11,23 @@ from fastapi.responses import Response
 from ..fhir.dates import instant_to_http
 from ..fhir.errors import NotAcceptable, PayloadTooLarge, UnsupportedMediaType, info_outcome
 from ..fhir.jsonio import MAX_DEPTH, loads
+from ..fhir.xml import available as xml_available
 from ..store.base import StoredResource
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 JSON_TYPES = ("application/fhir+json", "application/json", "text/json", "application/json-patch+json")
+XML_SERVED = ("xml", "text/xml", "application/xml", "application/fhir+xml")
 XML_FORMATS = ("xml", "text/xml", "application/xml", "application/fhir+xml", "html", "text/html")
 
 
 def check_accept(request: Request) -> None:
     fmt = request.query_params.get("_format")
     if fmt is not None:
-        f = fmt.split(";")[0].strip().lower()
+        f = fmt.split(";")[0].strip().lower().replace(" ", "+")  # an unencoded '+' arrives as a space
+        if f in XML_SERVED and xml_available():
+            return  # the XML middleware (api/xmlformat.py) renders the answer
         if f in XML_FORMATS or f.endswith("xml"):
-            raise NotAcceptable(f"_format={fmt} is not supported: this server speaks FHIR JSON only")
+            raise NotAcceptable(f"_format={fmt} is not supported: this server speaks FHIR JSON and XML")
         if f not in ("json", "application/json", "application/fhir+json", "text/json"):
             raise NotAcceptable(f"Unknown _format {fmt!r}")
         return
@@ -33,7 +37,9 @@ def check_accept(request: Request) -> None:
     types = [a.split(";")[0].strip().lower() for a in accept.split(",")]
     if any(t in ("*/*", "application/*") or "json" in t for t in types):
         return
-    raise NotAcceptable(f"Cannot produce any of '{accept}': this server speaks application/fhir+json only")
+    if xml_available() and any(t in XML_SERVED for t in types):
+        return
+    raise NotAcceptable(f"Cannot produce any of '{accept}': this server speaks application/fhir+json and application/fhir+xml")
 
 
 def pretty(request: Request) -> bool:

@@ -31,10 +31,22 @@ MODIFIER_DOC = {
 }
 
 
+def served_formats() -> list[str]:
+    """The wire formats the server answers in: FHIR JSON always, FHIR XML when its converter can run
+    (``fhir/xml.py``; the middleware in ``api/xmlformat.py`` serves it for every interaction)."""
+    from ..fhir.xml import available
+
+    formats = ["application/fhir+json", "json", "application/json"]
+    if available():
+        formats += ["application/fhir+xml", "xml", "application/xml"]
+    return formats
+
+
 def build_capability(base_url: str, operations: Registry | None = None) -> dict[str, Any]:
     """The server's CapabilityStatement; ``operations`` (the registry) supplies the operation lists."""
     cs = json.loads((profiles_dir() / "capability-statement.json").read_text())
     cs["date"] = now_instant()
+    cs["format"] = served_formats()
     cs["software"] = {"name": "fhir-vbc-gateway", "version": __version__}
     cs["implementation"] = {"description": "FHIR VBC gateway", "url": base_url}
     rest = cs["rest"][0]

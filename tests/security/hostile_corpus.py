@@ -167,7 +167,8 @@ def hostile_bodies(rtype: str) -> list[tuple[str, bytes, str]]:
         ("fhirpath-patch-object", d(parameters({"name": "operation"})), j),
         ("fhirpath-patch-bad-parts", d(parameters([{"name": "operation", "part": "x"},
                                                    {"name": "operation", "part": [1, None]}])), j),
-        ("xml", b"<Patient xmlns='http://hl7.org/fhir'/>", "application/fhir+xml"),
+        ("xml", b"<?xml version='1.0'?><!DOCTYPE p [<!ENTITY x SYSTEM 'file:///etc/passwd'>]>"
+                b"<Patient xmlns='http://hl7.org/fhir'><id value='&x;'/></Patient>", "application/fhir+xml"),
         ("text", b"hello", "text/plain"),
         ("form", b"a=b&c=%00", "application/x-www-form-urlencoded"),
         ("long-string", d({**plain, "name": [{"family": "x" * 200_000}]}), j),

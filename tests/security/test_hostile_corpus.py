@@ -54,7 +54,8 @@ def _problem(case: Case, status: int, ctype: str, body: bytes) -> str | None:
             if "html" in ctype:
                 return None
             return f"{status} under /auth is neither OAuth error JSON nor a page: {ctype} {body[:120]!r}"
-        if b'"resourceType":"OperationOutcome"' not in body.replace(b" ", b""):
+        if b'"resourceType":"OperationOutcome"' not in body.replace(b" ", b"") and not (
+                "xml" in ctype and b'<OperationOutcome xmlns="http://hl7.org/fhir">' in body):
             return f"{status} is not an OperationOutcome: {ctype} {body[:120]!r}"
         if b"Traceback" in body or b"Error(" in body:
             return f"{status} leaks internals: {body[:200]!r}"
