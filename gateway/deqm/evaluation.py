@@ -73,6 +73,14 @@ class MeasureService:
         q.count, q.total = 1000, "none"
         return [orjson.loads(m.body) for m in self.store.search(q).matches]
 
+    def _terminology_resource(self, rtype: str, url: str, version: str | None) -> dict[str, Any] | None:
+        """The stored CodeSystem or ValueSet a value set's compose names (for expansions computed when a
+        value set has no stored expansion); the last one when no version is given."""
+        found = self._search(rtype, [("url", url)])
+        if version is not None:
+            found = [r for r in found if r.get("version") == version]
+        return found[-1] if found else None
+
     def find_measure(self, measure_id: str | None, measure_ref: str | None) -> dict[str, Any]:
         if measure_id:
             s = self.store.read("Measure", measure_id)
@@ -156,7 +164,7 @@ class MeasureService:
                 nm = path.rstrip("/").rsplit("/", 1)[-1]
                 if f"{nm}|{ver or ''}" not in seen:
                     pending.append(("", nm, ver))
-        terminology = ValueSetIndex()
+        terminology = ValueSetIndex(resolver=self._terminology_resource)
         for url in sorted(valueset_urls):
             for vs in self._search("ValueSet", [("url", url)]):
                 terminology.add(vs)
