@@ -191,6 +191,13 @@ def test_expansion_is_cached_and_recomputed_after_a_code_system_write(tc: TestCl
                           "property": [{"code": "parent", "valueCode": "diabetes"}]})
     assert tc.put("/fhir/CodeSystem/conditions", json=cs).status_code == 200
     assert codes(tc.get("/fhir/ValueSet/diabetes/$expand").json()) == [*first, "gestational"]
+    # an inline value set posing as the stored one (same id, url, version, meta) neither reads nor fills the cache
+    fake = {**VALUESETS[0], "meta": {"versionId": "1"}, "compose": {"include": [
+        {"system": CS_URL, "concept": [{"code": "hypertension"}]}]}}
+    posed = tc.post("/fhir/ValueSet/$expand", json={"resourceType": "Parameters", "parameter": [
+        {"name": "valueSet", "resource": fake}]}).json()
+    assert codes(posed) == ["hypertension"]
+    assert codes(tc.get("/fhir/ValueSet/diabetes/$expand").json()) == [*first, "gestational"]
     assert tc.delete("/fhir/ValueSet/listed").status_code in (200, 204)
     assert "listed" in outcome(tc.get("/fhir/ValueSet/combined/$expand"), 422)
 
@@ -234,16 +241,16 @@ def test_lookup(tc: TestClient) -> None:
     body = r.json()
     p = params(body)
     assert p["name"] == "Conditions" and p["version"] == "2024" and p["display"] == "Diabetes mellitus"
-    props = {(x["part"][0]["valueCode"], x["part"][1]["valueString"]) for x in body["parameter"]
-             if x["name"] == "property"}
-    assert {("parent", "disorder"), ("child", "type-1"), ("child", "type-2"), ("inactive", "false")} <= props
+    props = {(x["part"][0]["valueCode"], next(v for k, v in x["part"][1].items() if k.startswith("value")))
+             for x in body["parameter"] if x["name"] == "property"}
+    assert {("parent", "disorder"), ("child", "type-1"), ("child", "type-2"), ("inactive", False)} <= props
     desig = next(x for x in body["parameter"] if x["name"] == "designation")
     assert {"name": "value", "valueString": "Zuckerkrankheit"} in desig["part"]
     only = tc.post("/fhir/CodeSystem/$lookup", json={"resourceType": "Parameters", "parameter": [
         {"name": "coding", "valueCoding": {"system": CS_URL, "code": "type-1"}},
         {"name": "property", "valueCode": "status"}]}).json()
     assert [x["part"] for x in only["parameter"] if x["name"] == "property"] == [
-        [{"name": "code", "valueCode": "status"}, {"name": "value", "valueString": "retired"}]]
+        [{"name": "code", "valueCode": "status"}, {"name": "value", "valueCode": "retired"}]]
 
 
 def test_lookup_bad_input(tc: TestClient) -> None:
@@ -281,6 +288,17 @@ def test_subsumes_bad_input(tc: TestClient) -> None:
             {"name": "codingB", "valueCoding": {"system": SNOMED, "code": "b"}}]}), 400)
     assert "not known" in outcome(tc.get("/fhir/CodeSystem/missing/$subsumes",
                                          params={"codeA": "a", "codeB": "b"}), 404)
+
+
+def test_the_capability_statement_lists_the_operations_where_r4_defines_them(tc: TestClient) -> None:
+    rest = tc.get("/fhir/metadata").json()["rest"][0]
+    by_type = {r["type"]: {op["name"]: op["definition"] for op in r.get("operation", [])} for r in rest["resource"]}
+    od = "http://hl7.org/fhir/OperationDefinition/"
+    assert {by_type["ValueSet"][n] for n in ("expand", "validate-code")} == {
+        od + "ValueSet-expand", od + "ValueSet-validate-code"}
+    assert {by_type["CodeSystem"][n] for n in ("lookup", "subsumes")} == {
+        od + "CodeSystem-lookup", od + "CodeSystem-subsumes"}
+    assert not {"expand", "lookup", "subsumes"} & {op["name"] for op in rest.get("operation", [])}
 
 
 # -- the CQL engine's value sets ---------------------------------------------------------------------------------

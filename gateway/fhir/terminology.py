@@ -359,6 +359,10 @@ def lookup(view: CodeSystemView, code: str, wanted: list[str]) -> dict[str, Any]
     for name, val in props:
         if wanted and name not in wanted:
             continue
-        params.append({"name": "property", "part": [{"name": "code", "valueCode": name},
-                                                    {"name": "value", "valueString": val}]})
+        value: dict[str, Any] = {"name": "value", "valueString": val}
+        if name in ("parent", "child", "status"):
+            value = {"name": "value", "valueCode": val}
+        elif val in ("true", "false"):
+            value = {"name": "value", "valueBoolean": val == "true"}
+        params.append({"name": "property", "part": [{"name": "code", "valueCode": name}, value]})
     return {"resourceType": "Parameters", "parameter": params}

@@ -126,8 +126,8 @@ async def _expand(request: Request, rest: Any, settings: Any, rid: str | None) -
     svc = TerminologyService(rest)
 
     def work() -> dict[str, Any]:
-        vs = svc.value_set(rid, p.text("url"), p.resource("valueSet"), p.text("valueSetVersion"))
-        return svc.expand(vs, p.text("filter"), offset, count, p.boolean("activeOnly"))
+        vs, stored = svc.value_set(rid, p.text("url"), p.resource("valueSet"), p.text("valueSetVersion"))
+        return svc.expand(vs, stored, p.text("filter"), offset, count, p.boolean("activeOnly"))
 
     return _respond(request, await run_in_threadpool(work))
 
@@ -167,8 +167,8 @@ async def _validate(request: Request, rest: Any, settings: Any, rid: str | None)
     svc = TerminologyService(rest)
 
     def work() -> dict[str, Any]:
-        vs = svc.value_set(rid, p.text("url"), p.resource("valueSet"), p.text("valueSetVersion"))
-        return svc.validate_code(vs, codings, display)
+        vs, stored = svc.value_set(rid, p.text("url"), p.resource("valueSet"), p.text("valueSetVersion"))
+        return svc.validate_code(vs, stored, codings, display)
 
     return _respond(request, await run_in_threadpool(work))
 

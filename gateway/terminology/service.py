@@ -107,35 +107,37 @@ class TerminologyService:
         return tuple(out)
 
     def value_set(self, rid: str | None, url: str | None, inline: dict[str, Any] | None,
-                  version: str | None) -> dict[str, Any]:
+                  version: str | None) -> tuple[dict[str, Any], bool]:
         """The value set an operation names: by instance id, canonical (``url`` with ``valueSetVersion``
-        or ``|version``) or inline resource."""
+        or ``|version``) or inline resource; and whether it is the stored one (only those are cached: an
+        inline value set may claim any id, url and version)."""
         given = [x for x in (rid, url, inline) if x]
         if len(given) != 1:
             raise BadRequest("Name exactly one value set: ValueSet/[id]/$op, the url parameter or an inline "
                              "valueSet")
         if rid:
-            return self.read("ValueSet", rid)
+            return self.read("ValueSet", rid), True
         if inline:
             if inline.get("resourceType") != "ValueSet":
                 raise BadRequest("The valueSet parameter must be a ValueSet resource")
-            return inline
+            return inline, False
         assert url is not None
         base, ver = split_canonical(url)
         vs = self.resolve("ValueSet", base, version or ver)
         if vs is None:
             v = version or ver
             raise NotFound(f"ValueSet {base}{'|' + v if v else ''} is not known")
-        return vs
+        return vs, True
 
-    def members(self, vs: dict[str, Any], active_only: bool) -> list[Concept]:
-        """The value set's members, from the cache when the content it came from has not changed."""
-        stored = (vs.get("meta") or {}).get("versionId") is not None and vs.get("id")
+    def members(self, vs: dict[str, Any], active_only: bool, stored: bool) -> list[Concept]:
+        """The value set's members, from the cache (for a ``stored`` value set) when the content it came
+        from has not changed."""
         key = None
         if stored:
             g = current_grant()
             key = (id(self.store), g.client_id, str(g.scopes), g.patient, g.subject, self.stamp(),
-                   vs.get("url"), vs.get("version"), vs.get("id"), active_only)
+                   vs.get("url"), vs.get("version"), vs.get("id"), (vs.get("meta") or {}).get("versionId"),
+                   active_only)
             hit = self.cache.get(key)
             if hit is not None:
                 return hit
@@ -145,11 +147,11 @@ class TerminologyService:
         return concepts
 
     # -- operations ----------------------------------------------------------------------------------------
-    def expand(self, vs: dict[str, Any], text: str | None, offset: int, count: int | None,
+    def expand(self, vs: dict[str, Any], stored: bool, text: str | None, offset: int, count: int | None,
                active_only: bool) -> dict[str, Any]:
         """The R4 ``$expand`` answer: the value set with ``expansion`` (total, offset, parameters, the page of
         ``contains`` matching ``text``)."""
-        members = self.members(vs, active_only)
+        members = self.members(vs, active_only, stored)
         if text:
             needle = text.lower()
             members = [c for c in members if needle in c.code.lower() or needle in (c.display or "").lower()]
@@ -173,10 +175,10 @@ class TerminologyService:
             del out["expansion"]["contains"]
         return out
 
-    def validate_code(self, vs: dict[str, Any], codings: list[Coding], display: str | None,
+    def validate_code(self, vs: dict[str, Any], stored: bool, codings: list[Coding], display: str | None,
                       active_only: bool = False) -> dict[str, Any]:
         """The R4 ValueSet ``$validate-code`` answer: result, message, display."""
-        members = {(c.system, c.code): c for c in self.members(vs, active_only)}
+        members = {(c.system, c.code): c for c in self.members(vs, active_only, stored)}
         name = vs.get("url") or vs.get("id") or "the value set"
         for coding in codings:
             hit = members.get((coding.system, coding.code))
