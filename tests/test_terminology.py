@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.app import REGISTRY
 from gateway.cql.terminology import UnknownValueSet, ValueSetIndex, in_valueset
 from gateway.cql.values import Code
 from gateway.terminology.service import CACHE
+from tests.conftest import fixture_json
 
 CS_URL = "http://example.org/fhir/CodeSystem/conditions"
 SNOMED = "http://snomed.info/sct"
@@ -168,6 +170,9 @@ def test_expand_bad_input(tc: TestClient) -> None:
     assert "activeOnly" in outcome(tc.get("/fhir/ValueSet/diabetes/$expand", params={"activeOnly": "yes"}), 400)
     assert "bogus" in outcome(tc.get("/fhir/ValueSet/diabetes/$expand", params={"bogus": "1"}), 400)
     assert "exactly one" in outcome(tc.get("/fhir/ValueSet/$expand"), 400)
+    assert "dateTime" in outcome(tc.get("/fhir/ValueSet/diabetes/$expand", params={"date": "soon"}), 400)
+    assert "system-version" in outcome(tc.get("/fhir/ValueSet/diabetes/$expand",
+                                              params={"system-version": f"{CS_URL}|2023"}), 400)
     assert "Parameters" in outcome(tc.post("/fhir/ValueSet/$expand", json={"resourceType": "Patient"}), 400)
     assert "ValueSet resource" in outcome(tc.post("/fhir/ValueSet/$expand", json={
         "resourceType": "Parameters", "parameter": [{"name": "valueSet", "resource": {"resourceType": "Patient"}}]}),
@@ -326,3 +331,40 @@ def test_engine_uses_the_stored_expansion_when_present_and_the_computed_one_othe
     bare = ValueSetIndex.from_resources([VALUESETS[3], computed])
     assert in_valueset(Code("44054006", SNOMED), VALUESETS[3]["url"], bare) is True
     assert not bare.knows(computed["url"])
+
+
+# -- the R4 OperationDefinitions ---------------------------------------------------------------------------------
+
+R4_OPS = fixture_json("r4-terminology-operations.json")["operations"]
+
+
+@pytest.mark.parametrize("od", R4_OPS, ids=[o["id"] for o in R4_OPS])
+def test_declarations_follow_the_r4_operation_definitions(od: dict[str, Any]) -> None:
+    op = next(o for o in REGISTRY if o.canonical == f"http://hl7.org/fhir/OperationDefinition/{od['id']}")
+    assert op.code == od["code"]
+    assert op.levels == {lvl for lvl in ("system", "type", "instance") if od[lvl]}
+    assert all(e.types == (od["resource"],) for e in op.endpoints)
+    official = {(p["name"], p["use"]): p for p in od["parameter"]}
+    for p in op.parameters:  # every declared parameter is the official one: name, use, type, cardinality
+        o = official[(p.name, p.use)]
+        assert (p.type, p.min, p.max) == (o.get("type"), o["min"], o["max"]), p.name
+
+
+@pytest.mark.parametrize("od", R4_OPS, ids=[o["id"] for o in R4_OPS])
+def test_every_r4_input_is_taken_or_refused_by_name(tc: TestClient, od: dict[str, Any]) -> None:
+    """No R4 input is answered as an unknown parameter: each is either read or refused naming it as not
+    supported (the $expand inputs that pin code system versions)."""
+    path = {"ValueSet": "/fhir/ValueSet/diabetes/", "CodeSystem": "/fhir/CodeSystem/"}[od["resource"]]
+    base = {"expand": {}, "validate-code": {"code": "type-2", "system": CS_URL},
+            "lookup": {"code": "type-2", "system": CS_URL}, "subsumes": {"system": CS_URL, "codeA": "diabetes",
+                                                                         "codeB": "type-2"}}[od["code"]]
+    for p in od["parameter"]:
+        if p["use"] != "in" or p["name"] in base or p.get("type") in ("ValueSet", "Coding", "CodeableConcept"):
+            continue
+        value = {"boolean": "false", "integer": "1", "dateTime": "2024-01-01"}.get(p["type"], "x")
+        r = tc.get(f"{path}${od['code']}", params={**base, p["name"]: value})
+        text = r.text
+        assert "does not take" not in text, (p["name"], text)
+        if r.status_code >= 400:
+            assert r.status_code in (400, 404) and r.json()["resourceType"] == "OperationOutcome", (p["name"], text)
+            assert p["name"] in text or r.status_code == 404, (p["name"], text)

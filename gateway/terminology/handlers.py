@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from ..api.deps import Rest, Settings
 from ..api.http import check_accept, fhir_response, pretty, read_json_body
+from ..fhir.dates import DateParseError, parse_range
 from ..fhir.errors import BadRequest
 from ..fhir.parameters import parameter_list
 from .service import MAX_COUNT, Coding, TerminologyService
@@ -20,7 +21,9 @@ from .service import MAX_COUNT, Coding, TerminologyService
 CONTROL = {"_format", "_pretty", "_summary", "_elements"}
 EXPAND_IN = {"url", "valueSet", "valueSetVersion", "context", "contextDirection", "filter", "date", "offset",
              "count", "includeDesignations", "designation", "includeDefinition", "activeOnly", "excludeNested",
-             "excludeNotForUI", "excludePostCoordinated", "displayLanguage", "limitedExpansion"}
+             "excludeNotForUI", "excludePostCoordinated", "displayLanguage"}
+# R4 $expand inputs that pin or exclude code system versions: refused with a clear 400 rather than ignored
+EXPAND_UNSUPPORTED = {"exclude-system", "system-version", "check-system-version", "force-system-version"}
 VALIDATE_IN = {"url", "context", "valueSet", "valueSetVersion", "code", "system", "systemVersion", "display",
                "coding", "codeableConcept", "date", "abstract", "displayLanguage"}
 LOOKUP_IN = {"code", "system", "version", "coding", "date", "displayLanguage", "property"}
@@ -88,7 +91,8 @@ def _coding(v: dict[str, Any], op: str, name: str) -> Coding:
     return Coding(v.get("system"), v["code"], v.get("display"), v.get("version"))
 
 
-async def _read(request: Request, settings: Any, op: str, allowed: set[str]) -> Inputs:
+async def _read(request: Request, settings: Any, op: str, allowed: set[str],
+                unsupported: frozenset[str] | set[str] = frozenset()) -> Inputs:
     check_accept(request)
     out = Inputs(op)
     for name, qvalue in request.query_params.multi_items():
@@ -107,9 +111,19 @@ async def _read(request: Request, settings: Any, op: str, allowed: set[str]) -> 
             elif isinstance(value, int | float):
                 value = str(value)
             out.add(p["name"], value)
+    refused = sorted(set(out.values) & unsupported)
+    if refused:
+        raise BadRequest(f"${op}: {', '.join(refused)} is not supported by this server (code system versions "
+                         "are those of the stored CodeSystems)")
     unknown = sorted(set(out.values) - allowed)
     if unknown:
         raise BadRequest(f"${op} does not take {', '.join(unknown)}")
+    date = out.text("date") if "date" in allowed else None
+    if date is not None:  # accepted (the stored content is the content at any date), but it must be a date
+        try:
+            parse_range(date)
+        except (DateParseError, ValueError):
+            raise BadRequest(f"${op}: date must be a FHIR dateTime, got {date!r}") from None
     return out
 
 
@@ -118,7 +132,7 @@ def _respond(request: Request, body: dict[str, Any]) -> Response:
 
 
 async def _expand(request: Request, rest: Any, settings: Any, rid: str | None) -> Response:
-    p = await _read(request, settings, "expand", EXPAND_IN)
+    p = await _read(request, settings, "expand", EXPAND_IN, EXPAND_UNSUPPORTED)
     offset = p.integer("offset", 0) or 0
     count = p.integer("count", None)
     if count is not None and count > MAX_COUNT:
