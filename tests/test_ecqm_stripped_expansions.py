@@ -25,7 +25,7 @@ from gateway.cql.terminology import ValueSetIndex
 from gateway.measure.cases import MeasureFixture, case_paths, load_measure, load_overrides, run_case
 from tests.conftest import FIXTURES, SHARED, make_client, require_shared
 from tests.test_evaluate_measure import load_measure as load_stored
-from tests.test_evaluate_measure import run_cases
+from tests.test_evaluate_measure import measure_id, run_cases
 
 ECQM = SHARED / "testdata" / "ecqm"
 OVERRIDES = load_overrides(FIXTURES / "ecqm-expectation-overrides.json")
@@ -149,3 +149,16 @@ def test_stored_measure_with_computed_value_sets_through_http(client: Any) -> No
     numerators = [p["count"] for r in reports for g in r["group"] for p in g["population"]
                   if p["code"]["coding"][0]["code"] == "numerator"]
     assert len(reports) == len(paths) and sum(numerators) > 0  # the computed value set found mammographies
+    # a CodeSystem write reaches the prepared measure: with the codes moved out from under the root, the
+    # value set is empty and the case that met the numerator no longer does
+    met = next(r for r, n in zip(reports, numerators, strict=True) if n > 0)
+    period = met["period"]
+    fragment["concept"] = [{"code": root, "property": [{"code": "notSelectable", "valueBoolean": True}]},
+                           *include["concept"]]
+    assert client.put(f"/fhir/CodeSystem/{fragment['id']}", json=fragment).status_code == 200
+    assert client.get(f"/fhir/ValueSet/{target['id']}/$expand").json()["expansion"]["total"] == 1
+    again = client.get(f"/fhir/Measure/{measure_id(measure)}/$evaluate-measure", params={
+        "subject": met["subject"]["reference"], "periodStart": period["start"], "periodEnd": period["end"]})
+    assert again.status_code == 200, again.text
+    assert [p["count"] for g in again.json()["group"] for p in g["population"]
+            if p["code"]["coding"][0]["code"] == "numerator"] == [0]

@@ -57,6 +57,7 @@ class MeasureService:
         self.store = store
         self.configured_base = base_url
         self._cache: dict[str, PreparedMeasure] = {}
+        self._stamps: dict[str, tuple[object, ...]] = {}  # measure key -> terminology stamp it was prepared at
         self._lock = threading.Lock()
 
     @property
@@ -72,6 +73,15 @@ class MeasureService:
         q = QueryParser(self.base_url, strict=True, max_count=1000).parse(rtype, params)
         q.count, q.total = 1000, "none"
         return [orjson.loads(m.body) for m in self.store.search(q).matches]
+
+    def _terminology_stamp(self) -> tuple[object, ...]:
+        """Changes whenever a ValueSet or CodeSystem is written or deleted: a prepared measure's value sets
+        (computed from compose over stored CodeSystems when they have no expansion) are rebuilt then."""
+        out: list[object] = []
+        for rtype in ("ValueSet", "CodeSystem"):
+            entries, total = self.store.history(rtype, None, None, 1, 0)
+            out.append((total, entries[0].pk if entries else 0))
+        return tuple(out)
 
     def _terminology_resource(self, rtype: str, url: str, version: str | None) -> dict[str, Any] | None:
         """The stored CodeSystem or ValueSet a value set's compose names (for expansions computed when a
@@ -120,9 +130,10 @@ class MeasureService:
 
     def prepare(self, measure_res: dict[str, Any]) -> PreparedMeasure:
         key = f"{measure_res.get('id')}|{(measure_res.get('meta') or {}).get('versionId')}"
+        stamp = self._terminology_stamp()
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None:
+            if cached is not None and self._stamps.get(key) == stamp:
                 return cached
         try:
             measure = MeasureDef.from_resource(measure_res)
@@ -133,6 +144,7 @@ class MeasureService:
             prepared = PreparedMeasure(measure, Engine(LibraryManager()), None, ValueSetIndex(), key)
             with self._lock:
                 self._cache[key] = prepared
+                self._stamps[key] = stamp
             return prepared
         manager = LibraryManager()
         pending: list[tuple[str, str | None, str | None]] = [(measure.library_url, None, None)]
@@ -173,6 +185,7 @@ class MeasureService:
                                    frozenset(retrieved_types(manager.libraries())))
         with self._lock:
             self._cache[key] = prepared
+            self._stamps[key] = stamp
         return prepared
 
     # -- subjects ----------------------------------------------------------------------------------------
