@@ -90,8 +90,9 @@ def counts(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in _counts(g).items() if not k.endswith("-observation")} for g in report["group"]]
 
 
-def run_cases(client: TestClient, measure: str, paths: list[Path]) -> list[dict[str, Any]]:
-    load_measure(client, measure)
+def run_cases(client: TestClient, measure: str, paths: list[Path], load: bool = True) -> list[dict[str, Any]]:
+    if load:
+        load_measure(client, measure)
     reports = []
     for path in paths:
         case = json.loads(path.read_text())

@@ -2,9 +2,11 @@
 
 ``TerminologyService`` is what the interpreter asks (``InValueSet``, ``AnyInValueSet``, ``ExpandValueSet``).
 ``ValueSetIndex`` answers from ValueSet resources: stored expansions (``expansion.contains``, nested), and
-``compose.include`` with explicitly listed concepts (``compose.exclude`` likewise). Value sets are kept as
-frozen sets of (system, code), so membership is one hash lookup. A value set defined only by filters and
-without an expansion cannot be answered offline: it is reported, never treated as empty.
+otherwise the expansion the terminology kernel (``fhir/terminology.py``) computes from ``compose``: concept
+lists, other value sets and filters over the code systems the index's ``resolver`` holds. Value sets are
+kept as frozen sets of (system, code), so membership is one hash lookup. A value set whose compose needs a
+code system that is not available (a filter over SNOMED CT, say) cannot be answered offline: it is
+reported, never treated as empty.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..fhir.errors import FhirError
+from ..fhir.terminology import Resolver
+from ..fhir.terminology import expand as expand_compose
 from .values import Code, Concept, CqlError
 
 
@@ -46,10 +51,13 @@ class ValueSetIndex:
 
     _by_url: dict[str, dict[str | None, _Entry]] = field(default_factory=dict)
     unusable: dict[str, str] = field(default_factory=dict)  # url -> why it cannot be answered
+    # finds the CodeSystems and included ValueSets a compose needs; by default only the added value sets
+    resolver: Resolver | None = None
 
     @classmethod
-    def from_resources(cls, valuesets: Iterable[dict[str, Any]]) -> ValueSetIndex:
-        idx = cls()
+    def from_resources(cls, valuesets: Iterable[dict[str, Any]], resolver: Resolver | None = None
+                       ) -> ValueSetIndex:
+        idx = cls(resolver=resolver)
         for vs in valuesets:
             idx.add(vs)
         return idx
@@ -62,20 +70,29 @@ class ValueSetIndex:
         if isinstance(vs.get("expansion"), dict):
             _walk_contains(vs["expansion"].get("contains") or [], expansion)
         elif isinstance(vs.get("compose"), dict):
-            compose = vs["compose"]
-            excluded = {(c.system, c.code) for c in _explicit(compose.get("exclude") or [])}
-            if any(inc.get("filter") or inc.get("valueSet") or not inc.get("concept")
-                   for inc in compose.get("include") or []):
-                self.unusable[url] = ("has no expansion, and its compose uses filters, other value sets or "
-                                      "whole code systems, which need a terminology server")
+            try:
+                computed = expand_compose(vs, self.resolver or self._added).concepts
+            except FhirError as exc:
+                self.unusable[url] = f"has no expansion, and its compose cannot be computed: {exc}"
                 return
-            expansion = [c for c in _explicit(compose.get("include") or []) if (c.system, c.code) not in excluded]
+            expansion = [Code(c.code, c.system, c.version, c.display) for c in computed if not c.abstract]
         else:
             self.unusable[url] = "has neither an expansion nor a compose"
             return
         entry = _Entry(frozenset((c.system, c.code) for c in expansion), expansion, vs.get("version"))
         self._by_url.setdefault(url, {})[vs.get("version")] = entry
         self.unusable.pop(url, None)
+
+    def _added(self, rtype: str, url: str, version: str | None) -> dict[str, Any] | None:
+        """The default resolver: value sets already added (as their expansion); no code systems."""
+        if rtype != "ValueSet" or url not in self._by_url:
+            return None
+        try:
+            entry = self._entry(f"{url}|{version}" if version else url)
+        except UnknownValueSet:
+            return None
+        return {"resourceType": "ValueSet", "url": url, "version": entry.version, "expansion": {"contains": [
+            {"system": c.system, "code": c.code, "display": c.display} for c in entry.expansion]}}
 
     def _entry(self, valueset_url: str) -> _Entry:
         base, version = _strip_version(valueset_url)
@@ -110,15 +127,6 @@ def _walk_contains(contains: list[dict[str, Any]], out: list[Code]) -> None:
             out.append(Code(c["code"], c.get("system"), c.get("version"), c.get("display")))
         if c.get("contains"):
             _walk_contains(c["contains"], out)
-
-
-def _explicit(includes: list[dict[str, Any]]) -> list[Code]:
-    out: list[Code] = []
-    for inc in includes:
-        for concept in inc.get("concept") or []:
-            if concept.get("code"):
-                out.append(Code(concept["code"], inc.get("system"), inc.get("version"), concept.get("display")))
-    return out
 
 
 def in_valueset(value: Any, valueset_url: str, terminology: TerminologyService) -> bool | None:

@@ -57,6 +57,7 @@ class MeasureService:
         self.store = store
         self.configured_base = base_url
         self._cache: dict[str, PreparedMeasure] = {}
+        self._stamps: dict[str, tuple[object, ...]] = {}  # measure key -> terminology stamp it was prepared at
         self._lock = threading.Lock()
 
     @property
@@ -72,6 +73,23 @@ class MeasureService:
         q = QueryParser(self.base_url, strict=True, max_count=1000).parse(rtype, params)
         q.count, q.total = 1000, "none"
         return [orjson.loads(m.body) for m in self.store.search(q).matches]
+
+    def _terminology_stamp(self) -> tuple[object, ...]:
+        """Changes whenever a ValueSet or CodeSystem is written or deleted: a prepared measure's value sets
+        (computed from compose over stored CodeSystems when they have no expansion) are rebuilt then."""
+        out: list[object] = []
+        for rtype in ("ValueSet", "CodeSystem"):
+            entries, total = self.store.history(rtype, None, None, 1, 0)
+            out.append((total, entries[0].pk if entries else 0))
+        return tuple(out)
+
+    def _terminology_resource(self, rtype: str, url: str, version: str | None) -> dict[str, Any] | None:
+        """The stored CodeSystem or ValueSet a value set's compose names (for expansions computed when a
+        value set has no stored expansion); the last one when no version is given."""
+        found = self._search(rtype, [("url", url)])
+        if version is not None:
+            found = [r for r in found if r.get("version") == version]
+        return found[-1] if found else None
 
     def find_measure(self, measure_id: str | None, measure_ref: str | None) -> dict[str, Any]:
         if measure_id:
@@ -112,9 +130,10 @@ class MeasureService:
 
     def prepare(self, measure_res: dict[str, Any]) -> PreparedMeasure:
         key = f"{measure_res.get('id')}|{(measure_res.get('meta') or {}).get('versionId')}"
+        stamp = self._terminology_stamp()
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None:
+            if cached is not None and self._stamps.get(key) == stamp:
                 return cached
         try:
             measure = MeasureDef.from_resource(measure_res)
@@ -125,6 +144,7 @@ class MeasureService:
             prepared = PreparedMeasure(measure, Engine(LibraryManager()), None, ValueSetIndex(), key)
             with self._lock:
                 self._cache[key] = prepared
+                self._stamps[key] = stamp
             return prepared
         manager = LibraryManager()
         pending: list[tuple[str, str | None, str | None]] = [(measure.library_url, None, None)]
@@ -156,7 +176,7 @@ class MeasureService:
                 nm = path.rstrip("/").rsplit("/", 1)[-1]
                 if f"{nm}|{ver or ''}" not in seen:
                     pending.append(("", nm, ver))
-        terminology = ValueSetIndex()
+        terminology = ValueSetIndex(resolver=self._terminology_resource)
         for url in sorted(valueset_urls):
             for vs in self._search("ValueSet", [("url", url)]):
                 terminology.add(vs)
@@ -165,6 +185,7 @@ class MeasureService:
                                    frozenset(retrieved_types(manager.libraries())))
         with self._lock:
             self._cache[key] = prepared
+            self._stamps[key] = stamp
         return prepared
 
     # -- subjects ----------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Terminology operations: ValueSet $expand and $validate-code, CodeSystem $lookup and $subsumes."""
