@@ -81,6 +81,22 @@ def own_pg_database(prefix: str = "gw_test") -> Iterator[str]:
         _admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database URL for a console script or server: a SQLite file, or the session PostgreSQL
+    database with its resources and internal tables wiped."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'g.sqlite3'}"
+    from gateway.store.sql.internal import clear
+
+    url: str = request.getfixturevalue("pg_url")
+    store = SqlStore(url)
+    wipe(store)
+    clear(store.engine)
+    store.close()
+    return url
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     require_pg()

@@ -21,21 +21,10 @@ from tests.conftest import SHARED, clean_env, gateway_exe, require_shared
 CARIN = SHARED / "testdata" / "internal" / "carin_bb" / "stu2.0.0"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database URL: a SQLite file, or the session PostgreSQL database wiped."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'g.sqlite3'}"
-    url: str = request.getfixturevalue("pg_url")
-    store = SqlStore(url)
-    from tests.conftest import wipe
-
-    wipe(store)
-    from gateway.store.sql.internal import clear
-
-    clear(store.engine)
-    store.close()
-    return url
+@pytest.fixture()
+def db(fresh_db_url: str) -> str:
+    """A fresh database URL (tests/conftest.py ``fresh_db_url``)."""
+    return fresh_db_url
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

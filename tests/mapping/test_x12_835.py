@@ -306,21 +306,10 @@ def test_attribution_counts_a_paid_claim_once(store, tmp_path: Path) -> None:  #
     assert sources() == ["Claim/x12-1912301953-26463774", "ExplanationOfBenefit/x12-835-1912301953-8765432112"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database for the console script: a SQLite file, or the session PostgreSQL database wiped."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'g.sqlite3'}"
-    from gateway.store.sql.internal import clear
-    from gateway.store.sql.store import SqlStore
-    from tests.conftest import wipe
-
-    url: str = request.getfixturevalue("pg_url")
-    store = SqlStore(url)
-    wipe(store)
-    clear(store.engine)
-    store.close()
-    return url
+@pytest.fixture()
+def db_url(fresh_db_url: str) -> str:
+    """A fresh database for the console script (tests/conftest.py ``fresh_db_url``)."""
+    return fresh_db_url
 
 
 def test_command_line_ingest(db_url: str, tmp_path: Path) -> None:

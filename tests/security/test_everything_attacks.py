@@ -15,8 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.store.sql.store import SqlStore
-from tests.conftest import make_client, wipe
-from tests.smart.conftest import bearer, make_auth_client
+from tests.security.worlds import issued_token, loaded_world
 
 PA, PB = "pa", "pb"
 ATTRIBUTED = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-attributedProvider"
@@ -63,20 +62,11 @@ DATA: list[dict[str, Any]] = [
 
 @pytest.fixture(scope="module")
 def world(session_store: SqlStore) -> Iterator[TestClient]:
-    wipe(session_store)
-    with make_client(session_store) as loader:
-        for res in DATA:
-            r = loader.put(f"/fhir/{res['resourceType']}/{res['id']}", json=res)
-            assert r.status_code in (200, 201), r.text
-    with make_auth_client(session_store) as client:
+    with loaded_world(session_store, DATA) as client:
         yield client
-    wipe(session_store)
 
 
-def token(client: TestClient, scope: str, patient: str | None = None, fhir_user: str | None = None) -> dict[str, str]:
-    ctx = {k: v for k, v in (("patient", patient), ("fhirUser", fhir_user)) if v}
-    authority = client.app.state.authority
-    return bearer(authority.tokens.issue_access("attack-app", scope, 300, "f-attack", "someone", ctx).token)
+token = issued_token
 
 
 def ids(body: dict[str, Any], mode: str | None = None) -> list[str]:

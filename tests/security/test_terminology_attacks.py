@@ -13,8 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.store.sql.store import SqlStore
-from tests.conftest import make_client, wipe
-from tests.smart.conftest import bearer, make_auth_client
+from tests.security.worlds import issued_token, loaded_world
 
 OPEN_CS = "http://example.org/cs/open"
 SECRET_CS = "http://example.org/cs/secret"
@@ -51,20 +50,11 @@ FILTERED = "user/ValueSet.rs?status=active user/CodeSystem.rs?status=active"
 
 @pytest.fixture(scope="module")
 def world(session_store: SqlStore) -> Iterator[TestClient]:
-    wipe(session_store)
-    with make_client(session_store) as loader:
-        for res in DATA:
-            r = loader.put(f"/fhir/{res['resourceType']}/{res['id']}", json=res)
-            assert r.status_code in (200, 201), r.text
-    with make_auth_client(session_store) as client:
+    with loaded_world(session_store, DATA) as client:
         yield client
-    wipe(session_store)
 
 
-def token(client: TestClient, scope: str, patient: str | None = None) -> dict[str, str]:
-    ctx = {"patient": patient} if patient else {}
-    authority = client.app.state.authority
-    return bearer(authority.tokens.issue_access("attack-app", scope, 300, "f-attack", "someone", ctx).token)
+token = issued_token
 
 
 def refused(r: Any, statuses: set[int]) -> str:
