@@ -51,6 +51,7 @@ def cms130_db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.mark.parametrize("spec", ["processes:2", "dask://local"])
 def test_population_runs_agree_across_executors(cms130_db: str, spec: str) -> None:
+    from gateway.auth.context import SYSTEM, acting_as
     from gateway.deqm.evaluation import MeasureService
     from gateway.store.sql.store import SqlStore
 
@@ -60,7 +61,8 @@ def test_population_runs_agree_across_executors(cms130_db: str, spec: str) -> No
         measure = base.find_measure("ColonCancerScreeningFHIR", None)
         expected = base.evaluate(measure, "2025-01-01", "2025-12-31", "subject-list", None)
         spread = MeasureService(store, "http://testserver/fhir", executor=spec, chunk_size=10)
-        got = spread.evaluate(measure, "2025-01-01", "2025-12-31", "subject-list", None)
+        with acting_as(SYSTEM):  # the workers read under the caller's grant: here the server's own (as the CLI)
+            got = spread.evaluate(measure, "2025-01-01", "2025-12-31", "subject-list", None)
     finally:
         store.close()
     assert got["group"][0]["population"] == expected["group"][0]["population"]

@@ -320,11 +320,15 @@ class MeasureService:
                     progress: Any) -> list[SubjectResult]:
         """Population run through the configured executor: workers open their own store on the same database
         and compile the measure once each; results come back per chunk and are put back in subject order."""
+        from ..auth.context import current_grant
+        from ..auth.grant_record import record
         from ..measure.executor import chunked, make_executor
         from .population import ChunkTask, evaluate_chunk
 
         measure_json = orjson.dumps(measure_res)
-        tasks = [ChunkTask(self.store.url, self.base_url, measure_json, period[0], period[1], tuple(chunk))
+        grant = record(current_grant())  # workers read under the caller's grant, through the gate
+        tasks = [ChunkTask(self.store.url, self.base_url, measure_json, period[0], period[1], tuple(chunk),
+                           grant)
                  for chunk in chunked(ids, self.chunk_size)]
         executor = make_executor(self.executor_spec)
         by_subject: dict[str, SubjectResult] = {}
