@@ -123,7 +123,7 @@ class ExpressionTranslator:
             return with_type({"type": "Query", "source": [{"alias": "X", "expression": elm}], "let": [],
                               "relationship": [], "return": {"distinct": False, "expression": inner}}, dst)
         if isinstance(src, tuple) and isinstance(dst, tuple) and src[0] == dst[0] == "Interval" \
-                and src[1] != dst[1] and elm.get("type") == "Interval":
+                and src[1] != dst[1] and src[1] != "Any" and elm.get("type") == "Interval":
             elm["low"] = self.convert(elm["low"], src[1], dst[1])
             elm["high"] = self.convert(elm["high"], src[1], dst[1])
             return with_type(elm, dst)
@@ -144,7 +144,13 @@ class ExpressionTranslator:
             for p, a in zip(params, types, strict=True):
                 _bind(p, a, env)
             cands = env.get("T")
-            options = [None] if cands is None else ([common_type(cands)] + [c for c in cands if c is not None])
+            if cands is None:
+                options: list[Any] = [None]
+            else:
+                common = common_type(cands)
+                options = [c for c in cands if c is not None]
+                if not (isinstance(common, tuple) and common[0] == "Choice" and common not in cands):
+                    options.insert(0, common)
             for tv in options:
                 concrete = [_subst(p, tv) for p in params]
                 costs = [conversion_cost(a, p) for a, p in zip(types, concrete, strict=True)]
@@ -214,6 +220,7 @@ class ExpressionTranslator:
             if not m:
                 raise err(n, f"invalid time literal @{text}")
             out: Elm = {"type": "Time"}
+            _check_ranges(n, m.group(1), m.group(2), m.group(3))
             for field, g in zip(("hour", "minute", "second", "millisecond"), m.groups(), strict=True):
                 if g is not None:
                     out[field] = lit("Integer", _ms(g) if field == "millisecond" else int(g))
@@ -223,6 +230,9 @@ class ExpressionTranslator:
         if not m:
             raise err(n, f"invalid date/time literal @{text}")
         year, month, day, tpart, hour, minute, second, frac, tz = m.groups()
+        if month is not None and not 1 <= int(month) <= 12 or day is not None and not 1 <= int(day) <= 31:
+            raise err(n, f"invalid date/time literal @{text}")
+        _check_ranges(n, hour, minute, second)
         is_dt = tpart is not None
         out = {"type": "DateTime" if is_dt else "Date"}
         for field, g in (("year", year), ("month", month), ("day", day), ("hour", hour), ("minute", minute),
@@ -547,6 +557,7 @@ class ExpressionTranslator:
     def t_membership(self, n: Node, scope: Scope) -> Typed:
         a, b = self.tr(n.left, scope), self.tr(n.right, scope)
         extra = {"precision": n.precision} if n.precision else {}
+        a, b = _pin(self, a, b), _pin(self, b, a)
         if n.op == "in":
             coll = b
             if coll[1] == "ValueSet" or (isinstance(coll[0], dict) and coll[0].get("type") == "ValueSetRef"):
@@ -591,10 +602,17 @@ class ExpressionTranslator:
             name = {"as": "SameAs", "or before": "SameOrBefore", "or after": "SameOrAfter"}[p["rel"]]
             return self.call(name, [a, b], n, **extra)
         if kind == "includes":
-            point = not _is_interval(b[1]) and b[1] not in (None, "Any") or (b[1] == "Any" and _is_interval(a[1]))
+            a, b = _pin(self, a, b), _pin(self, b, a)
+            point = not _is_interval(b[1]) and not _is_list(b[1]) and b[1] is not None and (
+                b[1] != "Any" or _is_interval(a[1]) or _is_list(a[1]))
+            if a[1] == "Any" and _is_list(b[1]):  # null includes {..}: the interval overload, as the reference does
+                a = (self.convert(a[0], "Any", ("Interval", "Any")), ("Interval", "Any"))
+                point = True
             if p["properly"]:
                 return self.call("ProperContains" if point else "ProperIncludes", [a, b], n, **extra)
             return self.call("Contains" if point else "Includes", [a, b], n, **extra)
+        if kind in ("during", "includes"):
+            a, b = _pin(self, a, b), _pin(self, b, a)
         if kind == "during":
             point = not _is_interval(a[1]) and a[1] not in (None,) and not (
                 isinstance(a[1], tuple) and a[1][0] == "List")
@@ -840,6 +858,25 @@ def scope_aliases(scope: Scope) -> set[str]:
     return names
 
 
+def _pin(tr: ExpressionTranslator, x: Typed, other: Typed) -> Typed:
+    """An ``Interval[null, null]`` selector next to an operand of a known point type takes that point type (its
+    bounds become typed nulls), as the reference translator does for membership and inclusion."""
+    if x[1] != ("Interval", "Any") or x[0].get("type") != "Interval":
+        return x
+    ot = other[1]
+    pt = ot[1] if _is_interval(ot) else ot
+    if pt in (None, "Any") or isinstance(pt, tuple):
+        return x
+    elm = dict(x[0])
+    elm["low"] = tr.convert(elm["low"], "Any", pt)
+    elm["high"] = tr.convert(elm["high"], "Any", pt)
+    return with_type(elm, ("Interval", pt)), ("Interval", pt)
+
+
+def _is_list(t: Any) -> bool:
+    return isinstance(t, tuple) and t[0] == "List"
+
+
 def _is_interval(t: Any) -> bool:
     return isinstance(t, tuple) and t[0] == "Interval"
 
@@ -848,6 +885,12 @@ def _listify_null(tr: ExpressionTranslator, x: Typed, other: Typed) -> Typed:
     if x[1] == "Any" and isinstance(other[1], tuple):
         return tr.convert(x[0], "Any", other[1]), other[1]
     return x
+
+
+def _check_ranges(n: Node, hour: str | None, minute: str | None, second: str | None) -> None:
+    if hour is not None and int(hour) > 23 or minute is not None and int(minute) > 59 \
+            or second is not None and int(second) > 59:
+        raise err(n, "invalid time in a date/time literal (hour 0-23, minute and second 0-59)")
 
 
 def _ms(frac: str) -> int:
