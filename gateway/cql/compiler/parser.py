@@ -26,7 +26,7 @@ STOP = {
     "without", "such", "that", "let", "from", "then", "else", "end", "when", "of", "between", "union",
     "intersect", "except", "during", "included", "includes", "properly", "starts", "ends", "occurs", "same",
     "before", "after", "overlaps", "meets", "within", "to", "per", "aggregate", "starting", "all", "asc",
-    "ascending", "desc", "descending", "div", "mod", "on", "or", "define", "function", "context", "called",
+    "ascending", "desc", "descending", "div", "mod", "on", "define", "function", "context", "called",
     "version", "display", "less", "more", "distinct", "collapse", "expand", "flatten", "cast", "convert",
     "exists", "if", "case", "null", "true", "false", "minimum", "maximum", "singleton", "point", "width",
     "successor", "predecessor", "duration", "difference",
@@ -221,10 +221,7 @@ class Parser:
             self.expect(")")
             rtype = self.type_specifier() if self.accept("returns") else None
             self.expect(":")
-            if self.accept("external"):
-                body = None
-            else:
-                body = self.expression()
+            body = None if self.accept("external") else self.expression()
             return self.node("function", start, name=name, operands=operands, returns=rtype, body=body,
                              access=access, fluent=fluent)
         name = self.any_identifier()
@@ -277,6 +274,10 @@ class Parser:
         while True:
             t = self.tok
             if t.kind not in ("ident", "op"):
+                if t.kind == "number" and min_bp <= TIMING_BP and self.at_timing():
+                    phrase = self.timing_phrase()
+                    left = self.node("timing", t, phrase=phrase, left=left, right=self.expression(TIMING_BP + 1))
+                    continue
                 break
             w = t.text
             if w in ("union", "intersect", "except", "|") and min_bp <= SET_BP:
@@ -390,7 +391,7 @@ class Parser:
                 p["rel"] = "or " + w
             else:
                 self.fail("expected 'as', 'or before' or 'or after'")
-            if self.at("start", "end"):
+            if self.at("start", "end") and self.peek().text != "of":
                 p["right"] = self.tok.text
                 self.i += 1
             return p
@@ -472,10 +473,7 @@ class Parser:
             self.fail("expected a quantity")
         self.i += 1
         unit = "1"
-        if self.tok.kind == "string":
-            unit = self.tok.text
-            self.i += 1
-        elif self.tok.kind == "ident" and self.tok.text in UNIT_WORDS:
+        if self.tok.kind == "string" or self.tok.kind == "ident" and self.tok.text in UNIT_WORDS:
             unit = self.tok.text
             self.i += 1
         return self.node("quantity", t, value=t.text, unit=unit)
@@ -504,9 +502,8 @@ class Parser:
                 return self.between_duration(t, False, PLURALS[w])
             if w == "from" or self.query_ahead():
                 return self.query()
-        elif t.kind in ("qident",) or t.text in ("(", "["):
-            if self.query_ahead():
-                return self.query()
+        elif (t.kind in ("qident",) or t.text in ("(", "[")) and self.query_ahead():
+            return self.query()
         return self.term_expression()
 
     def between_duration(self, t: Token, difference: bool, precision: str) -> Node:
@@ -725,11 +722,7 @@ class Parser:
                 operand = self.expression()
                 per = None
                 if self.accept("per"):
-                    if self.tok.text in PRECISIONS and self.peek().kind != "op":
-                        pt = self.tok
-                        self.i += 1
-                        per = self.node("quantity", pt, value="1", unit=pt.text)
-                    elif self.tok.text in PRECISIONS:
+                    if self.tok.text in PRECISIONS and self.peek().kind != "op" or self.tok.text in PRECISIONS:
                         pt = self.tok
                         self.i += 1
                         per = self.node("quantity", pt, value="1", unit=pt.text)

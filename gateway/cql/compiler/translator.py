@@ -389,11 +389,10 @@ class ExpressionTranslator:
         if op in ("Distinct", "Flatten", "SingletonFrom") and arg[1] == "Any":
             arg = (self.convert(arg[0], "Any", ("List", "Any")), ("List", "Any"))
         if op == "Flatten" and isinstance(arg[1], tuple) and arg[1][0] == "List" and not (
-                isinstance(arg[1][1], tuple) and arg[1][1][0] == "List"):
-            if arg[1][1] in ("Any", None):
-                elm, t = arg
-                out = {"type": "Flatten", "operand": elm}
-                return with_type(out, ("List", None)), ("List", None)
+                isinstance(arg[1][1], tuple) and arg[1][1][0] == "List") and arg[1][1] in ("Any", None):
+            elm, t = arg
+            out = {"type": "Flatten", "operand": elm}
+            return with_type(out, ("List", None)), ("List", None)
         if op in ("Successor", "Predecessor", "Negate") or op in SYSTEM and SYSTEM[op][1] == "u":
             return self.call(op, [arg], n)
         return self.call(op, [arg], n)
