@@ -8,6 +8,7 @@ translate, as the reference translator reports them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from .translator import (
     Scope,
     err,
 )
+from . import model
 from .types import SYSTEM_TYPES, conversion_cost, qname, spec, with_type
 
 SCHEMA = {"id": "urn:hl7-org:elm", "version": "r1"}
@@ -75,6 +77,7 @@ class LibraryTranslator:
             elif st.kind == "function":
                 self.functions.setdefault(st.name, []).append(st)
                 self.def_context[f"fn:{id(st)}"] = self.context
+        self.models = [u.name for u in ast.usings if u.name != "System"]
         self.params = {p.name: p for p in ast.parameters}
         self.codesystems = {c.name: c for c in ast.codesystems}
         self.valuesets = {v.name: v for v in ast.valuesets}
@@ -122,7 +125,7 @@ class LibraryTranslator:
             lib["contexts"] = {"def": [{"name": c} for c in ctxs]}
         defs: list[dict[str, Any]] = []
         for ctx in ctxs:
-            if ctx == "Patient" and any(u.name in ("FHIR", "QICore") for u in self.ast.usings):
+            if ctx == "Patient" and self.models:
                 defs.append(self.patient_def())
         for st in self.ast.statements:
             if st.kind == "define":
@@ -177,7 +180,12 @@ class LibraryTranslator:
         key = id(st)
         if key in self._fn_done:
             return self._fn_done[key]
-        operands = [(n, self.resolve_type(t, st)) for n, t in st.operands]
+        try:
+            operands = [(n, self.resolve_type(t, st)) for n, t in st.operands]
+        except CqlSyntaxError as exc:
+            self.record(exc, st.name)
+            self._fn_done[key] = None  # type: ignore[assignment]
+            return None
         d: dict[str, Any] = {"type": "FunctionDef", "name": st.name, "context": self.def_context[f"fn:{key}"],
                              "accessLevel": st.access,
                              "operand": [{"name": n, "operandTypeSpecifier": spec(t)} for n, t in operands]}
@@ -246,10 +254,15 @@ class LibraryTranslator:
         return d
 
     def patient_def(self) -> dict[str, Any]:
-        model = "FHIR"
-        ret = {"type": "Retrieve", "dataType": qname(f"{model}.Patient"), "templateId":
-               "http://hl7.org/fhir/StructureDefinition/Patient"}
+        ret = {"type": "Retrieve", "dataType": qname("FHIR.Patient"),
+               "templateId": model.template_id("Patient", self.models)}
         return {"name": "Patient", "context": "Patient", "expression": {"type": "SingletonFrom", "operand": ret}}
+
+    def helpers_alias(self) -> str:
+        for alias, inc in self.includes.items():
+            if inc.path == "FHIRHelpers":
+                return alias
+        return "FHIRHelpers"
 
     # ---- resolution used by the expression translator
     def resolve_type(self, ts: Any, node: Node) -> Any:
@@ -259,10 +272,10 @@ class LibraryTranslator:
             local = name[7:] if name.startswith("System.") else name
             if local in SYSTEM_TYPES:
                 return local
-            if "." not in name and any(u.name == "FHIR" for u in self.ast.usings):
-                return f"FHIR.{name}"
-            if name.startswith(("FHIR.", "QICore.")):
-                return name
+            if self.models:
+                found = model.resolve_model_type(name, self.models)
+                if found is not None:
+                    return found
             raise err(node, f"could not resolve type name {name}")
         if kind in ("list", "interval"):
             inner = self.resolve_type(ts[1], node)
@@ -300,8 +313,8 @@ class LibraryTranslator:
             return with_type({"type": "CodeRef", "name": name}, "Code"), "Code"
         if name in self.concepts:
             return with_type({"type": "ConceptRef", "name": name}, "Concept"), "Concept"
-        if name == "Patient" and self.context == "Patient":
-            return {"type": "ExpressionRef", "name": "Patient"}, "FHIR.Patient"
+        if name == "Patient" and self.models:
+            return with_type({"type": "ExpressionRef", "name": "Patient"}, "FHIR.Patient"), "FHIR.Patient"
         return None
 
     def codesystem_ref(self, name: str, node: Node) -> dict[str, Any]:
@@ -370,17 +383,27 @@ class LibraryTranslator:
             return False
         if isinstance(t, str) and t in SYSTEM_PROPERTIES:
             return SYSTEM_PROPERTIES[t].get(name, None)
+        if isinstance(t, str) and t.startswith(("FHIR.", "QICore.")):
+            return model.property_type(t, name)
         return None
 
     def retrieve(self, n: Node, scope: Scope, tr: ExpressionTranslator) -> tuple[dict[str, Any], Any]:
-        tname = n.type if "." in n.type else f"FHIR.{n.type}"
+        if not self.models:
+            raise err(n, "a retrieve needs a data model (a using statement)")
+        ftype = model.fhir_type(n.type)
+        tname = f"FHIR.{ftype}"
+        if model.fhirmodel.type_info(ftype) is None:
+            raise err(n, f"could not resolve type name {n.type}")
         out: dict[str, Any] = {"type": "Retrieve", "dataType": qname(tname),
-                               "templateId": f"http://hl7.org/fhir/StructureDefinition/{tname.split('.')[-1]}"}
+                               "templateId": model.template_id(n.type, self.models)}
         if n.terminology is not None:
             term, tt = tr.tr(n.terminology, scope)
-            out["codeProperty"] = n.codepath or DEFAULT_CODE_PATHS.get(tname.split(".")[-1], "code")
-            out["codeComparator"] = "in" if tt == "ValueSet" else (n.comparator or "~")
-            if tt == "Code":
+            out["codeProperty"] = n.codepath or model.PRIMARY_CODE_PATHS.get(ftype, "code")
+            if tt == "ValueSet":
+                out["codeComparator"] = n.comparator or "in"
+            else:
+                out["codeComparator"] = n.comparator or "~"
+            if tt in ("Code", "Concept"):
                 term = {"type": "ToList", "operand": term}
             out["codes"] = term
         t = ("List", tname)
@@ -394,29 +417,63 @@ DEFAULT_CODE_PATHS = {"Encounter": "type", "Observation": "code", "Condition": "
                       "AllergyIntolerance": "code", "Coverage": "type", "DeviceRequest": "code"}
 
 
-def translate_library(text: str, included: dict[str, str] | None = None) -> Translation:
-    """Translate CQL library text to ELM JSON. ``included`` maps a library name to its CQL text for the
-    ``include`` statements. A syntax error gives no ELM and that one error; semantic errors are reported per
-    statement with their line and column, and the statements without errors are still translated."""
+Provider = Callable[[str, "str | None"], "str | None"]
+
+
+def translate_library(text: str, included: dict[str, str] | Provider | None = None) -> Translation:
+    """Translate CQL library text to ELM JSON. ``included`` gives the CQL text of included libraries: a dict
+    by library name, or a function of (name, version). A syntax error gives no ELM and that one error;
+    semantic errors are reported per statement with their line and column, and the statements without errors
+    are still translated."""
+    if isinstance(included, dict):
+        texts = included
+
+        def provider(name: str, version: str | None) -> str | None:
+            return texts.get(name)
+    else:
+        provider = included or (lambda name, version: None)  # noqa: E731
     try:
         ast = parse_library(text)
     except CqlSyntaxError as exc:
         return Translation(None, [Diagnostic("error", exc.message, exc.line, exc.col, None)])
-    libs: dict[str, LibraryTranslator] = {}
     errors: list[Diagnostic] = []
-    for inc in ast.includes:
-        source = (included or {}).get(inc.path)
-        if source is None:
-            errors.append(Diagnostic("error", f"could not load library {inc.path}", inc.line, inc.col, None))
-            continue
-        try:
-            libs[inc.alias] = LibraryTranslator(parse_library(source), {})
-        except CqlSyntaxError as exc:
-            errors.append(Diagnostic("error", f"in library {inc.path}: {exc.message}", exc.line, exc.col, None))
-    translator = LibraryTranslator(ast, libs)
+    cache: dict[str, LibraryTranslator | None] = {}
+    translator = LibraryTranslator(ast, _load_includes(ast, provider, cache, errors, set()))
     result = translator.translate()
     result.errors[:0] = errors
     return result
+
+
+def _load_includes(ast: Node, provider: Provider, cache: dict[str, LibraryTranslator | None],
+                   errors: list[Diagnostic], loading: set[str]) -> dict[str, LibraryTranslator]:
+    libs: dict[str, LibraryTranslator] = {}
+    for inc in ast.includes:
+        key = f"{inc.path}|{inc.version or ''}"
+        if key not in cache:
+            if key in loading:
+                errors.append(Diagnostic("error", f"circular include of {inc.path}", inc.line, inc.col, None))
+                continue
+            source = provider(inc.path, inc.version)
+            if source is None:
+                errors.append(Diagnostic("error", f"could not load library {inc.path}"
+                                         + (f" version '{inc.version}'" if inc.version else ""),
+                                         inc.line, inc.col, None))
+                cache[key] = None
+                continue
+            try:
+                sub = parse_library(source)
+            except CqlSyntaxError as exc:
+                errors.append(Diagnostic("error", f"in library {inc.path}: {exc.message}", exc.line, exc.col,
+                                         None))
+                cache[key] = None
+                continue
+            loading.add(key)
+            cache[key] = LibraryTranslator(sub, _load_includes(sub, provider, cache, errors, loading))
+            loading.discard(key)
+        found = cache.get(key)
+        if found is not None:
+            libs[inc.alias] = found
+    return libs
 
 
 __all__ = ["translate_library", "Translation", "Diagnostic", "LibraryTranslator", "CqlTranslationError"]

@@ -14,6 +14,7 @@ from typing import Any
 
 from .ast import Node
 from .lexer import CqlSyntaxError
+from .model import EXTENSION_ELEMENTS, HELPER_CONVERSIONS, is_primitive, local, system_target
 from .parser import PRECISIONS
 from .system import SYSTEM
 from .types import CONVERSIONS, common_type, conversion_cost, qname, show, spec, with_type
@@ -33,7 +34,14 @@ def lit(vtype: str, value: Any) -> Elm:
 
 
 def _bind(pattern: Any, actual: Any, env: dict[str, Any]) -> None:
-    """Collect candidate bindings of the type variable T from an actual operand type."""
+    """Collect candidate bindings of the type variable T from an actual operand type (for a choice, from
+    each alternative, or the System value it converts to, that has the pattern's shape)."""
+    if isinstance(actual, tuple) and actual[0] == "Choice" and pattern != "T":
+        for alt in actual[1]:
+            target = system_target(alt) or alt
+            if isinstance(pattern, tuple) and isinstance(target, tuple) and target[0] == pattern[0]:
+                _bind(pattern, target, env)
+        return
     if pattern == "T":
         env.setdefault("T", []).append(actual)
     elif isinstance(pattern, tuple) and isinstance(actual, tuple) and pattern[0] == actual[0]:
@@ -112,6 +120,30 @@ class ExpressionTranslator:
                     return with_type({"type": "As", "asType": qname(dst), "operand": elm}, dst)
                 return with_type({"type": "As", "operand": elm, "asTypeSpecifier": spec(dst)}, dst)
             return elm
+        if isinstance(src, tuple) and src[0] == "Choice" and dst not in src[1] and not (
+                isinstance(dst, tuple) and dst[0] == "Choice" and set(src[1]) <= set(dst[1])):
+            if any(isinstance(a, str) and a.startswith("FHIR.") for a in src[1]):
+                elm = {"type": "FunctionRef", "name": "ToValue", "libraryName": self.lib.helpers_alias(),
+                       "operand": [elm]}
+            if isinstance(dst, tuple) and dst[0] == "Choice":
+                return elm
+            return with_type({"type": "As", "operand": elm, "asTypeSpecifier": spec(dst)}, dst)
+        if isinstance(src, str) and src.startswith("FHIR.") and isinstance(dst, tuple) and dst[0] == "Choice" \
+                and src not in dst[1]:
+            target = system_target(src)
+            return self.convert(elm, src, target)
+        if isinstance(src, str) and src.startswith("FHIR.") and not (isinstance(dst, str) and dst.startswith("FHIR.")) \
+                and not (isinstance(dst, tuple) and dst[0] == "Choice"):
+            target = system_target(src)
+            if target is None:
+                return elm
+            name = local(src)
+            if is_primitive(name):
+                out = with_type({"type": "Property", "path": "value", "source": elm}, target)
+            else:
+                out = with_type({"type": "FunctionRef", "name": HELPER_CONVERSIONS[name][1],
+                                 "libraryName": self.lib.helpers_alias(), "operand": [elm]}, target)
+            return self.convert(out, target, dst)
         if isinstance(src, str) and isinstance(dst, str) and (src, dst) in CONVERSIONS:
             op = CONVERSIONS[(src, dst)][0]
             return with_type({"type": op, "signature": [spec(src)], "operand": elm}, dst)
@@ -366,10 +398,28 @@ class ExpressionTranslator:
             if flat:
                 return with_type({"type": "Flatten", "operand": q}, rt), rt
             return with_type(q, rt), rt
+        ext = EXTENSION_ELEMENTS.get((t, name)) if isinstance(t, str) else None
+        if ext is not None:
+            return self.extension_element(elm, ext), ext[1]
         pt = self.lib.property_type(t, name)
         if pt is False:
             raise err(n, f"{show(t)} has no element {name}")
         return with_type({"type": "Property", "path": name, "source": elm}, pt), pt
+
+    def extension_element(self, elm: Elm, ext: tuple[str, Any, bool]) -> Elm:
+        """A QI-Core element that is an extension: the extensions of ``elm`` with that URL (their values for
+        the simple ones), one or a list."""
+        url, t, single = ext
+        this = {"type": "AliasRef", "name": "$this"}
+        helpers = self.lib.helpers_alias()
+        q: Elm = {"type": "Query", "source": [{"alias": "$this", "expression": {
+            "type": "Property", "path": "extension", "source": elm}}], "let": [], "relationship": [],
+            "where": {"type": "Equal", "operand": [
+                {"type": "FunctionRef", "name": "ToString", "libraryName": helpers, "operand": [
+                    {"type": "Property", "path": "url", "scope": "$this"}]}, lit("String", url)]}}
+        if not (isinstance(t, str) and t.startswith("QICore.")):
+            q["return"] = {"distinct": False, "expression": {"type": "Property", "path": "value", "source": this}}
+        return with_type({"type": "SingletonFrom", "operand": q}, t) if single else with_type(q, t)
 
     def t_index(self, n: Node, scope: Scope) -> Typed:
         return self.call("Indexer", [self.tr(n.source, scope), self.tr(n.index, scope)], n)
@@ -435,8 +485,6 @@ class ExpressionTranslator:
         cond = self.convert(cond, ct, "Boolean")
         (a, at), (b, bt) = self.tr(n.then, scope), self.tr(n.els, scope)
         t = common_type([at, bt])
-        if isinstance(t, tuple) and t[0] == "Choice":
-            raise err(n, f"then and else have incompatible types {show(at)} and {show(bt)}")
         return with_type({"type": "If", "condition": cond, "then": self.convert(a, at, t),
                           "else": self.convert(b, bt, t)}, t), t
 
@@ -446,8 +494,6 @@ class ExpressionTranslator:
         thens = [self.tr(t, scope) for _, t in n.items]
         els = self.tr(n.els, scope)
         rt = common_type([t for _, t in thens] + [els[1]])
-        if isinstance(rt, tuple) and rt[0] == "Choice":
-            raise err(n, "the results of a case expression have incompatible types")
         items = []
         if comparand is not None:
             ct = common_type([comparand[1]] + [t for _, t in whens])
@@ -549,6 +595,12 @@ class ExpressionTranslator:
             return self.call("Concatenate", [a, b], n)
         if op in ("Union", "Intersect", "Except"):
             a, b = _listify_null(self, a, b), _listify_null(self, b, a)
+            if op == "Union" and _is_list(a[1]) and _is_list(b[1]) and a[1][1] != b[1][1] \
+                    and common_type([a[1][1], b[1][1]]) is not None \
+                    and isinstance(common_type([a[1][1], b[1][1]]), tuple) \
+                    and common_type([a[1][1], b[1][1]])[0] == "Choice":
+                rt = ("List", common_type([a[1][1], b[1][1]]))
+                return with_type({"type": "Union", "operand": [a[0], b[0]]}, rt), rt
         if op in ("Add", "Subtract") and a[1] in ("Date", "DateTime", "Time") and b[1] in ("Integer", "Decimal"):
             raise err(n, f"could not resolve call to operator {op} with signature ({show(a[1])}, {show(b[1])})")
         return self.call(op, [a, b], n)
@@ -570,6 +622,8 @@ class ExpressionTranslator:
                 return self.call("IncludedIn", [a, coll], n, **extra)
             return self.call("In", [a, coll], n, **extra)
         coll = a
+        if coll[1] == "ValueSet" or (isinstance(coll[0], dict) and coll[0].get("type") == "ValueSetRef"):
+            return self.terminology_in(b, coll, n)
         if coll[1] == "Any":
             coll = (self.convert(coll[0], "Any", ("List", b[1] if b[1] else "Any")), ("List", b[1]))
         if isinstance(b[1], tuple) and b[1][0] == "Interval" and isinstance(coll[1], tuple) \
@@ -708,6 +762,20 @@ class ExpressionTranslator:
             return self.slice_call(name, args, n)
         if name == "Coalesce" and len(args) == 1 and not (isinstance(args[0][1], tuple) and args[0][1][0] == "List"):
             raise err(n, "Coalesce of one operand needs a list")
+        m = re.fullmatch(r"AgeIn(Years|Months|Weeks|Days|Hours|Minutes|Seconds)(At)?", name)
+        if m:
+            birth = self.lib.resolve_identifier("Patient", n, self)
+            if birth is None:
+                raise err(n, f"{name} needs the Patient context of a data model")
+            prop = self.property(birth[0], birth[1], "birthDate", n)
+            if m.group(2):
+                target = args[0][1]
+                bt = "DateTime" if target == "DateTime" or m.group(1) in ("Hours", "Minutes", "Seconds") else "Date"
+                pv = (self.convert(prop[0], prop[1], bt), bt)
+                return self.call(f"CalculateAgeIn{m.group(1)}At", [pv, args[0]], n, precision=m.group(1)[:-1])
+            bt = "DateTime" if m.group(1) in ("Hours", "Minutes", "Seconds") else "Date"
+            pv = (self.convert(prop[0], prop[1], bt), bt)
+            return self.call(f"CalculateAgeIn{m.group(1)}", [pv], n, precision=m.group(1)[:-1])
         if name.startswith("CalculateAge"):
             prec = re.match(r"CalculateAgeIn(\w+?)s(At)?$", name)
             precision = prec.group(1) if prec else "Year"
@@ -877,6 +945,8 @@ def _is_list(t: Any) -> bool:
 
 
 def _is_interval(t: Any) -> bool:
+    if isinstance(t, str) and t.startswith("FHIR."):
+        t = system_target(t)
     return isinstance(t, tuple) and t[0] == "Interval"
 
 

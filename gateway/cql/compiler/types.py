@@ -90,6 +90,8 @@ def conversion_cost(src: Any, dst: Any) -> int | None:
         return 2
     if src == "Any":
         return 1  # null converts to anything (As)
+    if isinstance(src, str) and src.startswith("FHIR."):
+        return _fhir_cost(src, dst)
     if isinstance(src, str) and isinstance(dst, str):
         if (src, dst) in CONVERSIONS:
             return CONVERSIONS[(src, dst)][1]
@@ -106,7 +108,16 @@ def conversion_cost(src: Any, dst: Any) -> int | None:
         costs = [conversion_cost(a[k], b[k]) for k in a]
         return None if any(c is None for c in costs) else max(costs, default=0)
     if isinstance(src, tuple) and src[0] == "Choice":
-        return 3 if dst in src[1] or dst == "Any" else None
+        from .model import system_target
+
+        if isinstance(dst, tuple) and dst[0] == "Choice":
+            if set(src[1]) <= set(dst[1]):
+                return 1
+            ok = any(a in dst[1] or system_target(a) in dst[1] for a in src[1])
+            return 7 if ok else None
+        if dst in src[1] or dst == "Any":
+            return 3
+        return 8 if any(system_target(a) == dst or conversion_cost(a, dst) is not None for a in src[1]) else None
     if isinstance(dst, tuple) and dst[0] == "Choice":
         return 2 if src in dst[1] else None
     return None
@@ -118,7 +129,12 @@ def common_type(types: list[Any]) -> Any:
     if not known:
         return "Any" if types and all(t == "Any" for t in types) else None
     best, best_cost = None, None
-    for cand in known:
+    from .model import system_target
+
+    candidates = list(dict.fromkeys(known + [_targets(t, system_target) for t in known]))
+    for cand in candidates:
+        if cand is None:
+            continue
         costs = [conversion_cost(t, cand) for t in known]
         if any(c is None for c in costs):
             continue
@@ -128,3 +144,34 @@ def common_type(types: list[Any]) -> Any:
     if best is None:
         return ("Choice", tuple(dict.fromkeys(known)))
     return best
+
+
+def _targets(t: Any, system_target: Any) -> Any:
+    if isinstance(t, tuple) and t[0] == "List":
+        inner = system_target(t[1])
+        return ("List", inner) if inner is not None else None
+    if t == "Code":
+        return "Concept"
+    return system_target(t)
+
+
+def _fhir_cost(src: str, dst: Any) -> int | None:
+    """FHIR values convert to System values (the FHIR model info's conversions); a FHIR type also matches its
+    base FHIR types (code is a string, Age a Quantity)."""
+    from .. import fhirmodel
+    from .model import system_target
+
+    if isinstance(dst, str) and dst.startswith("FHIR."):
+        return 1 if fhirmodel.is_subtype(src[5:], dst[5:]) else None
+    if isinstance(dst, tuple) and dst[0] == "Choice":
+        if src in dst[1]:
+            return 2
+        target = system_target(src)
+        return 6 if target is not None and target in dst[1] else None
+    target = system_target(src)
+    if target is None:
+        return None
+    if target == dst:
+        return 5
+    inner = conversion_cost(target, dst)
+    return None if inner is None else 5 + inner
