@@ -735,6 +735,10 @@ class Parser:
                 self.expect("to")
                 if self.tok.kind == "string":
                     return self.node("convertunit", t, operand=operand, unit=self.string())
+                if self.tok.kind == "ident" and self.tok.text in UNIT_WORDS:
+                    unit = self.tok.text
+                    self.i += 1
+                    return self.node("convertunit", t, operand=operand, unit=unit)
                 return self.node("convert", t, operand=operand, type=self.type_specifier())
         return self.postfix(self.term())
 

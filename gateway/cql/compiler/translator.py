@@ -42,6 +42,11 @@ def _bind(pattern: Any, actual: Any, env: dict[str, Any]) -> None:
             if isinstance(pattern, tuple) and isinstance(target, tuple) and target[0] == pattern[0]:
                 _bind(pattern, target, env)
         return
+    if isinstance(actual, str) and actual.startswith("FHIR.") and isinstance(pattern, tuple):
+        target = system_target(actual)
+        if isinstance(target, tuple) and target[0] == pattern[0]:
+            _bind(pattern, target, env)
+        return
     if pattern == "T":
         env.setdefault("T", []).append(actual)
     elif isinstance(pattern, tuple) and isinstance(actual, tuple) and pattern[0] == actual[0]:
@@ -169,6 +174,7 @@ class ExpressionTranslator:
         _, _, sigs = SYSTEM[name]
         types = [t for _, t in args]
         best: tuple[int, list[Any], Any] | None = None
+        tie = False
         for params, result in sigs:
             if len(params) != len(args):
                 continue
@@ -191,10 +197,15 @@ class ExpressionTranslator:
                 total = sum(c for c in costs if c is not None)
                 if best is None or total < best[0]:
                     best = (total, concrete, _subst(result, tv))
+                    tie = False
+                elif total == best[0] and _subst(result, tv) != best[2]:
+                    tie = True
         if best is None:
             raise err(node, f"could not resolve call to operator {name} with signature "
                             f"({', '.join(show(t) for t in types)})")
         _, concrete, result = best
+        if tie and None in types:  # an operand of unknown type and equally good overloads: decided at run time
+            return [e for e, _ in args], [None] * len(args), None
         converted = [self.convert(e, a, p) for (e, a), p in zip(args, concrete, strict=True)]
         sig_types = [a if p == "Any" and a not in (None, "Any") else p for (_, a), p in zip(args, concrete,
                                                                                           strict=True)]
@@ -601,8 +612,6 @@ class ExpressionTranslator:
                     and common_type([a[1][1], b[1][1]])[0] == "Choice":
                 rt = ("List", common_type([a[1][1], b[1][1]]))
                 return with_type({"type": "Union", "operand": [a[0], b[0]]}, rt), rt
-        if op in ("Add", "Subtract") and a[1] in ("Date", "DateTime", "Time") and b[1] in ("Integer", "Decimal"):
-            raise err(n, f"could not resolve call to operator {op} with signature ({show(a[1])}, {show(b[1])})")
         return self.call(op, [a, b], n)
 
     def t_membership(self, n: Node, scope: Scope) -> Typed:
