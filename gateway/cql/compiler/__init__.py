@@ -7,7 +7,7 @@ specification's implicit conversions (``types.py``, ``system.py``).
 """
 
 from .lexer import CqlSyntaxError
-from .library import Diagnostic, Translation, translate_library
+from .library import Diagnostic, Translation, elm_json, translate_library
 from .translator import CqlTranslationError
 
-__all__ = ["translate_library", "Translation", "Diagnostic", "CqlSyntaxError", "CqlTranslationError"]
+__all__ = ["translate_library", "elm_json", "Translation", "Diagnostic", "CqlSyntaxError", "CqlTranslationError"]

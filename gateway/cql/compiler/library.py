@@ -258,7 +258,10 @@ class LibraryTranslator:
                "templateId": model.template_id("Patient", self.models)}
         return {"name": "Patient", "context": "Patient", "expression": {"type": "SingletonFrom", "operand": ret}}
 
-    def helpers_alias(self) -> str:
+    def helpers_alias(self) -> str | None:
+        """The alias FHIRHelpers is included under (None inside FHIRHelpers itself)."""
+        if self.ast.name == "FHIRHelpers":
+            return None
         for alias, inc in self.includes.items():
             if inc.path == "FHIRHelpers":
                 return alias
@@ -476,4 +479,22 @@ def _load_includes(ast: Node, provider: Provider, cache: dict[str, LibraryTransl
     return libs
 
 
-__all__ = ["translate_library", "Translation", "Diagnostic", "LibraryTranslator", "CqlTranslationError"]
+__all__ = ["translate_library", "Translation", "Diagnostic", "LibraryTranslator", "CqlTranslationError", "elm_json"]
+
+
+_DECIMAL_MARK = "\u0000dec:"
+
+
+def elm_json(elm: dict[str, Any], indent: int | None = None) -> str:
+    """ELM as JSON text, with decimals (Quantity values) written as JSON numbers that keep their scale."""
+    import json
+    import re
+    from decimal import Decimal
+
+    def default(o: Any) -> Any:
+        if isinstance(o, Decimal):
+            return _DECIMAL_MARK + format(o, "f")
+        raise TypeError(f"not JSON: {type(o).__name__}")
+
+    text = json.dumps(elm, default=default, indent=indent)
+    return re.sub(r'"\\u0000dec:([-0-9.]+)"', r"\1", text)

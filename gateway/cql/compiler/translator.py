@@ -128,8 +128,7 @@ class ExpressionTranslator:
         if isinstance(src, tuple) and src[0] == "Choice" and dst not in src[1] and not (
                 isinstance(dst, tuple) and dst[0] == "Choice" and set(src[1]) <= set(dst[1])):
             if any(isinstance(a, str) and a.startswith("FHIR.") for a in src[1]):
-                elm = {"type": "FunctionRef", "name": "ToValue", "libraryName": self.lib.helpers_alias(),
-                       "operand": [elm]}
+                elm = self.helper("ToValue", elm)
             if isinstance(dst, tuple) and dst[0] == "Choice":
                 return elm
             return with_type({"type": "As", "operand": elm, "asTypeSpecifier": spec(dst)}, dst)
@@ -146,8 +145,7 @@ class ExpressionTranslator:
             if is_primitive(name):
                 out = with_type({"type": "Property", "path": "value", "source": elm}, target)
             else:
-                out = with_type({"type": "FunctionRef", "name": HELPER_CONVERSIONS[name][1],
-                                 "libraryName": self.lib.helpers_alias(), "operand": [elm]}, target)
+                out = with_type(self.helper(HELPER_CONVERSIONS[name][1], elm), target)
             return self.convert(out, target, dst)
         if isinstance(src, str) and isinstance(dst, str) and (src, dst) in CONVERSIONS:
             op = CONVERSIONS[(src, dst)][0]
@@ -167,6 +165,14 @@ class ExpressionTranslator:
         if isinstance(src, tuple) and src[0] == "Choice" and isinstance(dst, str):
             return with_type({"type": "As", "asType": qname(dst), "operand": elm}, dst)
         return elm
+
+    def helper(self, name: str, elm: Elm) -> Elm:
+        """A call of FHIRHelpers function ``name`` on ``elm``."""
+        out: Elm = {"type": "FunctionRef", "name": name, "operand": [elm]}
+        alias = self.lib.helpers_alias()
+        if alias is not None:
+            out["libraryName"] = alias
+        return out
 
     def resolve(self, name: str, args: list[Typed], node: Node | None) -> tuple[list[Elm], list[Any], Any]:
         """The cheapest overload of System operator ``name`` for ``args``: converted operands, the
@@ -422,12 +428,11 @@ class ExpressionTranslator:
         the simple ones), one or a list."""
         url, t, single = ext
         this = {"type": "AliasRef", "name": "$this"}
-        helpers = self.lib.helpers_alias()
         q: Elm = {"type": "Query", "source": [{"alias": "$this", "expression": {
             "type": "Property", "path": "extension", "source": elm}}], "let": [], "relationship": [],
             "where": {"type": "Equal", "operand": [
-                {"type": "FunctionRef", "name": "ToString", "libraryName": helpers, "operand": [
-                    {"type": "Property", "path": "url", "scope": "$this"}]}, lit("String", url)]}}
+                self.helper("ToString", {"type": "Property", "path": "url", "scope": "$this"}),
+                lit("String", url)]}}
         if not (isinstance(t, str) and t.startswith("QICore.")):
             q["return"] = {"distinct": False, "expression": {"type": "Property", "path": "value", "source": this}}
         return with_type({"type": "SingletonFrom", "operand": q}, t) if single else with_type(q, t)
