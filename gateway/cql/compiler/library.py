@@ -273,6 +273,8 @@ class LibraryTranslator:
         if kind == "named":
             name = ts[1]
             local = name[7:] if name.startswith("System.") else name
+            if name in ("Quantity", "Ratio") and "FHIR" in self.models:
+                return f"FHIR.{name}"  # the FHIR model's own types come before System's of the same name
             if local in SYSTEM_TYPES:
                 return local
             if self.models:

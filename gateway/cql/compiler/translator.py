@@ -501,6 +501,8 @@ class ExpressionTranslator:
         cond = self.convert(cond, ct, "Boolean")
         (a, at), (b, bt) = self.tr(n.then, scope), self.tr(n.els, scope)
         t = common_type([at, bt])
+        if _is_choice(t):  # branches of different types: the If is of a choice type, branches unconverted
+            return with_type({"type": "If", "condition": cond, "then": a, "else": b}, t), t
         return with_type({"type": "If", "condition": cond, "then": self.convert(a, at, t),
                           "else": self.convert(b, bt, t)}, t), t
 
@@ -510,6 +512,9 @@ class ExpressionTranslator:
         thens = [self.tr(t, scope) for _, t in n.items]
         els = self.tr(n.els, scope)
         rt = common_type([t for _, t in thens] + [els[1]])
+        if _is_choice(rt):  # results of different types: the Case is of a choice type, results unconverted
+            thens = [(e, rt) for e, _ in thens]
+            els = (els[0], rt)
         items = []
         if comparand is not None:
             ct = common_type([comparand[1]] + [t for _, t in whens])
@@ -952,6 +957,10 @@ def _pin(tr: ExpressionTranslator, x: Typed, other: Typed) -> Typed:
     elm["low"] = tr.convert(elm["low"], "Any", pt)
     elm["high"] = tr.convert(elm["high"], "Any", pt)
     return with_type(elm, ("Interval", pt)), ("Interval", pt)
+
+
+def _is_choice(t: Any) -> bool:
+    return isinstance(t, tuple) and t[0] == "Choice"
 
 
 def _is_list(t: Any) -> bool:
