@@ -468,6 +468,11 @@ class ExpressionTranslator:
         comp = n.component
         if t == "Any":
             elm, t = self.convert(elm, "Any", "DateTime"), "DateTime"
+        elif isinstance(t, str) and t.startswith("FHIR.") and system_target(t) is not None:
+            target = system_target(t)
+            elm, t = self.convert(elm, t, target), target
+        elif _is_choice(t):
+            elm, t = self.convert(elm, t, "DateTime"), "DateTime"
         if comp in ("Date", "Time", "TimezoneOffset"):
             node = {"Date": "DateFrom", "Time": "TimeFrom", "TimezoneOffset": "TimezoneOffsetFrom"}[comp]
             rt = {"Date": "Date", "Time": "Time", "TimezoneOffset": "Decimal"}[comp]
