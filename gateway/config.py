@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     egress_allow_http: bool = False
     # ATR $confirm-attribution-list: the IG says "SHALL return 201 Accepted" (201 is Created, 202 Accepted)
     atr_confirm_status: int = 201
+    # Provider Access (PDex $provider-member-match, docs/guides/provider-access.md): the payer Organization/[id]
+    # that manages the matched-member Groups (default: the payor of the first matched member's Coverage), and
+    # members opted out of Provider Access by configuration (comma-separated Patient/[id] or member
+    # identifiers system|value), besides the opt-out Consents and opt-out Groups stored
+    provider_access_payer: str = ""
+    provider_access_opt_out: str = ""
     # absolute links (Bundle links, fullUrl, Location…) use base_url when it is set, else the request's own
     # scheme, host and port (api/baseurl.py). X-Forwarded-*/Forwarded headers are read only from these
     # proxy addresses (comma-separated IPs or networks; "" trusts none, "*" any): default loopback only

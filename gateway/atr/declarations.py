@@ -1,5 +1,6 @@
 """The Da Vinci ATR member-list operations declared once ($member-add, $member-remove,
-$confirm-attribution-list, $attribution-status). $davinci-data-export runs on the Bulk export and is
+$confirm-attribution-list, $attribution-status) and the PDex Provider Access $provider-member-match
+(provider_match/), which creates ATR lists. $davinci-data-export runs on the Bulk export and is
 declared in gateway/bulk/declarations.py.
 
 The app assembly (gateway/app.py) collects them into the operation registry."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from ..fhir.atr_model import OD
 from ..operations import USER_SYSTEM, Need, Operation, Param, group_endpoint
+from .provider_match.declaration import OPERATIONS as PROVIDER_MATCH
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -43,4 +45,5 @@ OPERATIONS: tuple[Operation, ...] = (
         (Param("memberId", "Identifier"), Param("patientReference", "Reference"),
          Param("return", "Bundle", use="out", min=1)),
         scope_levels=USER_SYSTEM, tags=("atr",)),
+    *PROVIDER_MATCH,
 )

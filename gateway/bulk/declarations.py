@@ -43,8 +43,11 @@ OPERATIONS: tuple[Operation, ...] = (
         type_params=TYPE_PARAMS, asynchronous=True, tags=("bulk",)),
     Operation(
         "davinci-data-export", "davinci-data-export", "Da Vinci ATR member list export",
-        "Da Vinci ATR Group/[id]/$davinci-data-export: exportType hl7.fhir.us.davinci-atr; _type defaults to the "
-        "eight ATR types and must include Group, Patient and Coverage",
+        "Da Vinci ATR Group/[id]/$davinci-data-export: exportType hl7.fhir.us.davinci-atr (_type defaults to the "
+        "eight ATR types and must include Group, Patient and Coverage) or the PDex Provider Access types "
+        "hl7.fhir.us.davinci-pdex#provider-download, #provider-snapshot and #provider-delta (with _since): every "
+        "type of the members' data unless _type narrows it; on those and on $provider-member-match Groups, members "
+        "who opted out are left out when the job runs, and the manifest's error list says how many",
         group_endpoint("bulk.handlers", "davinci_data_export", GET_POST), (Need("Group", "r"), Need("*", "rs")),
         OD + "davinci-data-export", (Param("exportType", "string", min=1), *EXPORT_PARAMS),
         scope_levels=USER_SYSTEM, type_params=TYPE_PARAMS, asynchronous=True, tags=("atr",)),

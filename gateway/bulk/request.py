@@ -19,6 +19,10 @@ from ..store.sql.export_sql import REFERENCED_TYPES
 
 OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
 ATR_EXPORT_TYPE = "hl7.fhir.us.davinci-atr"
+# the PDex Provider Access export types (docs/specs/pdex-provider-access.md): every type the group level
+# covers unless _type narrows it, members who opted out left out (bulk/provider_access.py); delta needs _since
+PDEX_EXPORT_TYPES = ("hl7.fhir.us.davinci-pdex#provider-delta", "hl7.fhir.us.davinci-pdex#provider-download",
+                     "hl7.fhir.us.davinci-pdex#provider-snapshot")
 ATR_TYPES = ("Group", "Patient", "Coverage", "RelatedPerson", "Practitioner", "PractitionerRole", "Organization",
              "Location")
 ATR_REQUIRED = ("Group", "Patient", "Coverage")
@@ -183,10 +187,13 @@ def parse_export(level: str, params: list[tuple[str, str]], compartment: dict[st
         req.associated = _associated(_csv(multi["includeAssociatedData"]), req, lenient)
     if "exportType" in multi:
         req.export_type = multi["exportType"][-1]
-        if req.export_type != ATR_EXPORT_TYPE:
-            raise BadRequest(f"exportType {req.export_type!r} is not supported; use {ATR_EXPORT_TYPE}",
-                             code="not-supported")
-    if atr:
+        if req.export_type not in (ATR_EXPORT_TYPE, *PDEX_EXPORT_TYPES):
+            raise BadRequest(f"exportType {req.export_type!r} is not supported; use {ATR_EXPORT_TYPE} or one of "
+                             f"{', '.join(PDEX_EXPORT_TYPES)}", code="not-supported")
+        if req.export_type == PDEX_EXPORT_TYPES[0] and not req.since:
+            raise BadRequest("exportType hl7.fhir.us.davinci-pdex#provider-delta needs _since (the time of the "
+                             "client's previous retrieval)")
+    if atr and req.export_type not in PDEX_EXPORT_TYPES:
         if req.types is None:
             req.types = list(ATR_TYPES)
         else:

@@ -31,6 +31,7 @@ from ..search.query import QueryParser
 from ..store.base import StoredResource
 from ..store.sql.export_jobs import Job, JobStore
 from ..store.sql.export_sql import ExportSource, Scope
+from .provider_access import exclude_opted_out, without_members
 from .request import ExportRequest, subset, types_for_level
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class ExportRunner:
         self.max_attempts = max_attempts
         self.beat_seconds = 1.0
         self.stopping = threading.Event()
+        self.opt_out_list = ""  # configured Provider Access opt-outs (GATEWAY_PROVIDER_ACCESS_OPT_OUT)
 
     # -- the job life cycle ------------------------------------------------------------------------------
     def run(self, job: Job, on_progress: Progress | None = None) -> str:
@@ -217,6 +219,8 @@ class ExportRunner:
         progress = dict(job.progress)
         errors: list[dict[str, Any]] = list(req.warnings)
         scope = self._scope(req, errors)
+        # Provider Access: opt-outs are read now, when the job runs (bulk/provider_access.py)
+        opted = exclude_opted_out(self.store, req, scope, self.opt_out_list, errors)
         if not progress.get("steps"):
             types = ordered_types(req, self.compartment)
             steps = [["output", t] for t in types]
@@ -252,6 +256,10 @@ class ExportRunner:
                     size = count = 0
                 if kind != "output":
                     line = _deleted_line(row, job.transaction_time)
+                elif rtype == "Group" and opted:  # the exported Group without the opted-out members
+                    group = without_members(admitted or row[3] or b"".join(self.source.chunks(row[0], row[4])),
+                                            opted)
+                    line = orjson.dumps(group if elements is None else subset(group, elements))
                 elif admitted is not None:  # decided on its content by the gate (a Group may come back reduced)
                     line = admitted if elements is None else orjson.dumps(subset(orjson.loads(admitted), elements))
                 elif row[3] is None:  # a very large resource: copied piece by piece (or parsed for _elements)

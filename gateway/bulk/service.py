@@ -71,6 +71,7 @@ class BulkService:
         self.runner = ExportRunner(store, self.jobs, self.export_dir, self.compartment,
                                    settings.export_max_file_bytes, settings.export_retention_seconds)
         self.runner.beat_seconds = max(0.2, min(2.0, settings.export_stale_seconds / 3))
+        self.runner.opt_out_list = getattr(settings, "provider_access_opt_out", "")
         self.worker = ExportWorker(self.runner, self.jobs, settings.export_stale_seconds)
         self._polled: dict[str, float] = {}
 

@@ -135,7 +135,7 @@ def test_system_level_lists_only_system_operations(client: TestClient) -> None:
     group = next(r for r in rest["resource"] if r["type"] == "Group")
     assert {op["definition"].rsplit("/", 1)[1] for op in group["operation"]} == {
         "group-export", "davinci-data-export", "member-add", "member-remove", "confirm-attribution-list",
-        "attribution-status", "Resource-validate"}
+        "attribution-status", "Resource-validate", "ProviderMemberMatch"}
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
     assert {op["definition"].rsplit("/", 1)[1] for op in patient["operation"]} == {
         "patient-export", "Patient-everything", "Resource-validate"}
