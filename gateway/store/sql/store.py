@@ -110,7 +110,10 @@ def make_engine(url: str) -> Engine:
         return engine
     # one pooled connection per request-handling thread (anyio's default limit is 40); connections are
     # recycled rather than pinged before each use
-    return create_engine(url, pool_size=40, max_overflow=10, pool_recycle=1800)
+    # connect_timeout: a database out of reach (a blackholed address) fails a connection after 10 s rather
+    # than the operating system's minutes
+    return create_engine(url, pool_size=40, max_overflow=10, pool_recycle=1800,
+                         connect_args={"connect_timeout": 10})
 
 
 class SqlSession:
