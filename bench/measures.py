@@ -20,6 +20,14 @@ is reported with both timed in the same run.
     python bench/measures.py                                   # 1,000 and 10,000 on SQLite, fqm on 1,000
     python bench/measures.py --sizes 1000,10000,100000 --executors inprocess,processes:2
     python bench/measures.py --backend postgres --sizes 10000
+    python bench/measures.py --backend postgres --sizes 5000 --executors inprocess,dask-local:1,dask-local:2
+
+``dask://host:port`` uses a running Dask cluster; ``dask-local:N`` makes the script start a ``dask scheduler``
+and N ``dask worker`` processes (one thread each) on 127.0.0.1 for the run and stop them afterwards. With
+``dask-local:1`` and ``dask-local:2`` in one run, the scaling efficiency (patients/s with 2 workers divided
+by twice the patients/s with 1) is reported per measure. Dask workers get an untimed warm-up pass over four
+chunks first (importing the gateway and compiling the measure in each worker), as the in-process executor
+compiles outside the timing.
 
 Results: bench/results/measures.json and bench/results/measures.md (also printed).
 """
@@ -131,9 +139,83 @@ def membership(result: Any) -> list[dict[str, bool]]:
     return [{code: bool(keys) for code, keys in g.members.items()} for g in result.groups]
 
 
-def evaluate(store: SqlStore, measure: dict[str, Any], ids: list[str], executor: str) -> tuple[list[Any], float]:
-    svc = MeasureService(store, BASE, executor, chunk_size=max(200, len(ids) // 64))
+class LocalDask:
+    """A Dask scheduler and ``workers`` single-thread worker processes on 127.0.0.1 (the ``dask`` command of
+    the ``[dask]`` extra), started for one benchmark run."""
+
+    def __init__(self, workers: int) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.logs = Path(tempfile.mkdtemp(prefix="gw-dask-"))
+        exe = Path(sys.executable).parent / "dask"
+        dask = str(exe) if exe.exists() else "dask"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+        def spawn(name: str, args: list[str]) -> subprocess.Popen[bytes]:
+            with (self.logs / f"{name}.log").open("wb") as log:
+                return subprocess.Popen([dask, *args], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        cwd=self.logs)
+
+        import atexit
+
+        atexit.register(self.close)  # also when the run fails
+        self.procs = [spawn("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+                                          "--no-dashboard"])]
+        self.procs += [spawn(f"worker-{i}", ["worker", f"tcp://127.0.0.1:{self.port}", "--nthreads", "1",
+                                             "--no-nanny", "--no-dashboard", "--host", "127.0.0.1",
+                                             "--local-directory", str(self.logs / f"w{i}")])
+                       for i in range(workers)]
+        from dask.distributed import Client
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with Client(self.address, timeout=5) as client:
+                    client.wait_for_workers(workers, timeout=max(1.0, deadline - time.monotonic()))
+                break
+            except (OSError, TimeoutError):
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise RuntimeError(f"the local Dask cluster did not start (logs in {self.logs})") from None
+                time.sleep(0.5)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(self.logs, ignore_errors=True)
+
+
+LOCAL_DASK: dict[str, LocalDask] = {}  # "dask-local:N" -> its running cluster
+
+
+def executor_spec(name: str) -> str:
+    """The executor setting for a name of the --executors list (``dask-local:N`` starts a cluster once)."""
+    if not name.startswith("dask-local:"):
+        return name
+    if name not in LOCAL_DASK:
+        LOCAL_DASK[name] = LocalDask(int(name.partition(":")[2]))
+    return f"dask://{LOCAL_DASK[name].address}"
+
+
+def evaluate(store: SqlStore, measure: dict[str, Any], ids: list[str], executor: str,
+             chunk: int | None = None) -> tuple[list[Any], float]:
+    svc = MeasureService(store, BASE, executor_spec(executor), chunk_size=chunk or max(200, len(ids) // 64))
     svc.prepare(measure)  # translation-free: libraries resolved and compiled once, outside the timing
+    if executor.startswith("dask"):  # the workers import the gateway and compile the measure once each
+        svc.results(measure, PERIOD, ids[:svc.chunk_size * 4])
     t0 = time.perf_counter()
     with acting_as(SYSTEM):  # spread runs read under the caller's grant: here the server's own, as the CLI
         results, _ = svc.results(measure, PERIOD, ids)
@@ -259,7 +341,7 @@ def run_size(n: int, url: str, args: argparse.Namespace, cases: list[Case], ecqm
             m: dict[str, Any] = {"executors": {}}
             reference: list[Any] | None = None
             for ex in args.executors:
-                results, secs = evaluate(store, measure, ids, ex)
+                results, secs = evaluate(store, measure, ids, ex, args.chunk)
                 m["executors"][ex] = {"seconds": round(secs, 2), "patients_per_s": round(n / secs, 1),
                                       "ms_per_patient": round(secs / n * 1000, 3)}
                 print(f"  {name} {ex}: {secs:.1f} s, {n / secs:,.0f} patients/s")
@@ -282,6 +364,10 @@ def run_size(n: int, url: str, args: argparse.Namespace, cases: list[Case], ecqm
                             "ratio": round(fqm["seconds"] / ours, 1)}
                 print(f"  {name} fqm-execution: {fqm['seconds']:.1f} s ({n / fqm['seconds']:,.1f} patients/s), "
                       f"{disagree} disagreements, gateway {fqm['seconds'] / ours:.1f}x faster")
+            one, two = (m["executors"].get(f"dask-local:{w}") for w in (1, 2))
+            if one and two:
+                m["dask_scaling_efficiency"] = round(two["patients_per_s"] / (2 * one["patients_per_s"]), 2)
+                print(f"  {name} Dask scaling efficiency (2 workers / 2 x 1 worker): {m['dask_scaling_efficiency']}")
             row["measures"][name] = m
         row["all_measures_seconds"] = {ex: round(sum(m["executors"][ex]["seconds"]
                                                      for m in row["measures"].values()), 1)
@@ -316,6 +402,12 @@ def markdown(result: dict[str, Any]) -> str:
             first = next(iter(m["executors"].values()))
             lines.append(f"| {n:,} | {name} | {m['fqm']['seconds']} | {m['fqm']['patients_per_s']:,} | "
                          f"{first['patients_per_s']:,} | {m['fqm']['ratio']}x | {m['fqm']['disagreements']} |")
+    scaling = [(row["patients"], name, m["dask_scaling_efficiency"]) for row in result["rows"]
+               for name, m in row["measures"].items() if "dask_scaling_efficiency" in m]
+    if scaling:
+        lines += ["", "Dask scaling efficiency (patients/s with 2 workers / (2 x patients/s with 1 worker)), "
+                  "both measured in this run:", "", "| patients | measure | efficiency |", "|---:|---|---:|"]
+        lines += [f"| {n:,} | {name} | {eff} |" for n, name, eff in scaling]
     lines += ["", "Loading (store bulk path): " + ", ".join(
         f"{r['patients']:,} patients = {r['resources']:,} resources in {r['load_seconds']} s"
         if r["load_seconds"] else f"{r['patients']:,} patients = {r['resources']:,} resources (database reused)"
@@ -338,6 +430,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432"))
     p.add_argument("--db", help="keep the SQLite database in this file and reuse it when it already holds the "
                                 "patients of the (single) size asked for: a 100,000-patient run then skips loading")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="patients per chunk for distributed executors (default: max(200, patients / 64))")
     p.add_argument("--note", default="", help="free text written with the results (e.g. other load on the machine)")
     p.add_argument("--out", default=str(BENCH_DIR / "results" / "measures"))
     args = p.parse_args(argv)
@@ -374,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                 failed = True
                 print(f"  {name}: CHECK FAILED {m.get('wrong_examples')} {m.get('errors')} "
                       f"{(m.get('fqm') or {}).get('disagreement_examples')}")
+    for cluster in LOCAL_DASK.values():
+        cluster.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))

@@ -170,7 +170,8 @@ def test_the_notifier_thread_sends_on_its_own(store: SqlStore) -> None:
 
 def test_one_process_sends(store: SqlStore) -> None:
     """Two gateways on one database (uvicorn workers, or several hosts on PostgreSQL): only the holder of
-    the lease sends; the other takes over once it stops."""
+    the lease sends; the other takes over once it stops, from the position the first one saved, so the
+    change written between the two is sent too."""
     from gateway.subscriptions.notifier import Notifier
 
     with respx.mock(assert_all_called=False) as mock:
@@ -185,13 +186,41 @@ def test_one_process_sends(store: SqlStore) -> None:
                 assert a.tick() == 1 and b.tick() == 0
                 a.stop()  # releases the lease
                 c.put("/fhir/Group/g1", json=group("g1", "Renamed"), headers=H)
-                assert b.tick() == 0  # took over, starting from the newest row
+                assert b.tick() == 1  # took over where a stopped: the rename is sent
                 c.put("/fhir/Group/g1", json=group("g1", "Again"), headers=H)
                 assert b.tick() == 1
+                assert b.tick() == 0  # nothing twice
             finally:
                 a.stop()
                 b.stop()
-        assert len(hook.calls) == 2
+        assert len(hook.calls) == 3
+
+
+def test_changes_written_while_no_notifier_ran_are_sent_by_the_next(store: SqlStore) -> None:
+    """The sender's position is saved in the database: a notifier started after a stop sends what was
+    written meanwhile, once."""
+    from gateway.subscriptions.notifier import Notifier
+
+    with respx.mock(assert_all_called=False) as mock:
+        hook = mock.post(HOOK).mock(return_value=httpx.Response(200))
+        with make_client(store, subscription_notifier=False) as c:
+            first = Notifier(store, BASE)
+            first.prime()
+            c.put("/fhir/Group/g1", json=group("g1"), headers=H)
+            c.put("/fhir/Subscription/s1", json=subscription("s1", "g1"), headers=H)
+            assert first.tick() == 1  # the handshake
+            first.stop()
+            c.put("/fhir/Group/g1", json=group("g1", "While stopped"), headers=H)
+            c.put("/fhir/Group/g1", json=group("g1", "Still stopped"), headers=H)
+            again = Notifier(store, BASE)
+            try:
+                again.prime()
+                assert again.tick() == 2
+                assert again.tick() == 0
+            finally:
+                again.stop()
+        events = [params(json.loads(call.request.content)) for call in hook.calls[1:]]
+        assert [e["events-since-subscription-start"]["valueString"] for e in events] == ["1", "2"]
 
 
 def test_capability_statement_names_the_topic(client: TestClient) -> None:

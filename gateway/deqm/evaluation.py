@@ -21,7 +21,7 @@ from ..cql.library import (
 from ..cql.terminology import ValueSetIndex
 from ..cql.values import CqlError
 from ..fhir.dates import DateParseError, parse_range
-from ..fhir.errors import BadRequest, NotFound, Unprocessable
+from ..fhir.errors import BadRequest, FhirError, NotFound, Unprocessable
 from ..measure.calculator import SubjectResult, evaluate_subject
 from ..measure.fhirpath_criteria import FhirPathCriteriaError, check_measure
 from ..measure.model import MeasureDef
@@ -322,8 +322,8 @@ class MeasureService:
         and compile the measure once each; results come back per chunk and are put back in subject order."""
         from ..auth.context import current_grant
         from ..auth.grant_record import record
-        from ..measure.executor import chunked, make_executor
-        from .population import ChunkTask, evaluate_chunk
+        from ..measure.executor import ExecutorUnavailable, chunked, make_executor
+        from .population import ChunkFailed, ChunkTask, evaluate_chunk
 
         measure_json = orjson.dumps(measure_res)
         grant = record(current_grant())  # workers read under the caller's grant, through the gate
@@ -340,6 +340,12 @@ class MeasureService:
                     progress(len(part), len(ids))
         except CqlError as exc:
             raise Unprocessable(str(exc)) from None
+        except ChunkFailed as exc:
+            raise FhirError(f"The population run on {executor.name} failed: {exc}; nothing was reported, "
+                            "retry once the workers reach the database", status=503, code="transient") from None
+        except ExecutorUnavailable as exc:
+            raise FhirError(f"The population run could not use {executor.name}: {exc}", status=503,
+                            code="transient") from None
         finally:
             executor.close()
         return [by_subject[f"Patient/{pid}"] for pid in ids]

@@ -10,11 +10,22 @@ record reads nothing (the gate fails closed).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from ..cql.values import CqlError
+from ..fhir.errors import FhirError
 from ..measure.calculator import SubjectResult
+
+log = logging.getLogger("gateway.measure")
+
+
+class ChunkFailed(Exception):
+    """A chunk that failed on a worker for a reason outside the measure's logic (the database out of reach,
+    a fault of the worker), as plain text that crosses any executor's pickling; the message is meant for the
+    caller and holds neither the database URL nor the driver's message (those go to the worker's log)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,32 @@ def _service(database_url: str, base_url: str) -> Any:
 
 
 def evaluate_chunk(task: ChunkTask) -> list[SubjectResult]:
+    """The results of one chunk's patients. A CQL error is the measure's fault and passes as it is; a
+    database that does not answer, or any other fault of the worker, becomes ``ChunkFailed``."""
+    try:
+        return _evaluate(task)
+    except (CqlError, FhirError) as exc:
+        if isinstance(exc, FhirError) and exc.status >= 500:
+            log.error("population chunk failed in the database", extra={"error": exc.diagnostics})
+            raise ChunkFailed("a population worker could not read the database (it answered: "
+                              f"{exc.code}); the run was stopped") from None
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the caller gets a plain, safe message
+        from sqlalchemy.exc import DBAPIError
+
+        from ..auth.context import NoGrant
+
+        if isinstance(exc, NoGrant):  # a chunk sent without its caller's grant: a programming error, kept as is
+            raise
+
+        log.error("population chunk failed", extra={"error_kind": type(exc).__name__, "error": str(exc)})
+        if isinstance(exc, DBAPIError):
+            raise ChunkFailed(f"a population worker could not reach the database ({type(exc.orig).__name__}); "
+                              "the run was stopped") from None
+        raise ChunkFailed(f"a population worker failed ({type(exc).__name__}); the run was stopped") from None
+
+
+def _evaluate(task: ChunkTask) -> list[SubjectResult]:
     import orjson
 
     from ..auth.context import NoGrant, acting_as

@@ -17,6 +17,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Protocol
 
 
+class ExecutorUnavailable(RuntimeError):
+    """The executor itself cannot run the work: its scheduler does not answer, no worker joins, or no chunk
+    finishes for a whole stall period (every worker gone)."""
+
+
 class Executor(Protocol):
     name: str
 
@@ -60,6 +65,14 @@ class Processes:
 
 
 class Dask:
+    """A ``dask.distributed`` scheduler. A worker that dies mid-run (killed, out of memory) loses nothing: the
+    scheduler runs its chunks again on the others. Waits are bounded: ``connect_timeout`` seconds for the
+    scheduler and a first worker, ``stall_timeout`` seconds without any chunk finishing (every worker gone)
+    before the run fails with ``ExecutorUnavailable`` instead of hanging."""
+
+    connect_timeout = 30.0
+    stall_timeout = 600.0
+
     def __init__(self, address: str) -> None:
         self.address = address
         self.name = f"dask://{address}"
@@ -71,16 +84,40 @@ class Dask:
                 from dask.distributed import Client
             except ImportError as exc:  # pragma: no cover - depends on the optional extra
                 raise RuntimeError("the dask executor needs `pip install fhir-vbc-gateway[dask]`") from exc
-            self._client = Client(self.address) if self.address != "local" else Client(processes=False)
+            if self.address == "local":
+                self._client = Client(processes=False)
+                return self._client
+            try:
+                client = Client(self.address, timeout=self.connect_timeout)
+            except (OSError, TimeoutError) as exc:
+                raise ExecutorUnavailable(f"the Dask scheduler at {self.address} does not answer "
+                                          f"({type(exc).__name__})") from None
+            try:
+                client.wait_for_workers(1, timeout=self.connect_timeout)
+            except (OSError, TimeoutError):
+                client.close()
+                raise ExecutorUnavailable(f"no Dask worker joined the scheduler at {self.address} within "
+                                          f"{self.connect_timeout:g} s") from None
+            self._client = client
         return self._client
 
     def map(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
-        from dask.distributed import as_completed as dask_completed
+        from dask.distributed import wait
 
         client = self._connect()
-        futures = client.map(fn, list(tasks), pure=False)
-        for f in dask_completed(futures):
-            yield f.result()
+        pending = set(client.map(fn, list(tasks), pure=False))
+        try:
+            while pending:
+                try:
+                    done, pending = wait(pending, timeout=self.stall_timeout, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    raise ExecutorUnavailable(f"no chunk finished on {self.name} for {self.stall_timeout:g} s "
+                                              "(no worker left?)") from None
+                for f in done:
+                    yield f.result()
+        finally:
+            if pending:  # a failed or abandoned run: the cluster stops working on it
+                client.cancel(list(pending))
 
     def close(self) -> None:
         if self._client is not None:

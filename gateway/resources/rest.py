@@ -59,6 +59,21 @@ def parse_query_string(qs: str) -> list[tuple[str, str]]:
     return parse_qsl(qs, keep_blank_values=True)
 
 
+def conditional_key(resource_type: str, params: list[tuple[str, str]]) -> str:
+    """The claim key of a conditional write: the type and its criteria with the parameters in a canonical
+    order (decoded, sorted), so ``a=1&b=2`` and ``b=2&a=1`` claim the same key."""
+    from urllib.parse import urlencode
+
+    return f"conditional:{resource_type}?{urlencode(sorted(params))}"
+
+
+def claim_conditionals(tx: Session, keys: set[str]) -> None:
+    """Claim several conditional keys in one fixed (sorted) order, so two units of work that need the same
+    keys cannot each hold one and wait for the other."""
+    for key in sorted(keys):
+        tx.claim(key)
+
+
 MAX_VERSION = 2**63 - 1  # the largest version number a BIGINT column holds
 
 
@@ -119,10 +134,17 @@ class RestService:
                                   issues=result.errors)
         return result.warnings
 
-    def _conditional_matches(self, tx: Session, resource_type: str, criteria: str) -> list[StoredResource]:
+    def _conditional_matches(self, tx: Session, resource_type: str, criteria: str,
+                             claim: bool = True) -> list[StoredResource]:
+        """The (at most two) current resources ``criteria`` match, searched inside ``tx``. With ``claim``
+        the unit of work first claims the (type, criteria) pair (``Session.claim``), so conditional creates,
+        updates and deletes with the same criteria run one after the other across threads and server
+        processes: each searches after the previous one has committed, and none acts on a stale answer."""
         params = parse_query_string(criteria.lstrip("?"))
         if not params:
             raise BadRequest("Conditional request without search criteria")
+        if claim and tx is not None:
+            tx.claim(conditional_key(resource_type, params))
         parser = self.parser(strict=True)
         q = parser.parse(resource_type, params)
         constrain_search(q, parser)

@@ -20,7 +20,7 @@ from ..fhir.resource_types import RESOURCE_TYPES
 from ..fhir.rest_url import parse_request
 from ..store.base import Session, StoredResource
 from .bundles import searchset
-from .rest import RestService, WriteOutcome, parse_query_string
+from .rest import RestService, WriteOutcome, claim_conditionals, conditional_key, parse_query_string
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 # the interactions an entry may ask for (R4 http.html#transaction); the HTTP method of each is fixed by the
@@ -153,6 +153,8 @@ class BundleProcessor:
                 e.warnings = self._validate(e)
         results: list[EntryResult | None] = [None] * len(entries)
         with self.rest.store.session() as tx:
+            # claim every conditional entry's criteria up front, in one order (resources/rest.py)
+            claim_conditionals(tx, self._conditional_keys(entries))
             idmap: dict[str, str] = {}
             targets: set[str] = set()
             skip: set[int] = set()
@@ -177,6 +179,19 @@ class BundleProcessor:
                 except FhirError as exc:
                     raise self._at(exc, e) from None
         return [r for r in results if r is not None]
+
+    @staticmethod
+    def _conditional_keys(entries: list[ParsedEntry]) -> set[str]:
+        """The claim keys of the bundle's conditional creates, updates and deletes."""
+        keys: set[str] = set()
+        for e in entries:
+            criteria = e.if_none_exist if e.interaction == "create" else (
+                e.query if e.interaction in ("conditional-update", "conditional-delete")
+                or (e.interaction == "update" and e.id is None) else None)
+            params = parse_query_string(criteria.lstrip("?")) if criteria else []
+            if params:
+                keys.add(conditional_key(e.rtype, params))
+        return keys
 
     def _copy(self, e: ParsedEntry) -> Any:
         if not isinstance(e.resource, dict):
@@ -248,7 +263,7 @@ class BundleProcessor:
             if "?" in local:  # conditional reference
                 rtype, _, crit = local.partition("?")
                 if rtype in RESOURCE_TYPES:
-                    found = self.rest._conditional_matches(tx, rtype, crit)
+                    found = self.rest._conditional_matches(tx, rtype, crit, claim=False)
                     if len(found) != 1:
                         problems.append(f"conditional reference {ref} matches {len(found)} resources, not one")
                         return None

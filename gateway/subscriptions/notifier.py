@@ -6,9 +6,12 @@ handshake first and becomes `active` (or `error`, with the reason in `Subscripti
 when a heartbeat period is set and nothing else was sent for that long.
 
 Event numbers are derived from the history (the Group's versions written since the Subscription was
-created), so they survive restarts. Changes written while the gateway is stopped are not sent after a
-restart: the thread starts from the newest history row, and consumers resynchronise by reading the Group
-(the handshake and heartbeats carry the current event count)."""
+created), so they survive restarts. The sender's position in the history is saved in the database after
+every pass (``feed_position``, store/sql/feed.py): the next holder of the lease, another instance or the same
+one after a restart, goes on from there, so changes written while every instance was stopped are sent once
+one starts again. Only on a database where no position was ever saved does the sender start from the newest
+row. A sender that dies between a POST and the next save may repeat those notifications (at least once);
+two live senders never run at once."""
 
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.subscriptions")
 LOCK_KEY = 7431001  # PostgreSQL advisory lock of the sending process
 LOOKBACK = 500  # history rows re-read behind the cursor: a transaction may commit after a later-numbered one
+FEED_NAME = "subscription-notifier"  # its row in feed_position
 
 
 class Notifier:
@@ -53,6 +57,7 @@ class Notifier:
         self.cursor: int | None = None
         self._floor = 0  # rows up to here were written before this notifier started: never sent
         self._seen: set[int] = set()
+        self._unsaved = False  # a position primed but not yet saved
         self._last_sent: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -102,10 +107,24 @@ class Notifier:
                 log.exception("subscription notifier tick failed")
 
     def prime(self) -> None:
-        """Start from the newest history row: earlier changes are not notified."""
-        self.cursor = self.feed.head()
-        self._floor = self.cursor
-        self._seen.clear()
+        """Go on from the position the last sender saved (this process before a restart, or another
+        instance). Where none was ever saved, or the saved one lies beyond the history (a database restored
+        to an earlier state), start from the newest history row: earlier changes are not notified."""
+        head = self.feed.head()
+        saved = self.feed.position(FEED_NAME)
+        if saved is None or saved[0] > head:
+            self.cursor, self._floor, self._seen = head, head, set()
+        else:
+            self.cursor, state = saved
+            self._floor = int(state.get("floor", 0))
+            self._seen = {int(p) for p in state.get("seen", [])}
+        self._unsaved = True
+
+    def _save(self) -> None:
+        """Record the position and the rows handled in the look-back window (the lease holder only)."""
+        assert self.cursor is not None
+        self.feed.save_position(FEED_NAME, self.cursor, {"floor": self._floor, "seen": sorted(self._seen)})
+        self._unsaved = False
 
     # -- one pass ------------------------------------------------------------------------------------------
     def tick(self) -> int:
@@ -134,9 +153,12 @@ class Notifier:
                 if sub.status == "active" and sub.group_id == rid and self._owner_reads(sub, rid, version):
                     n = self._events_since_start(sub.id, rid, pk)
                     sent += self._send(sub, "event-notification", n, (n, "Group", rid, version))
+        handled = self.cursor, len(self._seen)
         if rows:
             self.cursor = max(self.cursor, rows[-1][0])
             self._seen = {p for p in self._seen if p > self.cursor - LOOKBACK}
+        if self._unsaved or handled != (self.cursor, len(self._seen)):
+            self._save()
         now = self.clock()
         for sub in subs if subs is not None else self._subscriptions():
             if sub.status == "active" and sub.heartbeat and now - self._last_sent.setdefault(

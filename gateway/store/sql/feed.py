@@ -1,13 +1,17 @@
-"""The history table read as a change feed, and a lease that lets one process of several act on it. The
-Subscription notifier follows the feed; keeping its SQL here leaves `subscriptions/` free of the schema."""
+"""The history table read as a change feed, a lease that lets one process of several act on it, and the
+follower's durable position (table ``feed_position``), so whoever holds the lease next (another instance, or
+the same one after a restart) goes on where the last holder stopped. The Subscription notifier follows the
+feed; keeping its SQL here leaves `subscriptions/` free of the schema."""
 
 from __future__ import annotations
 
+import time
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+import orjson
+from sqlalchemy import func, insert, select, update
 
-from .tables import HISTORY
+from .tables import FEED_POSITION, HISTORY
 
 if TYPE_CHECKING:
     from .store import SqlStore
@@ -71,6 +75,26 @@ class ChangeFeed:
             q = q.where(HISTORY.c.pk <= upto)
         with self.store.engine.connect() as conn:
             return int(conn.execute(q).scalar() or 0)
+
+    def position(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        """Where the follower ``name`` got to (the row number and its saved state), or None if it never
+        saved a position on this database."""
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(FEED_POSITION.c.position, FEED_POSITION.c.state)
+                               .where(FEED_POSITION.c.name == name)).first()
+        if row is None:
+            return None
+        state = orjson.loads(row[1] or "{}")
+        return int(row[0]), state if isinstance(state, dict) else {}
+
+    def save_position(self, name: str, position: int, state: dict[str, Any]) -> None:
+        """Record the follower's position and state (called by the lease holder only, so writers never
+        race each other for a row)."""
+        values = {"position": position, "state": orjson.dumps(state).decode(), "updated": time.time()}
+        with self.store.engine.begin() as conn:
+            done = conn.execute(update(FEED_POSITION).where(FEED_POSITION.c.name == name).values(**values))
+            if not done.rowcount:
+                conn.execute(insert(FEED_POSITION).values(name=name, **values))
 
     def try_lease(self, key: int, name: str) -> Lease | None:
         """The lease ``key`` (a PostgreSQL advisory lock number; on SQLite the file ``<database>.<name>.lock``)

@@ -70,6 +70,15 @@ _IDX_COLS = {k: ("res_pk", "res_type", *cols) for k, cols in IDX_COLUMNS.items()
 _HISTORY_COLS = ("res_type", "res_id", "version", "last_updated", "method", "content")
 _RESOURCE_COLS = ("pk", "res_type", "res_id", "version", "last_updated", "deleted", "content")
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+
+
+def advisory_key(key: str) -> int:
+    """A signed 64-bit lock number for ``key`` (the first 8 bytes of its SHA-256): the same in every process,
+    unlike Python's salted ``hash``."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 
 def _stored(row: Any) -> StoredResource:
@@ -101,7 +110,10 @@ def make_engine(url: str) -> Engine:
         return engine
     # one pooled connection per request-handling thread (anyio's default limit is 40); connections are
     # recycled rather than pinged before each use
-    return create_engine(url, pool_size=40, max_overflow=10, pool_recycle=1800)
+    # connect_timeout: a database out of reach (a blackholed address) fails a connection after 10 s rather
+    # than the operating system's minutes
+    return create_engine(url, pool_size=40, max_overflow=10, pool_recycle=1800,
+                         connect_args={"connect_timeout": 10})
 
 
 class SqlSession:
@@ -137,6 +149,17 @@ class SqlSession:
         return self.store._search(self.conn, query)
 
     # -- writes ------------------------------------------------------------------------------------------
+    def claim(self, key: str) -> None:
+        """Serialize this unit of work with every other one, in any process on the same database, that claims
+        the same ``key``, until it commits or rolls back: a conditional write claims its (type, criteria) before
+        it searches, so a second one with the same criteria searches only after the first has committed and
+        sees what it wrote. PostgreSQL: a transaction-scoped advisory lock on a 64-bit hash of the key (READ
+        COMMITTED, so the search after the wait sees the other's commit). SQLite: nothing to do, a writing unit
+        of work already holds the database's one write lock (BEGIN IMMEDIATE) from its start."""
+        if self.store.dialect != "postgresql":
+            return
+        self.conn.execute(_ADVISORY_LOCK, {"k": advisory_key(key)})
+
     def write(self, resource: dict[str, Any], method: str, expected_version: int | None = None,
               known_new: bool = False) -> StoredResource:
         """Store a new version of ``resource`` (its id set by the caller); returns the stored version."""
@@ -343,6 +366,9 @@ class SqlStore:
             raise FhirError(f"A value does not fit the database: {str(exc.orig).splitlines()[0]}", status=400,
                             code="too-long") from None
         except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) in ("40P01", "40001"):  # deadlock, serialization failure
+                raise Conflict("The request collided with concurrent writes and was rolled back, nothing "
+                               "was written; retry it") from None
             raise FhirError(f"Database unavailable: {str(exc.orig).splitlines()[0]}", status=503,
                             code="transient") from None
         finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from sqlalchemy import Column, Index, LargeBinary, Table, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -139,9 +139,23 @@ class ExportJob(SQLModel, table=True):
     expires: Optional[float] = None  # noqa: UP045 - epoch seconds after which the job and its files go
 
 
+class FeedPosition(SQLModel, table=True):
+    """How far a follower of the history change feed has got (store/sql/feed.py): the row number it has
+    handled up to and its state (JSON: rows above ``position - lookback`` already handled, the first row it
+    ever followed), written by the lease holder after each pass so a restart or another process goes on
+    from there."""
+
+    __tablename__ = "feed_position"
+    name: str = Field(primary_key=True, max_length=64)
+    position: int = Field(sa_column=Column(BigInteger, nullable=False))
+    state: str = "{}"
+    updated: float = 0.0  # epoch seconds of the last save
+
+
 RESOURCE = table_of(Resource)
 HISTORY = table_of(ResourceHistory)
 EXPORT_JOB = table_of(ExportJob)
+FEED_POSITION = table_of(FeedPosition)
 IDX = {
     "strings": table_of(IdxString),
     "tokens": table_of(IdxToken),
