@@ -38,7 +38,7 @@ PICKER_PAGE_SIZE = 20
 
 # plain names of common resource types (anything else: its type name split into words)
 _PLAIN = {
-    "*": "all kinds of health information",
+    "*": "health records (all kinds)",
     "Patient": "demographics (name, birth date, contact details)",
     "Observation": "observations (test results, vital signs)",
     "Condition": "conditions and diagnoses",
@@ -141,6 +141,12 @@ def _page(title: str, body: str, brand: Branding) -> str:
             f"{escape(brand.name)}</title><meta name=viewport content='width=device-width,initial-scale=1'>"
             f"<style>{_STYLE}</style></head><body><header>{logo}<span class=org>{escape(brand.name)}</span>"
             f"</header><main><h1>{escape(title)}</h1>{body}</main></body></html>")
+
+
+def page(title: str, body: str, brand: Branding) -> str:
+    """A whole page in the sign-in pages' look (header with the organization, one main landmark); ``body``
+    is trusted HTML the caller built with every value escaped."""
+    return _page(title, body, brand)
 
 
 def _hidden(params: dict[str, str]) -> str:

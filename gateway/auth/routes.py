@@ -628,22 +628,29 @@ def logo(request: Request) -> Response:
                                                                   "Content-Security-Policy": "default-src 'none'"})
 
 
-def _manage_ticket(auth: Any, username: str) -> str:
+def user_ticket(auth: Any, username: str, audience: str = MANAGE_AUD, ttl: int = MANAGE_TTL) -> str:
+    """A signed, short-lived proof that ``username`` signed in on one of the server's own pages (the
+    authorized-apps page, the demo EHR launcher); carried in their forms, never in a cookie."""
     key = auth.keys.signing_key
     now = int(time.time())
-    return jwt.encode({"alg": ALG, "kid": key.kid}, {"sub": username, "aud": MANAGE_AUD, "iat": now,
-                                                     "exp": now + MANAGE_TTL, "jti": uuid.uuid4().hex}, key)
+    return jwt.encode({"alg": ALG, "kid": key.kid}, {"sub": username, "aud": audience, "iat": now,
+                                                     "exp": now + ttl, "jti": uuid.uuid4().hex}, key)
 
 
-def _manage_user(auth: Any, ticket: str) -> str | None:
-    """The user name a valid authorized-apps ticket was issued to (signed by this server, not expired)."""
+def ticket_user(auth: Any, ticket: str, audience: str = MANAGE_AUD) -> str | None:
+    """The user name a valid ``user_ticket`` for ``audience`` was issued to (signed here, not expired)."""
     try:
         tok = jwt.decode(ticket, auth.keys.public, algorithms=[ALG])
-        jwt.JWTClaimsRegistry(aud={"essential": True, "value": MANAGE_AUD}, exp={"essential": True},
+        jwt.JWTClaimsRegistry(aud={"essential": True, "value": audience}, exp={"essential": True},
                               sub={"essential": True}).validate(tok.claims)
     except (JoseError, ValueError):
         return None
     return str(tok.claims["sub"])
+
+
+def sign_in(auth: Any, username: str, password: str) -> EndUser | None:
+    """The user when the password is right (constant work whether the name exists or not), else None."""
+    return _login(auth, username, password)
 
 
 def authorized_apps(auth: Any, username: str) -> list[pages.AuthorizedApp]:
@@ -696,11 +703,11 @@ async def manage_post(request: Request) -> HTMLResponse:
             return HTMLResponse(pages.manage_login("Unknown user name or wrong password", b), status_code=401,
                                 headers=PAGE)
         apps = await run_in_threadpool(authorized_apps, auth, user.username)
-        return HTMLResponse(pages.manage(apps, _manage_ticket(auth, user.username), user.clinician, brand=b),
+        return HTMLResponse(pages.manage(apps, user_ticket(auth, user.username), user.clinician, brand=b),
                             headers=PAGE)
     if form.get("_step") != "revoke":
         return _error_page("Unknown step", auth=auth)
-    holder = _manage_user(auth, form.get("ticket", ""))
+    holder = ticket_user(auth, form.get("ticket", ""))
     user = await run_in_threadpool(auth.server.user, holder) if holder else None
     if user is None:
         return HTMLResponse(pages.manage_login("Your sign-in has expired; sign in again", b), status_code=401,
@@ -711,5 +718,5 @@ async def manage_post(request: Request) -> HTMLResponse:
     log.warning("user withdrew an app's access", extra={"client_id": client_id})
     apps = await run_in_threadpool(authorized_apps, auth, user.username)
     notice = f"Access withdrawn: {client.name if client else client_id} can no longer use your account."
-    return HTMLResponse(pages.manage(apps, _manage_ticket(auth, user.username), user.clinician, notice, b),
+    return HTMLResponse(pages.manage(apps, user_ticket(auth, user.username), user.clinician, notice, b),
                         headers=PAGE)
