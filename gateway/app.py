@@ -126,6 +126,9 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     from .auth.middleware import AuthMiddleware
 
     app.include_router(auth_routes.router, prefix="/auth")
+    from .webapps import routes as webapp_routes
+
+    app.include_router(webapp_routes.router, prefix="/apps")  # the care-gaps SMART app, the demo EHR launcher
     # the generic REST routes first: they serve most requests, and their typed path parameters
     # (api/paths.py) keep them off operation, metadata, _history and .well-known paths
     app.include_router(type_level.router, prefix="/fhir")

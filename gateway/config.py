@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     idp_jwks_uri: str = ""
     idp_audience: str = ""  # default: the FHIR base
     demo: bool = False
+    # the deployment's name and logo on the sign-in, consent and authorized-apps pages (logo: a PNG, JPEG or
+    # SVG file the server reads and serves itself at /auth/logo)
+    org_name: str = "FHIR VBC Gateway"
+    org_logo: str = ""
     profiles_dir: Path = REPO_PROFILES
     max_body_bytes: int = 32 * 1024 * 1024
     max_json_depth: int = 64  # nesting levels of a JSON request body (docs/security.md, hostile input)

@@ -20,6 +20,30 @@ if TYPE_CHECKING:
 DEMO_BACKEND = "demo-backend"
 DEMO_APP = "demo-app"
 DEMO_USER = "demo-clinician"
+CARE_GAPS = "care-gaps"
+CARE_GAPS_SCOPE = "launch launch/patient openid fhirUser patient/*.rs user/*.rs user/*.cu"
+
+
+def ensure_care_gaps_client(clients: ClientStore, settings: Any) -> str:
+    """Register the care-gaps SMART app the gateway serves (public client, PKCE) with its redirect URI on
+    this server's address; a later start on another address adds that address's URI."""
+    base = settings.fhir_base()
+    redirect = f"{base.removesuffix('/fhir')}/apps/care-gaps/index.html"
+    client = clients.get(CARE_GAPS)
+    if client is None:
+        clients.register("Care gaps", CARE_GAPS_SCOPE, redirect_uris=[redirect], client_id=CARE_GAPS)
+    elif redirect not in client.redirect_uris:
+        import json
+
+        from sqlalchemy import update
+
+        from .tables import CLIENT
+
+        with clients.engine.begin() as conn:
+            conn.execute(update(CLIENT).where(CLIENT.c.client_id == CARE_GAPS).values(
+                redirect_uris=json.dumps([*client.redirect_uris, redirect])))
+    return f"Care-gaps SMART app: {base.removesuffix('/fhir')}/apps/care-gaps/ (client_id {CARE_GAPS}); demo EHR " \
+           f"launcher: {base.removesuffix('/fhir')}/apps/ehr-launcher"
 
 
 def _state_dir(settings: Any) -> Path:
@@ -61,6 +85,7 @@ def ensure_demo_access(store: SqlStore, settings: Any) -> str:
                          "patient/*.rs patient/*.read user/*.rs user/*.read",
                          redirect_uris=[f"http://127.0.0.1:{settings.port}/demo-app/callback",
                                         "http://localhost:9000/callback"], client_id=DEMO_APP)
+    care_gaps = ensure_care_gaps_client(clients, settings)
     from sqlalchemy import select
 
     from .tables import USER
@@ -81,5 +106,6 @@ def ensure_demo_access(store: SqlStore, settings: Any) -> str:
         "--scope 'system/*.rs')",
         f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/Patient?_count=2'",
         f"Demo SMART app: client_id {DEMO_APP} (public, PKCE), discovery {base}/.well-known/smart-configuration",
+        care_gaps,
     ]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,7 +32,7 @@ from .context import SYSTEM, acting_as
 from .keys import ALG
 from .scopes import ScopeSet
 from .server import LAUNCH_OTHER_PATIENT, EndUser, StarletteOAuth2Request
-from .tables import JTI, USER
+from .tables import JTI, TOKEN, USER
 
 log = logging.getLogger("gateway.auth")
 router = APIRouter(tags=["auth"])  # mounted at /auth
@@ -39,11 +40,14 @@ wellknown = APIRouter(tags=["auth"])  # mounted at /fhir, before the FHIR routes
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # the sign-in and consent pages: never cached, never framed (clickjacking), no scripts
 PAGE = {**NO_STORE, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                   "frame-ancestors 'none'"}
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+                                   "form-action 'self'; frame-ancestors 'none'"}
 TICKET_AUD = "urn:fhir-gateway:consent"
 TICKET_ISSUER = "urn:fhir-gateway:consent-ticket"  # the auth_jti rows of spent consent tickets
 TICKET_TTL = 300  # seconds between sign-in and the consent decision
+MANAGE_AUD = "urn:fhir-gateway:manage"  # the signed proof of sign-in on the authorized-apps page
+MANAGE_TTL = 900
+LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 _INSTANT = re.compile(r"\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?)?)?")
 
 
@@ -169,8 +173,17 @@ def _basic_client_id(request: Request) -> str | None:
 
 
 # -- authorize -------------------------------------------------------------------------------------------
-def _error_page(message: str, status: int = 400) -> HTMLResponse:
-    return HTMLResponse(pages.error(message), status_code=status, headers=PAGE)
+def brand(auth: Any) -> pages.Branding:
+    """The organization name and logo configured for this deployment (GATEWAY_ORG_NAME, GATEWAY_ORG_LOGO)."""
+    settings = getattr(auth, "settings", None)
+    name = getattr(settings, "org_name", "") or pages.Branding.name
+    logo = getattr(settings, "org_logo", "")
+    return pages.Branding(name, f"{auth.auth_base}/logo" if logo else None)
+
+
+def _error_page(message: str, status: int = 400, auth: Any = None) -> HTMLResponse:
+    return HTMLResponse(pages.error(message, brand(auth) if auth is not None else None), status_code=status,
+                        headers=PAGE)
 
 
 def _redirect_or_page(result: tuple[int, Any, list[tuple[str, str]]]) -> Response:
@@ -200,10 +213,11 @@ def _ticket(auth: Any, username: str, req: StarletteOAuth2Request) -> str:
                       key)
 
 
-def _check_ticket(auth: Any, ticket: str, req: StarletteOAuth2Request) -> str | None:
-    """The user name of a valid ticket for this request, spending it; None when it is forged, expired,
-    issued for another request or client, or already spent (in any process: the spent ids are in the
-    database, with the client assertion ids)."""
+def _check_ticket(auth: Any, ticket: str, req: StarletteOAuth2Request, spend: bool = True) -> str | None:
+    """The user name of a valid ticket for this request, spending it (unless ``spend`` is False: a patient
+    search on the consent page keeps it); None when it is forged, expired, issued for another request or
+    client, or already spent (in any process: the spent ids are in the database, with the client assertion
+    ids)."""
     try:
         tok = jwt.decode(ticket, auth.keys.public, algorithms=[ALG])
         jwt.JWTClaimsRegistry(aud={"essential": True, "value": TICKET_AUD}, exp={"essential": True},
@@ -214,6 +228,11 @@ def _check_ticket(auth: Any, ticket: str, req: StarletteOAuth2Request) -> str | 
     if c.get("client_id") != req.client.client_id or not hmac.compare_digest(str(c.get("req")),
                                                                              _request_digest(req)):
         return None
+    if not spend:
+        with auth.store.engine.connect() as conn:
+            spent = conn.execute(select(JTI.c.jti).where(JTI.c.issuer == TICKET_ISSUER,
+                                                         JTI.c.jti == str(c["jti"])[:255])).first()
+        return None if spent else str(c["sub"])
     try:
         with auth.store.engine.begin() as conn:
             conn.execute(insert(JTI).values(issuer=TICKET_ISSUER, jti=str(c["jti"])[:255],
@@ -231,19 +250,50 @@ def _needs_picker(auth: Any, req: StarletteOAuth2Request, user: EndUser) -> bool
     return "launch/patient" in scopes.other or any(s.level == "patient" for s in scopes.resource)
 
 
-def _patients(auth: Any) -> list[tuple[str, str]]:
-    """The patient picker's choices. The signed-in user has no grant yet (this page is where one is made):
-    the authorization server reads for itself, explicitly as SYSTEM, through the application's gated
-    services like every other reader."""
+def patient_label(p: dict[str, Any]) -> str:
+    """How the pages name a patient: given and family name, birth date and first identifier."""
+    name = (p.get("name") or [{}])[0]
+    label = " ".join([*name.get("given", []), name.get("family", "")]).strip() or str(p.get("id"))
+    label += f", born {p['birthDate']}" if p.get("birthDate") else ", birth date unknown"
+    ident = next((i.get("value") for i in p.get("identifier") or [] if i.get("value")), None)
+    return label + (f", identifier {ident}" if ident else "")
+
+
+def search_patients(auth: Any, name: str = "", birthdate: str = "", identifier: str = "",
+                    offset: int = 0) -> pages.Picker:
+    """One page of the patient picker: patients matching the name (any part, prefix), birth date and
+    identifier typed, sorted by family and given name, with the total so nothing is cut off silently.
+    The signed-in user has no grant yet (this page is where one is made): the authorization server reads
+    for itself, explicitly as SYSTEM, through the application's gated services like every other reader."""
+    params = [("_count", str(pages.PICKER_PAGE_SIZE)), ("_sort", "family,given,_id"), ("_total", "accurate"),
+              ("_offset", str(max(0, offset)))]
+    if name.strip():
+        params.append(("name", name.strip()))
+    if birthdate.strip():
+        params.append(("birthdate", birthdate.strip()))
+    if identifier.strip():
+        params.append(("identifier", identifier.strip()))
+    picker = pages.Picker(name, birthdate, identifier, offset=max(0, offset))
+    try:
+        with acting_as(SYSTEM):
+            _, result = auth.rest.search("Patient", params)
+    except FhirError as exc:  # e.g. a birth date that is no date
+        picker.total = 0
+        picker.error = exc.diagnostics
+        return picker
+    picker.matches = [(p["id"], patient_label(p)) for p in (orjson.loads(m.content) for m in result.matches)]
+    picker.total = result.total if result.total is not None else len(picker.matches)
+    return picker
+
+
+def _read_patient_label(auth: Any, pid: str | None) -> str | None:
+    if not pid:
+        return None
     with acting_as(SYSTEM):
-        _, result = auth.rest.search("Patient", [("_count", "100"), ("_sort", "family")])
-    out = []
-    for m in result.matches:
-        p = orjson.loads(m.content)
-        name = (p.get("name") or [{}])[0]
-        label = " ".join(name.get("given", []) + [name.get("family", "")]).strip() or p["id"]
-        out.append((p["id"], f"{label} ({p.get('birthDate', 'birth date unknown')})"))
-    return out
+        stored = auth.store.read("Patient", pid)
+    if stored is None or stored.deleted or not stored.content:
+        return None
+    return patient_label(orjson.loads(stored.content))
 
 
 @router.get("/authorize", summary="Authorization endpoint (GET)", response_class=HTMLResponse)
@@ -264,7 +314,7 @@ async def authorize(request: Request) -> Response:
         if exc.redirect_uri:
             exc.state = req.payload.state
             return _redirect_or_page(auth.server.handle_error_response(req, exc))
-        return _error_page(exc.description or exc.error)
+        return _error_page(exc.description or exc.error, auth=auth)
     except ValueError:  # a value authlib could not parse (e.g. a redirect_uri that is no valid URL)
         return _error_page("The authorization request could not be parsed: check redirect_uri and the other "
                            "parameters")
@@ -272,7 +322,7 @@ async def authorize(request: Request) -> Response:
     params = {k: v for k, v in req.payload.data.items() if k in pages.OAUTH_FIELDS}
     step = req.form.get("_step")
     if step is None:
-        return HTMLResponse(pages.login(params, client.name), headers=PAGE)
+        return HTMLResponse(pages.login(params, client.name, brand=brand(auth)), headers=PAGE)
     if step == "login":
         username = req.form.get("username", "")
         keys = auth.throttle.keys("user", username, _address(request))
@@ -281,13 +331,13 @@ async def authorize(request: Request) -> Response:
             log.warning("sign-in throttled", extra={"client_id": client.client_id})
             minutes = max(1, -(-wait // 60))
             return HTMLResponse(pages.login(params, client.name, "Too many failed sign-ins. Try again in "
-                                            f"{minutes} minute{'s' if minutes > 1 else ''}."),
+                                            f"{minutes} minute{'s' if minutes > 1 else ''}.", brand(auth)),
                                 status_code=429, headers={**PAGE, "Retry-After": str(wait)})
         user = await run_in_threadpool(_login, auth, username, req.form.get("password", ""))
         if user is None:
             await run_in_threadpool(auth.throttle.failed, keys)
             log.warning("login failed", extra={"client_id": client.client_id})
-            return HTMLResponse(pages.login(params, client.name, "Unknown user name or wrong password"),
+            return HTMLResponse(pages.login(params, client.name, "Unknown user name or wrong password", brand(auth)),
                                 status_code=401, headers=PAGE)
         await run_in_threadpool(auth.throttle.succeeded, keys[0] if keys and keys[0].kind == "user" else None)
         refused = await run_in_threadpool(_refusal, auth, req, user)
@@ -297,11 +347,14 @@ async def authorize(request: Request) -> Response:
     if step != "consent":
         return _error_page("Unknown step of the authorization flow")
     ticket = str(req.form.get("ticket", ""))
-    signed_in: str | None = await run_in_threadpool(_check_ticket, auth, ticket, req)
+    searching = req.form.get("decision") == "search" or "page" in req.form
+    signed_in: str | None = await run_in_threadpool(_check_ticket, auth, ticket, req, not searching)
     user = await run_in_threadpool(auth.server.user, signed_in) if signed_in else None
     if user is None:
-        return HTMLResponse(pages.login(params, client.name, "Your sign-in has expired; sign in again"),
-                            status_code=401, headers=PAGE)
+        return HTMLResponse(pages.login(params, client.name, "Your sign-in has expired; sign in again",
+                                        brand(auth)), status_code=401, headers=PAGE)
+    if searching:  # a patient search or another page of matches: the same consent page, the ticket kept
+        return await _consent_page(auth, req, params, client, user, ticket=ticket)
     if req.form.get("decision") != "allow":
         result = await run_in_threadpool(auth.server.create_authorization_response, req, None, grant)
         return _redirect_or_page(result)
@@ -346,11 +399,33 @@ def _deny(auth: Any, req: StarletteOAuth2Request, reason: str) -> Response:
     return _redirect_or_page(auth.server.handle_error_response(req, exc))
 
 
+def _int(value: Any) -> int:
+    text = str(value or "0")
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else 0
+
+
 async def _consent_page(auth: Any, req: StarletteOAuth2Request, params: dict[str, str], client: Any,
-                        user: EndUser, error: str | None = None) -> HTMLResponse:
-    patients = await run_in_threadpool(_patients, auth) if _needs_picker(auth, req, user) else None
-    return HTMLResponse(pages.consent(params, client.name, _ticket(auth, user.username, req),
-                                      (req.scope or "").split(), patients, error), headers=PAGE)
+                        user: EndUser, error: str | None = None, ticket: str | None = None) -> HTMLResponse:
+    """The consent page for this user: the patient picker (with the search typed and the page asked for)
+    when the user must choose a patient, else the patient named (the launch patient, or a patient user's
+    own record); a new ticket unless a search keeps the current one."""
+    picker = None
+    label = None
+    if _needs_picker(auth, req, user):
+        form = req.form
+        picker = await run_in_threadpool(search_patients, auth, str(form.get("q_name", "")),
+                                         str(form.get("q_birthdate", "")), str(form.get("q_identifier", "")),
+                                         _int(form.get("page")))
+        error = error or picker.error
+    else:
+        launch = req.payload.data.get("launch")
+        pid = user.patient
+        if launch and not pid:
+            pid = (auth.server.launch_context(launch, req.client.client_id) or {}).get("patient")
+        label = await run_in_threadpool(_read_patient_label, auth, pid)
+    return HTMLResponse(pages.consent(params, client.name, ticket or _ticket(auth, user.username, req), req.scope,
+                                      clinician=user.clinician, picker=picker, patient_label=label, error=error,
+                                      brand=brand(auth)), headers=PAGE)
 
 
 # a real scrypt hash (same parameters as every stored one) of a random password nobody kept: checking an
@@ -542,7 +617,106 @@ def audit(request: Request) -> Response:
     return Response(orjson.dumps(body), media_type="application/fhir+json")
 
 
-@router.get("/manage", summary="Registered applications", response_class=HTMLResponse)
+@router.get("/logo", summary="The deployment's logo (GATEWAY_ORG_LOGO)")
+def logo(request: Request) -> Response:
+    auth = _auth(request)
+    path = Path(getattr(auth.settings, "org_logo", "") or "")
+    media = LOGO_TYPES.get(path.suffix.lower())
+    if not str(path) or media is None or not path.is_file():
+        return Response(status_code=404)
+    return Response(path.read_bytes(), media_type=media, headers={"Cache-Control": "max-age=3600",
+                                                                  "Content-Security-Policy": "default-src 'none'"})
+
+
+def user_ticket(auth: Any, username: str, audience: str = MANAGE_AUD, ttl: int = MANAGE_TTL) -> str:
+    """A signed, short-lived proof that ``username`` signed in on one of the server's own pages (the
+    authorized-apps page, the demo EHR launcher); carried in their forms, never in a cookie."""
+    key = auth.keys.signing_key
+    now = int(time.time())
+    return jwt.encode({"alg": ALG, "kid": key.kid}, {"sub": username, "aud": audience, "iat": now,
+                                                     "exp": now + ttl, "jti": uuid.uuid4().hex}, key)
+
+
+def ticket_user(auth: Any, ticket: str, audience: str = MANAGE_AUD) -> str | None:
+    """The user name a valid ``user_ticket`` for ``audience`` was issued to (signed here, not expired)."""
+    try:
+        tok = jwt.decode(ticket, auth.keys.public, algorithms=[ALG])
+        jwt.JWTClaimsRegistry(aud={"essential": True, "value": audience}, exp={"essential": True},
+                              sub={"essential": True}).validate(tok.claims)
+    except (JoseError, ValueError):
+        return None
+    return str(tok.claims["sub"])
+
+
+def sign_in(auth: Any, username: str, password: str) -> EndUser | None:
+    """The user when the password is right (constant work whether the name exists or not), else None."""
+    return _login(auth, username, password)
+
+
+def authorized_apps(auth: Any, username: str) -> list[pages.AuthorizedApp]:
+    """The apps holding a live (unrevoked, unexpired, not rotated away) token issued to this user, with
+    how long their access lasts, longest first."""
+    now = int(time.time())
+    with auth.store.engine.connect() as conn:
+        rows = conn.execute(select(TOKEN.c.client_id, TOKEN.c.scope, TOKEN.c.expires_at).where(
+            TOKEN.c.subject == username, TOKEN.c.revoked.is_(False), TOKEN.c.used.is_(False),
+            TOKEN.c.expires_at > now)).all()
+    latest: dict[str, tuple[int, str]] = {}
+    for cid, scope, exp in rows:
+        if cid not in latest or exp > latest[cid][0]:
+            latest[cid] = (exp, scope)
+    out = []
+    for cid, (exp, scope) in sorted(latest.items(), key=lambda kv: -kv[1][0]):
+        client = auth.clients.get(cid)
+        out.append(pages.AuthorizedApp(cid, client.name if client else cid, scope,
+                                       time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(exp))))
+    return out
+
+
+@router.get("/manage", summary="Apps you have authorized (sign-in)", response_class=HTMLResponse)
 def manage(request: Request) -> HTMLResponse:
-    _auth(request)
-    return HTMLResponse(pages.manage())
+    auth = _auth(request)
+    return HTMLResponse(pages.manage_login(brand=brand(auth)), headers=PAGE)
+
+
+@router.post("/manage", summary="Apps you have authorized: list, withdraw access", response_class=HTMLResponse)
+async def manage_post(request: Request) -> HTMLResponse:
+    """Sign in (``_step=login``) to list the apps holding tokens of this user; ``_step=revoke`` with the
+    page's ticket and a ``client_id`` revokes every token that app holds for this user (access and
+    refresh tokens: its next request is refused)."""
+    auth = _auth(request)
+    try:
+        form = await _simple_form(request)
+    except BadInput as exc:
+        return _error_page(str(exc), auth=auth)
+    b = brand(auth)
+    if form.get("_step") == "login":
+        username = form.get("username", "")
+        keys = auth.throttle.keys("user", username, _address(request))
+        wait = await run_in_threadpool(auth.throttle.retry_after, keys)
+        if wait is not None:
+            return HTMLResponse(pages.manage_login("Too many failed sign-ins. Try again later.", b),
+                                status_code=429, headers={**PAGE, "Retry-After": str(wait)})
+        user = await run_in_threadpool(_login, auth, username, form.get("password", ""))
+        if user is None:
+            await run_in_threadpool(auth.throttle.failed, keys)
+            return HTMLResponse(pages.manage_login("Unknown user name or wrong password", b), status_code=401,
+                                headers=PAGE)
+        apps = await run_in_threadpool(authorized_apps, auth, user.username)
+        return HTMLResponse(pages.manage(apps, user_ticket(auth, user.username), user.clinician, brand=b),
+                            headers=PAGE)
+    if form.get("_step") != "revoke":
+        return _error_page("Unknown step", auth=auth)
+    holder = ticket_user(auth, form.get("ticket", ""))
+    user = await run_in_threadpool(auth.server.user, holder) if holder else None
+    if user is None:
+        return HTMLResponse(pages.manage_login("Your sign-in has expired; sign in again", b), status_code=401,
+                            headers=PAGE)
+    client_id = form.get("client_id", "")
+    client = auth.clients.get(client_id)
+    await run_in_threadpool(auth.tokens.revoke_user_client, user.username, client_id)
+    log.warning("user withdrew an app's access", extra={"client_id": client_id})
+    apps = await run_in_threadpool(authorized_apps, auth, user.username)
+    notice = f"Access withdrawn: {client.name if client else client_id} can no longer use your account."
+    return HTMLResponse(pages.manage(apps, user_ticket(auth, user.username), user.clinician, notice, b),
+                        headers=PAGE)

@@ -175,6 +175,16 @@ class TokenService:
                 conn.execute(update(TOKEN).where(TOKEN.c.token_key == row["token_key"]).values(revoked=True))
             self._revoked_at = 0.0
 
+    def revoke_user_client(self, subject: str, client_id: str) -> int:
+        """Revoke every token ``client_id`` holds for the user ``subject`` (a user withdrawing an app's
+        access on the authorized-apps page); returns how many rows were revoked. Its access tokens are
+        refused from the next revocation poll on (at once in this process)."""
+        with self.engine.begin() as conn:
+            done = conn.execute(update(TOKEN).where(TOKEN.c.subject == subject, TOKEN.c.client_id == client_id,
+                                                    TOKEN.c.revoked.is_(False)).values(revoked=True))
+        self._revoked_at = 0.0
+        return int(done.rowcount or 0)
+
     def revoke_family(self, family: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(TOKEN).where(TOKEN.c.family == family).values(revoked=True))

@@ -257,7 +257,7 @@ def authorize(gw: Gateway, client_id: str, scope: str = APP_SCOPE, patient: str 
                          data={**hidden(page.text), "username": "cf-clinician", "password": PASSWORD})
         assert consent.status_code == 200, consent.text
         form = hidden(consent.text)
-        if patient is not None and "<select id=patient" in consent.text:
+        if patient is not None and "<fieldset id=patients>" in consent.text:
             form["patient"] = patient
         done = c.post(conf["authorization_endpoint"], data={**form, "decision": "allow"}, follow_redirects=False)
     assert done.status_code == 302, done.text
@@ -335,8 +335,8 @@ def browser_authorize(gw: Gateway, client_id: str, scope: str = APP_SCOPE, patie
             page.fill("#password", PASSWORD)
             page.click("#sign-in")
             page.wait_for_selector("#allow")
-            if page.query_selector("#patient"):
-                page.select_option("#patient", patient)
+            if page.query_selector("#patients"):
+                page.check(f"input[name=patient][value='{patient}']")
             page.click("#allow")
             page.wait_for_url(lambda u: u.startswith(REDIRECT))
         finally:

@@ -144,7 +144,7 @@ def sign_in(page: Any, username: str, password: str) -> None:
     page.fill("#password", password)
     page.click("#sign-in")
     page.wait_for_selector("#allow")
-    assert page.query_selector("#patient") is None, "no patient picker is expected here"
+    assert page.query_selector("#patients") is None, "no patient picker is expected here"
     page.click("#allow")
 
 

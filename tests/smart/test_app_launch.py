@@ -71,7 +71,7 @@ def login_and_consent(app: App, params: dict[str, str], user: str = "dr-who", pa
     assert consent.status_code == 200 and "Allow access?" in consent.text, consent.text
     form = hidden(consent.text)
     if patient is not None:
-        assert "<select id=patient" in consent.text
+        assert "<fieldset id=patients>" in consent.text and " checked" not in consent.text
         form["patient"] = patient
     return c.post("/auth/authorize", data={**form, "decision": decision}, follow_redirects=False)
 

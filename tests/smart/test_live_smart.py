@@ -101,11 +101,12 @@ def test_standalone_launch_in_a_real_browser(server: tuple[LiveServer, str]) -> 
             page.fill("#username", "e2e-clinician")
             page.fill("#password", PASSWORD)
             page.click("#sign-in")
-            page.wait_for_selector("#patient")
-            options = page.eval_on_selector_all("#patient option", "els => els.map(e => e.value)")
+            page.wait_for_selector("#patients")
+            options = page.eval_on_selector_all("input[name=patient]", "els => els.map(e => e.value)")
             assert len(options) >= 2
+            assert page.eval_on_selector_all("input[name=patient]", "els => els.filter(e => e.checked).length") == 0
             chosen, other = options[0], options[1]
-            page.select_option("#patient", chosen)
+            page.check(f"input[name=patient][value='{chosen}']")
             page.click("#allow")
             # the redirect lands on the gateway's own origin, where no app answers: its URL is what matters
             page.wait_for_url(lambda u: u.startswith(redirect))
