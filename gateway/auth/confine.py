@@ -4,6 +4,7 @@ so operation outputs, _include/_revinclude and history are confined like plain r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import policy
@@ -15,19 +16,30 @@ CONTAINERS = {"searchset", "history", "batch-response", "transaction-response", 
 
 
 class Confiner:
-    def __init__(self, grant: Grant, need_read: bool = True, identifiers: Identifiers = frozenset()) -> None:
+    def __init__(self, grant: Grant, need_read: bool = True, identifiers: Identifiers = frozenset(),
+                 stored_group: Callable[[str], dict[str, Any] | None] | None = None) -> None:
+        """``stored_group`` reads a Group as stored: a Group shown subsetted (``_summary``, ``_elements``)
+        has lost the members the visibility rule reads, so it is judged on the stored version instead."""
         self.grant = grant
         self.need_read = need_read
         self.identifiers = identifiers  # the caller's own identifiers (ATR intended recipient)
+        self.stored_group = stored_group
         self.removed = 0
+
+    def _group_visible(self, res: dict[str, Any]) -> bool:
+        shown = res
+        subsetted = any(isinstance(t, dict) and t.get("code") == "SUBSETTED"
+                        for t in (res.get("meta") or {}).get("tag") or [])
+        if subsetted and "member" not in res and self.stored_group is not None and isinstance(res.get("id"), str):
+            shown = self.stored_group(res["id"]) or res
+        return group_visible(shown, str(self.grant.fhir_user), self.identifiers)
 
     def allowed(self, res: dict[str, Any]) -> bool:
         rtype = str(res.get("resourceType"))
         if rtype == "OperationOutcome":
             return True
         scopes = self.grant.scopes
-        if rtype == "Group" and restricted(self.grant.fhir_user) and not group_visible(res, str(self.grant.fhir_user),
-                                                                                         self.identifiers):
+        if rtype == "Group" and restricted(self.grant.fhir_user) and not self._group_visible(res):
             return False
         if self.need_read and not policy.readable(scopes, rtype):
             return False

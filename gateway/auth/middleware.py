@@ -217,6 +217,14 @@ class AuthMiddleware:
         if isinstance(resource, dict) and not in_compartment(resource, self._patient(grant)):
             raise policy.Denied(f"patient/ scopes allow writes in Patient/{grant.patient}'s compartment only")
 
+    def _stored_group(self, gid: str) -> dict[str, Any] | None:
+        """The Group ``gid`` as stored (the response confiner judges a subsetted Group on it)."""
+        stored = self.authority.store.read("Group", gid)
+        if stored is None or stored.content is None:
+            return None
+        res = orjson.loads(stored.content)
+        return res if isinstance(res, dict) else None
+
     def _group(self, grant: Grant, access: policy.AccessRequest) -> None:
         """ATR: a caller acting for an organization or practitioner reaches only its own Groups."""
         if access.rtype != "Group" or not access.rid or not restricted(grant.fhir_user):
@@ -280,7 +288,7 @@ class AuthMiddleware:
             raw = _confine_ndjson(raw, Confiner(grant, need_read, ids))
         elif raw and b"json" in ctype and start.get("status", 200) < 300:
             ids = caller_identifiers(grant, self.authority.store) if restricted(grant.fhir_user) else frozenset()
-            filtered = Confiner(grant, need_read, ids).filter(orjson.loads(raw))
+            filtered = Confiner(grant, need_read, ids, self._stored_group).filter(orjson.loads(raw))
             if filtered is None:
                 exc = NotFound("The resource is not known, or not within the granted scopes")
                 status_box[0] = exc.status

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
+from tests.security.worlds import issued_token
 from tests.smart.conftest import bearer, issue, make_auth_client
 
 FHIR_JSON = "application/fhir+json"
@@ -222,6 +223,24 @@ def test_patient_token_does_not_see_a_group_without_it(seeded: TestClient) -> No
     put(seeded, group("g2", "p2"))
     t = bearer(issue(seeded, "patient/*.rs", "p1"))
     assert seeded.get("/fhir/Group/g2", headers=t).status_code == 404
+
+
+@pytest.mark.parametrize("subset", ["_summary=true", "_elements=id", "_summary=data"])
+def test_practitioner_sees_its_attributed_group_when_subsetted(seeded: TestClient, subset: str) -> None:
+    """A Group a practitioner may see through its attributed members stays visible when ``_summary`` or
+    ``_elements`` drops the members (the response confiner judges it on the stored version); one it may not
+    see stays hidden, with a total that agrees with the entries."""
+    put(seeded, {"resourceType": "Practitioner", "id": "dr-p1"}, {"resourceType": "Practitioner", "id": "dr-x"})
+    mine = issued_token(seeded, "user/*.rs", fhir_user="Practitioner/dr-p1")
+    other = issued_token(seeded, "user/*.rs", fhir_user="Practitioner/dr-x")
+    for url in (f"/fhir/Group?{subset}", f"/fhir/Group?_id=g1&{subset}"):
+        b = seeded.get(url, headers=mine).json()
+        assert b["total"] == 1 and [e["resource"]["id"] for e in b["entry"]] == ["g1"], url
+        assert ("member" in b["entry"][0]["resource"]) == (subset == "_summary=data")
+        b = seeded.get(url, headers=other).json()
+        assert b["total"] == 0 and not b.get("entry"), url
+    assert seeded.get(f"/fhir/Group/g1?{subset}", headers=mine).status_code == 200
+    assert seeded.get(f"/fhir/Group/g1?{subset}", headers=other).status_code == 404
 
 
 # -- defect 10: filtered scopes and history -------------------------------------------------------------
