@@ -25,6 +25,8 @@ install-test: $(BIN)/python
 	@# the SMART demo app's fhirclient (apps/smart-demo, pinned by its package-lock.json) for its browser tests
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix apps/smart-demo --no-audit --no-fund --silent; \
 	else echo "npm not found: the SMART demo app tests (tests/smart/test_smart_demo_app.py) will be skipped"; fi
+	@# axe-core (tests/console/package-lock.json), injected into the console's pages by its browser tests
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/console --no-audit --no-fund --silent; fi
 
 run: install
 	$(BIN)/fhir-gateway serve --host $(HOST) --port $(PORT) --auth off --demo

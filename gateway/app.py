@@ -126,6 +126,10 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     from .auth.middleware import AuthMiddleware
 
     app.include_router(auth_routes.router, prefix="/auth")
+    # the console for payer and provider staff: pages that use the FHIR API below with the user's token
+    from .console.routes import router as console_router
+
+    app.include_router(console_router, prefix="/console")
     # the generic REST routes first: they serve most requests, and their typed path parameters
     # (api/paths.py) keep them off operation, metadata, _history and .well-known paths
     app.include_router(type_level.router, prefix="/fhir")

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     idp_jwks_uri: str = ""
     idp_audience: str = ""  # default: the FHIR base
     demo: bool = False
+    console_client_id: str = "console"  # the SMART client the console at /console/ signs its users in as
     profiles_dir: Path = REPO_PROFILES
     max_body_bytes: int = 32 * 1024 * 1024
     max_json_depth: int = 64  # nesting levels of a JSON request body (docs/security.md, hostile input)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 DEMO_BACKEND = "demo-backend"
 DEMO_APP = "demo-app"
 DEMO_USER = "demo-clinician"
+# the console at /console/ (gateway/console): a public client, PKCE, user scopes and attribution list changes
+CONSOLE_SCOPE = "openid fhirUser online_access user/*.rs user/Group.u"
 
 
 def _state_dir(settings: Any) -> Path:
@@ -61,6 +63,11 @@ def ensure_demo_access(store: SqlStore, settings: Any) -> str:
                          "patient/*.rs patient/*.read user/*.rs user/*.read",
                          redirect_uris=[f"http://127.0.0.1:{settings.port}/demo-app/callback",
                                         "http://localhost:9000/callback"], client_id=DEMO_APP)
+    console = settings.console_client_id
+    if clients.get(console) is None:
+        clients.register("Gateway console", CONSOLE_SCOPE, client_id=console,
+                         redirect_uris=[f"http://127.0.0.1:{settings.port}/console/callback",
+                                        f"http://localhost:{settings.port}/console/callback"])
     from sqlalchemy import select
 
     from .tables import USER
@@ -81,5 +88,6 @@ def ensure_demo_access(store: SqlStore, settings: Any) -> str:
         "--scope 'system/*.rs')",
         f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/Patient?_count=2'",
         f"Demo SMART app: client_id {DEMO_APP} (public, PKCE), discovery {base}/.well-known/smart-configuration",
+        f"Console for payer and provider staff: {base.removesuffix('/fhir')}/console/ (client {console})",
     ]
     return "\n".join(lines)
