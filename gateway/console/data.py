@@ -60,11 +60,14 @@ def parse_period(key: str) -> Period:
     return quarter(int(y), int(q)) if q else year_period(int(y))
 
 
-def trend_periods(year: int, grain: str) -> list[Period]:
-    """The periods of a trend: the four quarters of ``year``, or ``year`` and the two years before it."""
+def trend_periods(year: int, grain: str, count: int = 4) -> list[Period]:
+    """The ``count`` periods of a trend ending with the last quarter of ``year`` (quarters) or with ``year``
+    itself (years), oldest first."""
+    count = max(1, min(count, 12))
     if grain == "year":
-        return [year_period(y) for y in range(year - 2, year + 1)]
-    return [quarter(year, q) for q in range(1, 5)]
+        return [year_period(y) for y in range(year - count + 1, year + 1)]
+    last = year * 4 + 3  # the fourth quarter of ``year``, counting quarters from year 0
+    return [quarter(i // 4, i % 4 + 1) for i in range(last - count + 1, last + 1)]
 
 
 async def latest_care_year(fhir: Fhir) -> int:

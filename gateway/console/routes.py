@@ -230,7 +230,9 @@ async def _dashboard(s: Screen) -> str:
     grain = "year" if q.get("grain") == "year" else "quarter"
     raw_year = q.get("year", "")
     year = int(raw_year) if raw_year.isdigit() and len(raw_year) == 4 else await data.latest_care_year(s.fhir)
-    periods = data.trend_periods(year, grain)
+    raw_count = q.get("periods", "")
+    count = int(raw_count) if raw_count.isdigit() and 2 <= int(raw_count) <= 12 else (4 if grain == "quarter" else 3)
+    periods = data.trend_periods(year, grain, count)
     last = periods[-1]
     ms = await data.measures(s.fhir)
     cache = s.request.app.state.console_cache
@@ -241,8 +243,8 @@ async def _dashboard(s: Screen) -> str:
 
     form = ("<form class=filters method=get action='/console/'>"
             f"<div><label for=year>Year</label><input id=year name=year inputmode=numeric size=6 value='{year}'></div>"
-            + views.select("grain", "Periods", [("quarter", "Quarters of the year"), ("year", "The year and the two before")],
-                           grain)
+            + views.select("grain", "Periods", [("quarter", "Quarters"), ("year", "Years")], grain)
+            + views.select("periods", "Trend", [(str(n), f"{n} periods") for n in range(2, 9)], str(count))
             + "<div><button type=submit>Show</button></div></form>")
     if not ms:
         return form + views.message("No Measure is readable with this sign-in.", "error")
@@ -298,8 +300,13 @@ async def _dashboard(s: Screen) -> str:
             ref = data.ext_value(mem, data.EXT_PROVIDER) or {}
             if str(ref.get("reference", "")).startswith(("Practitioner/", "PractitionerRole/")):
                 providers.setdefault(str(ref["reference"]), data.ref_display(ref))
+        unnamed = [ref.split("/", 1)[1] for ref, disp in providers.items()
+                   if disp == ref and ref.startswith("Practitioner/")]
+        if unnamed:
+            for prac_res in await s.fhir.search_all("Practitioner", [("_id", ",".join(unnamed)),
+                                                                      ("_elements", "name")]):
+                providers[f"Practitioner/{prac_res['id']}"] = data.person_name(prac_res)
         rows = []
-        chart: list[tuple[str, float | None]] = []
         subjects = [("All members", None), *[(f"{disp} ({ref})" if disp != ref else ref, ref)
                                               for ref, disp in sorted(providers.items())]]
         for label, prac in subjects:
@@ -307,8 +314,6 @@ async def _dashboard(s: Screen) -> str:
             for m in ms:
                 res = await report(m, data.evaluate_params(last, f"Group/{gid}", prac))
                 cells.append(_rate_cell(res[0].rate, f"practice-{gid}-{prac or 'all'}-{m['id']}") if res else "–")
-                if res and len(ms) == 1:
-                    chart.append((label, res[0].rate.score))
             rows.append([e(label), *cells])
         caption = f"{g.get('name') or gid}: rates by attributed provider, {last.label}"
         body.append(table(caption, ["Patients", *[data.measure_title(m) for m in ms]], rows,

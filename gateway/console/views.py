@@ -114,7 +114,7 @@ def pct(score: float | None) -> str:
 # -- charts --------------------------------------------------------------------------------------------------
 def line_chart(title: str, points: list[tuple[str, float | None]], lower_better: bool = False) -> str:
     """A rate over periods (0-100 %), with the periods on the x axis; a missing score is a gap in the line."""
-    w, h, left, right, top, bottom = 360, 170, 44, 12, 12, 34
+    w, h, left, right, top, bottom = 360, 170, 44, 30, 12, 34
     n = max(1, len(points))
     step = (w - left - right) / max(1, n - 1) if n > 1 else 0
 

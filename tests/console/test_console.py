@@ -92,7 +92,8 @@ def browser() -> Iterator[Any]:
 
 def signed_in(browser: Any, console: Console, path: str, username: str, password: str) -> Any:
     """A new browser context: open ``path``, sign in on the gateway's pages, allow, land on ``path``."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    # bypass_csp: the console's pages allow no script; the test injects axe-core all the same
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True, bypass_csp=True)
     page = context.new_page()
     page.set_default_timeout(240_000)
     page.goto(console.url(path))
@@ -162,10 +163,12 @@ def counts(node: dict[str, Any]) -> dict[str, str | None]:
 def test_dashboard_figures_are_the_population_reports(console: Console, staff: Any,
                                                       request: pytest.FixtureRequest) -> None:
     page = staff
-    page.goto(console.url("/console/", year="2025", grain="quarter"))
+    # two quarters keep the test lean; the screenshot shows the year's four
+    periods = "4" if "screenshots" in (request.config.getoption("-m") or "") else "2"
+    page.goto(console.url("/console/", year="2025", grain="quarter", periods=periods))
     page.wait_for_selector("#trend-table")
     shoot(request, page, "dashboard")
-    quarters = {"2025-Q1": ("2025-01-01", "2025-03-31"), "2025-Q4": ("2025-10-01", "2025-12-31")}
+    quarters = {"2025-Q3": ("2025-07-01", "2025-09-30"), "2025-Q4": ("2025-10-01", "2025-12-31")}
     for m in DEMO_MEASURES:
         for key, (start, end) in quarters.items():
             report = console.population(m, start, end)
