@@ -1,7 +1,7 @@
 # Two set-up commands for a fresh machine (see README):
 #   make run    install into .venv and start the gateway on SQLite with demo data at http://127.0.0.1:8080/fhir
 #               (make run PORT=8090 for another port)
-#   make test   install into .venv (with test extras, and the npm packages of apps/smart-demo and tests/clients/node
+#   make test   install into .venv (with test extras, and the npm packages of apps/smart-demo, tests/clients/node and tests/console
 #               when npm is there); ruff, mypy, the import layering check, the whole test suite
 PYTHON ?= python3
 HOST ?= 127.0.0.1
