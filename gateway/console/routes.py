@@ -590,7 +590,7 @@ async def _change(request: Request, gid: str, op: str) -> Response:
             return RedirectResponse(link(back, failed=f"${op} refused: {exc.message}"), status_code=303)
         done = {"member-add": "Member added.", "member-remove": "Member removed.",
                 "confirm-attribution-list": "The list is confirmed (final)."}[op]
-        return RedirectResponse(link(back, done=done) + "#history", status_code=303)
+        return RedirectResponse(link(back, done=done), status_code=303)
     return await _screen(request, "attribution", "Attribution list", build)
 
 
