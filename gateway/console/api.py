@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from ..config import public_base
@@ -164,10 +165,8 @@ class Fhir:
         try:
             async with client:
                 r = await client.request(method, url, params=list(params or []), json=body, headers=headers)
-        except Exception as exc:  # authlib: the refresh failed (grant revoked or expired)
-            if type(exc).__name__ in ("OAuthError", "MissingTokenError", "InvalidTokenError"):
-                raise SignInNeeded() from exc
-            raise
+        except AuthlibBaseError as exc:  # no token, or its refresh failed (grant revoked or expired)
+            raise SignInNeeded() from exc
         if r.status_code == 401 and auth_enabled(self.app):
             raise SignInNeeded()
         if r.status_code >= 400:

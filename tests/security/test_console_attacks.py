@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -97,3 +98,20 @@ def test_a_change_without_the_form_token_never_reaches_the_api(console: TestClie
     r = console.post("/console/attribution/some-list/confirm", data={"csrf": html.unescape(token.group(1))},
                      follow_redirects=False)
     assert r.status_code == 303 and "failed=" in r.headers["location"]
+
+
+def test_an_expired_access_token_is_refreshed_and_sign_out_ends_the_grant(store: SqlStore) -> None:
+    wipe_auth(store)
+    with make_auth_client(store, access_token_lifetime=1) as client:
+        client.app.state.authority.clients.register("Gateway console", CONSOLE_SCOPE, client_id="console",
+                                                    redirect_uris=[f"{ORIGIN}/console/callback"])
+        add_user(store.engine, USER, PASSWORD, "Practitioner/p1")
+        sign_in(client)
+        time.sleep(2)  # the access token has expired: authlib refreshes it with the refresh token
+        page = client.get("/console/attribution", follow_redirects=False)
+        assert page.status_code == 200, page.headers.get("location")
+        csrf = re.search(r"name=csrf value='([^']+)'", page.text)
+        assert csrf is not None
+        out = client.post("/console/logout", data={"csrf": html.unescape(csrf.group(1))})
+        assert out.status_code == 200 and "signed out" in out.text
+        assert client.get("/console/attribution", follow_redirects=False).status_code == 303
