@@ -371,8 +371,9 @@ async def _worklist(s: Screen) -> str:
             + views.select("period", "Period", period_opts, wq.period.key)
             + views.select("provider", "Provider", [("", "All providers"), *sorted(
                 ((k, v) for k, v in sel.providers.items()), key=lambda kv: kv[1])], wq.provider)
-            + views.select("payer", "Payer", [("", "All payers"), *sorted(sel.payers.items(), key=lambda kv: kv[1])],
-                           wq.payer)
+            + views.select("payer", "Payer", [("", "All payers"), *sorted(
+                ((ref, f"{name} ({ref.removeprefix('Organization/')})") for ref, name in sel.payers.items()),
+                key=lambda kv: kv[1])], wq.payer)
             + views.select("status", "Gaps", [("open", "Open gaps"), ("all", "Every gap status")], wq.status)
             + views.select("sort", "Sort", [("due", "Due date, soonest first"), ("-due", "Due date, latest first")],
                            wq.sort)
@@ -385,7 +386,7 @@ async def _worklist(s: Screen) -> str:
     for r in ordered:
         p = by_id.get(r["patient_id"], {})
         gp = ", ".join(data.ref_display(x) for x in p.get("generalPractitioner") or [])
-        payers = ", ".join(sel.payers.get(ref, ref) for ref in sel.payer_of.get(r["patient_id"], []))
+        payers = ", ".join(dict.fromkeys(sel.payers.get(ref, ref) for ref in sel.payer_of.get(r["patient_id"], [])))
         table_rows.append([f"{e(data.person_name(p))} <span class=note>({e(r['patient_id'])})</span>",
                            e(p.get("birthDate")), e(titles.get(r["measure_url"], r["measure_url"])),
                            e(f"{r['period_start']} to {r['period_end']}"), e(r["deqm_gap_status"]),
