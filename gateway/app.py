@@ -129,6 +129,10 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     from .webapps import routes as webapp_routes
 
     app.include_router(webapp_routes.router, prefix="/apps")  # the care-gaps SMART app, the demo EHR launcher
+    # the console for payer and provider staff: pages that use the FHIR API below with the user's token
+    from .console.routes import router as console_router
+
+    app.include_router(console_router, prefix="/console")
     # the generic REST routes first: they serve most requests, and their typed path parameters
     # (api/paths.py) keep them off operation, metadata, _history and .well-known paths
     app.include_router(type_level.router, prefix="/fhir")

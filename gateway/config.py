@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     # SVG file the server reads and serves itself at /auth/logo)
     org_name: str = "FHIR VBC Gateway"
     org_logo: str = ""
+    console_client_id: str = "console"  # the SMART client the console at /console/ signs its users in as
     profiles_dir: Path = REPO_PROFILES
     max_body_bytes: int = 32 * 1024 * 1024
     max_json_depth: int = 64  # nesting levels of a JSON request body (docs/security.md, hostile input)

@@ -44,6 +44,8 @@ def ensure_care_gaps_client(clients: ClientStore, settings: Any) -> str:
                 redirect_uris=json.dumps([*client.redirect_uris, redirect])))
     return f"Care-gaps SMART app: {base.removesuffix('/fhir')}/apps/care-gaps/ (client_id {CARE_GAPS}); demo EHR " \
            f"launcher: {base.removesuffix('/fhir')}/apps/ehr-launcher"
+# the console at /console/ (gateway/console): a public client, PKCE, user scopes and attribution list changes
+CONSOLE_SCOPE = "openid fhirUser online_access user/*.rs user/Group.u"
 
 
 def _state_dir(settings: Any) -> Path:
@@ -86,6 +88,11 @@ def ensure_demo_access(store: SqlStore, settings: Any) -> str:
                          redirect_uris=[f"http://127.0.0.1:{settings.port}/demo-app/callback",
                                         "http://localhost:9000/callback"], client_id=DEMO_APP)
     care_gaps = ensure_care_gaps_client(clients, settings)
+    console = settings.console_client_id
+    if clients.get(console) is None:
+        clients.register("Gateway console", CONSOLE_SCOPE, client_id=console,
+                         redirect_uris=[f"http://127.0.0.1:{settings.port}/console/callback",
+                                        f"http://localhost:{settings.port}/console/callback"])
     from sqlalchemy import select
 
     from .tables import USER
@@ -107,5 +114,6 @@ def ensure_demo_access(store: SqlStore, settings: Any) -> str:
         f"  curl -H \"Authorization: Bearer $TOKEN\" '{base}/Patient?_count=2'",
         f"Demo SMART app: client_id {DEMO_APP} (public, PKCE), discovery {base}/.well-known/smart-configuration",
         care_gaps,
+        f"Console for payer and provider staff: {base.removesuffix('/fhir')}/console/ (client {console})",
     ]
     return "\n".join(lines)
