@@ -23,12 +23,14 @@ from ..cql.values import CqlError
 from ..fhir.dates import DateParseError, parse_range
 from ..fhir.errors import BadRequest, FhirError, NotFound, Unprocessable
 from ..measure.calculator import SubjectResult, evaluate_subject
+from ..measure.executor import ExecutorUnavailable
 from ..measure.fhirpath_criteria import FhirPathCriteriaError, check_measure
 from ..measure.model import MeasureDef
 from ..measure.report import individual_report, summary_report
 from ..search.query import QueryParser
 from .measure_data import PatientData, StoreDataSource, prefetch
 from .measure_select import group_members, search_all
+from .population import ChunkFailed
 
 if TYPE_CHECKING:
     from ..store.base import ResourceStore
@@ -320,8 +322,8 @@ class MeasureService:
                     progress: Any) -> list[SubjectResult]:
         """Population run through the configured executor: workers open their own store on the same database
         and compile the measure once each; results come back per chunk and are put back in subject order."""
-        from ..measure.executor import ExecutorUnavailable, chunked, make_executor
-        from .population import ChunkFailed, ChunkTask, evaluate_chunk
+        from ..measure.executor import chunked, make_executor
+        from .population import ChunkTask, evaluate_chunk
 
         measure_json = orjson.dumps(measure_res)
         tasks = [ChunkTask(self.store.url, self.base_url, measure_json, period[0], period[1], tuple(chunk))
