@@ -392,7 +392,7 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"| {row['patients']:,} | {name} | {ex} | {e['seconds']} | {e['patients_per_s']:,} | "
                              f"{e['ms_per_patient']} | {m['copies_checked']} ({m['copies_wrong']}) |")
         for ex, secs in row["all_measures_seconds"].items():
-            lines.append(f"| {row['patients']:,} | **all four** | {ex} | **{secs}** | | | |")
+            lines.append(f"| {row['patients']:,} | **all {len(row['measures'])}** | {ex} | **{secs}** | | | |")
     fq = [(row["patients"], name, m) for row in result["rows"] for name, m in row["measures"].items() if "fqm" in m]
     if fq:
         lines += ["", "fqm-execution on the same patients and measures, in the same run:", "",

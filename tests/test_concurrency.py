@@ -40,3 +40,32 @@ def test_concurrent_creates_all_land(store: SqlStore) -> None:
                              range(50)))
     assert len({o.stored.id for o in outs}) == 50
     assert store.count("Patient") == 50
+
+
+def test_racing_conditional_creates_and_updates_make_one_resource(store: SqlStore) -> None:
+    """50 threads, each its own unit of work: the conditional claim (Session.claim) makes one resource on
+    SQLite and on PostgreSQL, and each conditional update one version (tests/cluster does it over HTTP)."""
+    import threading
+
+    rest = RestService(store, "http://testserver/fhir")
+    gate = threading.Barrier(50)
+
+    def create(i: int) -> int:
+        gate.wait()
+        return rest.create("Patient", {"resourceType": "Patient", "identifier": [{"system": "urn:c", "value": "1"}]},
+                           if_none_exist="identifier=urn:c|1").status
+
+    def update(i: int) -> int:
+        gate.wait()
+        return int(rest.conditional_update("Patient", "identifier=urn:u|1", {
+            "resourceType": "Patient", "identifier": [{"system": "urn:u", "value": "1"}],
+            "name": [{"text": f"writer {i}"}]}).stored.version)
+
+    with ThreadPoolExecutor(50) as pool:
+        created = sorted(pool.map(create, range(50)))
+    assert created == [200] * 49 + [201]
+    gate.reset()
+    with ThreadPoolExecutor(50) as pool:
+        versions = sorted(pool.map(update, range(50)))
+    assert versions == list(range(1, 51))
+    assert store.count("Patient") == 2

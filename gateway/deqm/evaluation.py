@@ -23,12 +23,14 @@ from ..cql.values import CqlError
 from ..fhir.dates import DateParseError, parse_range
 from ..fhir.errors import BadRequest, FhirError, NotFound, Unprocessable
 from ..measure.calculator import SubjectResult, evaluate_subject
+from ..measure.executor import ExecutorUnavailable
 from ..measure.fhirpath_criteria import FhirPathCriteriaError, check_measure
 from ..measure.model import MeasureDef
 from ..measure.report import individual_report, summary_report
 from ..search.query import QueryParser
 from .measure_data import PatientData, StoreDataSource, prefetch
 from .measure_select import group_members, search_all
+from .population import ChunkFailed
 
 if TYPE_CHECKING:
     from ..store.base import ResourceStore
@@ -322,8 +324,8 @@ class MeasureService:
         and compile the measure once each; results come back per chunk and are put back in subject order."""
         from ..auth.context import current_grant
         from ..auth.grant_record import record
-        from ..measure.executor import ExecutorUnavailable, chunked, make_executor
-        from .population import ChunkFailed, ChunkTask, evaluate_chunk
+        from ..measure.executor import chunked, make_executor
+        from .population import ChunkTask, evaluate_chunk
 
         measure_json = orjson.dumps(measure_res)
         grant = record(current_grant())  # workers read under the caller's grant, through the gate

@@ -94,8 +94,7 @@ def test_each_change_is_notified_once_whichever_instance_wrote_it(cluster: Clust
                     s.write(group(gid, name), "PUT")
         finally:
             store.close()
-        for i in range(len(cluster.servers)):
-            cluster.start(i)
+        cluster.start_all()
         wait_for("the notifications missed while down", lambda: len(events(hook, path)) >= 8)
         time.sleep(QUIET)
         assert events(hook, path) == [1, 2, 3, 4, 5, 6, 7, 8]
