@@ -53,7 +53,7 @@ def member(family: str, birth: str, sub: str, org: str = "prov-a", pid: str = "x
     consent = {"resourceType": "Consent", "status": "active", "patient": {"reference": f"Patient/{pid}"},
                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "treatment"}]},
                "category": [{"coding": [{"system": "http://loinc.org", "code": "64292-6"}]}],
-               "dateTime": "2026-01-01T00:00:00Z", "organization": {"reference": f"Organization/{org}"},
+               "dateTime": "2026-01-01T00:00:00Z", "organization": [{"reference": f"Organization/{org}"}],
                "performer": [{"reference": f"Organization/{org}"}], "provision": {"type": "permit"}, **extra}
     return {"name": "MemberBundle", "part": [
         {"name": "MemberPatient", "resource": {"resourceType": "Patient", "id": pid, "name": [{"family": family}],
@@ -130,10 +130,13 @@ def test_opted_out_member_alone_is_422_and_nothing_stored(world: TestClient, ses
     body = refused(world.post(URL, headers=provider(world), json=params(member("Alpha", "1970-01-01", "S-WRONG"))),
                    422, session_store, before)
     assert "no member" in body["issue"][0]["diagnostics"]
+    # search syntax in a name is taken literally: no OR over other families
+    body = refused(world.post(URL, headers=provider(world), json=params(member("Nobody,Alpha", "1970-01-01", "S-1"))),
+                   422, session_store, before)
 
 
 @pytest.mark.parametrize("case", ["other-attester", "conflicting-patient", "no-subscriber", "unknown-part",
-                                  "inactive-attestation"])
+                                  "inactive-attestation", "invalid-patient", "too-many"])
 def test_bad_or_conflicting_input_is_400(world: TestClient, session_store: SqlStore, case: str) -> None:
     m = member("Alpha", "1970-01-01", "S-1", pid="a1")
     if case == "other-attester":
@@ -144,10 +147,16 @@ def test_bad_or_conflicting_input_is_400(world: TestClient, session_store: SqlSt
         del m["part"][1]["resource"]["subscriberId"]
     elif case == "unknown-part":
         m["part"].append({"name": "Extra", "valueString": "x"})
-    else:
+    elif case == "invalid-patient":
+        m["part"][0]["resource"]["birthDate"] = "1970-13-45"
+    elif case == "inactive-attestation":
         m["part"][2]["resource"]["status"] = "inactive"
     before = counts(session_store)
-    body = refused(world.post(URL, headers=provider(world), json=params(m)), 400, session_store, before)
+    body = params(*([m] * 1001)) if case == "too-many" else params(m)
+    body = refused(world.post(URL, headers=provider(world), json=body), 400, session_store, before)
+    if case == "too-many":
+        assert body["issue"][0]["code"] == "too-costly"
+        return
     assert "MemberBundle[0]" in body["issue"][0]["diagnostics"]
 
 
