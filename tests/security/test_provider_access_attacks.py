@@ -173,3 +173,16 @@ def test_tokens_that_may_not_match(world: TestClient, session_store: SqlStore, k
     refused(world.post(URL, headers=headers, json=params(member("Alpha", "1970-01-01", "S-1"))), 403,
             session_store, before)
     assert world.post(URL, json=params(member("Alpha", "1970-01-01", "S-1"))).status_code == 401
+
+
+def test_match_in_fhir_xml(world: TestClient) -> None:
+    """The operation takes and answers FHIR XML like every interaction (the CapabilityStatement says so)."""
+    from gateway.fhir.xml import from_xml, to_xml
+
+    r = world.post(URL, content=to_xml(params(member("Alpha", "1970-01-01", "S-1", pid="x1"))), headers={
+        **provider(world), "Content-Type": "application/fhir+xml", "Accept": "application/fhir+xml"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/fhir+xml")
+    out = from_xml(r.content)
+    matched = next(p["resource"] for p in out["parameter"] if p["name"] == "MatchedMembers")
+    assert [m["entity"]["reference"] for m in matched["member"]] == ["Patient/m1"]
