@@ -186,3 +186,22 @@ def test_match_in_fhir_xml(world: TestClient) -> None:
     out = from_xml(r.content)
     matched = next(p["resource"] for p in out["parameter"] if p["name"] == "MatchedMembers")
     assert [m["entity"]["reference"] for m in matched["member"]] == ["Patient/m1"]
+
+
+def test_opt_outs_can_be_reported_as_no_match(world: TestClient, session_store: SqlStore) -> None:
+    """GATEWAY_PROVIDER_ACCESS_REPORT_OPT_OUTS=false: an opted-out member is told apart from an unknown one by
+    nothing (the opt-out Group profile's privacy option)."""
+    settings = world.app.state.settings  # type: ignore[attr-defined]
+    settings.provider_access_report_opt_outs = False
+    try:
+        r = world.post(URL, headers=provider(world), json=params(
+            member("Alpha", "1970-01-01", "S-1", pid="a1"), member("Hiddenfamily", "1980-02-02", "S-2", pid="a2")))
+        assert r.status_code == 200, r.text
+        names = [p["name"] for p in r.json()["parameter"]]
+        assert names == ["MatchedMembers", "NonMatchedMembers"] and "opted out" not in r.text
+        before = counts(session_store)
+        body = refused(world.post(URL, headers=provider(world), json=params(
+            member("Hiddenfamily", "1980-02-02", "S-2"))), 422, session_store, before)
+        assert body["issue"][0]["code"] == "not-found" and "opted" not in str(body)
+    finally:
+        settings.provider_access_report_opt_outs = True

@@ -207,10 +207,11 @@ def _check_member(i: int, patient: dict[str, Any], coverage: dict[str, Any], con
 
 
 class ProviderMatchService:
-    def __init__(self, rest: RestService, opt_outs: OptOuts, payer: str = "") -> None:
+    def __init__(self, rest: RestService, opt_outs: OptOuts, payer: str = "", report_opt_outs: bool = True) -> None:
         self.rest = rest
         self.opt_outs = opt_outs
         self.payer = payer
+        self.report_opt_outs = report_opt_outs  # False: opted-out members answer as not matched
 
     # -- the caller --------------------------------------------------------------------------------------
     def caller(self, grant: Grant) -> Provider:
@@ -308,8 +309,10 @@ class ProviderMatchService:
                 self._match(s)
             opted = self.opt_outs.opted_out({s.member for s in members if s.member})
         for s in members:
-            if s.member in opted:
+            if s.member in opted and self.report_opt_outs:
                 s.outcome, s.reason = "opted-out", "the member opted out of sharing data through Provider Access"
+            elif s.member in opted:  # suppressed: told apart from no match by nothing
+                s.outcome, s.member, s.reason = "nomatch", None, "no member has these demographics and this coverage"
         matched = [s for s in members if s.outcome == "match"]
         if not matched:
             issues = [Issue("error", "not-found" if s.outcome != "opted-out" else "suppressed",
