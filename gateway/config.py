@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # identifiers system|value), besides the opt-out Consents and opt-out Groups stored
     provider_access_payer: str = ""
     provider_access_opt_out: str = ""
+    # report matched-but-opted-out members as ConsentConstrainedMembers (PDex); false: report them as not
+    # matched, for payers to whom a member's opt-out is itself sensitive
+    provider_access_report_opt_outs: bool = True
     # absolute links (Bundle links, fullUrl, Location…) use base_url when it is set, else the request's own
     # scheme, host and port (api/baseurl.py). X-Forwarded-*/Forwarded headers are read only from these
     # proxy addresses (comma-separated IPs or networks; "" trusts none, "*" any): default loopback only

@@ -221,6 +221,10 @@ def check(scopes: ScopeSet, req: AccessRequest) -> None:
     """Raise Denied unless some granted scope covers every needed (type, letter) at an allowed level."""
     if req.interaction == "unknown":
         raise Denied("This endpoint has no access policy; it is closed to every token")
+    if req.interaction == "operation" and not req.needs and not any(s.level in req.levels for s in scopes.resource):
+        # an operation that needs no particular scope (a job's status: its owner's grant is checked there)
+        # still needs some FHIR access at an allowed level
+        raise Denied(f"The granted scopes give no FHIR access at level {'/'.join(sorted(req.levels))}")
     for need in req.needs:
         for letter in need.letters:
             ok = any(s.covers(need.rtype, letter) and s.level in req.levels for s in scopes.resource)

@@ -54,13 +54,15 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "export-status", "export-status", "Export job status, manifest and cancel",
         "[base]/$export-status/[job]: 202 + X-Progress while running, 200 with the manifest when done, DELETE "
-        "cancels; only the client that started the job",
+        "cancels; only the client and user that started the job, and its manifest only while their grant still "
+        "reads every type the job exported (the kick-off's scopes, not a wildcard)",
         (Endpoint("system", "bulk.handlers:export_status", (), ("GET",), suffix="/{job_id}"),
          Endpoint("system", "bulk.handlers:export_cancel", (), ("DELETE",), suffix="/{job_id}")),
-        (Need("*", "r"),), scope_levels=USER_SYSTEM, tags=("bulk",), part_of="export"),
+        (), scope_levels=USER_SYSTEM, tags=("bulk",), part_of="export"),
     Operation(
         "export-file", "export-file", "One NDJSON file of a finished export",
-        "[base]/$export-file/[job]/[file]: one NDJSON output file; only the client that started the job",
+        "[base]/$export-file/[job]/[file]: one NDJSON output file; only the client and user that started the job, "
+        "while their grant still reads every type the job exported",
         (Endpoint("system", "bulk.handlers:export_file", (), ("GET",), suffix="/{job_id}/{name}"),),
-        (Need("*", "r"),), scope_levels=USER_SYSTEM, tags=("bulk",), part_of="export"),
+        (), scope_levels=USER_SYSTEM, tags=("bulk",), part_of="export"),
 )

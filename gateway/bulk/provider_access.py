@@ -50,12 +50,10 @@ def exclude_opted_out(store: SqlStore, req: ExportRequest, scope: Scope, configu
     group = orjson.loads(stored.content) if stored is not None and stored.content is not None else {}
     if req.export_type not in PDEX_EXPORT_TYPES and not is_provider_access_group(group):
         return set()
-    members = _member_ids(group)
-    opted = OptOuts(store, configured).opted_out(members)
+    opted = OptOuts(store, configured).opted_out(_member_ids(group))
     if not opted:
         return set()
-    chosen = scope.patients if scope.patients is not None else members
-    scope.patients = [p for p in chosen if p not in opted]
+    scope.excluded = sorted(opted)  # a NOT IN over the few opted out, not an IN over every member
     errors.append(operation_outcome([Issue(
         "warning", "suppressed", f"{len(opted)} member(s) of Group/{req.group_id} are left out of this export: "
         "they opted out of sharing their data with providers through the Provider Access API")]))

@@ -36,6 +36,7 @@ MATCH_RESULT_CS = f"{PDEX}/CodeSystem/PdexMultiMemberMatchResultCS"
 PROVIDER_CONSENT_PROFILE = f"{PDEX}/StructureDefinition/pdex-provider-consent"
 OPT_OUT_GROUP_PROFILE = f"{PDEX}/StructureDefinition/pdex-member-opt-out"
 SEARCH_LIMIT = 100_000  # resources one opt-out look-up reads per search (Consents, opt-out Groups)
+CHUNK = 200  # member ids named in one search when only some members are asked about
 
 
 def _codes(concepts: Any) -> set[tuple[str | None, str | None]]:
@@ -89,13 +90,24 @@ class OptOuts:
         if wanted is not None and not wanted:
             return set()
         with acting_as(SYSTEM):  # the payer's own records, whatever the caller may read (module docstring)
-            out = self._by_consent() | self._by_group() | self._by_configuration()
+            out = self._by_consent(wanted) | self._by_group(wanted) | self._by_configuration()
         return out if wanted is None else out & wanted
 
-    def _by_consent(self) -> set[str]:
+    def _narrowed(self, rtype: str, params: list[tuple[str, str]], name: str,
+                  wanted: set[str] | None) -> list[dict[str, Any]]:
+        """The search, limited to resources naming one of ``wanted`` in ``name`` (a few hundred at a time)."""
+        if wanted is None:
+            return self._search(rtype, params)
+        ids, out = sorted(wanted), []
+        for i in range(0, len(ids), CHUNK):
+            refs = ",".join(f"Patient/{p}" for p in ids[i:i + CHUNK])
+            out += self._search(rtype, [*params, (name, refs)])
+        return out
+
+    def _by_consent(self, wanted: set[str] | None) -> set[str]:
         today = now_instant()[:10]
         latest: dict[str, tuple[str, str]] = {}  # patient -> (when, decision)
-        for c in self._search("Consent", [("category", f"{API_PURPOSE_CS}|provider-access")]):
+        for c in self._narrowed("Consent", [("category", f"{API_PURPOSE_CS}|provider-access")], "patient", wanted):
             decision = consent_decision(c, today)
             pid = _patient_id(c.get("patient"))
             if decision is None or pid is None:
@@ -105,9 +117,9 @@ class OptOuts:
                 latest[pid] = (when, decision)
         return {pid for pid, (_, decision) in latest.items() if decision == "deny"}
 
-    def _by_group(self) -> set[str]:
+    def _by_group(self, wanted: set[str] | None) -> set[str]:
         out: set[str] = set()
-        for g in self._search("Group", [("code", f"{MATCH_RESULT_CS}|consentconstraint")]):
+        for g in self._narrowed("Group", [("code", f"{MATCH_RESULT_CS}|consentconstraint")], "member", wanted):
             if g.get("active") is False:
                 continue
             for m in g.get("member") or []:

@@ -53,7 +53,7 @@ def member(family: str, birth: str, sub: str, org: str = "prov-a", pid: str = "x
     consent = {"resourceType": "Consent", "status": "active", "patient": {"reference": f"Patient/{pid}"},
                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "treatment"}]},
                "category": [{"coding": [{"system": "http://loinc.org", "code": "64292-6"}]}],
-               "dateTime": "2026-01-01T00:00:00Z", "organization": {"reference": f"Organization/{org}"},
+               "dateTime": "2026-01-01T00:00:00Z", "organization": [{"reference": f"Organization/{org}"}],
                "performer": [{"reference": f"Organization/{org}"}], "provision": {"type": "permit"}, **extra}
     return {"name": "MemberBundle", "part": [
         {"name": "MemberPatient", "resource": {"resourceType": "Patient", "id": pid, "name": [{"family": family}],
@@ -130,10 +130,13 @@ def test_opted_out_member_alone_is_422_and_nothing_stored(world: TestClient, ses
     body = refused(world.post(URL, headers=provider(world), json=params(member("Alpha", "1970-01-01", "S-WRONG"))),
                    422, session_store, before)
     assert "no member" in body["issue"][0]["diagnostics"]
+    # search syntax in a name is taken literally: no OR over other families
+    body = refused(world.post(URL, headers=provider(world), json=params(member("Nobody,Alpha", "1970-01-01", "S-1"))),
+                   422, session_store, before)
 
 
 @pytest.mark.parametrize("case", ["other-attester", "conflicting-patient", "no-subscriber", "unknown-part",
-                                  "inactive-attestation"])
+                                  "inactive-attestation", "invalid-patient", "too-many"])
 def test_bad_or_conflicting_input_is_400(world: TestClient, session_store: SqlStore, case: str) -> None:
     m = member("Alpha", "1970-01-01", "S-1", pid="a1")
     if case == "other-attester":
@@ -144,10 +147,16 @@ def test_bad_or_conflicting_input_is_400(world: TestClient, session_store: SqlSt
         del m["part"][1]["resource"]["subscriberId"]
     elif case == "unknown-part":
         m["part"].append({"name": "Extra", "valueString": "x"})
-    else:
+    elif case == "invalid-patient":
+        m["part"][0]["resource"]["birthDate"] = "1970-13-45"
+    elif case == "inactive-attestation":
         m["part"][2]["resource"]["status"] = "inactive"
     before = counts(session_store)
-    body = refused(world.post(URL, headers=provider(world), json=params(m)), 400, session_store, before)
+    body = params(*([m] * 1001)) if case == "too-many" else params(m)
+    body = refused(world.post(URL, headers=provider(world), json=body), 400, session_store, before)
+    if case == "too-many":
+        assert body["issue"][0]["code"] == "too-costly"
+        return
     assert "MemberBundle[0]" in body["issue"][0]["diagnostics"]
 
 
@@ -164,3 +173,35 @@ def test_tokens_that_may_not_match(world: TestClient, session_store: SqlStore, k
     refused(world.post(URL, headers=headers, json=params(member("Alpha", "1970-01-01", "S-1"))), 403,
             session_store, before)
     assert world.post(URL, json=params(member("Alpha", "1970-01-01", "S-1"))).status_code == 401
+
+
+def test_match_in_fhir_xml(world: TestClient) -> None:
+    """The operation takes and answers FHIR XML like every interaction (the CapabilityStatement says so)."""
+    from gateway.fhir.xml import from_xml, to_xml
+
+    r = world.post(URL, content=to_xml(params(member("Alpha", "1970-01-01", "S-1", pid="x1"))), headers={
+        **provider(world), "Content-Type": "application/fhir+xml", "Accept": "application/fhir+xml"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/fhir+xml")
+    out = from_xml(r.content)
+    matched = next(p["resource"] for p in out["parameter"] if p["name"] == "MatchedMembers")
+    assert [m["entity"]["reference"] for m in matched["member"]] == ["Patient/m1"]
+
+
+def test_opt_outs_can_be_reported_as_no_match(world: TestClient, session_store: SqlStore) -> None:
+    """GATEWAY_PROVIDER_ACCESS_REPORT_OPT_OUTS=false: an opted-out member is told apart from an unknown one by
+    nothing (the opt-out Group profile's privacy option)."""
+    settings = world.app.state.settings  # type: ignore[attr-defined]
+    settings.provider_access_report_opt_outs = False
+    try:
+        r = world.post(URL, headers=provider(world), json=params(
+            member("Alpha", "1970-01-01", "S-1", pid="a1"), member("Hiddenfamily", "1980-02-02", "S-2", pid="a2")))
+        assert r.status_code == 200, r.text
+        names = [p["name"] for p in r.json()["parameter"]]
+        assert names == ["MatchedMembers", "NonMatchedMembers"] and "opted out" not in r.text
+        before = counts(session_store)
+        body = refused(world.post(URL, headers=provider(world), json=params(
+            member("Hiddenfamily", "1980-02-02", "S-2"))), 422, session_store, before)
+        assert body["issue"][0]["code"] == "not-found" and "opted" not in str(body)
+    finally:
+        settings.provider_access_report_opt_outs = True

@@ -305,7 +305,8 @@ def expectation(kind: Kind, case: Case) -> set[int] | None:
         return {401}
     if case.refused_for_all:  # operations inside Bundle entries are refused for every token
         return {403, *case.refused_for_all}
-    if not all(kind.covers(n, case.levels) for n in case.needs) or (not case.needs and not kind.grants):
+    if not all(kind.covers(n, case.levels) for n in case.needs) or (
+            not case.needs and not any(level in case.levels for level, _, _ in kind.grants)):
         return {403}
     if kind.confined and case.outside == "write" and case.confined_by_search:
         return None  # it must change nothing outside the compartment and reveal nothing (checked when let through)

@@ -20,7 +20,7 @@ async def provider_member_match(request: Request, rest: Rest, settings: Settings
     body = await read_json_body(request, settings.max_body_bytes)
     grant = current_grant()
     service = ProviderMatchService(rest, OptOuts(rest.store, settings.provider_access_opt_out),
-                                   settings.provider_access_payer)
+                                   settings.provider_access_payer, settings.provider_access_report_opt_outs)
     result = await run_in_threadpool(service.match, body, grant)
     location = f"{rest.base_url}/Group/{result.group_id}/_history/{result.version}"
     return fhir_response(result.parameters, 200, {"Content-Location": location}, pretty(request))

@@ -44,7 +44,7 @@ from ...fhir.atr_model import (
     V2_0203,
 )
 from ...fhir.dates import now_instant
-from ...fhir.errors import BadRequest, FhirError, Forbidden, Issue, Unprocessable
+from ...fhir.errors import BadRequest, FhirError, Forbidden, InvalidResource, Issue, Unprocessable
 from ...fhir.parameters import parameter_list
 from ...resources.opt_out import MATCH_RESULT_CS, OPT_OUT_GROUP_PROFILE, PDEX, OptOuts
 from ...resources.rest import RestService, resource_json
@@ -56,6 +56,7 @@ EXT_MATCH_PARAMETERS = f"{SD}/base-ext-match-parameters"
 PARTS = {"MemberPatient": "Patient", "CoverageToMatch": "Coverage", "Consent": "Consent", "CoverageToLink": "Coverage"}
 REQUIRED_PARTS = ("MemberPatient", "CoverageToMatch", "Consent")
 CANDIDATE_LIMIT = 50  # stored Patients with one family name and birth date considered for one member
+MAX_MEMBERS = 1000  # MemberBundles in one request (each costs a few searches); more is refused, too-costly
 
 
 @dataclass
@@ -117,6 +118,13 @@ def _member_identifiers(patient: dict[str, Any]) -> list[tuple[str | None, str]]
     return out
 
 
+def _escape(value: str) -> str:
+    """A search value with the characters FHIR search gives a meaning (``\\ , $ |``) escaped."""
+    for ch in ("\\", ",", "$", "|"):
+        value = value.replace(ch, "\\" + ch)
+    return value
+
+
 def _same_identifier(a: tuple[str | None, str], b: tuple[str | None, str]) -> bool:
     return a[1] == b[1] and (a[0] is None or b[0] is None or a[0] == b[0])
 
@@ -134,6 +142,9 @@ def read_request(body: Any) -> list[Submitted]:
     params = parameter_list(body, "$provider-member-match")
     if not params:
         raise BadRequest("$provider-member-match needs at least one MemberBundle parameter")
+    if len(params) > MAX_MEMBERS:
+        raise BadRequest(f"$provider-member-match takes at most {MAX_MEMBERS} MemberBundles in one request; "
+                         "split the request", code="too-costly")
     out: list[Submitted] = []
     for i, p in enumerate(params):
         if p.get("name") != "MemberBundle":
@@ -196,10 +207,11 @@ def _check_member(i: int, patient: dict[str, Any], coverage: dict[str, Any], con
 
 
 class ProviderMatchService:
-    def __init__(self, rest: RestService, opt_outs: OptOuts, payer: str = "") -> None:
+    def __init__(self, rest: RestService, opt_outs: OptOuts, payer: str = "", report_opt_outs: bool = True) -> None:
         self.rest = rest
         self.opt_outs = opt_outs
         self.payer = payer
+        self.report_opt_outs = report_opt_outs  # False: opted-out members answer as not matched
 
     # -- the caller --------------------------------------------------------------------------------------
     def caller(self, grant: Grant) -> Provider:
@@ -220,7 +232,8 @@ class ProviderMatchService:
         return Provider(ref, npi, name or ref)
 
     def _attested_by(self, consent: dict[str, Any], provider: Provider) -> bool:
-        actors = [*(consent.get("performer") or []), consent.get("organization")]
+        orgs = consent.get("organization")
+        actors = [*(consent.get("performer") or []), *(orgs if isinstance(orgs, list) else [orgs])]
         for a in actors:
             if not isinstance(a, dict):
                 continue
@@ -244,7 +257,8 @@ class ProviderMatchService:
         sub = s.coverage.get("subscriberId")
         wanted = _identifiers(s.coverage) + _member_identifiers(s.patient)
         hits: list[tuple[str, dict[str, Any]]] = []
-        for cand in self._search("Patient", [("family", family), ("birthdate", str(s.patient["birthDate"]))]):
+        for cand in self._search("Patient", [("family", _escape(family)),
+                                                 ("birthdate", str(s.patient["birthDate"]))]):
             c_family, c_given = _name(cand)
             if c_family.lower() != family.lower() or cand.get("birthDate") != s.patient["birthDate"]:
                 continue
@@ -277,6 +291,13 @@ class ProviderMatchService:
         """Run $provider-member-match for ``grant``'s provider (module docstring)."""
         provider = self.caller(grant)
         members = read_request(body)
+        for s in members:  # each part a valid resource of its type, before anything is looked up
+            for part, res in (("MemberPatient", s.patient), ("CoverageToMatch", s.coverage), ("Consent", s.consent)):
+                try:
+                    self.rest.validate(res, PARTS[part])
+                except InvalidResource as exc:
+                    msg = f"MemberBundle[{s.index}]: {part} is not a valid {PARTS[part]}: {exc.diagnostics}"
+                    raise BadRequest(msg, issues=[Issue("error", "invalid", msg, [_where(s.index, part)])]) from None
         for s in members:
             if not self._attested_by(s.consent, provider):
                 msg = (f"the treatment attestation Consent is not made by the calling provider {provider.reference} "
@@ -288,8 +309,10 @@ class ProviderMatchService:
                 self._match(s)
             opted = self.opt_outs.opted_out({s.member for s in members if s.member})
         for s in members:
-            if s.member in opted:
+            if s.member in opted and self.report_opt_outs:
                 s.outcome, s.reason = "opted-out", "the member opted out of sharing data through Provider Access"
+            elif s.member in opted:  # suppressed: told apart from no match by nothing
+                s.outcome, s.member, s.reason = "nomatch", None, "no member has these demographics and this coverage"
         matched = [s for s in members if s.outcome == "match"]
         if not matched:
             issues = [Issue("error", "not-found" if s.outcome != "opted-out" else "suppressed",

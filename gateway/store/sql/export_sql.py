@@ -36,6 +36,7 @@ class Scope:
     level: str  # system | patient | group
     group_pk: int | None = None
     patients: list[str] | None = None  # the `patient` parameter: only these (already checked) ids
+    excluded: list[str] = field(default_factory=list)  # patient ids left out (Provider Access opt-outs)
     since: str | None = None  # FHIR instants normalised to the stored lastUpdated format
     until: str | None = None
     filters: dict[str, list[SearchQuery]] = field(default_factory=dict)  # _typeFilter per type
@@ -58,6 +59,8 @@ class ExportSource:
                                                  REFS.c.target_type == "Patient")
             if scope.patients is not None:
                 sel = sel.where(REFS.c.target_id.in_(scope.patients))
+            if scope.excluded:
+                sel = sel.where(REFS.c.target_id.not_in(scope.excluded))
             return sel
         if scope.patients is not None:
             return select(RESOURCE.c.res_id).where(RESOURCE.c.res_type == "Patient",
@@ -288,6 +291,7 @@ class ExportSource:
             wanted = self.group_member_ids(scope.group_pk, sorted(wanted))
         if scope.patients is not None:
             wanted &= set(scope.patients)
+        wanted -= set(scope.excluded)
         return {rid for rid, pids in patients.items() if pids & wanted}
 
     def pk_of(self, rtype: str, rid: str) -> int | None:
