@@ -423,7 +423,11 @@ async def _consent_page(auth: Any, req: StarletteOAuth2Request, params: dict[str
         if launch and not pid:
             pid = (auth.server.launch_context(launch, req.client.client_id) or {}).get("patient")
         label = await run_in_threadpool(_read_patient_label, auth, pid)
-    return HTMLResponse(pages.consent(params, client.name, ticket or _ticket(auth, user.username, req), req.scope,
+    scope = req.scope
+    if not user.clinician:  # what a patient user will get: patient/ scopes only (server.save_authorization_code)
+        parsed = ScopeSet.parse(scope)
+        scope = " ".join([s.raw for s in parsed.resource if s.level == "patient"] + sorted(parsed.other))
+    return HTMLResponse(pages.consent(params, client.name, ticket or _ticket(auth, user.username, req), scope,
                                       clinician=user.clinician, picker=picker, patient_label=label, error=error,
                                       brand=brand(auth)), headers=PAGE)
 

@@ -306,6 +306,7 @@ def test_standalone_launch_by_a_patient_user_then_withdrawn(world: World, page: 
     assert "Your record:" in page.inner_text("#launch-patient") and page.query_selector("#patients") is None
     text = page.inner_text("main")
     assert "your health record" in text and "See and search your health records (all kinds)" in text
+    assert "Add and change" not in text  # the user/*.cu the app asks for is never given to a patient
     accessible(page, "consent-patient")
     page.click("#allow")
     wait_status(page, "ready")
