@@ -40,8 +40,9 @@ wellknown = APIRouter(tags=["auth"])  # mounted at /fhir, before the FHIR routes
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # the sign-in and consent pages: never cached, never framed (clickjacking), no scripts
 PAGE = {**NO_STORE, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+        # no form-action: the consent form's answer redirects to the app's origin, which it would block
         "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
-                                   "form-action 'self'; frame-ancestors 'none'"}
+                                   "frame-ancestors 'none'"}
 TICKET_AUD = "urn:fhir-gateway:consent"
 TICKET_ISSUER = "urn:fhir-gateway:consent-ticket"  # the auth_jti rows of spent consent tickets
 TICKET_TTL = 300  # seconds between sign-in and the consent decision

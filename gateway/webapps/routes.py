@@ -146,7 +146,10 @@ async def launcher_post(request: Request) -> Response:
     if auth is None:
         return Response("Not found", status_code=404, media_type="text/plain")
     brand = auth_routes.brand(auth)
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    try:
+        form = await auth_routes._simple_form(request)  # each field once, no NUL; a bad body is a 400 page
+    except auth_routes.BadInput as exc:
+        return _html(_login_page(brand, str(exc)), 400)
     step = form.get("_step")
     if step == "login":
         keys = auth.throttle.keys("user", form.get("username", ""), auth_routes._address(request))
