@@ -383,6 +383,10 @@ const careGaps = (() => {
 
   function start() {
     const page = document.body.dataset.page;
+    if (typeof FHIR === "undefined") {
+      text("status", "error: the fhirclient library is not installed on this server (make install runs npm ci)");
+      return;
+    }
     if (page === "launch") launch();
     if (page === "app") show();
   }
