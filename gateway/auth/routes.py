@@ -628,7 +628,7 @@ def logo(request: Request) -> Response:
     path = Path(getattr(auth.settings, "org_logo", "") or "")
     media = LOGO_TYPES.get(path.suffix.lower())
     if not str(path) or media is None or not path.is_file():
-        return Response(status_code=404)
+        return _error_page("No logo is configured on this server (GATEWAY_ORG_LOGO)", 404, auth)
     return Response(path.read_bytes(), media_type=media, headers={"Cache-Control": "max-age=3600",
                                                                   "Content-Security-Policy": "default-src 'none'"})
 
