@@ -260,7 +260,7 @@ def patient_label(p: dict[str, Any]) -> str:
     return label + (f", identifier {ident}" if ident else "")
 
 
-def search_patients(auth: Any, name: str = "", birthdate: str = "", identifier: str = "",
+def search_patients(rest: Any, name: str = "", birthdate: str = "", identifier: str = "",
                     offset: int = 0) -> pages.Picker:
     """One page of the patient picker: patients matching the name (any part, prefix), birth date and
     identifier typed, sorted by family and given name, with the total so nothing is cut off silently.
@@ -277,7 +277,7 @@ def search_patients(auth: Any, name: str = "", birthdate: str = "", identifier: 
     picker = pages.Picker(name, birthdate, identifier, offset=max(0, offset))
     try:
         with acting_as(SYSTEM):
-            _, result = auth.rest.search("Patient", params)
+            _, result = rest.search("Patient", params)
     except FhirError as exc:  # e.g. a birth date that is no date
         picker.total = 0
         picker.error = exc.diagnostics
@@ -414,7 +414,7 @@ async def _consent_page(auth: Any, req: StarletteOAuth2Request, params: dict[str
     label = None
     if _needs_picker(auth, req, user):
         form = req.form
-        picker = await run_in_threadpool(search_patients, auth, str(form.get("q_name", "")),
+        picker = await run_in_threadpool(search_patients, auth.rest, str(form.get("q_name", "")),
                                          str(form.get("q_birthdate", "")), str(form.get("q_identifier", "")),
                                          _int(form.get("page")))
         error = error or picker.error
