@@ -40,8 +40,9 @@ wellknown = APIRouter(tags=["auth"])  # mounted at /fhir, before the FHIR routes
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # the sign-in and consent pages: never cached, never framed (clickjacking), no scripts
 PAGE = {**NO_STORE, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+        # no form-action: the consent form's answer redirects to the app's origin, which it would block
         "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
-                                   "form-action 'self'; frame-ancestors 'none'"}
+                                   "frame-ancestors 'none'"}
 TICKET_AUD = "urn:fhir-gateway:consent"
 TICKET_ISSUER = "urn:fhir-gateway:consent-ticket"  # the auth_jti rows of spent consent tickets
 TICKET_TTL = 300  # seconds between sign-in and the consent decision
@@ -259,7 +260,7 @@ def patient_label(p: dict[str, Any]) -> str:
     return label + (f", identifier {ident}" if ident else "")
 
 
-def search_patients(auth: Any, name: str = "", birthdate: str = "", identifier: str = "",
+def search_patients(rest: Any, name: str = "", birthdate: str = "", identifier: str = "",
                     offset: int = 0) -> pages.Picker:
     """One page of the patient picker: patients matching the name (any part, prefix), birth date and
     identifier typed, sorted by family and given name, with the total so nothing is cut off silently.
@@ -276,7 +277,7 @@ def search_patients(auth: Any, name: str = "", birthdate: str = "", identifier: 
     picker = pages.Picker(name, birthdate, identifier, offset=max(0, offset))
     try:
         with acting_as(SYSTEM):
-            _, result = auth.rest.search("Patient", params)
+            _, result = rest.search("Patient", params)
     except FhirError as exc:  # e.g. a birth date that is no date
         picker.total = 0
         picker.error = exc.diagnostics
@@ -413,7 +414,7 @@ async def _consent_page(auth: Any, req: StarletteOAuth2Request, params: dict[str
     label = None
     if _needs_picker(auth, req, user):
         form = req.form
-        picker = await run_in_threadpool(search_patients, auth, str(form.get("q_name", "")),
+        picker = await run_in_threadpool(search_patients, auth.rest, str(form.get("q_name", "")),
                                          str(form.get("q_birthdate", "")), str(form.get("q_identifier", "")),
                                          _int(form.get("page")))
         error = error or picker.error
@@ -423,7 +424,11 @@ async def _consent_page(auth: Any, req: StarletteOAuth2Request, params: dict[str
         if launch and not pid:
             pid = (auth.server.launch_context(launch, req.client.client_id) or {}).get("patient")
         label = await run_in_threadpool(_read_patient_label, auth, pid)
-    return HTMLResponse(pages.consent(params, client.name, ticket or _ticket(auth, user.username, req), req.scope,
+    scope = req.scope
+    if not user.clinician:  # what a patient user will get: patient/ scopes only (server.save_authorization_code)
+        parsed = ScopeSet.parse(scope)
+        scope = " ".join([s.raw for s in parsed.resource if s.level == "patient"] + sorted(parsed.other))
+    return HTMLResponse(pages.consent(params, client.name, ticket or _ticket(auth, user.username, req), scope,
                                       clinician=user.clinician, picker=picker, patient_label=label, error=error,
                                       brand=brand(auth)), headers=PAGE)
 
@@ -623,7 +628,7 @@ def logo(request: Request) -> Response:
     path = Path(getattr(auth.settings, "org_logo", "") or "")
     media = LOGO_TYPES.get(path.suffix.lower())
     if not str(path) or media is None or not path.is_file():
-        return Response(status_code=404)
+        return _error_page("No logo is configured on this server (GATEWAY_ORG_LOGO)", 404, auth)
     return Response(path.read_bytes(), media_type=media, headers={"Cache-Control": "max-age=3600",
                                                                   "Content-Security-Policy": "default-src 'none'"})
 

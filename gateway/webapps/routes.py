@@ -71,12 +71,14 @@ def fhirclient() -> Response:
 
 
 # -- the demo EHR launcher -------------------------------------------------------------------------------
+def _demo(request: Request) -> bool:
+    settings = getattr(request.app.state, "settings", None)
+    return bool(getattr(settings, "demo", False))
+
+
 def _authority(request: Request) -> Any:
     auth = request.app.state.authority
-    settings = getattr(request.app.state, "settings", None) or getattr(auth, "settings", None)
-    if auth is None or not getattr(settings, "demo", False):
-        return None
-    return auth
+    return auth if auth is not None and _demo(request) else None
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
@@ -126,12 +128,52 @@ def _list_page(brand: pages.Branding, ticket: str, picker: pages.Picker, user: s
 <tbody>{rows}</tbody></table>{nav}</form>""", brand)
 
 
-@router.get("/ehr-launcher", summary="Demo EHR launcher (--demo only): sign-in", response_class=HTMLResponse)
-def launcher(request: Request) -> Response:
+def _open_page(request: Request, picker: pages.Picker) -> str:
+    """The launcher of a gateway with authorization off (``make run``): no sign-in (the FHIR API is open on
+    the loopback address anyway); each patient opens the app on this open server with ``patientId``, which
+    fhirclient uses when the server offers no authorization endpoint."""
+    base = request.app.state.settings.fhir_base()
+    rows = "".join(
+        f"<tr><td>{escape(label)}</td><td><a id='launch-{escape(pid)}' href='/apps/care-gaps/launch.html?"
+        f"{escape(urlencode({'iss': base, 'patientId': pid, 'period': str(DEMO_PERIOD_YEAR)}))}'>Open care gaps"
+        f"<span class=muted> for {escape(label)}</span></a></td></tr>" for pid, label in picker.matches)
+    last = min(picker.offset + len(picker.matches), picker.total)
+    count = (f"Showing {picker.offset + 1} to {last} of {picker.total} patients" if picker.total
+             else "No patient matches this search")
+    q = {"q_name": picker.name, "q_birthdate": picker.birthdate, "q_identifier": picker.identifier}
+    nav = ""
+    if picker.offset > 0:
+        nav += (f"<a id=prev-page href='?{escape(urlencode({**q, 'page': max(0, picker.offset - picker.size)}))}'>"
+                "Previous page</a> ")
+    if last < picker.total:
+        nav += f"<a id=next-page href='?{escape(urlencode({**q, 'page': last}))}'>Next page</a>"
+    return pages.page("Demo EHR: open a patient", f"""<p>This page stands in for an electronic health record
+system. Authorization is off on this server, so the care-gaps app opens without a sign-in (start the gateway
+with authorization on, <code>fhir-gateway serve --demo</code>, for the SMART EHR launch).</p>
+<form method=get action=ehr-launcher><fieldset><legend>Find a patient</legend><div class=row>
+<div><label for=q-name>Name</label><input id=q-name name=q_name value='{escape(picker.name)}'></div>
+<div><label for=q-birthdate>Birth date</label><input id=q-birthdate name=q_birthdate type=date value='{escape(picker.birthdate)}'></div>
+<div><label for=q-identifier>Identifier</label><input id=q-identifier name=q_identifier value='{escape(picker.identifier)}'></div>
+</div><button type=submit class=secondary id=search>Search</button></fieldset></form>
+<p class=muted role=status id=patient-count>{count}</p>
+<table><caption class=muted>Patients</caption><thead><tr><th scope=col>Patient</th><th scope=col>App</th></tr></thead>
+<tbody>{rows}</tbody></table><p>{nav}</p>""", pages.Branding(request.app.state.settings.org_name))
+
+
+@router.get("/ehr-launcher", summary="Demo EHR launcher (--demo only)", response_class=HTMLResponse)
+async def launcher(request: Request) -> Response:
+    """With authorization on: the clinician sign-in. With it off (``make run``): the patient list at once,
+    each patient a link that opens the app on the open server."""
     auth = _authority(request)
+    if auth is None and _demo(request) and request.app.state.authority is None:
+        q = request.query_params
+        picker = await run_in_threadpool(auth_routes.search_patients, request.app.state.rest,
+                                         q.get("q_name", ""), q.get("q_birthdate", ""), q.get("q_identifier", ""),
+                                         auth_routes._int(q.get("page")))
+        return _html(_open_page(request, picker))
     if auth is None:
-        return Response("Not found: the demo EHR launcher runs only with --demo and authorization on",
-                        status_code=404, media_type="text/plain")
+        return Response("Not found: the demo EHR launcher runs only with --demo", status_code=404,
+                        media_type="text/plain")
     return _html(_login_page(auth_routes.brand(auth)))
 
 
@@ -146,7 +188,10 @@ async def launcher_post(request: Request) -> Response:
     if auth is None:
         return Response("Not found", status_code=404, media_type="text/plain")
     brand = auth_routes.brand(auth)
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    try:
+        form = await auth_routes._simple_form(request)  # each field once, no NUL; a bad body is a 400 page
+    except auth_routes.BadInput as exc:
+        return _html(_login_page(brand, str(exc)), 400)
     step = form.get("_step")
     if step == "login":
         keys = auth.throttle.keys("user", form.get("username", ""), auth_routes._address(request))
@@ -159,7 +204,7 @@ async def launcher_post(request: Request) -> Response:
         if not user.clinician:
             return _html(_login_page(brand, "Only clinicians (Practitioner users) can open the EHR launcher"), 403)
         ticket = auth_routes.user_ticket(auth, user.username, LAUNCHER_AUD, LAUNCHER_TTL)
-        picker = await run_in_threadpool(auth_routes.search_patients, auth)
+        picker = await run_in_threadpool(auth_routes.search_patients, auth.rest)
         return _html(_list_page(brand, ticket, picker, user.username))
     holder = auth_routes.ticket_user(auth, form.get("ticket", ""), LAUNCHER_AUD)
     user = await run_in_threadpool(auth.server.user, holder) if holder else None
@@ -175,7 +220,7 @@ async def launcher_post(request: Request) -> Response:
         return RedirectResponse(f"/apps/care-gaps/launch.html?{query}", status_code=303)
     if step not in ("search", "launch"):
         return _html(_login_page(brand, "Unknown step"), 400)
-    picker = await run_in_threadpool(auth_routes.search_patients, auth, form.get("q_name", ""),
+    picker = await run_in_threadpool(auth_routes.search_patients, auth.rest, form.get("q_name", ""),
                                      form.get("q_birthdate", ""), form.get("q_identifier", ""),
                                      auth_routes._int(form.get("page")))
     return _html(_list_page(brand, ticket, picker, user.username))

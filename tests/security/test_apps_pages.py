@@ -88,6 +88,8 @@ def test_the_launcher_exists_only_with_the_demo(store: SqlStore, c: TestClient) 
 
 
 def test_the_launcher_refuses_patients_wrong_passwords_and_forged_tickets(c: TestClient) -> None:
+    first = c.get("/apps/ehr-launcher", params={"q_name": SECRET_NAME})  # authorization on: sign in first
+    assert first.status_code == 200 and "id=sign-in" in first.text and SECRET_NAME not in first.text
     bad = c.post("/apps/ehr-launcher", data={"_step": "login", "username": "doc", "password": "wrong password"})
     assert bad.status_code == 401 and SECRET_NAME not in bad.text
     patient = c.post("/apps/ehr-launcher", data={"_step": "login", "username": "pat", "password": PASSWORD})

@@ -118,7 +118,7 @@ def test_a_spent_ticket_is_refused_by_another_process(store: SqlStore) -> None:
 def _signed_in_token(app: App, user: str) -> dict[str, object]:
     consent = sign_in(app, app.params(scope="launch/patient patient/*.rs user/*.rs openid fhirUser"), user)
     assert consent.status_code == 200 and "Allow access?" in consent.text, consent.text
-    assert "<select" not in consent.text  # no patient picker: the user's own patient is the only choice
+    assert "<fieldset id=patients>" not in consent.text  # no patient picker: the user's own patient is the only choice
     r = exchange(app, redirected(consent_and_allow(app, consent.text, patient="pb"))["code"])
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
@@ -145,7 +145,7 @@ def test_related_person_and_person_users_see_only_their_patient(app: App, fhir_u
 
 def test_practitioner_user_keeps_user_level_access(app: App) -> None:
     consent = sign_in(app, app.params(scope="launch/patient patient/*.rs user/*.rs"), "doc")
-    assert "<select" in consent.text
+    assert "<fieldset id=patients>" in consent.text
     tok = exchange(app, redirected(consent_and_allow(app, consent.text, patient="pb"))["code"]).json()
     assert tok["patient"] == "pb" and "user/*.rs" in tok["scope"]
 

@@ -54,6 +54,11 @@ def _problem(case: Case, status: int, ctype: str, body: bytes) -> str | None:
             if "html" in ctype:
                 return None
             return f"{status} under /auth is neither OAuth error JSON nor a page: {ctype} {body[:120]!r}"
+        if case.url.startswith("/apps"):  # the served browser apps: pages and files (the boundary guard's
+            # refusals of a NUL or a malformed URL are OperationOutcomes there too)
+            if ("html" in ctype or "text/plain" in ctype or b'"OperationOutcome"' in body) and b"Traceback" not in body:
+                return None
+            return f"{status} under /apps is neither a page nor plain text: {ctype} {body[:120]!r}"
         if b'"resourceType":"OperationOutcome"' not in body.replace(b" ", b"") and not (
                 "xml" in ctype and b'<OperationOutcome xmlns="http://hl7.org/fhir">' in body):
             return f"{status} is not an OperationOutcome: {ctype} {body[:120]!r}"

@@ -16,11 +16,13 @@ Screens are saved for docs/apps.md when SCREENSHOTS_DIR is set (`make screenshot
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import html
 import re
 import secrets
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -79,8 +81,15 @@ def cli(*args: str, **env: str) -> str:
 def webapps() -> Path:
     """gateway/webapps with its locked npm packages (fhirclient for the app, axe-core for these tests)."""
     npm()
-    if installed_version(WEBAPPS) != locked_version(WEBAPPS) or not (WEBAPPS / "node_modules" / "axe-core").is_dir():
-        npm_ci(WEBAPPS)
+    # `make install-test` installed them already; otherwise once, with a lock against a second test worker
+    with open(Path(tempfile.gettempdir()) / "fhir-gateway-webapps-npm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if installed_version(WEBAPPS) != locked_version(WEBAPPS) or not (WEBAPPS / "node_modules" / "axe-core").is_dir():
+                npm_ci(WEBAPPS)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    assert (WEBAPPS / "node_modules" / "fhirclient" / "build" / "fhir-client.min.js").is_file()
     return WEBAPPS
 
 
@@ -306,6 +315,7 @@ def test_standalone_launch_by_a_patient_user_then_withdrawn(world: World, page: 
     assert "Your record:" in page.inner_text("#launch-patient") and page.query_selector("#patients") is None
     text = page.inner_text("main")
     assert "your health record" in text and "See and search your health records (all kinds)" in text
+    assert "Add and change" not in text  # the user/*.cu the app asks for is never given to a patient
     accessible(page, "consent-patient")
     page.click("#allow")
     wait_status(page, "ready")

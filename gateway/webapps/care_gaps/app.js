@@ -303,7 +303,10 @@ const careGaps = (() => {
         valueCode: "incremental" }],
       status: "complete", type: "data-collection", measure: gap.report.measure,
       subject: { reference: `Patient/${state.patient.id}` }, date: new Date().toISOString(),
-      reporter: { reference: user ? user.replace(/^.*\/(\w+\/[^/]+)$/, "$1") : `Patient/${state.patient.id}` },
+      // who reports: the signed-in clinician, else (an open server) the patient's practitioner or organization
+      reporter: { reference: user ? user.replace(/^.*\/(\w+\/[^/]+)$/, "$1")
+        : ((state.patient.generalPractitioner || [])[0] || state.patient.managingOrganization || {}).reference
+          || `Patient/${state.patient.id}` },
       period: gap.report.period,
       evaluatedResource: [{ reference: `${resource.resourceType}/${resource.id}` }],
     };
@@ -363,7 +366,9 @@ const careGaps = (() => {
       text("patient-gender", state.patient.gender || "unknown");
       text("patient-id", state.patient.id);
       text("user", state.client.user.fhirUser || "(not shared)");
-      state.canWrite = grantedScopes().some((s) => /^user\/(\*|MeasureReport)\.(c|[cruds]*c[cruds]*|write|\*)$/.test(s));
+      // an open server (authorization off) gives no token and refuses nothing; else the token's scopes decide
+      const open = !(state.client.state.tokenResponse || {}).access_token;
+      state.canWrite = open || grantedScopes().some((s) => /^user\/(\*|MeasureReport)\.(c|[cruds]*c[cruds]*|write|\*)$/.test(s));
       const thisYear = new Date().getFullYear();
       const wanted = Number(sessionStorage.getItem("care-gaps-year")) || thisYear;
       const years = new Set([thisYear, thisYear - 1, thisYear - 2, wanted]);
@@ -383,6 +388,10 @@ const careGaps = (() => {
 
   function start() {
     const page = document.body.dataset.page;
+    if (typeof FHIR === "undefined") {
+      text("status", "error: the fhirclient library is not installed on this server (make install runs npm ci)");
+      return;
+    }
     if (page === "launch") launch();
     if (page === "app") show();
   }
