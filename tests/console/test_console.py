@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, clean_env, gateway_exe
+from tests.screenshots import screenshot
 from tests.smart.smart_demo import CHROMIUM, CHROMIUM_ARGS, npm, playwright
 from tests.test_live_server import LiveServer, start_server, stop_server
 
@@ -29,7 +31,6 @@ OUTSIDER, OUTSIDER_PASSWORD = "console-outsider", "outsider-password-1"  # a pra
 LIST = "demo-atr-riverbend-2025"
 DEMO_MEASURES = ("demo-breast-cancer-screening", "demo-controlling-blood-pressure", "demo-diabetes-a1c-poor-control")
 AXE_DIR = ROOT / "tests" / "console"
-SHOTS = ROOT / "docs" / "apps"
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
@@ -141,10 +142,8 @@ def check_access(page: Any) -> None:
 
 
 def shoot(request: pytest.FixtureRequest, page: Any, name: str) -> None:
-    """docs/apps/console-NAME.png when the run selects the screenshots marker (`-m screenshots`)."""
-    if "screenshots" in (request.config.getoption("-m") or ""):
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"console-{name}.png"), full_page=True)
+    """docs/apps/console-NAME.png under `make screenshots` (tests/screenshots.py)."""
+    screenshot(page, f"console-{name}")
 
 
 def figures(page: Any, selector: str) -> dict[str, str | None]:
@@ -164,7 +163,7 @@ def test_dashboard_figures_are_the_population_reports(console: Console, staff: A
                                                       request: pytest.FixtureRequest) -> None:
     page = staff
     # two quarters keep the test lean; the screenshot shows the year's four
-    periods = "4" if "screenshots" in (request.config.getoption("-m") or "") else "2"
+    periods = "4" if os.environ.get("SCREENSHOTS_DIR") else "2"
     page.goto(console.url("/console/", year="2025", grain="quarter", periods=periods))
     page.wait_for_selector("#trend-table")
     shoot(request, page, "dashboard")
