@@ -375,6 +375,18 @@ class LibraryTranslator:
         when the type has no such element."""
         if t is None or t == "Any":
             return None
+        if isinstance(t, tuple) and t[0] == "Choice":  # the element of each alternative that has it
+            found = [self.property_type(alt, name) for alt in t[1]]
+            types = list(dict.fromkeys(f for f in found if f is not False))
+            if not types:
+                return False
+            if None in types:
+                return None
+            flat: list[Any] = []
+            for x in types:
+                flat.extend(x[1] if isinstance(x, tuple) and x[0] == "Choice" else [x])
+            flat = list(dict.fromkeys(flat))
+            return flat[0] if len(flat) == 1 else ("Choice", tuple(flat))
         if isinstance(t, tuple) and t[0] == "Tuple":
             for n, et in t[1]:
                 if n == name:

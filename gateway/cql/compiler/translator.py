@@ -490,6 +490,9 @@ class ExpressionTranslator:
 
     def t_durof(self, n: Node, scope: Scope) -> Typed:
         elm, t = self.tr(n.operand, scope)
+        if isinstance(t, str) and t.startswith("FHIR.") and _is_interval(t):
+            target = system_target(t)
+            elm, t = self.convert(elm, t, target), target
         name = "DifferenceBetween" if n.difference else "DurationBetween"
         pt = t[1] if isinstance(t, tuple) and t[0] == "Interval" else None
         ops = [with_type({"type": "Start", "operand": elm}, pt), with_type({"type": "End", "operand": elm}, pt)]
