@@ -546,8 +546,11 @@ class ExpressionTranslator:
         return out, t
 
     def t_is(self, n: Node, scope: Scope) -> Typed:
-        elm, _ = self.tr(n.operand, scope)
+        elm, st = self.tr(n.operand, scope)
         t = self.lib.resolve_type(n.type, n)
+        fhir = _fhir_source(st, t)
+        if fhir is not None and fhir != st:
+            t = fhir
         return with_type({"type": "Is", "operand": elm, "isTypeSpecifier": spec(t)}, "Boolean"), "Boolean"
 
     def t_as(self, n: Node, scope: Scope, strict: bool = False) -> Typed:
@@ -557,6 +560,12 @@ class ExpressionTranslator:
                 and conversion_cost(st, t) is None and conversion_cost(t, st) is None and st != "Any" \
                 and not st.startswith("FHIR") and not t.startswith("FHIR"):
             raise err(n, f"expression of type {show(st)} cannot be cast as a value of type {show(t)}")
+        fhir = _fhir_source(st, t)
+        if fhir is not None:  # a FHIR value as a System type: the FHIR type, then its implicit conversion
+            if fhir != st:
+                elm = with_type({"type": "As", "operand": elm, "asTypeSpecifier": spec(fhir), "strict": strict},
+                                fhir)
+            return self.convert(elm, fhir, t), t
         out: Elm = {"type": "As", "operand": elm, "asTypeSpecifier": spec(t)}
         if strict:
             out["strict"] = True
@@ -965,6 +974,18 @@ def _pin(tr: ExpressionTranslator, x: Typed, other: Typed) -> Typed:
     elm["low"] = tr.convert(elm["low"], "Any", pt)
     elm["high"] = tr.convert(elm["high"], "Any", pt)
     return with_type(elm, ("Interval", pt)), ("Interval", pt)
+
+
+def _fhir_source(st: Any, t: Any) -> Any:
+    """For ``x as T`` with ``x`` a FHIR value (or a choice of them) and ``T`` a System type: the FHIR type of
+    ``x`` that converts to ``T``, or None."""
+    if not isinstance(t, (str, tuple)) or (isinstance(t, str) and t.startswith("FHIR.")):
+        return None
+    alts = st[1] if _is_choice(st) else (st,)
+    for alt in alts:
+        if isinstance(alt, str) and alt.startswith("FHIR.") and system_target(alt) == t:
+            return alt
+    return None
 
 
 def _is_choice(t: Any) -> bool:
