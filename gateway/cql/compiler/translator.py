@@ -71,6 +71,7 @@ class Scope:
         self.lets: dict[str, Any] = {}
         self.operands: dict[str, Any] = {}
         self.sort_item = False
+        self.sort_type: Any = None  # the type of the sorted elements, in a sort expression
 
     def lookup(self, name: str) -> tuple[str, Any] | None:
         s: Scope | None = self
@@ -371,7 +372,10 @@ class ExpressionTranslator:
             kind, t = found
             return with_type({"type": kind, "name": name}, t), t
         if scope.in_sort():
-            return {"type": "IdentifierRef", "name": name}, None
+            st = _sort_type(scope)
+            pt = self.lib.property_type(st, name) if st is not None else None
+            pt = None if pt is False else pt
+            return with_type({"type": "IdentifierRef", "name": name}, pt), pt
         ref = self.lib.resolve_identifier(name, n, self)
         if ref is not None:
             return ref
@@ -942,6 +946,7 @@ class ExpressionTranslator:
                 items = []
                 ss = Scope()
                 ss.sort_item = True
+                ss.sort_type = elem_t
                 for direction, e, _tok in val:
                     if e.kind == "ident" and scope.lookup(e.name) is None:
                         items.append({"type": "ByColumn", "direction": direction, "path": e.name})
@@ -950,6 +955,15 @@ class ExpressionTranslator:
                         items.append({"type": "ByExpression", "direction": direction, "expression": elm})
                 out["sort"] = {"by": items}
         return with_type(out, rt), rt
+
+
+def _sort_type(scope: Scope) -> Any:
+    s: Scope | None = scope
+    while s is not None:
+        if s.sort_item:
+            return s.sort_type
+        s = s.parent
+    return None
 
 
 def scope_aliases(scope: Scope) -> set[str]:
