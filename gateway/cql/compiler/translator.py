@@ -396,6 +396,9 @@ class ExpressionTranslator:
             return ref
         if src.kind == "ident" and src.name in scope_aliases(scope):
             at = scope.lookup(src.name)[1]  # type: ignore[index]
+            if isinstance(at, str) and (at, n.name) in EXTENSION_ELEMENTS:
+                ext = EXTENSION_ELEMENTS[(at, n.name)]
+                return self.extension_element(with_type({"type": "AliasRef", "name": src.name}, at), ext), ext[1]
             pt = self.lib.property_type(at, n.name)
             if pt is False:
                 raise err(n, f"{show(at)} has no element {n.name}")
@@ -672,6 +675,15 @@ class ExpressionTranslator:
         return self.call("Contains", [coll, b], n, **extra)
 
     def terminology_in(self, a: Typed, vs: Typed, n: Node) -> Typed:
+        t = a[1]
+        target = system_target(t) if isinstance(t, str) else None
+        if target in ("Code", "Concept"):
+            a = (self.convert(a[0], t, target), target)
+        elif _is_list(t) and system_target(t[1]) in ("Code", "Concept"):
+            lt = ("List", system_target(t[1]))
+            a = (self.convert(a[0], t, lt), lt)
+        elif t == "String":
+            return with_type({"type": "InValueSet", "code": a[0], "valueset": vs[0]}, "Boolean"), "Boolean"
         t = a[1]
         if isinstance(t, tuple) and t[0] == "List":
             return with_type({"type": "AnyInValueSet", "codes": a[0], "valueset": vs[0]}, "Boolean"), "Boolean"
