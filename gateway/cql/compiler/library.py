@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import model
 from .ast import Node
 from .lexer import CqlSyntaxError
 from .parser import parse_library
@@ -22,7 +23,6 @@ from .translator import (
     Scope,
     err,
 )
-from . import model
 from .types import SYSTEM_TYPES, conversion_cost, qname, spec, with_type
 
 SCHEMA = {"id": "urn:hl7-org:elm", "version": "r1"}
