@@ -6,6 +6,7 @@ import ipaddress
 import os
 import re
 import socket
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -897,8 +898,7 @@ def cql_run(
 ) -> None:
     """Translate a CQL library and print the value of each of its public definitions for the subject."""
     import json
-
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from .cql.datetime import now
     from .cql.engine import Context, Engine
@@ -915,8 +915,8 @@ def cql_run(
     if result.elm is None or result.errors:
         raise typer.Exit(1)
     manager = LibraryManager()
-    libs = {name: _translate_file(path, sources) for name, path in sources.items() if path != file}
-    for name, r in libs.items():
+    for path in {p for p in sources.values() if p != file}:
+        r = _translate_file(path, sources)
         if r.elm is not None:
             manager.add(ElmLibrary.from_elm(r.elm))
     lib = manager.add(ElmLibrary.from_elm(result.elm))
@@ -950,7 +950,7 @@ def cql_run(
         source = StoreDataSource(gated, patient_id)
         terminology = ValueSetIndex.from_resources(_stored_value_sets(gated, settings, lib, manager))
     try:
-        ctx = Context(source, terminology, params, now=now(datetime.now(timezone.utc)))
+        ctx = Context(source, terminology, params, now=now(datetime.now(UTC)))
         engine = Engine(manager)
         names = [n for n, d in lib.defs.items() if d.get("accessLevel", "Public") == "Public"]
         out = {}
