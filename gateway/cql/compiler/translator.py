@@ -155,8 +155,8 @@ class ExpressionTranslator:
             if elm.get("type") == "List":
                 elm["element"] = [self.convert(e, src[1], dst[1]) for e in elm.get("element", [])]
                 return with_type(elm, dst)
-            inner = self.convert({"type": "AliasRef", "name": "X"}, src[1], dst[1])
-            return with_type({"type": "Query", "source": [{"alias": "X", "expression": elm}], "let": [],
+            inner = self.convert({"type": "AliasRef", "name": "$this"}, src[1], dst[1])
+            return with_type({"type": "Query", "source": [{"alias": "$this", "expression": elm}], "let": [],
                               "relationship": [], "return": {"distinct": False, "expression": inner}}, dst)
         if isinstance(src, tuple) and isinstance(dst, tuple) and src[0] == dst[0] == "Interval" \
                 and src[1] != dst[1] and src[1] != "Any" and elm.get("type") == "Interval":
@@ -931,9 +931,9 @@ class ExpressionTranslator:
         if n.ret is not None:
             mode, e = n.ret
             elm, elem_t = self.tr(e, qs)
-            out["return"] = {"distinct": mode != "all", "expression": elm}
+            out["return"] = {"expression": elm} if mode != "all" else {"distinct": False, "expression": elm}
         elif len(n.sources) > 1:
-            out["return"] = {"distinct": True, "expression": {"type": "Tuple", "element": [
+            out["return"] = {"expression": {"type": "Tuple", "element": [
                 {"name": a, "value": {"type": "AliasRef", "name": a}} for a, _ in n.sources]}}
         if n.agg is not None:
             mode, name, starting, e = n.agg
