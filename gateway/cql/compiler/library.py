@@ -453,6 +453,8 @@ def translate_library(text: str, included: dict[str, str] | Provider | None = No
         ast = parse_library(text)
     except CqlSyntaxError as exc:
         return Translation(None, [Diagnostic("error", exc.message, exc.line, exc.col, None)])
+    except RecursionError:
+        return Translation(None, [Diagnostic("error", "expressions are nested too deeply", 1, 1, None)])
     errors: list[Diagnostic] = []
     cache: dict[str, LibraryTranslator | None] = {}
     translator = LibraryTranslator(ast, _load_includes(ast, provider, cache, errors, set()))
@@ -479,6 +481,11 @@ def _load_includes(ast: Node, provider: Provider, cache: dict[str, LibraryTransl
                 continue
             try:
                 sub = parse_library(source)
+            except RecursionError:
+                errors.append(Diagnostic("error", f"in library {inc.path}: expressions are nested too deeply",
+                                         inc.line, inc.col, None))
+                cache[key] = None
+                continue
             except CqlSyntaxError as exc:
                 errors.append(Diagnostic("error", f"in library {inc.path}: {exc.message}", exc.line, exc.col,
                                          None))

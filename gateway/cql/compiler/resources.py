@@ -25,15 +25,19 @@ class LibraryTranslation:
     errors: list[Diagnostic]
 
 
-def content_type(att: dict[str, Any]) -> str:
-    return str(att.get("contentType", "")).split(";")[0].strip()
+def content_type(att: Any) -> str:
+    """The media type of an attachment, without parameters."""
+    return str(att.get("contentType", "")).split(";")[0].strip() if isinstance(att, dict) else ""
 
 
 def cql_text(library: dict[str, Any]) -> str | None:
     """The ``text/cql`` content of a Library resource, decoded, or None."""
     for att in library.get("content") or []:
-        if content_type(att) == CQL_TYPE and att.get("data"):
-            return base64.b64decode(att["data"]).decode("utf-8")
+        if isinstance(att, dict) and content_type(att) == CQL_TYPE and isinstance(att.get("data"), str):
+            try:
+                return base64.b64decode(att["data"], validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):  # not base64 or not UTF-8: no CQL to translate
+                return None
     return None
 
 
