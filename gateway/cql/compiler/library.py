@@ -437,11 +437,13 @@ DEFAULT_CODE_PATHS = {"Encounter": "type", "Observation": "code", "Condition": "
 Provider = Callable[[str, "str | None"], "str | None"]
 
 
-def translate_library(text: str, included: dict[str, str] | Provider | None = None) -> Translation:
+def translate_library(text: str, included: dict[str, str] | Provider | None = None,
+                      cache: dict[str, LibraryTranslator | None] | None = None) -> Translation:
     """Translate CQL library text to ELM JSON. ``included`` gives the CQL text of included libraries: a dict
     by library name, or a function of (name, version). A syntax error gives no ELM and that one error;
     semantic errors are reported per statement with their line and column, and the statements without errors
-    are still translated."""
+    are still translated. ``cache`` keeps the included libraries (parsed, with the definitions translated so
+    far) for the next call with the same provider, so a set of libraries translates each include once."""
     if isinstance(included, dict):
         texts = included
 
@@ -456,7 +458,7 @@ def translate_library(text: str, included: dict[str, str] | Provider | None = No
     except RecursionError:
         return Translation(None, [Diagnostic("error", "expressions are nested too deeply", 1, 1, None)])
     errors: list[Diagnostic] = []
-    cache: dict[str, LibraryTranslator | None] = {}
+    cache = cache if cache is not None else {}
     translator = LibraryTranslator(ast, _load_includes(ast, provider, cache, errors, set()))
     result = translator.translate()
     result.errors[:0] = errors

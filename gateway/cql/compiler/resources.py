@@ -61,13 +61,14 @@ def translate_resources(resources: list[dict[str, Any]], replace_elm: bool = Tru
 
     out: list[dict[str, Any]] = []
     report: list[LibraryTranslation] = []
+    cache: dict[str, Any] = {}  # included libraries, translated once for all the Libraries
     for r in resources:
         text = cql_text(r) if r.get("resourceType") == "Library" else None
         has_elm = any(content_type(a) == ELM_TYPE for a in r.get("content") or [])
         if text is None or (has_elm and not replace_elm):
             out.append(r)
             continue
-        result = translate_library(text, provider)
+        result = translate_library(text, provider, cache)
         report.append(LibraryTranslation(r.get("name", ""), r.get("version"), result.errors))
         content = [a for a in r.get("content") or [] if content_type(a) != ELM_TYPE]
         if result.elm is not None:
