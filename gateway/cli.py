@@ -6,6 +6,7 @@ import ipaddress
 import os
 import re
 import socket
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -787,6 +788,227 @@ def migrate(database: DatabaseOpt = None) -> None:
     settings = _settings(database)
     SqlStore(settings.resolved_database_url()).close()
     typer.echo("database schema is up to date")
+
+
+cql_app = typer.Typer(help="Translate CQL to ELM and run CQL libraries (the built-in CQL-to-ELM translator).",
+                      no_args_is_help=True)
+app.add_typer(cql_app, name="cql")
+
+
+def _cql_sources(files: list[Path]) -> dict[str, Path]:
+    """CQL libraries by name: the given files and the other .cql files beside them (for includes)."""
+    import re
+
+    found: dict[str, Path] = {}
+    folders = {f.resolve().parent for f in files}
+    for path in [*files, *(p for d in sorted(folders) for p in sorted(d.glob("*.cql")))]:
+        try:
+            head = path.read_text(encoding="utf-8")[:4000]
+        except (OSError, UnicodeDecodeError):
+            continue
+        m = re.search(r"^\s*library\s+(\"[^\"]+\"|[A-Za-z_][\w.]*)", head, re.M)
+        if m:
+            found.setdefault(m.group(1).strip('"'), path)
+    return found
+
+
+def _translate_file(path: Path, sources: dict[str, Path]) -> Any:
+    from .cql.compiler import translate_library
+
+    def provider(name: str, version: str | None) -> str | None:
+        src = sources.get(name)
+        return src.read_text(encoding="utf-8") if src is not None else None
+
+    return translate_library(path.read_text(encoding="utf-8"), provider)
+
+
+@cql_app.command("translate")
+def cql_translate(
+    files: Annotated[list[Path], typer.Argument(help="CQL files; includes are found among them and the .cql "
+                                                     "files beside them, by library name")],
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Write FILE.json here instead of "
+                                                                         "beside each FILE")] = None,
+    stdout: Annotated[bool, typer.Option("--stdout", help="Print the ELM instead of writing files")] = False,
+) -> None:
+    """Translate CQL libraries to ELM JSON; errors are printed as FILE:LINE:COLUMN: message (exit status 1)."""
+    from .cql.compiler import elm_json
+
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        typer.echo(f"error: no such file: {', '.join(missing)}", err=True)
+        raise typer.Exit(2)
+    sources = _cql_sources(files)
+    failed = False
+    for path in files:
+        try:
+            result = _translate_file(path, sources)
+        except (OSError, UnicodeDecodeError) as exc:
+            typer.echo(f"{path}: error: {exc}", err=True)
+            failed = True
+            continue
+        for e in result.errors:
+            where = f" (in {e.statement})" if e.statement else ""
+            typer.echo(f"{path}:{e.line}:{e.col}: error: {e.message}{where}", err=True)
+        failed = failed or bool(result.errors)
+        if result.elm is None:
+            continue
+        text = elm_json(result.elm, indent=2)
+        if stdout:
+            typer.echo(text)
+            continue
+        target = (output_dir or path.parent) / (path.stem + ".json")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"{path} -> {target}" + (f" ({len(result.errors)} errors)" if result.errors else ""))
+    if failed:
+        raise typer.Exit(1)
+
+
+def _cql_parameter(text: str) -> tuple[str, Any]:
+    """NAME=CQL-EXPRESSION from the command line: the name and the value of the expression."""
+    from .cql.compiler import translate_library
+    from .cql.datasource import BundleDataSource
+    from .cql.engine import Context, Engine
+    from .cql.library import ElmLibrary, LibraryManager
+    from .cql.terminology import ValueSetIndex
+
+    name, sep, expr = text.partition("=")
+    if not sep or not name.strip():
+        raise typer.BadParameter(f"expected NAME=EXPRESSION, got {text!r}")
+    result = translate_library(f"library P\ndefine V: {expr}")
+    if result.elm is None or result.errors:
+        raise typer.BadParameter(f"{name}: {'; '.join(e.message for e in result.errors)}")
+    manager = LibraryManager()
+    lib = manager.add(ElmLibrary.from_elm(result.elm))
+    value = Engine(manager).evaluate(lib, ["V"], Context(BundleDataSource([]), ValueSetIndex()))["V"]
+    return name.strip(), value
+
+
+@cql_app.command("run")
+def cql_run(
+    file: Annotated[Path, typer.Argument(help="The CQL library to run")],
+    subject: Annotated[str | None, typer.Option(help="Patient/[id]: the patient the Patient context is")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Read the patient's data from this FHIR Bundle "
+                                                             "(JSON) instead of the database")] = None,
+    parameter: Annotated[list[str] | None, typer.Option("--parameter", "-p",
+                                                        help="NAME=CQL-EXPRESSION, e.g. "
+                                                             "'Measurement Period=Interval[@2025-01-01, "
+                                                             "@2026-01-01)'")] = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Translate a CQL library and print the value of each of its public definitions for the subject."""
+    import json
+    from datetime import datetime
+
+    from .cql.datetime import now
+    from .cql.engine import Context, Engine
+    from .cql.library import ElmLibrary, LibraryManager
+    from .cql.terminology import ValueSetIndex
+
+    if not file.is_file():
+        typer.echo(f"error: no such file: {file}", err=True)
+        raise typer.Exit(2)
+    sources = _cql_sources([file])
+    result = _translate_file(file, sources)
+    for e in result.errors:
+        typer.echo(f"{file}:{e.line}:{e.col}: error: {e.message}", err=True)
+    if result.elm is None or result.errors:
+        raise typer.Exit(1)
+    manager = LibraryManager()
+    for path in {p for p in sources.values() if p != file}:
+        r = _translate_file(path, sources)
+        if r.elm is not None:
+            manager.add(ElmLibrary.from_elm(r.elm))
+    lib = manager.add(ElmLibrary.from_elm(result.elm))
+    params = dict(_cql_parameter(p) for p in parameter or [])
+    patient_id = subject.removeprefix("Patient/") if subject else None
+    store = None
+    if data is not None:
+        from .cql.datasource import BundleDataSource
+
+        try:
+            bundle = json.loads(data.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            typer.echo(f"error: cannot read {data}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        resources = [e["resource"] for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict)] \
+            if bundle.get("resourceType") == "Bundle" else [bundle]
+        terminology = ValueSetIndex.from_resources(r for r in resources if r.get("resourceType") == "ValueSet")
+        if patient_id is not None:
+            resources = [r for r in resources if _belongs_to(r, patient_id)]
+        source: Any = BundleDataSource(resources)
+    else:
+        if patient_id is None:
+            typer.echo("error: give --subject Patient/[id] (or --data BUNDLE)", err=True)
+            raise typer.Exit(2)
+        from .deqm.measure_data import StoreDataSource
+        from .store.sql.store import SqlStore
+
+        settings = _settings(database)
+        store = SqlStore(settings.resolved_database_url())
+        gated = _gated(store, settings)
+        source = StoreDataSource(gated, patient_id)
+        terminology = ValueSetIndex.from_resources(_stored_value_sets(gated, settings, lib, manager))
+    try:
+        ctx = Context(source, terminology, params, now=now(datetime.now(UTC)))
+        engine = Engine(manager)
+        names = [n for n, d in lib.defs.items() if d.get("accessLevel", "Public") == "Public"]
+        out = {}
+        for n in names:
+            try:
+                out[n] = _cql_json(engine.evaluate(lib, [n], ctx)[n])
+            except Exception as exc:  # noqa: BLE001 - one failing definition is reported, the others still run
+                out[n] = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        if store is not None:
+            store.close()
+    typer.echo(json.dumps(out, indent=2, default=str))
+
+
+def _belongs_to(resource: dict[str, Any], patient_id: str) -> bool:
+    """Is the resource the patient or does it refer to the patient (subject, patient, beneficiary)?"""
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id") == patient_id
+    if resource.get("resourceType") in ("ValueSet", "CodeSystem", "Library", "Measure", "Medication",
+                                        "Location", "Organization", "Practitioner"):
+        return True
+    for key in ("subject", "patient", "beneficiary"):
+        ref = resource.get(key)
+        if isinstance(ref, dict) and str(ref.get("reference", "")).rsplit("/", 1)[-1] == patient_id:
+            return True
+    return False
+
+
+def _stored_value_sets(gated: Any, settings: Any, lib: Any, manager: Any) -> list[dict[str, Any]]:
+    """The stored ValueSets the library and its includes declare."""
+    import orjson
+
+    from .search.query import QueryParser
+
+    urls: set[str] = set()
+    for other in manager.libraries():
+        urls.update(d["id"] for d in other.valuesets.values())
+    out = []
+    for url in sorted(urls):
+        q = QueryParser(settings.fhir_base(), strict=True, max_count=1000).parse("ValueSet", [("url", url)])
+        q.count, q.total = 1000, "none"
+        out.extend(orjson.loads(m.body) for m in gated.search(q).matches)
+    return out
+
+
+def _cql_json(value: Any) -> Any:
+    """A CQL value as JSON for printing: lists and tuples as JSON, FHIR resources as their JSON, the rest as
+    their CQL text."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, list):
+        return [_cql_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _cql_json(v) for k, v in value.items()}
+    inner = getattr(value, "value", None)
+    if type(value).__name__ == "Node" and isinstance(inner, (dict, str, bool, int)):
+        return inner  # a FHIR element: its JSON
+    return str(value)
 
 
 def _gated(store: Any, settings: Any) -> Any:

@@ -6,7 +6,6 @@ Usage: python tools/cql_translator_measures.py [ECQM_DIR]
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.cql.compiler import elm_json, translate_library  # noqa: E402
+from gateway.cql.compiler.resources import cql_text, translate_resources  # noqa: E402
 from gateway.cql.engine import Engine  # noqa: E402
 from gateway.cql.library import LibraryManager  # noqa: E402
 from gateway.measure.cases import MeasureFixture, case_paths, load_measure, run_case  # noqa: E402
@@ -24,35 +23,14 @@ from gateway.measure.cases import MeasureFixture, case_paths, load_measure, run_
 ECQM = ROOT.parent / "shared" / "testdata" / "ecqm"
 
 
-def cql_text(library: dict[str, Any]) -> str | None:
-    """The text/cql content of a Library resource."""
-    for att in library.get("content") or []:
-        if att.get("contentType", "").split(";")[0].strip() == "text/cql" and att.get("data"):
-            return base64.b64decode(att["data"]).decode("utf-8")
-    return None
-
-
 def from_text(resources: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str], int, float]:
     """The resources with every Library's ELM replaced by our translation of its CQL text; the translation
     errors, the lines of CQL translated and the seconds it took."""
-    texts = {lib["name"]: cql_text(lib) for lib in resources if lib["resourceType"] == "Library"}
-    out, errors, lines, seconds = [], [], 0, 0.0
-    for r in resources:
-        if r["resourceType"] != "Library" or texts.get(r["name"]) is None:
-            out.append(r)
-            continue
-        text = texts[r["name"]] or ""
-        t0 = time.perf_counter()
-        result = translate_library(text, lambda name, version: texts.get(name))
-        seconds += time.perf_counter() - t0
-        lines += text.count("\n") + 1
-        errors += [f"{r['name']} {e.line}:{e.col} {e.message}" for e in result.errors]
-        stripped = [a for a in r.get("content") or [] if a.get("contentType", "").split(";")[0].strip()
-                    != "application/elm+json"]
-        if result.elm is not None:
-            data = base64.b64encode(elm_json(result.elm).encode()).decode()
-            stripped.append({"contentType": "application/elm+json", "data": data})
-        out.append({**r, "content": stripped})
+    t0 = time.perf_counter()
+    out, report = translate_resources(resources)
+    seconds = time.perf_counter() - t0
+    lines = sum((cql_text(r) or "").count("\n") + 1 for r in resources if r["resourceType"] == "Library")
+    errors = [f"{t.name} {e.line}:{e.col} {e.message}" for t in report for e in t.errors]
     return out, errors, lines, seconds
 
 

@@ -134,6 +134,53 @@ class RestService:
                                   issues=result.errors)
         return result.warnings
 
+    def _translate_cql(self, resource: dict[str, Any], warnings: list[Issue], tx: Session | None
+                       ) -> tuple[dict[str, Any], list[Issue]]:
+        """A Library stored with ``text/cql`` and no ELM gets its translation as an ``application/elm+json``
+        content entry (the CQL stays as it was sent); the translator's diagnostics become issues of the
+        write's OperationOutcome. Included libraries are the stored Libraries of that name (and version)."""
+        if resource.get("resourceType") != "Library":
+            return resource, warnings
+        from ..cql.compiler.resources import ELM_TYPE, content_type, cql_text, translate_resources
+
+        if cql_text(resource) is None or any(content_type(a) == ELM_TYPE for a in resource.get("content") or []):
+            return resource, warnings
+        translated, report = translate_resources([resource, *self._included_libraries(resource, tx)])
+        issues = list(warnings)
+        for e in report[0].errors if report else []:
+            issues.append(Issue("warning", "processing", f"CQL {e.line}:{e.col}: {e.message}"
+                                + (f" (in {e.statement})" if e.statement else ""), ["Library.content"]))
+        if report and not report[0].errors:
+            issues.append(Issue("information", "informational",
+                                "The CQL was translated to ELM, stored as an application/elm+json content entry",
+                                ["Library.content"]))
+        return translated[0], issues
+
+    def _included_libraries(self, resource: dict[str, Any], tx: Session | None,
+                            seen: set[str] | None = None) -> list[dict[str, Any]]:
+        """The stored Libraries the CQL includes, by name, and theirs in turn (for translating it)."""
+        import re
+
+        from ..cql.compiler.resources import cql_text
+
+        seen = seen if seen is not None else {str(resource.get("name"))}
+        out: list[dict[str, Any]] = []
+        for name in re.findall(r'^\s*include\s+("?)([A-Za-z_][\w.]*)\1', cql_text(resource) or "", re.M):
+            lib_name = name[1]
+            if lib_name in seen:
+                continue
+            seen.add(lib_name)
+            try:  # under the caller's grant: a Library it may not read is not there for the translation
+                _, result = self.search("Library", [("name:exact", lib_name)], tx=tx)
+            except FhirError:
+                continue
+            for m in result.matches:
+                lib = orjson.loads(m.body)
+                out.append(lib)
+                out.extend(self._included_libraries(lib, tx, seen))
+        return out
+
+
     def _conditional_matches(self, tx: Session, resource_type: str, criteria: str,
                              claim: bool = True) -> list[StoredResource]:
         """The (at most two) current resources ``criteria`` match, searched inside ``tx``. With ``claim``
@@ -186,6 +233,7 @@ class RestService:
         ``provenance`` (an X-Provenance header's resource) is stored in the same transaction."""
         check_type(resource_type)
         warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
+        resource, warnings = self._translate_cql(resource, warnings, tx)
         self._check_provenance(provenance, resource_type, None)
         if tx is None:
             with self.store.session() as s:
@@ -226,6 +274,7 @@ class RestService:
                provenance: dict[str, Any] | None = None) -> WriteOutcome:
         check_type(resource_type)
         warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
+        resource, warnings = self._translate_cql(resource, warnings, tx)
         if resource.get("id") is None:
             raise InvalidResource("An update must carry the resource id in the body (FHIR R4 http.html#update)")
         if resource.get("id") != id:
@@ -249,6 +298,7 @@ class RestService:
                            provenance: dict[str, Any] | None = None) -> WriteOutcome:
         check_type(resource_type)
         warnings = self.validate(resource, resource_type) if prevalidated is None else prevalidated
+        resource, warnings = self._translate_cql(resource, warnings, tx)
         self._check_provenance(provenance, resource_type, None)
         if tx is None:
             with self.store.session() as s:

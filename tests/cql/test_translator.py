@@ -148,3 +148,12 @@ def test_parity_doc_matches_run(parity: list[ParityResult]) -> None:
     doc = DOC.read_text()
     section = DOC_START + doc.split(DOC_START, 1)[1].split(DOC_END, 1)[0] + DOC_END
     assert section == render_section(parity)
+
+
+def test_hostile_text_gives_diagnostics_not_crashes() -> None:
+    deep = translate_library("define A: " + "(" * 5000 + "1" + ")" * 5000)
+    assert deep.elm is None and "nested too deeply" in deep.errors[0].message
+    for text in ("define A: 'unterminated", "define A: @2024-13-01", "define A: 1 +* 2", "define \"A\": [",
+                 "define A: Interval[1, 'a']"):
+        result = translate_library(text)
+        assert result.errors and all(e.line >= 1 and e.col >= 1 for e in result.errors), text

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import model
 from .ast import Node
 from .lexer import CqlSyntaxError
 from .parser import parse_library
@@ -22,7 +23,6 @@ from .translator import (
     Scope,
     err,
 )
-from . import model
 from .types import SYSTEM_TYPES, conversion_cost, qname, spec, with_type
 
 SCHEMA = {"id": "urn:hl7-org:elm", "version": "r1"}
@@ -375,6 +375,18 @@ class LibraryTranslator:
         when the type has no such element."""
         if t is None or t == "Any":
             return None
+        if isinstance(t, tuple) and t[0] == "Choice":  # the element of each alternative that has it
+            found = [self.property_type(alt, name) for alt in t[1]]
+            types = list(dict.fromkeys(f for f in found if f is not False))
+            if not types:
+                return False
+            if None in types:
+                return None
+            flat: list[Any] = []
+            for x in types:
+                flat.extend(x[1] if isinstance(x, tuple) and x[0] == "Choice" else [x])
+            flat = list(dict.fromkeys(flat))
+            return flat[0] if len(flat) == 1 else ("Choice", tuple(flat))
         if isinstance(t, tuple) and t[0] == "Tuple":
             for n, et in t[1]:
                 if n == name:
@@ -425,11 +437,13 @@ DEFAULT_CODE_PATHS = {"Encounter": "type", "Observation": "code", "Condition": "
 Provider = Callable[[str, "str | None"], "str | None"]
 
 
-def translate_library(text: str, included: dict[str, str] | Provider | None = None) -> Translation:
+def translate_library(text: str, included: dict[str, str] | Provider | None = None,
+                      cache: dict[str, LibraryTranslator | None] | None = None) -> Translation:
     """Translate CQL library text to ELM JSON. ``included`` gives the CQL text of included libraries: a dict
     by library name, or a function of (name, version). A syntax error gives no ELM and that one error;
     semantic errors are reported per statement with their line and column, and the statements without errors
-    are still translated."""
+    are still translated. ``cache`` keeps the included libraries (parsed, with the definitions translated so
+    far) for the next call with the same provider, so a set of libraries translates each include once."""
     if isinstance(included, dict):
         texts = included
 
@@ -441,8 +455,10 @@ def translate_library(text: str, included: dict[str, str] | Provider | None = No
         ast = parse_library(text)
     except CqlSyntaxError as exc:
         return Translation(None, [Diagnostic("error", exc.message, exc.line, exc.col, None)])
+    except RecursionError:
+        return Translation(None, [Diagnostic("error", "expressions are nested too deeply", 1, 1, None)])
     errors: list[Diagnostic] = []
-    cache: dict[str, LibraryTranslator | None] = {}
+    cache = cache if cache is not None else {}
     translator = LibraryTranslator(ast, _load_includes(ast, provider, cache, errors, set()))
     result = translator.translate()
     result.errors[:0] = errors
@@ -467,6 +483,11 @@ def _load_includes(ast: Node, provider: Provider, cache: dict[str, LibraryTransl
                 continue
             try:
                 sub = parse_library(source)
+            except RecursionError:
+                errors.append(Diagnostic("error", f"in library {inc.path}: expressions are nested too deeply",
+                                         inc.line, inc.col, None))
+                cache[key] = None
+                continue
             except CqlSyntaxError as exc:
                 errors.append(Diagnostic("error", f"in library {inc.path}: {exc.message}", exc.line, exc.col,
                                          None))

@@ -36,7 +36,7 @@ def _same(types: list[str], arity: int) -> list[str]:
 
 
 CMP = _sigs("T,T:Boolean")
-INTERVAL_REL = _sigs("Interval<T>,Interval<T>:Boolean", "T,Interval<T>:Boolean", "Interval<T>,T:Boolean", "T,T:Boolean")
+INTERVAL_REL = _sigs("Interval<T>,Interval<T>:Boolean", "T,T:Boolean", "T,Interval<T>:Boolean", "Interval<T>,T:Boolean")
 
 # name -> (ELM type, shape, overloads)
 SYSTEM: dict[str, tuple[str, Any, list[tuple[list[Any], Any]]]] = {

@@ -71,6 +71,7 @@ class Scope:
         self.lets: dict[str, Any] = {}
         self.operands: dict[str, Any] = {}
         self.sort_item = False
+        self.sort_type: Any = None  # the type of the sorted elements, in a sort expression
 
     def lookup(self, name: str) -> tuple[str, Any] | None:
         s: Scope | None = self
@@ -154,8 +155,8 @@ class ExpressionTranslator:
             if elm.get("type") == "List":
                 elm["element"] = [self.convert(e, src[1], dst[1]) for e in elm.get("element", [])]
                 return with_type(elm, dst)
-            inner = self.convert({"type": "AliasRef", "name": "X"}, src[1], dst[1])
-            return with_type({"type": "Query", "source": [{"alias": "X", "expression": elm}], "let": [],
+            inner = self.convert({"type": "AliasRef", "name": "$this"}, src[1], dst[1])
+            return with_type({"type": "Query", "source": [{"alias": "$this", "expression": elm}], "let": [],
                               "relationship": [], "return": {"distinct": False, "expression": inner}}, dst)
         if isinstance(src, tuple) and isinstance(dst, tuple) and src[0] == dst[0] == "Interval" \
                 and src[1] != dst[1] and src[1] != "Any" and elm.get("type") == "Interval":
@@ -371,7 +372,10 @@ class ExpressionTranslator:
             kind, t = found
             return with_type({"type": kind, "name": name}, t), t
         if scope.in_sort():
-            return {"type": "IdentifierRef", "name": name}, None
+            st = _sort_type(scope)
+            pt = self.lib.property_type(st, name) if st is not None else None
+            pt = None if pt is False else pt
+            return with_type({"type": "IdentifierRef", "name": name}, pt), pt
         ref = self.lib.resolve_identifier(name, n, self)
         if ref is not None:
             return ref
@@ -392,6 +396,9 @@ class ExpressionTranslator:
             return ref
         if src.kind == "ident" and src.name in scope_aliases(scope):
             at = scope.lookup(src.name)[1]  # type: ignore[index]
+            if isinstance(at, str) and (at, n.name) in EXTENSION_ELEMENTS:
+                ext = EXTENSION_ELEMENTS[(at, n.name)]
+                return self.extension_element(with_type({"type": "AliasRef", "name": src.name}, at), ext), ext[1]
             pt = self.lib.property_type(at, n.name)
             if pt is False:
                 raise err(n, f"{show(at)} has no element {n.name}")
@@ -490,6 +497,9 @@ class ExpressionTranslator:
 
     def t_durof(self, n: Node, scope: Scope) -> Typed:
         elm, t = self.tr(n.operand, scope)
+        if isinstance(t, str) and t.startswith("FHIR.") and _is_interval(t):
+            target = system_target(t)
+            elm, t = self.convert(elm, t, target), target
         name = "DifferenceBetween" if n.difference else "DurationBetween"
         pt = t[1] if isinstance(t, tuple) and t[0] == "Interval" else None
         ops = [with_type({"type": "Start", "operand": elm}, pt), with_type({"type": "End", "operand": elm}, pt)]
@@ -543,8 +553,11 @@ class ExpressionTranslator:
         return out, t
 
     def t_is(self, n: Node, scope: Scope) -> Typed:
-        elm, _ = self.tr(n.operand, scope)
+        elm, st = self.tr(n.operand, scope)
         t = self.lib.resolve_type(n.type, n)
+        fhir = _fhir_source(st, t)
+        if fhir is not None and fhir != st:
+            t = fhir
         return with_type({"type": "Is", "operand": elm, "isTypeSpecifier": spec(t)}, "Boolean"), "Boolean"
 
     def t_as(self, n: Node, scope: Scope, strict: bool = False) -> Typed:
@@ -554,6 +567,12 @@ class ExpressionTranslator:
                 and conversion_cost(st, t) is None and conversion_cost(t, st) is None and st != "Any" \
                 and not st.startswith("FHIR") and not t.startswith("FHIR"):
             raise err(n, f"expression of type {show(st)} cannot be cast as a value of type {show(t)}")
+        fhir = _fhir_source(st, t)
+        if fhir is not None:  # a FHIR value as a System type: the FHIR type, then its implicit conversion
+            if fhir != st:
+                elm = with_type({"type": "As", "operand": elm, "asTypeSpecifier": spec(fhir), "strict": strict},
+                                fhir)
+            return self.convert(elm, fhir, t), t
         out: Elm = {"type": "As", "operand": elm, "asTypeSpecifier": spec(t)}
         if strict:
             out["strict"] = True
@@ -656,6 +675,15 @@ class ExpressionTranslator:
         return self.call("Contains", [coll, b], n, **extra)
 
     def terminology_in(self, a: Typed, vs: Typed, n: Node) -> Typed:
+        t = a[1]
+        target = system_target(t) if isinstance(t, str) else None
+        if target in ("Code", "Concept"):
+            a = (self.convert(a[0], t, target), target)
+        elif _is_list(t) and system_target(t[1]) in ("Code", "Concept"):
+            lt = ("List", system_target(t[1]))
+            a = (self.convert(a[0], t, lt), lt)
+        elif t == "String":
+            return with_type({"type": "InValueSet", "code": a[0], "valueset": vs[0]}, "Boolean"), "Boolean"
         t = a[1]
         if isinstance(t, tuple) and t[0] == "List":
             return with_type({"type": "AnyInValueSet", "codes": a[0], "valueset": vs[0]}, "Boolean"), "Boolean"
@@ -903,9 +931,9 @@ class ExpressionTranslator:
         if n.ret is not None:
             mode, e = n.ret
             elm, elem_t = self.tr(e, qs)
-            out["return"] = {"distinct": mode != "all", "expression": elm}
+            out["return"] = {"expression": elm} if mode != "all" else {"distinct": False, "expression": elm}
         elif len(n.sources) > 1:
-            out["return"] = {"distinct": True, "expression": {"type": "Tuple", "element": [
+            out["return"] = {"expression": {"type": "Tuple", "element": [
                 {"name": a, "value": {"type": "AliasRef", "name": a}} for a, _ in n.sources]}}
         if n.agg is not None:
             mode, name, starting, e = n.agg
@@ -930,6 +958,7 @@ class ExpressionTranslator:
                 items = []
                 ss = Scope()
                 ss.sort_item = True
+                ss.sort_type = elem_t
                 for direction, e, _tok in val:
                     if e.kind == "ident" and scope.lookup(e.name) is None:
                         items.append({"type": "ByColumn", "direction": direction, "path": e.name})
@@ -938,6 +967,15 @@ class ExpressionTranslator:
                         items.append({"type": "ByExpression", "direction": direction, "expression": elm})
                 out["sort"] = {"by": items}
         return with_type(out, rt), rt
+
+
+def _sort_type(scope: Scope) -> Any:
+    s: Scope | None = scope
+    while s is not None:
+        if s.sort_item:
+            return s.sort_type
+        s = s.parent
+    return None
 
 
 def scope_aliases(scope: Scope) -> set[str]:
@@ -962,6 +1000,18 @@ def _pin(tr: ExpressionTranslator, x: Typed, other: Typed) -> Typed:
     elm["low"] = tr.convert(elm["low"], "Any", pt)
     elm["high"] = tr.convert(elm["high"], "Any", pt)
     return with_type(elm, ("Interval", pt)), ("Interval", pt)
+
+
+def _fhir_source(st: Any, t: Any) -> Any:
+    """For ``x as T`` with ``x`` a FHIR value (or a choice of them) and ``T`` a System type: the FHIR type of
+    ``x`` that converts to ``T``, or None."""
+    if not isinstance(t, (str, tuple)) or (isinstance(t, str) and t.startswith("FHIR.")):
+        return None
+    alts = st[1] if _is_choice(st) else (st,)
+    for alt in alts:
+        if isinstance(alt, str) and alt.startswith("FHIR.") and system_target(alt) == t:
+            return alt
+    return None
 
 
 def _is_choice(t: Any) -> bool:
