@@ -64,6 +64,9 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
             log.info("demo data loaded", extra={"resources": summary.resources})
         if runs_jobs(settings, store):
             app.state.jobs.start()
+        from .api import shutdown
+
+        shutdown.install(settings.shutdown_timeout_seconds)  # under serve: SIGTERM ends the process in time
         if app.state.authority is not None:
             app.state.authority.audit.start()
         if settings.subscription_notifier:
