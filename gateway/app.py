@@ -75,7 +75,7 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
             yield
         finally:
             app.state.notifier.stop()
-            if app.state.jobs.running:  # leases handed back for another instance to take at once
+            if app.state.jobs.started:  # leases handed back for another instance to take at once
                 app.state.jobs.stop(timeout=min(10.0, settings.shutdown_timeout_seconds / 3))
             if app.state.authority is not None:
                 app.state.authority.audit.stop()  # and writes the last batch of audit rows

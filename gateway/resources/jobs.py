@@ -94,8 +94,9 @@ class JobWorker:
         self.handlers[kind] = handler
 
     @property
-    def running(self) -> bool:
-        return bool(self._threads) and not self._stop.is_set()
+    def started(self) -> bool:
+        """Whether the worker threads were started (and not yet stopped)."""
+        return bool(self._threads)
 
     def start(self) -> None:
         """Start the worker threads."""

@@ -25,10 +25,12 @@ from gateway.store.sql.tables import RESOURCE
 from tests.conftest import clean_env, gateway_exe
 from tests.test_live_server import free_port, stop_process, wait_until_up
 
-# two demo measures over every demo patient: seconds of evaluation, long enough to kill mid-run
-DEMO_MEASURES = ("demo-controlling-blood-pressure", "demo-diabetes-a1c-poor-control")
+# a demo measure over every demo patient: a second or more of evaluation, long enough to kill mid-run; all
+# three of them for a request that outlasts a shutdown bound of a few seconds
+DEMO_MEASURES = ("demo-diabetes-a1c-poor-control", "demo-controlling-blood-pressure", "demo-breast-cancer-screening")
 CARE_GAPS = [("periodStart", "2025-01-01"), ("periodEnd", "2025-12-31"), ("subject", "Group/all"),
-             ("status", "open-gap"), ("status", "closed-gap"), *(("measureId", m) for m in DEMO_MEASURES)]
+             ("status", "open-gap"), ("status", "closed-gap"), ("measureId", DEMO_MEASURES[0])]
+CARE_GAPS_LONG = [*CARE_GAPS, *(("measureId", m) for m in DEMO_MEASURES[1:])]
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
 
 
@@ -101,7 +103,7 @@ def load_world(db: str) -> None:
     try:
         rest = RestService(GatedStore(store, "http://localhost/fhir"), "http://localhost/fhir")
         with acting_as(SYSTEM):
-            load_demo(rest)
+            load_demo(rest, claims=False)  # the claims feed no test here
             with store.engine.connect() as conn:
                 ids = [r[0] for r in conn.execute(select(RESOURCE.c.res_id).where(
                     RESOURCE.c.res_type == "Patient", RESOURCE.c.deleted.is_(False)))]

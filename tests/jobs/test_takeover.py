@@ -24,7 +24,16 @@ import pytest
 from gateway.store.sql.store import SqlStore
 from tests.bulk_helpers import load_population
 from tests.conftest import own_pg_database, require_pg
-from tests.jobs.harness import ASYNC, CARE_GAPS, instances, job_row, load_world, poll_done, wait_for
+from tests.jobs.harness import (
+    ASYNC,
+    CARE_GAPS,
+    CARE_GAPS_LONG,
+    instances,
+    job_row,
+    load_world,
+    poll_done,
+    wait_for,
+)
 
 pytestmark = pytest.mark.live
 MEMBERS = 3000
@@ -69,18 +78,17 @@ def test_jobs_of_a_killed_instance_are_finished_by_the_other(db: str, tmp_path: 
     store.close()
     with instances(db, tmp_path, ("a", "b"), _env(tmp_path, lease=2)) as (a, b):
         os.kill(b.proc.pid, signal.SIGSTOP)  # B frozen while A accepts and starts both jobs
-        gaps = httpx.get(f"{a.base}/Measure/$care-gaps", params=CARE_GAPS, headers=ASYNC, timeout=30)
         export = httpx.get(f"{a.base}/Group/big/$export", params={"_type": "Patient,Coverage"}, headers=ASYNC,
                            timeout=30)
-        assert gaps.status_code == 202 and export.status_code == 202, (gaps.text, export.text)
-        gaps_url, export_url = gaps.headers["Content-Location"], export.headers["Content-Location"]
-        gaps_id, export_id = gaps_url.rsplit("/", 1)[1], export_url.rsplit("/", 1)[1]
-
-        def mid_run() -> bool:
-            e, g = job_row(db, export_id), job_row(db, gaps_id)
-            return e.status == "running" and bool(e.progress.get("outputs")) and g.status == "running"
-
-        wait_for(mid_run, 60, "both jobs running on A with some export files written", 0.02)
+        assert export.status_code == 202, export.text
+        export_url = export.headers["Content-Location"]
+        export_id = export_url.rsplit("/", 1)[1]
+        wait_for(lambda: job_row(db, export_id).progress.get("outputs"), 60, "export files written on A", 0.02)
+        gaps = httpx.get(f"{a.base}/Measure/$care-gaps", params=CARE_GAPS, headers=ASYNC, timeout=30)
+        assert gaps.status_code == 202, gaps.text
+        gaps_url = gaps.headers["Content-Location"]
+        gaps_id = gaps_url.rsplit("/", 1)[1]
+        wait_for(lambda: job_row(db, gaps_id).status == "running", 30, "the $care-gaps job running on A", 0.02)
         os.kill(a.proc.pid, signal.SIGSTOP)  # stopped at once, then killed: no chance to finish anything
         held = [job_row(db, export_id), job_row(db, gaps_id)]
         assert all(j.status == "running" and str(a.proc.pid) in (j.lease_owner or "") for j in held), held
@@ -161,7 +169,8 @@ def test_sigterm_exits_within_the_bound_and_hands_leases_back(db: str, tmp_path:
 
         def long_request() -> None:  # several seconds of evaluation, answered synchronously
             try:
-                outcome["response"] = httpx.get(f"{a.base}/Measure/$care-gaps", params=CARE_GAPS, timeout=60)
+                outcome["response"] = httpx.get(f"{a.base}/Measure/$care-gaps", params=CARE_GAPS_LONG,
+                                                timeout=60)
             except httpx.HTTPError as exc:
                 outcome["error"] = exc
 
@@ -188,6 +197,9 @@ def test_sigterm_exits_within_the_bound_and_hands_leases_back(db: str, tmp_path:
         row = job_row(db, job_id)
         assert row.status == "running" and row.lease_owner is None and row.lease_expires == 0.0  # handed back
         os.kill(b.proc.pid, signal.SIGCONT)
-        s = poll_done(_on(r.headers["Content-Location"], a, b), timeout=40)  # well inside the 60 s lease
+        began = time.monotonic()
+        wait_for(lambda: b.job_events(job_id), 15, "B taking the job over")  # the lease had a minute left
+        assert time.monotonic() - began < 15
+        s = poll_done(_on(r.headers["Content-Location"], a, b))
         assert s.status_code == 200, s.text
         assert job_row(db, job_id).attempts == 2 and b.job_events(job_id) == ["started", "complete"]
