@@ -124,6 +124,9 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     from .bulk.service import BulkService
 
     app.state.bulk = BulkService(store, settings, base, app.state.jobs)
+    from .bulk.submit import SubmitService
+
+    app.state.bulk_submit = SubmitService(app.state.jobs, app.state.rest, settings, base)
     from .deqm.async_jobs import AsyncJobs
 
     app.state.async_jobs = AsyncJobs(app.state.jobs, app.state.measures, settings)

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     # SIGTERM: stop accepting work, let requests in flight finish, hand job leases back, and exit within
     # this many seconds whatever is still running (serve --shutdown-timeout)
     shutdown_timeout_seconds: float = 30.0
+    # bulk submission ($bulk-submit, $bulk-submit-data): comma-separated allow-list of where manifests and
+    # their files may be fetched from (scheme://host[:port][/path prefix]; empty: any address the egress
+    # rules allow), and the largest file fetched
+    bulk_submit_sources: str = ""
+    bulk_submit_max_file_bytes: int = 256 * 1024 * 1024
     # ATR list-change Subscriptions: a thread in this process sends the rest-hook notifications
     subscription_notifier: bool = True
     subscription_poll_seconds: float = 1.0

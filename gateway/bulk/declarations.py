@@ -8,6 +8,8 @@ from __future__ import annotations
 from ..fhir.atr_model import OD
 from ..operations import USER_SYSTEM, Endpoint, Need, Operation, Param, group_endpoint
 
+SYSTEM_ONLY = frozenset({"system"})  # bulk submission: a Data Provider's backend client
+
 BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
 GET_POST = ("GET", "POST")
 EXPORT_PARAMS = (
@@ -60,4 +62,42 @@ OPERATIONS: tuple[Operation, ...] = (
         "[base]/$export-file/[job]/[file]: one NDJSON output file; only the client that started the job",
         (Endpoint("system", "bulk.handlers:export_file", (), ("GET",), suffix="/{job_id}/{name}"),),
         (Need("*", "r"),), scope_levels=USER_SYSTEM, tags=("bulk",), part_of="export"),
+    Operation(
+        "bulk-submit", "bulk-submit", "Bulk Data bulk submission (4.0 ballot)",
+        "[base]/$bulk-submit (POST Parameters): submitter, submissionId, manifestUrl (a Bulk Data manifest of "
+        "NDJSON files the Data Provider hosts), replacesManifestUrl, submissionStatus in-progress | completed | "
+        "stopped; the files are fetched through the egress policy (GATEWAY_BULK_SUBMIT_SOURCES) and loaded one "
+        "transaction per file under the caller's rights; status at [base]/$bulk-submit-status",
+        (Endpoint("system", "bulk.submit_handlers:bulk_submit", (), ("POST",)),), (Need("*", "cu"),),
+        BULK + "bulk-submit",
+        (Param("submitter", "Identifier", min=1), Param("submissionId", "string", min=1),
+         Param("submissionStatus", "Coding"), Param("manifestUrl", "url"), Param("replacesManifestUrl", "url")),
+        scope_levels=SYSTEM_ONLY, asynchronous=True, affects_state=True, tags=("bulk",)),
+    Operation(
+        "bulk-submit-status", "bulk-submit-status", "Status of a bulk submission",
+        "[base]/$bulk-submit-status (POST Parameters or GET with submitter=system|value and submissionId) and "
+        "[base]/$bulk-submit-status/[submission]: 202 while files load, then the status manifest with per-file "
+        "output and error items; only the client that submitted",
+        (Endpoint("system", "bulk.submit_handlers:bulk_submit_status", (), ("GET", "POST")),
+         Endpoint("system", "bulk.submit_handlers:bulk_submit_status_of", (), ("GET",), suffix="/{submission}")),
+        (Need("*", "cu"),), BULK + "bulk-submit-status",
+        (Param("submitter", "Identifier", min=1), Param("submissionId", "string", min=1)),
+        scope_levels=SYSTEM_ONLY, tags=("bulk",)),
+    Operation(
+        "bulk-submit-outcome", "bulk-submit-outcome", "OperationOutcomes of one submitted manifest",
+        "[base]/$bulk-submit-outcome/[job]: NDJSON OperationOutcomes of the files of one manifest that did not "
+        "load; only the client that submitted",
+        (Endpoint("system", "bulk.submit_handlers:bulk_submit_outcome", (), ("GET",), suffix="/{job_id}"),),
+        (Need("*", "cu"),), scope_levels=SYSTEM_ONLY, tags=("bulk",), part_of="bulk-submit"),
+    Operation(
+        "bulk-submit-data", "bulk-submit-data", "DEQM bulk submit data",
+        "Measure/$bulk-submit-data (POST): data-collection measureReport(s) stored, and the data named by "
+        "exportUrl (exportType static: the manifest of a finished export) loaded as a bulk submission; status "
+        "at the Content-Location URL ([base]/$bulk-submit-status/[submission])",
+        (Endpoint("type", "bulk.submit_handlers:bulk_submit_data", ("Measure",), ("POST",)),),
+        (Need("MeasureReport", "cu"), Need("*", "cu")),
+        "http://hl7.org/fhir/us/davinci-deqm/OperationDefinition/bulk-submit-data",
+        (Param("measureReport", "MeasureReport", min=1, max="*"), Param("exportType", "code"),
+         Param("exportUrl", "url", min=1)),
+        scope_levels=SYSTEM_ONLY, asynchronous=True, affects_state=True, tags=("measure",)),
 )

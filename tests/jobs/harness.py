@@ -143,3 +143,74 @@ def poll_done(url: str, timeout: float = 120) -> httpx.Response:
 
     result: httpx.Response = wait_for(done, timeout, f"{url} to finish", 0.2)
     return result
+
+
+class FileServer:
+    """A Data Provider's file host on 127.0.0.1 (``http.server`` in a thread): ``routes`` maps a path to
+    (status, headers, body); anything else is 404. ``url(path)`` is the address of a path."""
+
+    def __init__(self, routes: dict[str, tuple[int, dict[str, str], bytes]]) -> None:
+        import http.server
+
+        self.routes = routes
+        self.hits: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
+                outer.hits.append(self.path)
+                status, headers, body = outer.routes.get(self.path, (404, {}, b"not found"))
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        import threading
+
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> FileServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def ndjson(resources: list[dict[str, Any]]) -> bytes:
+    """Resources as NDJSON bytes."""
+    return b"".join(json.dumps(r).encode() + b"\n" for r in resources)
+
+
+def submit_params(submitter: str, submission_id: str, manifest_url: str | None = None,
+                  status: str | None = None, replaces: str | None = None) -> dict[str, Any]:
+    """A ``$bulk-submit`` Parameters body."""
+    params: list[dict[str, Any]] = [
+        {"name": "submitter", "valueIdentifier": {"system": "http://example.org/submitters", "value": submitter}},
+        {"name": "submissionId", "valueString": submission_id}]
+    if manifest_url:
+        params.append({"name": "manifestUrl", "valueUrl": manifest_url})
+    if replaces:
+        params.append({"name": "replacesManifestUrl", "valueUrl": replaces})
+    if status:
+        params.append({"name": "submissionStatus",
+                       "valueCoding": {"system": "http://hl7.org/fhir/event-status", "code": status}})
+    return {"resourceType": "Parameters", "parameter": params}
+
+
+def manifest(base: str, files: list[tuple[str, str]]) -> bytes:
+    """A Bulk Data manifest listing (type, url) files."""
+    return json.dumps({"transactionTime": "2026-01-01T00:00:00Z", "request": f"{base}/$export",
+                       "requiresAccessToken": False,
+                       "output": [{"type": t, "url": u} for t, u in files], "error": []}).encode()

@@ -202,6 +202,11 @@ class JobStore:
         with self._write() as conn:
             return bool(conn.execute(update(JOB).where(self._held(job_id)).values(**values)).rowcount)
 
+    def update_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        """Replace a job's progress whatever its state (a record no worker runs, such as a submission)."""
+        with self._write() as conn:
+            conn.execute(update(JOB).where(J.id == job_id).values(progress=orjson.dumps(progress).decode()))
+
     def cancel(self, job_id: str) -> None:
         """Mark a job cancelled (its runner notices at its next beat); the row goes a minute later."""
         with self._write() as conn:
