@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.store.sql.store import SqlStore
-from gateway.store.sql.tables import JOB, HISTORY, IDX, RESOURCE
+from gateway.store.sql.tables import HISTORY, IDX, JOB, RESOURCE
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from gateway.resources.jobs import cleanup_expired
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.resources.jobs import cleanup_expired
 from gateway.store.sql.store import SqlStore
 from tests.bulk_helpers import download, export, kickoff, load_examples, load_population, path, wait
 from tests.conftest import BASE, make_client
