@@ -136,9 +136,9 @@ async def bulk_submit_status(request: Request, settings: Settings) -> Response:
     return await run_in_threadpool(_status_response, svc, key, request)
 
 
-def bulk_submit_status_of(submission: str, request: Request) -> Response:
-    """The status URL a submission request answered with."""
-    return _status_response(_svc(request), submission, request)
+def bulk_submit_status_of(job_id: str, request: Request) -> Response:
+    """The status URL a submission request answered with (``job_id``: the submission's row id)."""
+    return _status_response(_svc(request), job_id, request)
 
 
 def bulk_submit_outcome(job_id: str, request: Request) -> Response:
