@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from tests.jobs.harness import FileServer, instances, manifest, ndjson, poll_done, submit_params
-from tests.jobs.test_takeover import db  # noqa: F401 - the database fixture (SQLite file, PostgreSQL)
 
 pytestmark = pytest.mark.live
 JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
@@ -29,7 +28,7 @@ def _count(base: str, query: str) -> int:
     return int(r.json()["total"])
 
 
-def test_bulk_submission_end_to_end(db: str, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+def test_bulk_submission_end_to_end(db: str, tmp_path: Path) -> None:
     routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
     with FileServer(routes) as files:
         routes["/ok/Patient.ndjson"] = (200, {"Content-Type": "application/fhir+ndjson"}, ndjson(PATIENTS))

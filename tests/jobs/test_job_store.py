@@ -65,3 +65,32 @@ def test_a_handed_back_lease_is_taken_at_once(store: SqlStore) -> None:
     assert got == {"job-001", "job-002"}
     a.cancel("job-001")
     assert b.beat("job-001") == "cancelled" and b.beat("job-002") == "running"
+
+
+def test_the_upgrade_keeps_export_jobs_of_the_old_table(db: str) -> None:
+    """A database at migration 0006 with an export job in ``export_job``: after the upgrade the job is a row
+    of ``job`` of kind export, claimable, and the downgrade gives the old table back."""
+    from sqlalchemy import text
+
+    from gateway.store.sql.migrate import alembic_config, upgrade
+    from gateway.store.sql.store import make_engine
+
+    engine = make_engine(db)
+    upgrade(engine, "0006")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO export_job (id, status, client_id, request_url, params, transaction_time, "
+                          "created, heartbeat, attempts, progress) VALUES ('old', 'queued', 'c', 'u', '{}', 't', "
+                          "'t', 0, 0, '{}')"))
+    upgrade(engine)
+    store = SqlStore(db, migrate=False)
+    try:
+        job = JobStore(store, "x").claim()
+        assert job is not None and job.id == "old" and job.kind == "export" and job.lease_owner == "x"
+    finally:
+        store.close()
+    from alembic import command
+
+    command.downgrade(alembic_config(engine), "0006")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM export_job")).scalar_one() == "old"
+    engine.dispose()

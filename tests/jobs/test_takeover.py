@@ -14,7 +14,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +36,6 @@ from tests.jobs.harness import (
 
 pytestmark = pytest.mark.live
 MEMBERS = 3000
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database for the instances: a SQLite file, or a PostgreSQL database of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
-        return
-    require_pg()
-    with own_pg_database("gw_jobs") as url:
-        yield url
 
 
 def _env(tmp_path: Path, lease: float) -> dict[str, str]:

@@ -135,6 +135,9 @@ class JobStore:
         if only is not None:
             cond = cond & (J.id == only)
         pick = select(J.id).where(cond).order_by(J.created, J.id).limit(1)
+        with self.store.engine.connect() as conn:  # a plain read first: idle workers take no write lock
+            if conn.execute(pick).first() is None:
+                return None
         if self.store.engine.dialect.name == "postgresql":
             pick = pick.with_for_update(skip_locked=True)  # another instance's candidate is skipped, not awaited
         with self._write() as conn:
