@@ -30,7 +30,10 @@ from tests.test_live_server import free_port, stop_process, wait_until_up
 DEMO_MEASURES = ("demo-diabetes-a1c-poor-control", "demo-controlling-blood-pressure", "demo-breast-cancer-screening")
 CARE_GAPS = [("periodStart", "2025-01-01"), ("periodEnd", "2025-12-31"), ("subject", "Group/all"),
              ("status", "open-gap"), ("status", "closed-gap"), ("measureId", DEMO_MEASURES[0])]
-CARE_GAPS_LONG = [*CARE_GAPS, *(("measureId", m) for m in DEMO_MEASURES[1:])]
+# DEQM Measure/$evaluate of all three for every patient, one report each: a long measure evaluation (13 s on
+# SQLite on a loaded 2-core machine), which a shutdown bound of a few seconds must cut short
+EVALUATE_LONG = [("periodStart", "2025-01-01"), ("periodEnd", "2025-12-31"), ("subject", "Group/all"),
+                 ("reportType", "subject"), *(("measureId", m) for m in DEMO_MEASURES)]
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
 
 

@@ -26,7 +26,7 @@ from tests.conftest import own_pg_database, require_pg
 from tests.jobs.harness import (
     ASYNC,
     CARE_GAPS,
-    CARE_GAPS_LONG,
+    EVALUATE_LONG,
     instances,
     job_row,
     load_world,
@@ -155,10 +155,9 @@ def test_sigterm_exits_within_the_bound_and_hands_leases_back(db: str, tmp_path:
         wait_for(lambda: job_row(db, job_id).status == "running", 30, "the job running on A")
         outcome: dict[str, Any] = {}
 
-        def long_request() -> None:  # several seconds of evaluation, answered synchronously
+        def long_request() -> None:  # many seconds of measure evaluation, answered synchronously
             try:
-                outcome["response"] = httpx.get(f"{a.base}/Measure/$care-gaps", params=CARE_GAPS_LONG,
-                                                timeout=60)
+                outcome["response"] = httpx.get(f"{a.base}/Measure/$evaluate", params=EVALUATE_LONG, timeout=60)
             except httpx.HTTPError as exc:
                 outcome["error"] = exc
 
