@@ -210,6 +210,10 @@ class SubmitService:
             raise BadRequest("Give manifestUrl, submissionStatus, or both")
         if manifest_url is not None:
             self._check_url(manifest_url, "manifestUrl")
+            limit = self.settings.export_max_active_jobs
+            if self.jobs.active_count(client_id, MANIFEST) >= limit:
+                raise FhirError(f"This client already has {limit} submitted manifests being processed; wait for "
+                                "one to finish", status=429, code="throttled", headers={"Retry-After": "30"})
         key = submission_key(client_id, submitter, submission_id)
         sub = self.jobs.get(key)
         if sub is not None and (sub.client_id, sub.subject) != (client_id, subject):

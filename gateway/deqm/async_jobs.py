@@ -98,6 +98,10 @@ class AsyncJobs:
         if not runs_jobs(self.settings, self.worker.jobs.store):
             raise FhirError("Asynchronous runs need a database file or server and the job worker; ask without "
                             "Prefer: respond-async", status=503, code="not-supported")
+        limit = self.settings.export_max_active_jobs
+        if self.jobs.active_count(client_id, operation) >= limit:
+            raise FhirError(f"This client already has {limit} ${operation} jobs in progress; wait for one to "
+                            "finish", status=429, code="throttled", headers={"Retry-After": "30"})
         if len(request_url) > MAX_REQUEST_URL:
             request_url = request_url.split("?", 1)[0]
         params = {"input": inputs, "grant": record(current_grant())}
