@@ -70,7 +70,7 @@ def child(url: str, out: str) -> None:
     from gateway.bulk.request import parse_export
     from gateway.bulk.runner import ExportRunner
     from gateway.search.params import patient_compartment
-    from gateway.store.sql.export_jobs import Job, JobStore
+    from gateway.store.sql.jobs import Job, JobStore
     from gateway.store.sql.store import SqlStore
 
     store = SqlStore(url, migrate=False)
@@ -80,7 +80,7 @@ def child(url: str, out: str) -> None:
     job = Job(uuid.uuid4().hex, "queued", None, "bench", req.to_json(), "2099-01-01T00:00:00.000Z",
               "2099-01-01T00:00:00.000Z")
     jobs.create(job)
-    claimed = jobs.claim(3600, only=job.id)
+    claimed = jobs.claim(only=job.id)
     baseline = hwm_mb()
     runner = ExportRunner(store, jobs, Path(out), comp)
     start = time.monotonic()
@@ -92,7 +92,7 @@ def child(url: str, out: str) -> None:
         if p.get("step", 0) < len(steps):
             marks.setdefault(steps[p["step"]][1], time.monotonic())
 
-    status = runner.run(claimed, on_progress)
+    status = runner.run(claimed, on_progress=on_progress)
     wall = time.monotonic() - start
     cpu_s = sum(os.times()[:2]) - sum(cpu[:2])  # this process's user + system time: the export's own CPU
     order = sorted(marks.items(), key=lambda kv: kv[1]) + [("end", start + wall)]

@@ -29,6 +29,7 @@ from .deqm.declarations import OPERATIONS as DEQM_OPERATIONS
 from .ingest.declarations import OPERATIONS as INGEST_OPERATIONS
 from .logs import RequestIdMiddleware
 from .operations import Registry
+from .resources.jobs import JobWorker, runs_jobs
 from .resources.rest import RestService
 from .rest import instance, system, type_level
 from .rest.capability import build_capability
@@ -61,7 +62,11 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
             with acting_as(SYSTEM):  # the server loading its own demo data
                 summary = load_demo(app.state.rest)
             log.info("demo data loaded", extra={"resources": summary.resources})
-        app.state.bulk.start()
+        if runs_jobs(settings, store):
+            app.state.jobs.start()
+        from .api import shutdown
+
+        shutdown.install(settings.shutdown_timeout_seconds)  # under serve: SIGTERM ends the process in time
         if app.state.authority is not None:
             app.state.authority.audit.start()
         if settings.subscription_notifier:
@@ -70,7 +75,8 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
             yield
         finally:
             app.state.notifier.stop()
-            app.state.bulk.stop()
+            if app.state.jobs.started:  # leases handed back for another instance to take at once
+                app.state.jobs.stop(timeout=min(10.0, settings.shutdown_timeout_seconds / 3))
             if app.state.authority is not None:
                 app.state.authority.audit.stop()  # and writes the last batch of audit rows
 
@@ -110,9 +116,23 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     elif settings.auth != "off":
         raise ValueError(f"auth must be 'smart' or 'off', not {settings.auth!r}")
     app.state.authority = authority
+    # the job core: one worker for every kind of asynchronous job, leases in the database (resources/jobs.py)
+    from .store.sql.jobs import JobStore
+
+    app.state.jobs = JobWorker(JobStore(store, lease_seconds=settings.job_lease_seconds), settings.job_threads,
+                               retention_seconds=settings.export_retention_seconds)
     from .bulk.service import BulkService
 
-    app.state.bulk = BulkService(store, settings, base)
+    app.state.bulk = BulkService(store, settings, base, app.state.jobs)
+    from .bulk.submit import SubmitService
+
+    app.state.bulk_submit = SubmitService(app.state.jobs, app.state.rest, settings, base)
+    from .deqm.async_jobs import AsyncJobs
+
+    app.state.async_jobs = AsyncJobs(app.state.jobs, app.state.measures, settings)
+    from .deqm.care_gaps.handler import care_gaps_work
+
+    app.state.async_jobs.register("care-gaps", care_gaps_work(app.state.measures))
     capability = build_capability(base, REGISTRY)
     if authority is not None:
         from .auth.discovery import capability_security

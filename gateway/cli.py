@@ -74,6 +74,10 @@ def serve(
                                                  "(chain) file: serve https (TLS 1.2 or later) on HOST:PORT")] = None,
     tls_key: Annotated[str | None, typer.Option("--tls-key", envvar="GATEWAY_TLS_KEY", help="PEM private key of "
                                                 "--tls-cert")] = None,
+    shutdown_timeout: Annotated[float | None, typer.Option(
+        "--shutdown-timeout", envvar="GATEWAY_SHUTDOWN_TIMEOUT_SECONDS",
+        help="Seconds SIGTERM may take: requests in flight finish within it, job leases are handed back, then "
+             "the process exits whatever still runs (default 30)")] = None,
 ) -> None:
     """Run the FHIR server. The FHIR base is http://HOST:PORT/fhir (https with --tls-cert and --tls-key)."""
     import uvicorn
@@ -93,8 +97,9 @@ def serve(
     if tls_error:
         typer.echo(f"error: {tls_error}", err=True)
         raise typer.Exit(2)
+    extra = {} if shutdown_timeout is None else {"shutdown_timeout_seconds": shutdown_timeout}
     settings = _settings(database, host=host, port=port, base_url=base_url, auth=auth, demo=demo,
-                         tls_cert=tls_cert, tls_key=tls_key)
+                         tls_cert=tls_cert, tls_key=tls_key, **extra)
     # the server acts for each caller: requests set their own grant, so the command's SYSTEM grant is not
     # handed down to the server's event loop (demo loading below sets it where it needs it)
     from .auth.context import current
@@ -111,7 +116,12 @@ def serve(
     os.environ["GATEWAY_DEMO"] = "true" if demo else "false"
     if base_url:
         os.environ["GATEWAY_BASE_URL"] = base_url
+    os.environ["GATEWAY_SHUTDOWN_TIMEOUT_SECONDS"] = str(settings.shutdown_timeout_seconds)
+    from .api.shutdown import graceful_seconds
+
     tls = _tls_options(tls_cert, tls_key)
+    # requests in flight get most of the shutdown bound; the app's watchdog ends the process at the bound
+    opts = {**tls, "timeout_graceful_shutdown": graceful_seconds(settings.shutdown_timeout_seconds)}
     if tls_cert and tls_key:
         os.environ["GATEWAY_TLS_CERT"], os.environ["GATEWAY_TLS_KEY"] = tls_cert, tls_key
     # forwarding headers are judged by the gateway's own trusted_proxies (api/baseurl.py), not by uvicorn
@@ -124,12 +134,12 @@ def serve(
 
             os.environ["GATEWAY_PAGING_KEY"] = secrets.token_hex(32)
         uvicorn.run("gateway.main:build_app", factory=True, host=host, port=port, workers=workers,
-                    log_config=None, access_log=False, proxy_headers=False, **tls)
+                    log_config=None, access_log=False, proxy_headers=False, **opts)
     else:
         from .main import build_app
 
         uvicorn.run(build_app(), host=host, port=port, log_config=None, access_log=False, proxy_headers=False,
-                    **tls)
+                    **opts)
 
 
 def _tls_load_error(cert: str, key: str) -> str | None:

@@ -76,9 +76,21 @@ class Settings(BaseSettings):
     export_max_file_bytes: int = 64 * 1024 * 1024
     export_retention_seconds: int = 24 * 3600
     export_poll_min_seconds: float = 1.0  # a status poll sooner than this after the last one gets 429
-    export_stale_seconds: float = 30.0  # a running job without a heartbeat this long is resumed by a worker
     export_max_active_jobs: int = 4  # per client; more concurrent kick-offs get 429
-    export_worker: bool = True  # run export jobs in a worker thread inside this process
+    # the job core (resources/jobs.py): run the job worker in this process (exports, asynchronous
+    # $care-gaps, bulk submissions), with this many threads; a job's lease lasts job_lease_seconds unless its
+    # instance renews it (a third of it); past it another instance takes the job over
+    export_worker: bool = True
+    job_threads: int = 2
+    job_lease_seconds: float = 30.0
+    # SIGTERM: stop accepting work, let requests in flight finish, hand job leases back, and exit within
+    # this many seconds whatever is still running (serve --shutdown-timeout)
+    shutdown_timeout_seconds: float = 30.0
+    # bulk submission ($bulk-submit, $bulk-submit-data): comma-separated allow-list of where manifests and
+    # their files may be fetched from (scheme://host[:port][/path prefix]; empty: any address the egress
+    # rules allow), and the largest file fetched
+    bulk_submit_sources: str = ""
+    bulk_submit_max_file_bytes: int = 256 * 1024 * 1024
     # ATR list-change Subscriptions: a thread in this process sends the rest-hook notifications
     subscription_notifier: bool = True
     subscription_poll_seconds: float = 1.0

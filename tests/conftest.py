@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.store.sql.store import SqlStore
-from gateway.store.sql.tables import EXPORT_JOB, FEED_POSITION, HISTORY, IDX, RESOURCE
+from gateway.store.sql.tables import FEED_POSITION, HISTORY, IDX, JOB, RESOURCE
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -120,7 +120,7 @@ def session_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 def wipe(store: SqlStore) -> None:
     with store.engine.begin() as conn:
-        for t in [*IDX.values(), HISTORY, RESOURCE, EXPORT_JOB, FEED_POSITION]:
+        for t in [*IDX.values(), HISTORY, RESOURCE, JOB, FEED_POSITION]:
             conn.execute(t.delete())
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.store.sql.export_jobs import JobStore
+from gateway.store.sql.jobs import JobStore
 from gateway.store.sql.store import SqlStore
 from tests.bulk_helpers import load_population
 from tests.conftest import clean_env, gateway_exe
@@ -26,7 +26,7 @@ MEMBERS = 3000
 def _start(db: str, workdir: Path, export_dir: Path, tag: str) -> LiveServer:
     port = free_port()
     env = clean_env() | {"GATEWAY_EXPORT_DIR": str(export_dir), "GATEWAY_EXPORT_MAX_FILE_BYTES": "20000",
-                         "GATEWAY_EXPORT_STALE_SECONDS": "1", "GATEWAY_EXPORT_POLL_MIN_SECONDS": "0"}
+                         "GATEWAY_JOB_LEASE_SECONDS": "1", "GATEWAY_EXPORT_POLL_MIN_SECONDS": "0"}
     out, err = workdir / f"{tag}.stdout", workdir / f"{tag}.stderr"
     with out.open("wb") as fo, err.open("wb") as fe:
         proc = subprocess.Popen([gateway_exe(), "serve", "--port", str(port), "--auth", "off", "--database", db],
@@ -120,10 +120,10 @@ def test_a_job_interrupted_too_often_fails_with_an_outcome(tmp_path: Path) -> No
         job_id = r.headers["Content-Location"].rsplit("/", 1)[1]
         svc = c.app.state.bulk
         for _ in range(4):  # claimed four times (as if the process had died under it each time)
-            job = svc.jobs.claim(0, only=job_id)
+            job = svc.jobs.claim(only=job_id)
             assert job is not None
             svc.jobs.release(job_id)
-        job = svc.jobs.claim(0, only=job_id)
+        job = svc.jobs.claim(only=job_id)
         assert svc.runner.run(job) == "failed"
         s = c.get(r.headers["Content-Location"].replace("http://testserver", ""))
         assert s.status_code == 500

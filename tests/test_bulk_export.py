@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.bulk.worker import cleanup_expired
 from gateway.config import Settings
+from gateway.resources.jobs import cleanup_expired
 from gateway.store.sql.store import SqlStore
 from tests.bulk_helpers import download, export, kickoff, load_examples, load_population, path, wait
 from tests.conftest import BASE, make_client
@@ -214,7 +214,7 @@ def test_expired_jobs_are_cleaned_up(bulk: TestClient, tmp_path: Path) -> None:
     job_id = loc.rsplit("/", 1)[1]
     assert (tmp_path / "export" / job_id / "Patient-1.ndjson").exists()
     svc = bulk.app.state.bulk
-    assert cleanup_expired(svc.jobs, svc.export_dir, now=1e12) >= 1
+    assert cleanup_expired(svc.jobs, svc.worker.handlers, now=1e12) >= 1
     assert not (tmp_path / "export" / job_id).exists()
     assert bulk.get(path(loc)).status_code == 404
     assert json.loads(bulk.get(path(manifest.json()["output"][0]["url"])).text)["resourceType"] == "OperationOutcome"

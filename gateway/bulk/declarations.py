@@ -8,6 +8,12 @@ from __future__ import annotations
 from ..fhir.atr_model import OD
 from ..operations import USER_SYSTEM, Endpoint, Need, Operation, Param, group_endpoint
 
+SYSTEM_ONLY = frozenset({"system"})  # bulk submission: a Data Provider's backend client
+TYPES = Param("types", "string", max="*", documentation="this gateway's own: comma-separated resource types the "
+              "submission's files hold, so a token with write scopes on those types only may submit and ask for "
+              "its status (default: all types, system/*.cu); each file is written under the token's scopes "
+              "whatever it says")
+
 BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
 GET_POST = ("GET", "POST")
 EXPORT_PARAMS = (
@@ -65,4 +71,45 @@ OPERATIONS: tuple[Operation, ...] = (
         "while their grant still reads every type the job exported",
         (Endpoint("system", "bulk.handlers:export_file", (), ("GET",), suffix="/{job_id}/{name}"),),
         (), scope_levels=USER_SYSTEM, tags=("bulk",), part_of="export"),
+    Operation(
+        "bulk-submit", "bulk-submit", "Bulk Data bulk submission (4.0 ballot)",
+        "[base]/$bulk-submit (POST Parameters): submitter, submissionId, manifestUrl (a Bulk Data manifest of "
+        "NDJSON files the Data Provider hosts), replacesManifestUrl, submissionStatus in-progress | completed | "
+        "stopped; the files are fetched through the egress policy (GATEWAY_BULK_SUBMIT_SOURCES) and loaded one "
+        "transaction per file under the caller's rights; status at [base]/$bulk-submit-status",
+        (Endpoint("system", "bulk.submit_handlers:bulk_submit", (), ("POST",)),), (Need("*", "cu"),),
+        BULK + "bulk-submit",
+        (Param("submitter", "Identifier", min=1), Param("submissionId", "string", min=1),
+         Param("submissionStatus", "Coding"), Param("manifestUrl", "url"), Param("replacesManifestUrl", "url"),
+         TYPES),
+        scope_levels=SYSTEM_ONLY, type_params=("types",), asynchronous=True, affects_state=True,
+        tags=("bulk",)),
+    Operation(
+        "bulk-submit-status", "bulk-submit-status", "Status of a bulk submission",
+        "[base]/$bulk-submit-status (POST Parameters or GET with submitter=system|value and submissionId) and "
+        "[base]/$bulk-submit-status/[submission]: 202 while files load, then the status manifest with per-file "
+        "output and error items; only the client (and user) that submitted (its token needs the write scopes of "
+        "the submission: system/*.cu, or those of the types it names in types)",
+        (Endpoint("system", "bulk.submit_handlers:bulk_submit_status", (), ("GET", "POST")),
+         Endpoint("system", "bulk.submit_handlers:bulk_submit_status_of", (), ("GET",), suffix="/{job_id}")),
+        (Need("*", "cu"),), BULK + "bulk-submit-status",
+        (Param("submitter", "Identifier", min=1), Param("submissionId", "string", min=1), TYPES),
+        scope_levels=SYSTEM_ONLY, type_params=("types",), tags=("bulk",)),
+    Operation(
+        "bulk-submit-outcome", "bulk-submit-outcome", "OperationOutcomes of one submitted manifest",
+        "[base]/$bulk-submit-outcome/[job]: NDJSON OperationOutcomes of the files of one manifest that did not "
+        "load; only the client that submitted",
+        (Endpoint("system", "bulk.submit_handlers:bulk_submit_outcome", (), ("GET",), suffix="/{job_id}"),),
+        (Need("*", "cu"),), parameters=(TYPES,), type_params=("types",), scope_levels=SYSTEM_ONLY, tags=("bulk",), part_of="bulk-submit"),
+    Operation(
+        "bulk-submit-data", "bulk-submit-data", "DEQM bulk submit data",
+        "Measure/$bulk-submit-data (POST): data-collection measureReport(s) stored, and the data named by "
+        "exportUrl (exportType static: the manifest of a finished export) loaded as a bulk submission; status "
+        "at the Content-Location URL ([base]/$bulk-submit-status/[submission])",
+        (Endpoint("type", "bulk.submit_handlers:bulk_submit_data", ("Measure",), ("POST",)),),
+        (Need("MeasureReport", "cu"), Need("*", "cu")),
+        "http://hl7.org/fhir/us/davinci-deqm/OperationDefinition/bulk-submit-data",
+        (Param("measureReport", "MeasureReport", min=1, max="*"), Param("exportType", "code"),
+         Param("exportUrl", "url", min=1)),
+        scope_levels=SYSTEM_ONLY, asynchronous=True, affects_state=True, tags=("measure",)),
 )

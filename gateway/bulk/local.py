@@ -4,6 +4,7 @@ NDJSON writer as the server's jobs, with the files and a manifest.json put in a 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from ..auth.grant_record import record
 from ..fhir.dates import now_instant
 from ..fhir.errors import FhirError, NotFound
 from ..search.params import patient_compartment
-from ..store.sql.export_jobs import Job, JobStore
+from ..store.sql.jobs import Job, JobStore
 from .request import parse_export
 from .runner import ExportRunner, job_dir, new_job_id
 
@@ -36,14 +37,14 @@ def export_to_dir(store: SqlStore, out: Path, group_id: str | None, params: list
     jobs = JobStore(store)
     staging = out / ".export-staging"
     runner = ExportRunner(store, jobs, staging, compartment, max_file_bytes, retention_seconds=0)
-    job = Job(new_job_id(), "queued", "fhir-gateway export", f"fhir-gateway export --group {group_id}"
+    # created already leased to this process: a server's job worker on the same database leaves it alone
+    job = Job(new_job_id(), "running", "fhir-gateway export", f"fhir-gateway export --group {group_id}"
               if group_id else "fhir-gateway export", {**req.to_json(), "grant": record(current_grant())},
-              now_instant(), now_instant())
+              now_instant(), now_instant(), attempts=1, lease_owner=jobs.owner,
+              lease_expires=time.time() + jobs.lease_seconds)
     jobs.create(job)
     try:
-        claimed = jobs.claim(3600, only=job.id)
-        assert claimed is not None
-        status = runner.run(claimed, on_progress)
+        status = runner.run(job, on_progress=on_progress)
         done = jobs.get(job.id)
         assert done is not None
         if status != "complete":

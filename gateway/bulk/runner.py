@@ -27,10 +27,11 @@ from ..auth.gated import GatedStore
 from ..auth.grant_record import restore
 from ..fhir.dates import now_instant
 from ..fhir.errors import FhirError, Issue, operation_outcome
+from ..resources.jobs import Heartbeat
 from ..search.query import QueryParser
 from ..store.base import StoredResource
-from ..store.sql.export_jobs import Job, JobStore
 from ..store.sql.export_sql import ExportSource, Scope
+from ..store.sql.jobs import Job, JobStore
 from .provider_access import exclude_opted_out, without_members
 from .request import ExportRequest, subset, types_for_level
 
@@ -51,6 +52,10 @@ class JobFailed(Exception):
 
 class Interrupted(Exception):
     """The gateway is shutting down: the job stays claimable and resumes from its checkpoint."""
+
+
+class Lost(Exception):
+    """Another instance took the job over (this one stalled past its lease): leave its files alone."""
 
 
 def job_dir(export_dir: Path, job_id: str) -> Path:
@@ -75,35 +80,6 @@ def _deleted_line(row: Any, when: str) -> bytes:
                          "entry": [{"request": {"method": "DELETE", "url": f"{row[1]}/{row[2]}"}}]})
 
 
-class Heartbeat:
-    """Beats for a running job from its own thread, so a long query that yields no row for a while does not
-    make the job look abandoned; notes when the job stops being ``running`` (a cancel)."""
-
-    def __init__(self, jobs: JobStore, job_id: str, seconds: float) -> None:
-        self.jobs = jobs
-        self.job_id = job_id
-        self.seconds = seconds
-        self.cancelled = False
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"export-beat-{job_id[:8]}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._done.wait(self.seconds):
-            try:
-                if self.jobs.beat(self.job_id) != "running":
-                    self.cancelled = True
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the job itself reports real failures
-                log.warning("heartbeat of export job %s failed", self.job_id)
-
-
 class ExportRunner:
     def __init__(self, store: SqlStore, jobs: JobStore, export_dir: Path, compartment: dict[str, tuple[str, ...]],
                  max_file_bytes: int = 64 * 1024 * 1024, retention_seconds: float = 86400,
@@ -122,8 +98,17 @@ class ExportRunner:
         self.opt_out_list = ""  # configured Provider Access opt-outs (GATEWAY_PROVIDER_ACCESS_OPT_OUT)
 
     # -- the job life cycle ------------------------------------------------------------------------------
-    def run(self, job: Job, on_progress: Progress | None = None) -> str:
-        """Run (or resume) a claimed job to its end; returns the final status."""
+    def stop(self) -> None:
+        """The process is stopping: a running export hands its job back at its next thousand rows."""
+        self.stopping.set()
+
+    def discard(self, job_id: str) -> None:
+        """Delete the files of an expired job."""
+        shutil.rmtree(job_dir(self.export_dir, job_id), ignore_errors=True)
+
+    def run(self, job: Job, heart: Heartbeat | None = None, on_progress: Progress | None = None) -> str:
+        """Run (or resume) a claimed job to its end; returns the final status (``interrupted``: handed back
+        because the process is stopping; ``lost``: another instance took it over)."""
         out = job_dir(self.export_dir, job.id)
         try:
             if job.attempts > self.max_attempts:
@@ -132,8 +117,13 @@ class ExportRunner:
             out.mkdir(parents=True, exist_ok=True)
             for stale in out.glob("*.part"):  # a file being written when the process stopped
                 stale.unlink()
-            with Heartbeat(self.jobs, job.id, self.beat_seconds) as heart:
+            if heart is None:
+                with Heartbeat(self.jobs, job.id, self.beat_seconds) as own:
+                    progress = self._execute(job, out, on_progress, own)
+            else:
                 progress = self._execute(job, out, on_progress, heart)
+        except Lost:
+            return "lost"
         except Cancelled:
             shutil.rmtree(out, ignore_errors=True)
             return "cancelled"
@@ -146,11 +136,17 @@ class ExportRunner:
             log.exception("export job %s failed", job.id)
             return self._fail(job, out, f"The export failed: {type(exc).__name__}: {exc}")
         if not self.jobs.finish(job.id, "complete", progress, time.time() + self.retention_seconds):
+            after = self.jobs.get(job.id)
+            if after is not None and after.status in ("running", "complete"):
+                return "lost"  # taken over just before the end: the other instance finishes it
             shutil.rmtree(out, ignore_errors=True)  # cancelled just before the end
             return "cancelled"
         return "complete"
 
     def _fail(self, job: Job, out: Path, message: str) -> str:
+        current = self.jobs.get(job.id)
+        if current is not None and current.lease_owner not in (None, self.jobs.owner):
+            return "lost"
         shutil.rmtree(out, ignore_errors=True)
         self.jobs.finish(job.id, "failed", {**job.progress, "outputs": [], "errors": []},
                          time.time() + self.retention_seconds, message)
@@ -285,9 +281,9 @@ class ExportRunner:
                         on_progress(progress)
                     fh = None
                 elif count % 1000 == 0:
-                    if heart.cancelled:
+                    if heart.lost:
                         fh.close()
-                        raise Cancelled()
+                        raise Cancelled() if heart.cancelled else Lost()
                     if self.stopping.is_set():
                         fh.close()
                         raise Interrupted()
@@ -332,7 +328,10 @@ class ExportRunner:
         return [{"type": "OperationOutcome", "file": name, "count": len(errors)}]
 
     def _save(self, job: Job, progress: dict[str, Any]) -> None:
-        if self.jobs.checkpoint(job.id, progress) != "running":
+        state = self.jobs.checkpoint(job.id, progress)
+        if state == "lost":
+            raise Lost()
+        if state != "running":
             raise Cancelled()
         job.progress = progress
 

@@ -16,12 +16,12 @@ from ..auth.grant_record import record, restore, still_allows
 from ..config import public_base
 from ..fhir.dates import now_instant
 from ..fhir.errors import BadRequest, FhirError, NotFound
+from ..resources.jobs import JobWorker, runs_jobs
 from ..search.params import patient_compartment
 from ..search.query import QueryParser
-from ..store.sql.export_jobs import Job, JobStore
+from ..store.sql.jobs import Job, JobStore
 from .request import ExportRequest, parse_export
 from .runner import ExportRunner, job_dir, new_job_id
-from .worker import ExportWorker
 
 MAX_REQUEST_URL = 2048  # the length export_job.request_url holds (store/sql/tables.py)
 if TYPE_CHECKING:
@@ -61,18 +61,22 @@ def progress_text(job: Job) -> str:
 
 
 class BulkService:
-    def __init__(self, store: SqlStore, settings: Any, base_url: str) -> None:
+    """Bulk export on the job core: kick-offs queue ``export`` jobs in the shared job table, the process's job
+    worker (``worker``, shared with the other job kinds) runs them with the export runner."""
+
+    def __init__(self, store: SqlStore, settings: Any, base_url: str, worker: JobWorker) -> None:
         self.store = store
         self.settings = settings
         self.configured_base = base_url
         self.compartment = patient_compartment()
-        self.jobs = JobStore(store)
+        self.worker = worker
+        self.jobs: JobStore = worker.jobs
         self.export_dir = Path(settings.export_dir).absolute()
         self.runner = ExportRunner(store, self.jobs, self.export_dir, self.compartment,
                                    settings.export_max_file_bytes, settings.export_retention_seconds)
-        self.runner.beat_seconds = max(0.2, min(2.0, settings.export_stale_seconds / 3))
+        self.runner.beat_seconds = worker.beat_seconds
         self.runner.opt_out_list = getattr(settings, "provider_access_opt_out", "")
-        self.worker = ExportWorker(self.runner, self.jobs, settings.export_stale_seconds)
+        worker.register("export", self.runner)
         self._polled: dict[str, float] = {}
 
     @property
@@ -87,17 +91,7 @@ class BulkService:
 
     @property
     def runs_worker(self) -> bool:
-        # an in-memory SQLite database is one connection shared by every thread: no background worker on it
-        return bool(self.settings.export_worker) and getattr(self.store, "url", "") not in (
-            "sqlite://", "sqlite:///:memory:")
-
-    def start(self) -> None:
-        if self.runs_worker:
-            self.worker.start()
-
-    def stop(self) -> None:
-        if self.runs_worker:
-            self.worker.stop()
+        return runs_jobs(self.settings, self.store)
 
     # -- kick-off ----------------------------------------------------------------------------------------
     def parse(self, level: str, params: list[tuple[str, str]], group_id: str | None, lenient: bool, method: str,
@@ -120,7 +114,7 @@ class BulkService:
         if len(request_url) > MAX_REQUEST_URL:  # the job keeps it (export_job.request_url) for the manifest
             raise BadRequest(f"The kick-off URL is longer than {MAX_REQUEST_URL} characters; send the parameters "
                              "in a POST Parameters body, or name each _type once")
-        if self.jobs.active_count(client_id) >= self.settings.export_max_active_jobs:
+        if self.jobs.active_count(client_id, "export") >= self.settings.export_max_active_jobs:
             raise TooManyRequests(f"This client already has {self.settings.export_max_active_jobs} exports in "
                                   "progress; wait for one to finish", headers={"Retry-After": "30"})
         # the job runs later, in the worker, under the grant of the caller starting it (bulk/runner.py)

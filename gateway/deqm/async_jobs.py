@@ -1,103 +1,135 @@
-"""Asynchronous operation runs in the Bulk Data style (`Prefer: respond-async`): the job is a Task in the store
-(so any server process can answer its status), the work runs on a background thread of the process that
-accepted it, and the result is a Binary holding NDJSON (one resource per line). A job whose process stops
-before it finishes stays in-progress; delete it and ask again.
+"""Asynchronous operation runs in the Bulk Data style (``Prefer: respond-async``) on the job core: the request
+is checked, stored as a job row (its inputs, the caller and the caller's recorded grant) and answered 202; a
+job worker of any gateway instance runs it (resources/jobs.py) and stores the NDJSON result in the row, so
+the status and output endpoints answer on any instance, and a job whose instance died is taken over by
+another one and finished once.
 
-The work runs under the grant of the caller that started the job (taken when it starts), so it reaches only
-what that caller may; the job's own Task and Binary are the server's bookkeeping, kept under the SYSTEM
-grant."""
+The work runs under the recorded grant of the caller that started the job, through the store gate, so it
+reaches only what that caller may; only that caller (the same client and user) may read its status and
+output."""
 
 from __future__ import annotations
 
-import base64
 import logging
-import threading
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from ..auth.context import SYSTEM, acting_as, current_grant
+from ..auth.context import acting_as, current_grant
+from ..auth.grant_record import record, restore
 from ..fhir.dates import now_instant
 from ..fhir.errors import FhirError, NotFound
-from ..resources.rest import resource_json
+from ..resources.jobs import Heartbeat, JobWorker, runs_jobs
+from ..store.sql.jobs import Job
 
-log = logging.getLogger("gateway")
-JOB_SYSTEM = "urn:fhir-vbc-gateway:async-job"
+log = logging.getLogger("gateway.jobs")
 NDJSON = "application/fhir+ndjson"
+MAX_REQUEST_URL = 2048  # what job.request_url holds
+Work = Callable[[dict[str, Any]], list[dict[str, Any]]]  # a job's stored input -> the resources it returns
+
+
+class Forbidden(FhirError):
+    status, code = 403, "forbidden"
+
+
+class _OperationJobs:
+    """The job handler of one asynchronous operation kind: run the work under the job's grant, store the
+    result. The work cannot stop half-way: on shutdown its lease is handed back and it can no longer finish
+    the job, which another instance runs again from the start."""
+
+    def __init__(self, owner: AsyncJobs, work: Work) -> None:
+        self.owner = owner
+        self.work = work
+
+    def run(self, job: Job, heart: Heartbeat) -> str:
+        jobs = self.owner.jobs
+        expires = time.time() + self.owner.retention_seconds
+        grant = restore(job.params.get("grant"))
+        if grant is None:
+            jobs.finish(job.id, "failed", {}, expires, "The job does not record on whose behalf it runs")
+            return "failed"
+        try:
+            with acting_as(grant):
+                resources = self.work(job.params.get("input") or {})
+        except FhirError as exc:
+            return "failed" if jobs.finish(job.id, "failed", {}, expires, exc.diagnostics) else "lost"
+        except Exception as exc:  # noqa: BLE001 - a background job records every failure
+            log.exception("job %s failed", job.id)
+            ok = jobs.finish(job.id, "failed", {}, expires, f"{type(exc).__name__}: {exc}")
+            return "failed" if ok else "lost"
+        data = b"".join(orjson.dumps(r) + b"\n" for r in resources)
+        if jobs.finish(job.id, "complete", {"count": len(resources)}, expires, result=data):
+            return "complete"
+        return "cancelled" if heart.cancelled else "lost"
+
+    def discard(self, job_id: str) -> None:
+        """Nothing outside the row (the result is in it)."""
+
+    def stop(self) -> None:
+        """Nothing to interrupt: the lease is handed back by the worker."""
 
 
 class AsyncJobs:
-    def __init__(self, rest: Any) -> None:
-        self.rest = rest
+    """Start asynchronous operation runs and answer their status and output, for the caller that started
+    them."""
 
-    def start(self, operation: str, request_url: str, work: Callable[[], list[dict[str, Any]]]) -> str:
-        task = {"resourceType": "Task", "status": "in-progress", "intent": "order",
-                "identifier": [{"system": JOB_SYSTEM, "value": operation}],
-                "code": {"text": f"${operation}"}, "authoredOn": now_instant(),
-                "input": [{"type": {"text": "request"}, "valueString": request_url}]}
-        grant = current_grant()  # the caller's: the work runs under it
-        with acting_as(SYSTEM):
-            job_id = self.rest.create("Task", task).stored.id
-        threading.Thread(target=self._run, args=(job_id, work, grant), name=f"job-{job_id}", daemon=True).start()
-        return job_id
+    def __init__(self, worker: JobWorker, measures: Any, settings: Any) -> None:
+        self.worker = worker
+        self.jobs = worker.jobs
+        self.measures = measures
+        self.settings = settings
+        self.retention_seconds = float(settings.export_retention_seconds)
 
-    def _run(self, job_id: str, work: Callable[[], list[dict[str, Any]]], grant: Any = SYSTEM) -> None:
-        with acting_as(SYSTEM):
-            self._work(job_id, work, grant)
+    def register(self, operation: str, work: Work) -> None:
+        """Run jobs of ``operation`` (the job kind) with ``work``."""
+        self.worker.register(operation, _OperationJobs(self, work))
 
-    def _work(self, job_id: str, work: Callable[[], list[dict[str, Any]]], grant: Any) -> None:
-        try:
-            with acting_as(grant):
-                resources = work()
-            data = b"".join(orjson.dumps(r) + b"\n" for r in resources)
-            binary = self.rest.create("Binary", {"resourceType": "Binary", "contentType": NDJSON,
-                                                 "data": base64.b64encode(data).decode()}).stored
-            self._finish(job_id, "completed", output=[{"type": {"text": "Bundle"},
-                                                       "valueReference": {"reference": f"Binary/{binary.id}"}},
-                                                      {"type": {"text": "count"}, "valueInteger": len(resources)}])
-        except FhirError as exc:
-            self._finish(job_id, "failed", reason=exc.diagnostics)
-        except Exception as exc:  # noqa: BLE001 - a background job must record every failure
-            log.exception("async job failed", extra={"job": job_id})
-            self._finish(job_id, "failed", reason=f"{type(exc).__name__}: {exc}")
+    @property
+    def requires_token(self) -> bool:
+        return self.settings.auth != "off"
 
-    def _finish(self, job_id: str, status: str, output: list[dict[str, Any]] | None = None,
-                reason: str | None = None) -> None:
-        try:
-            task = self.task(job_id)
-        except FhirError:
-            return  # deleted (cancelled) while running
-        task["status"] = status
-        task["lastModified"] = now_instant()
-        if output:
-            task["output"] = output
-        if reason:
-            task["statusReason"] = {"text": reason}
-        with acting_as(SYSTEM):
-            self.rest.update("Task", job_id, task)
+    def start(self, operation: str, request_url: str, inputs: dict[str, Any], client_id: str | None,
+              subject: str | None) -> str:
+        """Queue a run of ``operation`` with its (already checked) inputs, owned by the caller and under the
+        caller's grant; returns the job id."""
+        if not runs_jobs(self.settings, self.worker.jobs.store):
+            raise FhirError("Asynchronous runs need a database file or server and the job worker; ask without "
+                            "Prefer: respond-async", status=503, code="not-supported")
+        limit = self.settings.export_max_active_jobs
+        if self.jobs.active_count(client_id, operation) >= limit:
+            raise FhirError(f"This client already has {limit} ${operation} jobs in progress; wait for one to "
+                            "finish", status=429, code="throttled", headers={"Retry-After": "30"})
+        if len(request_url) > MAX_REQUEST_URL:
+            request_url = request_url.split("?", 1)[0]
+        params = {"input": inputs, "grant": record(current_grant())}
+        job = Job(uuid.uuid4().hex, "queued", client_id, request_url, params, now_instant(), now_instant(),
+                  subject=subject, kind=operation)
+        self.jobs.create(job)
+        self.worker.wake()
+        return job.id
 
-    def task(self, job_id: str) -> dict[str, Any]:
-        with acting_as(SYSTEM):  # the job record is the server's (the route's policy decided who may ask)
-            task = resource_json(self.rest.read("Task", job_id))
-        if not any(i.get("system") == JOB_SYSTEM for i in task.get("identifier") or []):
-            raise NotFound(f"No asynchronous job {job_id}")
-        return task
+    def owned(self, operation: str, job_id: str, client_id: str | None, subject: str | None) -> Job:
+        """The job, when it is a run of ``operation`` started by this client and user (404 / 403 otherwise)."""
+        job = self.jobs.get(job_id)
+        if job is None or job.kind != operation or job.status == "cancelled" or (
+                job.expires is not None and job.expires < time.time()):
+            raise NotFound(f"No asynchronous ${operation} job {job_id}: it never existed, was deleted or expired")
+        if job.client_id != client_id or job.subject != subject:
+            raise Forbidden("This job belongs to another client or user")
+        return job
 
-    def output(self, job_id: str) -> bytes:
-        task = self.task(job_id)
-        ref = next((o["valueReference"]["reference"] for o in task.get("output") or [] if "valueReference" in o),
-                   None)
-        if task.get("status") != "completed" or ref is None:
+    def output(self, operation: str, job_id: str, client_id: str | None, subject: str | None) -> bytes:
+        """The NDJSON result of a finished run."""
+        job = self.owned(operation, job_id, client_id, subject)
+        data = self.jobs.result(job_id) if job.status == "complete" else None
+        if data is None:
             raise NotFound(f"Job {job_id} has no output yet")
-        with acting_as(SYSTEM):
-            binary = resource_json(self.rest.read(*ref.split("/", 1)))
-        return base64.b64decode(binary.get("data") or "")
+        return data
 
-    def delete(self, job_id: str) -> None:
-        task = self.task(job_id)
-        with acting_as(SYSTEM):
-            for o in task.get("output") or []:
-                if "valueReference" in o:
-                    self.rest.delete(*o["valueReference"]["reference"].split("/", 1))
-            self.rest.delete("Task", job_id)
+    def delete(self, operation: str, job_id: str, client_id: str | None, subject: str | None) -> None:
+        """Cancel a run (a running one stops counting) and remove it."""
+        self.owned(operation, job_id, client_id, subject)
+        self.jobs.cancel(job_id)

@@ -127,10 +127,10 @@ def test_system_level_lists_only_system_operations(client: TestClient) -> None:
     answers 404; each operation now sits at the level and types where it is served."""
     rest = client.get("/fhir/metadata").json()["rest"][0]
     system = {op["name"] for op in rest["operation"]}
-    assert system == {"export", "ingest"}
+    assert system == {"export", "ingest", "bulk-submit", "bulk-submit-status"}
     assert client.post("/fhir/$evaluate-measure", json={"resourceType": "Parameters"}).status_code == 404
     measure = next(r for r in rest["resource"] if r["type"] == "Measure")
-    assert {"evaluate-measure", "evaluate", "care-gaps", "data-requirements", "submit-data", "collect-data",
+    assert {"evaluate-measure", "evaluate", "care-gaps", "data-requirements", "submit-data", "collect-data", "bulk-submit-data",
             "validate"} == {op["name"] for op in measure["operation"]}
     group = next(r for r in rest["resource"] if r["type"] == "Group")
     assert {op["definition"].rsplit("/", 1)[1] for op in group["operation"]} == {

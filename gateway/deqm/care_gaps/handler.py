@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from ...api.deps import Settings
 from ...api.http import check_accept, fhir_response, prefer, pretty
+from ...api.identity import request_client_id, request_subject
 from ...api.op_params import OpParams, read_params
 from ...fhir.errors import BadRequest, FhirError
 from ..async_jobs import NDJSON, AsyncJobs
@@ -42,30 +43,46 @@ def parse_request(p: OpParams) -> CareGapsRequest:
 
 async def _run(request: Request, settings: Any, measure_id: str | None) -> Response:
     check_accept(request)
-    req = parse_request(await read_params(request, settings, "care-gaps"))
+    p = await read_params(request, settings, "care-gaps")
+    req = parse_request(p)
     service = CareGapsService(request.app.state.measures)
     if "respond-async" in prefer(request):
-        return await run_in_threadpool(_start_async, request, service, req, measure_id)
+        return await run_in_threadpool(_start_async, request, service, req, measure_id, p)
     result = await run_in_threadpool(service.run, req, measure_id)
     return fhir_response(result, is_pretty=pretty(request))
 
 
-def _start_async(request: Request, service: CareGapsService, req: Any, measure_id: str | None) -> Response:
-    """Bulk Data style: check the request now, run it on a background thread, answer 202 with the status URL."""
+def _start_async(request: Request, service: CareGapsService, req: Any, measure_id: str | None,
+                 p: OpParams) -> Response:
+    """Bulk Data style: check the request now, queue it on the job core (any instance runs it), answer 202
+    with the status URL."""
     req.check()
     service.svc.period(req.period_start, req.period_end)
     if measure_id:
         service.svc.find_measure(measure_id, None)
-    jobs = AsyncJobs(request.app.state.rest)
-
-    def work() -> list[dict[str, Any]]:
-        return [p["resource"] for p in service.run(req, measure_id)["parameter"]]
-
-    job_id = jobs.start("care-gaps", str(request.url), work)
+    inputs = {"values": p.values, "resources": p.resources, "measure_id": measure_id}
+    job_id = _jobs(request).start("care-gaps", str(request.url), inputs, request_client_id(request),
+                                  request_subject(request))
     status_url = f"{request.app.state.rest.base_url}/Measure/$care-gaps-status/{job_id}"
     outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational",
                                                              "diagnostics": f"Accepted; poll {status_url}"}]}
     return fhir_response(outcome, status=202, headers={"Content-Location": status_url})
+
+
+def care_gaps_work(measures: Any) -> Any:
+    """The job work of an asynchronous $care-gaps (registered with the job core by the app assembly): the
+    stored inputs read again, evaluated as a synchronous call would, one gaps Bundle per patient."""
+
+    def work(inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        req = parse_request(OpParams(values=inputs.get("values") or {}, resources=inputs.get("resources") or {}))
+        return [p["resource"] for p in CareGapsService(measures).run(req, inputs.get("measure_id"))["parameter"]]
+
+    return work
+
+
+def _jobs(request: Request) -> AsyncJobs:
+    jobs: AsyncJobs = request.app.state.async_jobs
+    return jobs
 
 
 async def care_gaps_type(request: Request, settings: Settings) -> Response:
@@ -73,17 +90,17 @@ async def care_gaps_type(request: Request, settings: Settings) -> Response:
 
 
 def care_gaps_status(job_id: str, request: Request) -> Response:
-    jobs = AsyncJobs(request.app.state.rest)
-    task = jobs.task(job_id)
+    jobs = _jobs(request)
+    job = jobs.owned("care-gaps", job_id, request_client_id(request), request_subject(request))
     base = request.app.state.rest.base_url
-    if task["status"] == "in-progress":
-        return Response(status_code=202, headers={"X-Progress": "in progress", "Retry-After": "2"})
-    if task["status"] == "failed":
-        reason = (task.get("statusReason") or {}).get("text", "failed")
-        raise FhirError(f"$care-gaps job {job_id} failed: {reason}", status=500, code="exception")
-    count = next((o.get("valueInteger") for o in task.get("output") or [] if "valueInteger" in o), None)
-    manifest = {"transactionTime": task.get("lastModified") or task["meta"]["lastUpdated"],
-                "request": task["input"][0]["valueString"], "requiresAccessToken": False,
+    if job.status in ("queued", "running"):
+        return Response(status_code=202, headers={"X-Progress": "in progress" if job.status == "running"
+                                                  else "queued", "Retry-After": "2"})
+    if job.status == "failed":
+        raise FhirError(f"$care-gaps job {job_id} failed: {job.message or 'failed'}", status=500, code="exception")
+    count = job.progress.get("count")
+    manifest = {"transactionTime": job.transaction_time, "request": job.request_url,
+                "requiresAccessToken": jobs.requires_token,
                 "output": [{"type": "Bundle", "url": f"{base}/Measure/$care-gaps-status/{job_id}/output",
                             **({"count": count} if count is not None else {})}],
                 "error": []}
@@ -91,11 +108,12 @@ def care_gaps_status(job_id: str, request: Request) -> Response:
 
 
 def care_gaps_output(job_id: str, request: Request) -> Response:
-    return Response(AsyncJobs(request.app.state.rest).output(job_id), media_type=NDJSON)
+    data = _jobs(request).output("care-gaps", job_id, request_client_id(request), request_subject(request))
+    return Response(data, media_type=NDJSON)
 
 
 def care_gaps_delete(job_id: str, request: Request) -> Response:
-    AsyncJobs(request.app.state.rest).delete(job_id)
+    _jobs(request).delete("care-gaps", job_id, request_client_id(request), request_subject(request))
     return Response(status_code=202)
 
 

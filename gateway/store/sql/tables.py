@@ -119,24 +119,31 @@ class IdxComposite(_IndexRow, table=True):
     hi: Optional[str] = Field(default=None, max_length=26)  # noqa: UP045
 
 
-class ExportJob(SQLModel, table=True):
-    """A Bulk Data export job: its request, its owner, its progress checkpoint and its outputs (JSON text)."""
+class JobRow(SQLModel, table=True):
+    """One asynchronous job of any kind (a Bulk export, an asynchronous $care-gaps, a bulk submission): its
+    request, its owner (client and user), its progress checkpoint, its outcome, and the lease of the gateway
+    instance running it (store/sql/jobs.py)."""
 
-    __tablename__ = "export_job"
-    __table_args__ = (Index("ix_export_job_status", "status"),)
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_status", "status"),)
     id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(default="export", max_length=32)  # export | care-gaps | bulk-submit
     status: str = Field(max_length=16)  # queued running complete failed cancelled
     client_id: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
     subject: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045 - the token's sub that started it
     request_url: str = Field(max_length=2048)
-    params: str  # the parsed kick-off (JSON)
+    params: str  # the parsed request and the recorded grant (JSON)
     transaction_time: str = Field(max_length=30)
     created: str = Field(max_length=30)
     heartbeat: float = 0.0  # epoch seconds of the worker's last sign of life
     attempts: int = 0  # how many times a worker started (or resumed) the job
-    progress: str = "{}"  # checkpoint and outputs (JSON)
+    progress: str = "{}"  # checkpoint, outputs and per-item outcomes (JSON)
     message: Optional[str] = None  # noqa: UP045 - the reason of a failure
     expires: Optional[float] = None  # noqa: UP045 - epoch seconds after which the job and its files go
+    lease_owner: Optional[str] = Field(default=None, max_length=128)  # noqa: UP045 - the instance running it
+    lease_expires: float = 0.0  # epoch seconds; past it another instance may take the job over
+    result: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))  # noqa: UP045
+    # ^ a small job's output (NDJSON), served by any instance
 
 
 class FeedPosition(SQLModel, table=True):
@@ -154,7 +161,8 @@ class FeedPosition(SQLModel, table=True):
 
 RESOURCE = table_of(Resource)
 HISTORY = table_of(ResourceHistory)
-EXPORT_JOB = table_of(ExportJob)
+JOB = table_of(JobRow)
+EXPORT_JOB = JOB  # the table was export_job before the job core (migration 0008)
 FEED_POSITION = table_of(FeedPosition)
 IDX = {
     "strings": table_of(IdxString),

@@ -1,0 +1,304 @@
+"""Bulk submission on the job core: Bulk Data 4.0 (ballot) ``$bulk-submit`` and DEQM ``$bulk-submit-data``.
+
+A Data Provider announces a manifest (a Bulk Data export manifest listing NDJSON files it hosts). The request
+is checked at once (the manifest URL must pass the egress policy and the bulk-submit allow-list, or nothing is
+stored), then each manifest becomes a ``bulk-submit`` job; a job worker of any instance fetches the manifest
+and every file through ``net/egress.py`` (checked addresses, no redirects, a size bound), and loads each file
+as one transaction under the recorded grant of the client that submitted it, through the store gate: a file
+with a bad line, or with a resource outside the client's rights, loads nothing of itself and is reported in
+the submission's status with its reason; the other files load.
+
+A submission (``submitter`` + ``submissionId``, per client) is a row of kind ``bulk-submission`` that no
+worker runs: it holds the submission's state (``in-progress``, ``completed``, ``stopped``) and the manifests
+announced for it. See docs/specs/bulk-submit.md for what is implemented of each section of the texts."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+import orjson
+
+from ..auth.context import acting_as, current_grant
+from ..auth.grant_record import record, restore
+from ..config import public_base
+from ..fhir.dates import now_instant
+from ..fhir.errors import BadRequest, FhirError, Issue, NotFound, operation_outcome
+from ..net.egress import EgressPolicy, EgressRefused, egress_client, refusal
+from ..resources.jobs import Heartbeat, JobWorker, runs_jobs
+from ..resources.transaction import BundleProcessor
+from ..store.sql.jobs import Job
+
+log = logging.getLogger("gateway.bulk")
+SUBMISSION = "bulk-submission"  # the kind of a submission's own row (never run)
+MANIFEST = "bulk-submit"  # the kind of one announced manifest's job
+EVENT_STATUS = "http://hl7.org/fhir/event-status"
+STATES = ("in-progress", "completed", "stopped")
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+
+class Forbidden(FhirError):
+    status, code = 403, "forbidden"
+
+
+class Failed(Exception):
+    """One file (or the manifest) could not be loaded: the reason, for the status report."""
+
+
+def submission_key(client_id: str | None, submitter: str, submission_id: str) -> str:
+    """The row id of a submission: the same client, submitter and submissionId name the same submission."""
+    return hashlib.sha256(orjson.dumps([client_id, submitter, submission_id])).hexdigest()[:40]
+
+
+def _fetch(client: httpx.Client, url: str, limit: int) -> bytes:
+    """GET ``url`` through the egress client; the body, at most ``limit`` bytes (Failed otherwise)."""
+    try:
+        with client.stream("GET", url, headers={"Accept": "application/fhir+ndjson, application/json"}) as r:
+            if 300 <= r.status_code < 400:
+                raise Failed(f"{url} answered {r.status_code} (a redirect): redirects are not followed")
+            if r.status_code != 200:
+                raise Failed(f"{url} answered {r.status_code}")
+            declared = r.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > limit:
+                raise Failed(f"{url} is {declared} bytes, more than the {limit} a file may have")
+            body = bytearray()
+            for chunk in r.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise Failed(f"{url} is larger than the {limit} bytes a file may have")
+            return bytes(body)
+    except httpx.HTTPError as exc:
+        why = refusal(exc)
+        raise Failed(f"{url} refused: {why}" if why else f"{url} could not be fetched: {exc}") from None
+
+
+class SubmitRunner:
+    """The ``bulk-submit`` job handler: fetch one manifest and load its files, one transaction per file."""
+
+    def __init__(self, rest: Any, jobs: Any, egress: EgressPolicy, max_file_bytes: int,
+                 retention_seconds: float) -> None:
+        self.rest = rest
+        self.jobs = jobs
+        self.egress = egress
+        self.max_file_bytes = max_file_bytes
+        self.retention_seconds = retention_seconds
+
+    def stop(self) -> None:
+        """Nothing to interrupt: files already loaded are recorded, the rest resume on another instance."""
+
+    def discard(self, job_id: str) -> None:
+        """Nothing outside the row."""
+
+    def run(self, job: Job, heart: Heartbeat) -> str:
+        expires = time.time() + self.retention_seconds
+        grant = restore(job.params.get("grant"))
+        url = str(job.params.get("manifestUrl"))
+        progress = dict(job.progress)
+        files: list[dict[str, Any]] = list(progress.get("files") or [])
+        if grant is None:
+            self.jobs.finish(job.id, "failed", progress, expires, "The submission does not record its submitter")
+            return "failed"
+        with egress_client(self.egress, timeout=30) as client:
+            try:
+                manifest = orjson.loads(_fetch(client, url, MAX_MANIFEST_BYTES))
+                items = manifest.get("output") if isinstance(manifest, dict) else None
+                if not isinstance(items, list):
+                    raise Failed(f"{url} is not a Bulk Data manifest (no output list)")
+            except (Failed, orjson.JSONDecodeError) as exc:
+                msg = str(exc) if isinstance(exc, Failed) else f"{url} is not JSON"
+                return "failed" if self.jobs.finish(job.id, "failed", progress, expires, msg) else "lost"
+            done = {f["url"] for f in files}
+            for item in items:
+                if heart.lost:
+                    return "cancelled" if heart.cancelled else "lost"
+                if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+                    continue
+                file_url = urljoin(url, item["url"])
+                if file_url in done:
+                    continue  # loaded (or refused) before this job was taken over
+                files.append(self._load(client, file_url, item.get("type"), grant))
+                done.add(file_url)
+                state = self.jobs.checkpoint(job.id, {**progress, "files": files})
+                if state != "running":
+                    return "lost" if state == "lost" else "cancelled"
+        errors = [operation_outcome([Issue("error", f.get("code", "processing"), f["error"])])
+                  for f in files if f.get("error")]
+        result = b"".join(orjson.dumps(oo) + b"\n" for oo in errors)
+        ok = self.jobs.finish(job.id, "complete", {**progress, "files": files}, expires, result=result)
+        return "complete" if ok else "lost"
+
+    def _load(self, client: httpx.Client, url: str, rtype: Any, grant: Any) -> dict[str, Any]:
+        """Fetch and load one NDJSON file in one transaction; its outcome (loaded count, or the error)."""
+        out: dict[str, Any] = {"url": url, "type": rtype if isinstance(rtype, str) else None}
+        try:
+            self.egress.check_url(url)
+        except EgressRefused as exc:
+            return {**out, "error": f"{url} {exc}", "code": "security"}
+        try:
+            body = _fetch(client, url, self.max_file_bytes)
+        except Failed as exc:
+            return {**out, "error": str(exc), "code": "security" if "refused" in str(exc) else "processing"}
+        entries = []
+        for n, line in enumerate(body.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                res = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                return {**out, "error": f"{url} line {n} is not JSON; nothing of this file was loaded",
+                        "code": "structure"}
+            if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+                return {**out, "error": f"{url} line {n} is not a FHIR resource; nothing of this file was loaded",
+                        "code": "structure"}
+            if out["type"] and res["resourceType"] != out["type"]:
+                return {**out, "error": f"{url} line {n} is a {res['resourceType']}, not a {out['type']} as the "
+                        "manifest says; nothing of this file was loaded", "code": "invalid"}
+            rid = res.get("id")
+            request = ({"method": "PUT", "url": f"{res['resourceType']}/{rid}"} if isinstance(rid, str) and rid
+                       else {"method": "POST", "url": res["resourceType"]})
+            entries.append({"resource": res, "request": request})
+        try:
+            with acting_as(grant):  # the submitter's rights, through the store gate; one transaction per file
+                BundleProcessor(self.rest, enforce_references=False).transaction(entries)
+        except FhirError as exc:
+            text = exc.diagnostics
+            return {**out, "error": f"{url}: {text} (an entry index n is line n+1); nothing of this file was "
+                    "loaded", "code": exc.code if exc.status != 403 else "forbidden"}
+        return {**out, "count": len(entries)}
+
+
+class SubmitService:
+    """The HTTP-free use case of ``$bulk-submit``, ``$bulk-submit-data`` and ``$bulk-submit-status``."""
+
+    def __init__(self, worker: JobWorker, rest: Any, settings: Any, base_url: str) -> None:
+        self.worker = worker
+        self.jobs = worker.jobs
+        self.settings = settings
+        self.configured_base = base_url
+        self.egress = settings.egress_policy(settings.bulk_submit_sources)
+        self.runner = SubmitRunner(rest, self.jobs, self.egress, settings.bulk_submit_max_file_bytes,
+                                   float(settings.export_retention_seconds))
+        worker.register(MANIFEST, self.runner)
+
+    @property
+    def base_url(self) -> str:
+        """The FHIR base of status URLs: the current request's, else the configured one."""
+        return public_base(self.configured_base)
+
+    def _check_url(self, url: str, what: str) -> None:
+        try:
+            self.egress.check_url(url)
+        except EgressRefused as exc:
+            raise FhirError(f"{what} {url} {exc}; nothing was stored", status=400, code="security") from None
+
+    def submit(self, client_id: str | None, subject: str | None, submitter: str, submission_id: str,
+               status: str | None, manifest_url: str | None, replaces: str | None, request_url: str,
+               kind: str = "bulk-submit") -> str:
+        """Record a submission request: a new manifest (queued for a worker), a replaced one, the end or the
+        abort of a submission. Returns the submission's row id (its status URL's last segment)."""
+        if not runs_jobs(self.settings, self.jobs.store):
+            raise FhirError("Bulk submission needs a database file or server and the job worker", status=503,
+                            code="not-supported")
+        if status is not None and status not in STATES:
+            raise BadRequest(f"submissionStatus must be one of {', '.join(STATES)} ({EVENT_STATUS}), not {status!r}")
+        if status is None and manifest_url is None:
+            raise BadRequest("Give manifestUrl, submissionStatus, or both")
+        if manifest_url is not None:
+            self._check_url(manifest_url, "manifestUrl")
+            limit = self.settings.export_max_active_jobs
+            if self.jobs.active_count(client_id, MANIFEST) >= limit:
+                raise FhirError(f"This client already has {limit} submitted manifests being processed; wait for "
+                                "one to finish", status=429, code="throttled", headers={"Retry-After": "30"})
+        key = submission_key(client_id, submitter, submission_id)
+        sub = self.jobs.get(key)
+        if sub is not None and (sub.client_id, sub.subject) != (client_id, subject):
+            raise Forbidden("This submission belongs to another client or user")
+        if sub is not None and sub.progress.get("state") in ("completed", "stopped"):
+            raise FhirError(f"Submission {submission_id} of {submitter} is {sub.progress['state']}: it takes no "
+                            "more requests", status=409, code="conflict")
+        if sub is None:
+            sub = Job(key, "open", client_id, request_url[:2048], {"submitter": submitter,
+                      "submissionId": submission_id, "kind": kind}, now_instant(), now_instant(),
+                      progress={"state": "in-progress", "manifests": []}, subject=subject, kind=SUBMISSION)
+            self.jobs.create(sub)
+        manifests: list[dict[str, Any]] = list(sub.progress.get("manifests") or [])
+        if replaces is not None:
+            old = next((m for m in manifests if m["manifestUrl"] == replaces and not m.get("replaced")), None)
+            if old is None:
+                raise BadRequest(f"replacesManifestUrl {replaces} is not a manifest of this submission")
+            old["replaced"] = True
+            self.jobs.cancel(old["job"])  # not yet loaded files of it are not loaded; loaded ones stay
+        if manifest_url is not None:
+            job_id = uuid.uuid4().hex
+            self.jobs.create(Job(job_id, "queued", client_id, request_url[:2048],
+                                 {"manifestUrl": manifest_url, "submission": key, "grant": record(current_grant())},
+                                 now_instant(), now_instant(), subject=subject, kind=MANIFEST))
+            manifests.append({"manifestUrl": manifest_url, "job": job_id})
+        state = status or sub.progress.get("state") or "in-progress"
+        if state == "stopped":
+            for m in manifests:
+                current = self.jobs.get(m["job"])
+                if current is not None and current.status in ("queued", "running"):
+                    self.jobs.cancel(m["job"])
+        self.jobs.update_progress(key, {"state": state, "manifests": manifests})
+        self.worker.wake()
+        return key
+
+    def status_url(self, key: str) -> str:
+        return f"{self.base_url}/$bulk-submit-status/{key}"
+
+    def owned(self, key: str, client_id: str | None, subject: str | None) -> Job:
+        """The submission row, when the caller submitted it."""
+        sub = self.jobs.get(key)
+        if sub is None or sub.kind != SUBMISSION:
+            raise NotFound(f"No submission {key}")
+        if (sub.client_id, sub.subject) != (client_id, subject):
+            raise Forbidden("This submission belongs to another client or user")
+        return sub
+
+    def status(self, key: str, client_id: str | None, subject: str | None) -> tuple[bool, dict[str, Any]]:
+        """(done, status manifest): done when the submission is completed or stopped and no manifest of it is
+        still queued or running."""
+        sub = self.owned(key, client_id, subject)
+        state = sub.progress.get("state", "in-progress")
+        active = False
+        output: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for m in sub.progress.get("manifests") or []:
+            job = self.jobs.get(m["job"])
+            if job is None:
+                continue
+            if job.status in ("queued", "running") and not m.get("replaced"):
+                active = True
+            ext = {"manifestUrl": m["manifestUrl"]}
+            if job.status == "failed":
+                errors.append({**ext, "type": "OperationOutcome", "url": f"{self.base_url}/$bulk-submit-outcome/"
+                               f"{job.id}", "countSeverity": [{"code": "error", "count": 1}],
+                               "diagnostics": job.message})
+            for f in job.progress.get("files") or []:
+                if f.get("error"):
+                    errors.append({**ext, "type": "OperationOutcome", "file": f["url"],
+                                   "url": f"{self.base_url}/$bulk-submit-outcome/{job.id}",
+                                   "countSeverity": [{"code": "error", "count": 1}], "diagnostics": f["error"]})
+                else:
+                    output.append({**ext, "type": f.get("type"), "file": f["url"], "count": f.get("count", 0)})
+        body = {"submissionId": sub.params.get("submissionId"), "submissionStatus": state,
+                "transactionTime": sub.transaction_time, "request": sub.request_url,
+                "requiresAccessToken": self.settings.auth != "off", "output": output, "error": errors}
+        return (state in ("completed", "stopped") and not active), body
+
+    def outcome(self, job_id: str, client_id: str | None, subject: str | None) -> bytes:
+        """The OperationOutcomes (NDJSON) of one manifest's failed files, or of the manifest itself."""
+        job = self.jobs.get(job_id)
+        if job is None or job.kind != MANIFEST:
+            raise NotFound(f"No submitted manifest {job_id}")
+        if (job.client_id, job.subject) != (client_id, subject):
+            raise Forbidden("This submission belongs to another client or user")
+        if job.status == "failed":
+            return orjson.dumps(operation_outcome([Issue("error", "processing", job.message or "failed")])) + b"\n"
+        return self.jobs.result(job_id) or b""
