@@ -1,6 +1,6 @@
 """The hostile-input suite: over a thousand malformed requests on every route of the app, on SQLite and
 PostgreSQL, with authorization off and with a real system token. No answer may be a 500 or missing, every
-4xx is an OperationOutcome (OAuth error JSON or an HTML page under /auth), and a refused request changes no
+4xx is an OperationOutcome (OAuth error JSON or an HTML page under /auth; a page under /apps and /console), and a refused request changes no
 stored resource and no history row."""
 
 from __future__ import annotations
@@ -54,11 +54,11 @@ def _problem(case: Case, status: int, ctype: str, body: bytes) -> str | None:
             if "html" in ctype:
                 return None
             return f"{status} under /auth is neither OAuth error JSON nor a page: {ctype} {body[:120]!r}"
-        if case.url.startswith("/apps"):  # the served browser apps: pages and files (the boundary guard's
-            # refusals of a NUL or a malformed URL are OperationOutcomes there too)
+        if case.url.startswith(("/apps", "/console")):  # the served browser apps and the staff console: pages
+            # and files (the boundary guard's refusals of a NUL or a malformed URL are OperationOutcomes there too)
             if ("html" in ctype or "text/plain" in ctype or b'"OperationOutcome"' in body) and b"Traceback" not in body:
                 return None
-            return f"{status} under /apps is neither a page nor plain text: {ctype} {body[:120]!r}"
+            return f"{status} under {case.url.split('/')[1]} is neither a page nor plain text: {ctype} {body[:120]!r}"
         if b'"resourceType":"OperationOutcome"' not in body.replace(b" ", b"") and not (
                 "xml" in ctype and b'<OperationOutcome xmlns="http://hl7.org/fhir">' in body):
             return f"{status} is not an OperationOutcome: {ctype} {body[:120]!r}"
