@@ -34,7 +34,7 @@ from ..mapping.readers import read_input
 from ..mapping.records import Reject
 from ..mapping.spec import MappingSpec, find_spec, with_strictness
 from ..resources.rest import RestService
-from ..search.index import index_resource
+from ..search.index import IndexRows, index_resource
 from ..store.encoded import Encoded, encode
 from .claim_versions import ClaimVersions
 from .remittance import Remittance
@@ -49,6 +49,7 @@ EVENT_BATCH = 100  # prepared events per message from the worker
 QUEUED_BATCHES = 64  # messages received ahead of the writes
 RETRIES = 6  # a chunk that lost a race with another ingest process is written again, up to this many times
 MAX_VALID = 200_000  # content digests of validated resources remembered by the prepare stage
+MAX_INDEXED = 20_000  # index rows of repeated content remembered by the prepare stage
 
 # ("read", (files, records)) | ("reject", Reject) | ("unit", Ready) | ("warning", Finding): what the prepare stage
 # yields, in order
@@ -83,6 +84,7 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
     rest = RestService(cast("ResourceStore", None), "urn:ingest", level)  # validation only: no store use
     shapes = shapes or ShapeCache()  # resources rendered from one template share their structure
     valid: set[bytes] = set()  # content already validated (a payer, a provider repeated by many claims)
+    indexed: dict[bytes, IndexRows] = {}  # index rows by content digest: the same bytes give the same rows
     rejects: list[Reject] = []
     units: Iterable[Unit] = Engine(spec).run(read.records, rejects, part=part)
     if spec.reader == "x12-835":  # payments attach to the stored claims they pay (ingest/remittance.py)
@@ -97,6 +99,7 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
             yield "reject", rejects.pop(0)
         items: list[Encoded] = []
         digests: list[bytes] = []
+        repeated: set[int] = set()  # positions of content met before in this run (a provider of many claims)
         bad = None
         for res in unit.resources:
             unstorable = None
@@ -110,6 +113,7 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
                 digests.append(d)
                 items.append(enc)
                 if d in valid:
+                    repeated.add(len(items) - 1)
                     continue
             grp = res["resourceType"] == "Group"  # its attribution rules are checked by RestService.validate
             if enc is not None and not grp and shapes.passes(res):
@@ -134,7 +138,14 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
             yield "reject", bad
         else:
             for n, res in enumerate(unit.resources):
-                items[n] = items[n]._replace(index=index_resource(res))
+                known = indexed.get(digests[n]) if n in repeated else None
+                if known is None:
+                    known = index_resource(res)
+                    if n in repeated:
+                        if len(indexed) >= MAX_INDEXED:
+                            indexed.clear()
+                        indexed[digests[n]] = known
+                items[n] = items[n]._replace(index=known)
             yield "unit", Ready(unit.entity, unit.where, unit.lines, items, digests, unit.warnings)
     while rejects:
         yield "reject", rejects.pop(0)
@@ -274,6 +285,7 @@ class IngestSummary:
     warnings: list[Finding] = field(default_factory=list)  # data-quality findings of loaded units and files
     units_with_warnings: int = 0
     strictness: str = "lenient"
+    retries: int = 0  # chunks written again after losing a race with another process (``workers``)
 
     @property
     def resources(self) -> int:
@@ -348,6 +360,7 @@ class Ingestor:
         if workers < 1:
             raise ValueError("workers must be 1 or more")
         self.rest = rest
+        self.retries = 0
         self.workers = workers
         self.part = part
         self.final_analyze = True
@@ -396,13 +409,16 @@ class Ingestor:
                 else:
                     summary.files, summary.records = payload
             self._write(batch, summary)
+        summary.retries = self.retries
         if self._written >= ANALYZE_FIRST and self.final_analyze:
             self._analyze(None)  # searches after a large load get plans for the tables as they now are
         return summary
 
     def _ingest_partitioned(self, paths: list[Path], url: str) -> IngestSummary:
-        """``workers`` processes, partition i of N each (``_partition_main``), their summaries merged: counts
-        added, rejects and warnings sorted by file and line."""
+        """Partition 0 of N in this process, partitions 1 .. N-1 in spawned processes (``_partition_main``);
+        their summaries merged: counts added, rejects and warnings sorted by file and line. This process
+        already has the mapping, the validation models and the search parameters loaded, so it costs no
+        start-up; a thread receives the others' progress and results meanwhile."""
         from multiprocessing.connection import wait
 
         from ..auth.context import current
@@ -416,7 +432,7 @@ class Ingestor:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds database connections
         procs: list[tuple[Any, Any]] = []
         n = self.workers
-        for i in range(n):
+        for i in range(1, n):
             receive, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_partition_main, daemon=True,
                                args=(self.spec, self.level, paths, url, self.rest.configured_base, gated, rec,
@@ -425,11 +441,12 @@ class Ingestor:
             send.close()
             procs.append((proc, receive))
         done: dict[int, tuple[IngestSummary, int]] = {}
-        error: BaseException | None = None
-        pending = {receive: i for i, (_p, receive) in enumerate(procs)}
-        try:
-            while pending:
-                for ready in wait(list(pending)):
+        errors: list[BaseException] = []
+        pending = {receive: i + 1 for i, (_p, receive) in enumerate(procs)}
+
+        def receive_all() -> None:
+            while pending and not errors:
+                for ready in wait(list(pending), timeout=0.5):
                     conn = cast("Any", ready)
                     kind: str
                     payload: Any
@@ -442,18 +459,29 @@ class Ingestor:
                         continue
                     i = pending.pop(conn)
                     if kind == "error":
-                        error = error or payload
-                        pending.clear()  # stop at the first error: the others are ended below
-                        break
+                        errors.append(payload)
+                        return
                     done[i] = payload
+
+        receiver = threading.Thread(target=receive_all, name="ingest-partitions", daemon=True)
+        receiver.start()
+        try:
+            mine = Ingestor(self.rest, self.spec, self.level, progress=self.progress, parallel=False, part=(0, n))
+            mine.final_analyze = False
+            done[0] = (mine.ingest(paths), mine._written)
+        except BaseException as exc:
+            errors.append(exc)
         finally:
+            if errors:
+                for proc, _r in procs:
+                    if proc.is_alive():
+                        proc.terminate()
+            receiver.join()
             for proc, receive in procs:
-                if error is not None and proc.is_alive():
-                    proc.terminate()
                 proc.join()
                 receive.close()
-        if error is not None:
-            raise error
+        if errors:
+            raise errors[0]
         summary = IngestSummary(self.spec.format, self.spec.version, strictness=self.spec.strictness)
         summary.files, summary.records = done[0][0].files, done[0][0].records
         for i in range(n):
@@ -463,6 +491,7 @@ class Ingestor:
             summary.unchanged += part.unchanged
             summary.units += part.units
             summary.units_with_warnings += part.units_with_warnings
+            summary.retries += part.retries
             summary.rejects.extend(part.rejects)
             summary.warnings.extend(part.warnings)
             for k, v in part.by_type.items():
@@ -521,6 +550,7 @@ class Ingestor:
                 # or the database broke a deadlock: the chunk, read again, then finds its stored version
                 if attempt == RETRIES or not (isinstance(exc, Conflict) or exc.code == "transient"):
                     raise
+                self.retries += 1
                 time.sleep(0.05 * (2 ** attempt) * (1 + random.random()))  # noqa: S311 - jitter, not secrets
         self._pending = (status.count("created"), status.count("updated"), status.count("unchanged"), latest)
 

@@ -153,3 +153,30 @@ def test_a_refused_worker_run_raises_in_the_caller(tmp_path: Path) -> None:
             Ingestor(RestService(store, BASE), "claims-csv", workers=2).ingest([tmp_path / "missing.csv"])
     finally:
         store.close()
+
+
+def test_the_command_line_runs_workers(inputs: dict[str, Any], tmp_path: Path) -> None:
+    """``fhir-gateway ingest --workers 2`` (the console script, through the authorization gate under the
+    operator's grant): the stored resources of one process, the reject reported once, exit status 3."""
+    import json
+    import subprocess
+
+    from tests.conftest import clean_env, gateway_exe
+
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    report = tmp_path / "report.json"
+    r = subprocess.run([gateway_exe(), "ingest", "--quiet", "--database", url, "--format", "claims-csv",
+                        "--workers", "2", "--report", str(report), str(inputs["whole"])],
+                       capture_output=True, text=True, env=clean_env(), timeout=600)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stderr.count("rejected: claims.csv:9:") == 1
+    body = json.loads(report.read_text())
+    assert body["rejected"] == 1 and body["recordsRead"] == inputs["summary"].records
+    store = SqlStore(url)
+    try:
+        assert stored(store) == inputs["expected"]
+    finally:
+        store.close()
+    r = subprocess.run([gateway_exe(), "ingest", "--quiet", "--database", url, "--format", "claims-csv",
+                        "--workers", "0", str(inputs["whole"])], capture_output=True, text=True, env=clean_env())
+    assert r.returncode == 2 and "--workers" in r.stderr  # refused by the option's bounds, nothing run
