@@ -355,8 +355,9 @@ class Ingestor:
         see docs/performance.md). ``strictness``: ``lenient`` or ``strict`` instead of the mapping file's own
         (``SpecError`` for anything else). ``workers``: N > 1 runs N processes, each reading the whole input
         and mapping, validating and writing the claims (and other records) it owns by a hash of the claim key,
-        each with its own database connection (docs/guides/mappings.md, "Several processes"); ``part`` is
-        what one of them ingests."""
+        each with its own database connection (docs/guides/mappings.md, "Several processes"; a private
+        in-memory database, which no other process can open, is ingested in one); ``part`` is what one of them
+        ingests."""
         if workers < 1:
             raise ValueError("workers must be 1 or more")
         self.rest = rest
