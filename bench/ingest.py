@@ -84,20 +84,32 @@ def scale_claims_csv(out: Path, lines: int) -> None:
             w.writerow(r)
 
 
-def run_one(fmt: str, data: Path, url: str, lines: int, parallel: bool | None = None) -> dict:
+def run_one(fmt: str, data: Path, url: str, lines: int, parallel: bool | None = None, workers: int = 1) -> dict:
+    """One end-to-end ingest into ``url`` (a fresh database), timed from the call to its return (with
+    ``workers`` > 1 that includes starting the processes)."""
     from gateway.ingest.service import Ingestor
     from gateway.resources.rest import RestService
     from gateway.store.sql.store import SqlStore
 
     store = SqlStore(url)
     t0 = time.perf_counter()
-    s = Ingestor(RestService(store, "http://bench/fhir"), fmt, parallel=parallel).ingest([data])
+    cpu0 = _cpu()
+    s = Ingestor(RestService(store, "http://bench/fhir"), fmt, parallel=parallel, workers=workers).ingest([data])
     secs = time.perf_counter() - t0
+    cpu = _cpu() - cpu0
     store.close()
+    mode = (f"{workers} processes (--workers {workers})" if workers > 1 else
+            {None: "auto", True: "worker process", False: "in process"}[parallel])
     return {"format": fmt, "lines": lines, "seconds": round(secs, 2), "lines_per_s": round(lines / secs),
             "resources": s.resources, "resources_per_s": round(s.resources / secs), "rejects": len(s.rejects),
-            "prepare": {None: "auto", True: "worker process", False: "in process"}[parallel],
+            "retries": s.retries, "prepare": mode, "workers": workers, "cpu_seconds": round(cpu, 1),
             "load_avg_1m": round(os.getloadavg()[0], 1)}
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its ended children (the ingest's worker processes once joined)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def map_only(fmt: str, data: Path, lines: int) -> dict:

@@ -653,6 +653,9 @@ def ingest(
                                                    "X12 implementation-guide rule broken loads with a warning; "
                                                    "strict: it rejects the record (default: the mapping file's, "
                                                    "lenient)")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes that map and write at once, each "
+                                         "its share of the claims (split by claim, every version of a claim in "
+                                         "one process; docs/guides/mappings.md)")] = 1,
 ) -> None:
     """Map internal records (claims feeds, clinical extracts, HL7 v2) to FHIR and store them. A file named on the
     command line is always read; a folder's files when the mapping recognises their names. Exit status: 0 all
@@ -684,7 +687,7 @@ def ingest(
                       TimeElapsedColumn(), disable=quiet, transient=True, console=Console(stderr=True)) as bar:
             task = bar.add_task("ingest", total=None)
             summary = Ingestor(RestService(_gated(store, settings), settings.fhir_base()), spec,
-                               progress=lambda n: bar.advance(task, n)).ingest(paths)
+                               progress=lambda n: bar.advance(task, n), workers=workers).ingest(paths)
     except OSError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

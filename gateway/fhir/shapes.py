@@ -90,21 +90,48 @@ def _with_rule(check: Callable[[Any], Any], rule: Callable[[Any], str | None]) -
 
 
 def _shape(node: Any, leaves: list[Any]) -> Hashable:
+    """The structure of ``node`` (element names, list lengths, JSON types, resourceType) as one flat tuple, its
+    leaf values appended to ``leaves`` in document order. Flat: hashing and comparing it does not recurse
+    (a nested tuple is hashed again, level by level, at every look-up)."""
+    out: list[Any] = []
+    _walk(node, leaves, out, out.append, leaves.append)
+    return tuple(out)
+
+
+def _walk(node: Any, leaves: list[Any], out: list[Any], put: Callable[[Any], None],
+          leaf: Callable[[Any], None]) -> None:
+    # dict: dict, then key and value for each entry, then None; list: list, the items, None; a leaf: its type.
+    # resourceType's value is written as it is (a str), where any other key's value starts with a marker.
     t = type(node)
     if t is dict:
-        items = []
+        put(dict)
         for k, v in node.items():
+            put(k)
             if k == "resourceType":
                 if not isinstance(v, str):
                     raise _Uncacheable
-                items.append((k, v))
+                put(v)
+                continue
+            tv = type(v)
+            if tv is dict or tv is list:
+                _walk(v, leaves, out, put, leaf)
             else:
-                items.append((k, _shape(v, leaves)))
-        return tuple(items)
-    if t is list:
-        return (list, *[_shape(v, leaves) for v in node])
-    leaves.append(node)
-    return t
+                leaf(v)
+                put(tv)
+        put(None)
+    elif t is list:
+        put(list)
+        for v in node:
+            tv = type(v)
+            if tv is dict or tv is list:
+                _walk(v, leaves, out, put, leaf)
+            else:
+                leaf(v)
+                put(tv)
+        put(None)
+    else:
+        leaf(node)
+        put(t)
 
 
 def _plan(model: Any, node: dict[str, Any], out: list[tuple[int, Callable[[Any], Any]] | None]) -> None:

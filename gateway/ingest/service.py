@@ -17,22 +17,24 @@ import gc
 import multiprocessing
 import os
 import queue
+import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from ..fhir.errors import FhirError
+from ..fhir.errors import Conflict, FhirError
 from ..fhir.shapes import ShapeCache
-from ..mapping.engine import Engine, Unit
+from ..mapping.engine import Engine, Unit, owner
 from ..mapping.quality import Finding, quality_report
 from ..mapping.readers import read_input
 from ..mapping.records import Reject
 from ..mapping.spec import MappingSpec, find_spec, with_strictness
 from ..resources.rest import RestService
-from ..search.index import index_resource
+from ..search.index import IndexRows, index_resource
 from ..store.encoded import Encoded, encode
 from .claim_versions import ClaimVersions
 from .remittance import Remittance
@@ -45,7 +47,9 @@ PARALLEL_MIN_BYTES = 2_000_000  # smaller inputs: starting the worker process co
 ANALYZE_FIRST = 20_000  # resources written before the first refresh of the planner's statistics (then x4)
 EVENT_BATCH = 100  # prepared events per message from the worker
 QUEUED_BATCHES = 64  # messages received ahead of the writes
+RETRIES = 6  # a chunk that lost a race with another ingest process is written again, up to this many times
 MAX_VALID = 200_000  # content digests of validated resources remembered by the prepare stage
+MAX_INDEXED = 20_000  # index rows of repeated content remembered by the prepare stage
 
 # ("read", (files, records)) | ("reject", Reject) | ("unit", Ready) | ("warning", Finding): what the prepare stage
 # yields, in order
@@ -64,23 +68,30 @@ class Ready(NamedTuple):
 
 
 def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache | None = None,
-            store: ResourceStore | None = None) -> Iterator[Event]:
+            store: ResourceStore | None = None, part: tuple[int, int] | None = None) -> Iterator[Event]:
     """Read, map, validate, index and encode: the events of one ingest, in order. A unit with an invalid
     resource becomes a reject; a valid unit comes encoded, each resource with its content digest and index rows.
-    With ``store``, corrected claims retire the facts their stored versions produced (``claim_versions``)."""
+    With ``store``, corrected claims retire the facts their stored versions produced (``claim_versions``).
+    ``part`` = (i, n): only partition i of n, split at claim boundaries (``Engine.run``); the reader's own
+    rejects and warnings come with partition 0."""
     read = read_input(spec, paths)
     yield "read", (read.files, read.read)
-    for r in read.rejects:
-        yield "reject", r
-    for w in read.warnings:
-        yield "warning", w
+    if part is None or part[0] == 0:
+        for r in read.rejects:
+            yield "reject", r
+        for w in read.warnings:
+            yield "warning", w
     rest = RestService(cast("ResourceStore", None), "urn:ingest", level)  # validation only: no store use
     shapes = shapes or ShapeCache()  # resources rendered from one template share their structure
     valid: set[bytes] = set()  # content already validated (a payer, a provider repeated by many claims)
+    indexed: dict[bytes, IndexRows] = {}  # index rows by content digest: the same bytes give the same rows
     rejects: list[Reject] = []
-    units: Iterable[Unit] = Engine(spec).run(read.records, rejects)
+    units: Iterable[Unit] = Engine(spec).run(read.records, rejects, part=part)
     if spec.reader == "x12-835":  # payments attach to the stored claims they pay (ingest/remittance.py)
-        units = Remittance(store, spec).units(read.records.get("clp", []))
+        clp = read.records.get("clp", [])
+        if part is not None:  # every payment of one claim in one partition, in file order
+            clp = [r for r in clp if owner(r.fields.get("CLAIM_ID"), part[1]) == part[0]]
+        units = Remittance(store, spec).units(clp)
     elif store is not None:
         units = ClaimVersions(store, spec).track(units)  # corrected claims retire facts
     for unit in units:
@@ -88,6 +99,7 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
             yield "reject", rejects.pop(0)
         items: list[Encoded] = []
         digests: list[bytes] = []
+        repeated: set[int] = set()  # positions of content met before in this run (a provider of many claims)
         bad = None
         for res in unit.resources:
             unstorable = None
@@ -101,6 +113,7 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
                 digests.append(d)
                 items.append(enc)
                 if d in valid:
+                    repeated.add(len(items) - 1)
                     continue
             grp = res["resourceType"] == "Group"  # its attribution rules are checked by RestService.validate
             if enc is not None and not grp and shapes.passes(res):
@@ -125,7 +138,14 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
             yield "reject", bad
         else:
             for n, res in enumerate(unit.resources):
-                items[n] = items[n]._replace(index=index_resource(res))
+                known = indexed.get(digests[n]) if n in repeated else None
+                if known is None:
+                    known = index_resource(res)
+                    if n in repeated:
+                        if len(indexed) >= MAX_INDEXED:
+                            indexed.clear()
+                        indexed[digests[n]] = known
+                items[n] = items[n]._replace(index=known)
             yield "unit", Ready(unit.entity, unit.where, unit.lines, items, digests, unit.warnings)
     while rejects:
         yield "reject", rejects.pop(0)
@@ -265,6 +285,7 @@ class IngestSummary:
     warnings: list[Finding] = field(default_factory=list)  # data-quality findings of loaded units and files
     units_with_warnings: int = 0
     strictness: str = "lenient"
+    retries: int = 0  # chunks written again after losing a race with another process (``workers``)
 
     @property
     def resources(self) -> int:
@@ -286,15 +307,64 @@ class IngestSummary:
                              for r in self.rejects]}
 
 
+def _where_key(where: str) -> tuple[str, int, str]:
+    """Sorts ``file:line`` places by file, then line number."""
+    name, _, rest = where.rpartition(":")
+    return (name, int(rest), "") if rest.isdigit() else (where, 0, "")
+
+
+def _partition_main(spec: MappingSpec, level: str, paths: list[Path], url: str, base: str, gated: bool,
+                    grant: dict[str, Any] | None, part: tuple[int, int], conn: Any) -> None:
+    """One process of a ``workers=N`` ingest: partition ``part`` of the input, prepared and written here with
+    its own database connection, under the caller's grant; progress counts, then ("done", (summary, written))
+    or ("error", exc), to ``conn``."""
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        from ..auth.context import current
+        from ..auth.gated import GatedStore
+        from ..auth.grant_record import restore
+        from ..store.sql.store import SqlStore
+
+        if grant is not None:
+            current.set(restore(grant))
+        store = SqlStore(url, migrate=False)
+        try:
+            target: Any = GatedStore(store, base) if gated else store
+            ing = Ingestor(RestService(target, base), spec, level, progress=lambda n: conn.send(("progress", n)),
+                           parallel=False, part=part)
+            ing.final_analyze = False  # the parent refreshes the statistics once, after every partition
+            summary = ing.ingest(paths)
+            conn.send(("done", (summary, ing._written)))
+        finally:
+            store.close()
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        try:
+            conn.send(("error", exc))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        conn.close()
+
+
 class Ingestor:
     def __init__(self, rest: RestService, spec: MappingSpec | str, level: str = "strict",
                  progress: Callable[[int], None] | None = None, parallel: bool | None = None,
-                 strictness: str | None = None) -> None:
+                 strictness: str | None = None, workers: int = 1, part: tuple[int, int] | None = None) -> None:
         """``parallel``: prepare in a worker process (True), in this one (False), or decide by input size and
         CPU count (None, the default: a worker for inputs of 2 MB and more on a machine with two cores or more;
         see docs/performance.md). ``strictness``: ``lenient`` or ``strict`` instead of the mapping file's own
-        (``SpecError`` for anything else)."""
+        (``SpecError`` for anything else). ``workers``: N > 1 runs N processes, each reading the whole input
+        and mapping, validating and writing the claims (and other records) it owns by a hash of the claim key,
+        each with its own database connection (docs/guides/mappings.md, "Several processes"; a private
+        in-memory database, which no other process can open, is ingested in one); ``part`` is what one of them
+        ingests."""
+        if workers < 1:
+            raise ValueError("workers must be 1 or more")
         self.rest = rest
+        self.retries = 0
+        self.workers = workers
+        self.part = part
+        self.final_analyze = True
         self.spec = with_strictness(find_spec(spec) if isinstance(spec, str) else spec, strictness)
         self.level = level
         self.progress = progress or (lambda n: None)
@@ -308,16 +378,19 @@ class Ingestor:
 
     def ingest(self, paths: Iterable[Path]) -> IngestSummary:
         paths = list(paths)
+        store = self.rest.store
+        url = getattr(store, "url", None)
+        private = url in (None, "sqlite://", "sqlite:///:memory:")  # no other process can open this database
+        if self.workers > 1 and not private:
+            return self._ingest_partitioned(paths, str(url))
         summary = IngestSummary(self.spec.format, self.spec.version, strictness=self.spec.strictness)
         parallel = self.parallel
         if parallel is None:
             parallel = (os.cpu_count() or 1) > 1 and _input_bytes(paths) >= PARALLEL_MIN_BYTES
-        store = self.rest.store
-        url = getattr(store, "url", None)
-        if url in (None, "sqlite://", "sqlite:///:memory:"):
-            parallel = False  # a worker process cannot open this database
+        if private or self.part is not None:
+            parallel = False
         events = (_prepare_in_worker(self.spec, self.level, paths, url) if parallel
-                  else prepare(self.spec, self.level, paths, self.shapes, store))
+                  else prepare(self.spec, self.level, paths, self.shapes, store, self.part))
         with _fewer_collections():
             batch: list[Ready] = []
             size = 0
@@ -337,8 +410,98 @@ class Ingestor:
                 else:
                     summary.files, summary.records = payload
             self._write(batch, summary)
-        if self._written >= ANALYZE_FIRST:
+        summary.retries = self.retries
+        if self._written >= ANALYZE_FIRST and self.final_analyze:
             self._analyze(None)  # searches after a large load get plans for the tables as they now are
+        return summary
+
+    def _ingest_partitioned(self, paths: list[Path], url: str) -> IngestSummary:
+        """Partition 0 of N in this process, partitions 1 .. N-1 in spawned processes (``_partition_main``);
+        their summaries merged: counts added, rejects and warnings sorted by file and line. This process
+        already has the mapping, the validation models and the search parameters loaded, so it costs no
+        start-up; a thread receives the others' progress and results meanwhile."""
+        from multiprocessing.connection import wait
+
+        from ..auth.context import current
+        from ..auth.gated import GatedStore
+        from ..auth.grant_record import record
+
+        store = self.rest.store
+        gated = isinstance(store, GatedStore)
+        grant = current.get()
+        rec = record(grant) if grant is not None else None
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds database connections
+        procs: list[tuple[Any, Any]] = []
+        n = self.workers
+        for i in range(1, n):
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_partition_main, daemon=True,
+                               args=(self.spec, self.level, paths, url, self.rest.configured_base, gated, rec,
+                                     (i, n), send))
+            proc.start()
+            send.close()
+            procs.append((proc, receive))
+        done: dict[int, tuple[IngestSummary, int]] = {}
+        errors: list[BaseException] = []
+        pending = {receive: i + 1 for i, (_p, receive) in enumerate(procs)}
+
+        def receive_all() -> None:
+            while pending and not errors:
+                for ready in wait(list(pending), timeout=0.5):
+                    conn = cast("Any", ready)
+                    kind: str
+                    payload: Any
+                    try:
+                        kind, payload = conn.recv()
+                    except (EOFError, OSError):
+                        kind, payload = "error", RuntimeError("an ingest worker process ended without a result")
+                    if kind == "progress":
+                        self.progress(payload)
+                        continue
+                    i = pending.pop(conn)
+                    if kind == "error":
+                        errors.append(payload)
+                        return
+                    done[i] = payload
+
+        receiver = threading.Thread(target=receive_all, name="ingest-partitions", daemon=True)
+        receiver.start()
+        try:
+            mine = Ingestor(self.rest, self.spec, self.level, progress=self.progress, parallel=False, part=(0, n))
+            mine.final_analyze = False
+            done[0] = (mine.ingest(paths), mine._written)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if errors:
+                for proc, _r in procs:
+                    if proc.is_alive():
+                        proc.terminate()
+            receiver.join()
+            for proc, receive in procs:
+                proc.join()
+                receive.close()
+        if errors:
+            raise errors[0]
+        summary = IngestSummary(self.spec.format, self.spec.version, strictness=self.spec.strictness)
+        summary.files, summary.records = done[0][0].files, done[0][0].records
+        for i in range(n):
+            part, written = done[i]
+            summary.created += part.created
+            summary.updated += part.updated
+            summary.unchanged += part.unchanged
+            summary.units += part.units
+            summary.units_with_warnings += part.units_with_warnings
+            summary.retries += part.retries
+            summary.rejects.extend(part.rejects)
+            summary.warnings.extend(part.warnings)
+            for k, v in part.by_type.items():
+                summary.by_type[k] = summary.by_type.get(k, 0) + v
+            self._written += written
+        summary.rejects.sort(key=lambda r: _where_key(r.where))
+        summary.warnings.sort(key=lambda w: _where_key(w.where))
+        if self._written >= ANALYZE_FIRST:
+            self._analyze(None)
         return summary
 
     def _analyze(self, tables: list[str] | None) -> None:
@@ -376,8 +539,20 @@ class Ingestor:
         for u in units:
             for e, d in zip(u.items, u.digests, strict=True):
                 latest[(e.rtype, e.rid)] = (e, d)  # the same Practitioner may come with many claims
-        with self.rest.store.session() as tx:
-            status = tx.write_encoded([e for e, _ in latest.values()], "PUT")
+        # in (type, id) order: two processes writing the same new resources wait for each other in one order
+        items = [latest[k][0] for k in sorted(latest)]
+        for attempt in range(RETRIES + 1):
+            try:
+                with self.rest.store.session() as tx:
+                    status = tx.write_encoded(items, "PUT")
+                break
+            except FhirError as exc:
+                # another process wrote one of these resources first (a member, a provider two claims share),
+                # or the database broke a deadlock: the chunk, read again, then finds its stored version
+                if attempt == RETRIES or not (isinstance(exc, Conflict) or exc.code == "transient"):
+                    raise
+                self.retries += 1
+                time.sleep(0.05 * (2 ** attempt) * (1 + random.random()))  # noqa: S311 - jitter, not secrets
         self._pending = (status.count("created"), status.count("updated"), status.count("unchanged"), latest)
 
     def _count(self, units: list[Ready], summary: IngestSummary) -> None:

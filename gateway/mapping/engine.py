@@ -10,8 +10,9 @@ unit is written or rejected as a whole.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,23 @@ def _sort_key(v: Any) -> tuple[int, Any]:
     return (0, "") if v is None else (1, v)
 
 
+def owner(key: Any, workers: int) -> int:
+    """The partition (0 .. workers-1) that maps a claim or record with this key: the same key in every process
+    (a CRC, not Python's per-process ``hash``)."""
+    return zlib.crc32(str(key).encode("utf-8", "surrogatepass")) % workers
+
+
+def claim_key(item: tuple[str, Any, int]) -> Any:
+    """What keeps an item in one partition: the root of its claim's version chain, else its group (a claim's
+    lines), else the record itself."""
+    v = item[1].vars
+    if "$chain" in v:
+        return v["$chain"]
+    if "$group" in v:
+        return v["$group"]
+    return item[0]
+
+
 class Engine:
     def __init__(self, spec: MappingSpec) -> None:
         self.spec = spec
@@ -92,7 +110,11 @@ class Engine:
         return out
 
     def run(self, records: dict[str, list[Record]], rejects: list[Reject],
-            extra_scope: dict[str, Any] | None = None) -> Iterator[Unit]:
+            extra_scope: dict[str, Any] | None = None, part: tuple[int, int] | None = None) -> Iterator[Unit]:
+        """The units of ``records``, in order. ``part`` = (i, n): only the units partition i of n owns, split at
+        claim boundaries (``claim_key``: every version of a claim, every line of a grouped claim, in one
+        partition); rejects found while gathering (before the split) are reported by partition 0 alone, so
+        the n partitions together give every unit and every reject exactly once."""
         filters = Filters(self.spec.lookups, self.build_crosswalks(records), self.spec.strictness == "strict")
         tpl = Template(filters, self.spec.raw.get("open_fields"))
         base = Scope({}, {}, {"$mapping_version": self.spec.version, **(extra_scope or {})})
@@ -101,7 +123,16 @@ class Engine:
         # the run: a run that maps no record writes nothing
         pending: list[Unit] = []
         for entity in self.spec.entities:
-            for where, scope, lines in self._scopes(entity, records, base, tpl, rejects):
+            items: Iterable[tuple[str, Scope, int]]
+            if part is None or entity.source is None:
+                items = self._scopes(entity, records, base, tpl, rejects)
+            else:
+                gathered: list[Reject] = []
+                items = [i for i in self._scopes(entity, records, base, tpl, gathered)
+                         if owner(claim_key(i), part[1]) == part[0]]
+                if part[0] == 0:
+                    rejects.extend(gathered)
+            for where, scope, lines in items:
                 filters.warnings.clear()
                 try:
                     if entity.source is not None:
@@ -178,8 +209,9 @@ class Engine:
                 for r in rows:
                     groups[r.fields.get(e.group_by)].append(r)
             items = []
-            for recs in groups.values():
+            for gkey, recs in groups.items():
                 s = make(recs[0])
+                s.vars["$group"] = gkey
                 s.vars["$warnings"] = s.vars["$warnings"] + [w for r in recs[1:] for w in r.warnings]
                 s.children = {**s.children, "rows": [Scope(r.fields, {}, {"$where": r.where}) for r in recs]}
                 items.append((recs[0].where, s, len(recs)))
