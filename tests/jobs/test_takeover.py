@@ -26,6 +26,7 @@ from tests.conftest import own_pg_database, require_pg
 from tests.jobs.harness import (
     ASYNC,
     CARE_GAPS,
+    DEMO_MEASURES,
     EVALUATE_LONG,
     instances,
     job_row,
@@ -149,7 +150,9 @@ def test_sigterm_exits_within_the_bound_and_hands_leases_back(db: str, tmp_path:
     with instances(db, tmp_path, ("a", "b"), _env(tmp_path, lease=60),
                    args=("--shutdown-timeout", str(bound))) as (a, b):
         os.kill(b.proc.pid, signal.SIGSTOP)
-        r = httpx.get(f"{a.base}/Measure/$care-gaps", params=CARE_GAPS, headers=ASYNC, timeout=30)
+        # gaps of all three demo measures: a job long enough to be still running when A is told to stop
+        every_measure = [p for p in CARE_GAPS if p[0] != "measureId"] + [("measureId", m) for m in DEMO_MEASURES]
+        r = httpx.get(f"{a.base}/Measure/$care-gaps", params=every_measure, headers=ASYNC, timeout=30)
         assert r.status_code == 202, r.text
         job_id = r.headers["Content-Location"].rsplit("/", 1)[1]
         wait_for(lambda: job_row(db, job_id).status == "running", 30, "the job running on A")
