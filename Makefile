@@ -1,7 +1,7 @@
 # Two set-up commands for a fresh machine (see README):
 #   make run    install into .venv and start the gateway on SQLite with demo data at http://127.0.0.1:8080/fhir
 #               (make run PORT=8090 for another port)
-#   make test   install into .venv (with test extras, and the npm packages of apps/smart-demo, tests/clients/node and tests/console
+#   make test   install into .venv (with test extras, and the npm packages of apps/smart-demo and tests/clients/node
 #               when npm is there); ruff, mypy, the import layering check, the whole test suite
 # Both also install the browser library of the apps the gateway serves (gateway/webapps: fhirclient for the
 # care-gaps SMART app; axe-core for its accessibility tests) with `npm ci`, when npm is there.
@@ -38,8 +38,6 @@ install-test: $(BIN)/python webapps
 	@# the SMART demo app's fhirclient (apps/smart-demo, pinned by its package-lock.json) for its browser tests
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix apps/smart-demo --no-audit --no-fund --silent; \
 	else echo "npm not found: the SMART demo app tests (tests/smart/test_smart_demo_app.py) will be skipped"; fi
-	@# axe-core (tests/console/package-lock.json), injected into the console's pages by its browser tests
-	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/console --no-audit --no-fund --silent; fi
 
 run: install
 	$(BIN)/fhir-gateway serve --host $(HOST) --port $(PORT) --auth off --demo

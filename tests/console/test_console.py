@@ -30,7 +30,7 @@ STAFF, STAFF_PASSWORD = "console-staff", "staff-password-1"  # Elena Marsh, an a
 OUTSIDER, OUTSIDER_PASSWORD = "console-outsider", "outsider-password-1"  # a practitioner of another practice
 LIST = "demo-atr-riverbend-2025"
 DEMO_MEASURES = ("demo-breast-cancer-screening", "demo-controlling-blood-pressure", "demo-diabetes-a1c-poor-control")
-AXE_DIR = ROOT / "tests" / "console"
+AXE_DIR = ROOT / "gateway" / "webapps"  # axe-core: a devDependency of the served apps' npm packages
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
@@ -77,7 +77,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    npm()  # axe-core comes from tests/console/package-lock.json
+    npm()  # axe-core comes from gateway/webapps/package-lock.json (make install runs npm ci there)
     if not (AXE_DIR / "node_modules" / "axe-core" / "axe.min.js").is_file():
         done = subprocess.run([npm(), "ci", "--no-audit", "--no-fund"], cwd=AXE_DIR, capture_output=True, text=True,
                               timeout=600)
