@@ -391,9 +391,16 @@ def synth(
     claims: Annotated[Path | None, typer.Option("--claims", help="Instead: write the synthetic payers' claims "
                                                 "for these patients (generic claims CSV) here; the demo's "
                                                 "gateway/demo/claims.csv is --patients 200 --seed 1")] = None,
+    charts: Annotated[bool, typer.Option("--charts", help="Instead of the demo patients: realistic charts of "
+                                         "adults, 50-300 resources each over --years years ending with "
+                                         "--period-year (encounters, conditions, vital signs and labs, "
+                                         "procedures, medications, immunizations, coverage, claims; coded for "
+                                         "the CMS eCQMs), for measure benchmarks")] = False,
+    years: Annotated[int, typer.Option("--years", min=1, max=30, help="With --charts: years of history")] = 5,
 ) -> None:
     """Generate synthetic patients for the demo measures (docs/demo-measures.md): write NDJSON with --output,
-    or load them into the database; or, with --claims, a synthetic claims file for `fhir-gateway ingest`."""
+    or load them into the database; or, with --claims, a synthetic claims file for `fhir-gateway ingest`;
+    or, with --charts, realistic multi-year charts for measure benchmarks (gateway/demo/charts.py)."""
     import itertools
     import sys
     import tempfile
@@ -406,7 +413,13 @@ def synth(
         return
     from .demo.synth import demo_measures, iter_resources, ndjson_lines
 
-    resources = itertools.chain(demo_measures() if with_measures else [], iter_resources(patients, seed, period_year))
+    if charts:
+        from .demo.charts import iter_charts
+
+        people: Any = iter_charts(patients, seed, period_year, years)
+    else:
+        people = iter_resources(patients, seed, period_year)
+    resources = itertools.chain(demo_measures() if with_measures else [], people)
     if output is not None:
         if str(output) == "-":
             for line in ndjson_lines(resources):

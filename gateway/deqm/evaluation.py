@@ -4,6 +4,7 @@ version: published content does not line up its canonicals) and value sets, then
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from ..cql.terminology import ValueSetIndex
 from ..cql.values import CqlError
 from ..fhir.dates import DateParseError, parse_range
 from ..fhir.errors import BadRequest, FhirError, NotFound, Unprocessable
+from ..measure.aggregate import ReportTally
 from ..measure.calculator import SubjectResult, evaluate_subject
 from ..measure.executor import ExecutorUnavailable
 from ..measure.fhirpath_criteria import FhirPathCriteriaError, check_measure
@@ -236,18 +238,22 @@ class MeasureService:
         ids = self.subjects(subject) if patient_ids is None else patient_ids
         if practitioner:
             ids = self.patients_of(practitioner, ids, subject)
-        results, last_evaluated = self.results(measure_res, period, ids, progress,
-                                               distribute=report_type != "subject" and not cql_parameters,
-                                               parameters=cql_parameters)
         if report_type == "subject":
+            results, last_evaluated = self.results(measure_res, period, ids, progress, distribute=False,
+                                                   parameters=cql_parameters)
             if since is not None:
                 last_evaluated = self._changed_since(last_evaluated, since)
             return individual_report(prepared.measure, results[0], period, last_evaluated, reporter)
-        if report_type == "subject-list":
-            mr = summary_report(prepared.measure, results, period, "subject-list", subject, None, reporter)
-            self._attach_subject_lists(mr, prepared, results)
-            return mr
-        return summary_report(prepared.measure, results, period, "summary", None, None, reporter)
+        tally = self.tally(measure_res, period, ids, progress, subject_lists=report_type == "subject-list",
+                           parameters=cql_parameters)
+        try:
+            if report_type == "subject-list":
+                mr = summary_report(prepared.measure, tally, period, "subject-list", subject, None, reporter)
+                self._attach_subject_lists(mr, prepared, tally)
+                return mr
+            return summary_report(prepared.measure, tally, period, "summary", None, None, reporter)
+        finally:
+            tally.close()
 
     def patients_of(self, practitioner: str, ids: list[str], subject: str | None) -> list[str]:
         rtype, _, rid = practitioner.partition("/")
@@ -282,23 +288,57 @@ class MeasureService:
                 ) -> tuple[list[SubjectResult], list[str]]:
         """Per-patient results for ``ids`` in order, through the configured executor for large runs; with the
         resources evaluated for the last patient (an individual report lists them). ``parameters``: CQL
-        parameter values for every patient (runs with them stay in process)."""
+        parameter values for every patient (runs with them stay in process). Every result is kept: for a
+        population report use ``tally`` (nothing per patient kept), for results one by one ``iter_results``."""
+        evaluated: list[str] = []
+        results = list(self.iter_results(measure_res, period, ids, progress, distribute, parameters, evaluated))
+        return results, evaluated
+
+    def iter_results(self, measure_res: dict[str, Any], period: tuple[str, str], ids: list[str],
+                     progress: Any = None, distribute: bool = True, parameters: dict[str, Any] | None = None,
+                     evaluated: list[str] | None = None) -> Iterator[SubjectResult]:
+        """Per-patient results for ``ids`` in order, one at a time (a process pool's chunks are put back in
+        order as they arrive); ``evaluated`` receives the resources read for a single patient."""
         prepared = self.prepare(measure_res)
         _, interval = self.period(*period)
         if progress is not None:
             progress(0, len(ids))
-        if distribute and self._distributes(len(ids)):
-            return self._run_chunks(measure_res, period, ids, progress), []
-        results: list[SubjectResult] = []
-        last_evaluated: list[str] = []
+        if distribute and not parameters and self._distributes(len(ids)):
+            from .population import evaluate_chunk
+
+            for part in self._chunks(evaluate_chunk, measure_res, period, ids, progress, False):
+                yield from part
+            return
         shared: dict[str, list[dict[str, Any]]] = {}
         for pid, data in self.with_data(prepared, ids):
-            result, last_evaluated = self.evaluate_patient(prepared, pid, interval, shared, data,
-                                                           track=len(ids) == 1, parameters=parameters)
-            results.append(result)
+            result, last = self.evaluate_patient(prepared, pid, interval, shared, data,
+                                                 track=len(ids) == 1, parameters=parameters)
+            if evaluated is not None and len(ids) == 1:
+                evaluated[:] = last
             if progress is not None:
                 progress(1, len(ids))
-        return results, last_evaluated
+            yield result
+
+    def tally(self, measure_res: dict[str, Any], period: tuple[str, str], ids: list[str], progress: Any = None,
+              subject_lists: bool = False, parameters: dict[str, Any] | None = None) -> ReportTally:
+        """A population run folded into a ``ReportTally`` as results arrive: no patient's result is kept, so
+        memory does not grow with the number of patients (subject lists, when asked for, go to a temporary
+        file). Large runs go through the configured executor, whose workers send back one tally per chunk."""
+        prepared = self.prepare(measure_res)
+        tally = ReportTally(prepared.measure, subject_lists=subject_lists)
+        try:
+            if not parameters and self._distributes(len(ids)):
+                from .population import tally_chunk
+
+                for part in self._chunks(tally_chunk, measure_res, period, ids, progress, subject_lists):
+                    tally.merge(part)
+                return tally
+            for r in self.iter_results(measure_res, period, ids, progress, False, parameters):
+                tally.add(r)
+        except BaseException:
+            tally.close()
+            raise
+        return tally
 
     def with_data(self, prepared: PreparedMeasure, ids: list[str]) -> Any:
         """(patient id, prefetched data or None) in order; data is read ahead in chunks of PREFETCH patients
@@ -318,28 +358,34 @@ class MeasureService:
         in_memory = url in ("sqlite://", "sqlite:///:memory:")
         return self.executor_spec != "inprocess" and not in_memory and n > self.chunk_size
 
-    def _run_chunks(self, measure_res: dict[str, Any], period: tuple[str, str], ids: list[str],
-                    progress: Any) -> list[SubjectResult]:
+    def _chunks(self, fn: Any, measure_res: dict[str, Any], period: tuple[str, str], ids: list[str],
+                progress: Any, subject_lists: bool) -> Iterator[Any]:
         """Population run through the configured executor: workers open their own store on the same database
-        and compile the measure once each; results come back per chunk and are put back in subject order."""
+        and compile the measure once each; ``fn``'s result per chunk is yielded in chunk order (chunks that
+        finish early wait for the ones before them; the executor keeps a bounded number in flight). Workers
+        read under the caller's grant, through the gate."""
         from ..auth.context import current_grant
         from ..auth.grant_record import record
-        from ..measure.executor import chunked, make_executor
-        from .population import ChunkTask, evaluate_chunk
+        from ..measure.executor import make_executor
+        from .population import ChunkTask
 
         measure_json = orjson.dumps(measure_res)
-        grant = record(current_grant())  # workers read under the caller's grant, through the gate
-        tasks = [ChunkTask(self.store.url, self.base_url, measure_json, period[0], period[1], tuple(chunk),
-                           grant)
-                 for chunk in chunked(ids, self.chunk_size)]
+        grant = record(current_grant())
+        size = self.chunk_size
+        tasks = (ChunkTask(self.store.url, self.base_url, measure_json, period[0], period[1],
+                           tuple(ids[i:i + size]), grant=grant, index=i // size, subject_lists=subject_lists)
+                 for i in range(0, len(ids), size))
         executor = make_executor(self.executor_spec)
-        by_subject: dict[str, SubjectResult] = {}
+        waiting: dict[int, Any] = {}
+        expected = 0
         try:
-            for part in executor.map(evaluate_chunk, tasks):
-                for r in part:
-                    by_subject[r.subject] = r
+            for index, n, part in executor.map(fn, tasks):
+                waiting[index] = part
                 if progress is not None:
-                    progress(len(part), len(ids))
+                    progress(n, len(ids))
+                while expected in waiting:
+                    yield waiting.pop(expected)
+                    expected += 1
         except CqlError as exc:
             raise Unprocessable(str(exc)) from None
         except ChunkFailed as exc:
@@ -350,7 +396,7 @@ class MeasureService:
                             code="transient") from None
         finally:
             executor.close()
-        return [by_subject[f"Patient/{pid}"] for pid in ids]
+        assert not waiting, "executor lost chunks"
 
     def evaluate_patient(self, prepared: PreparedMeasure, patient_id: str, interval: Any,
                          shared: dict[str, list[dict[str, Any]]] | None = None,
@@ -368,13 +414,12 @@ class MeasureService:
             raise Unprocessable(str(exc)) from None
         return result, list(ctx.evaluated or {})
 
-    def _attach_subject_lists(self, mr: dict[str, Any], prepared: PreparedMeasure,
-                              results: list[SubjectResult]) -> None:
+    def _attach_subject_lists(self, mr: dict[str, Any], prepared: PreparedMeasure, tally: ReportTally) -> None:
         contained = []
         for gi, group in enumerate(prepared.measure.groups):
             for pi, pop in enumerate(mr["group"][gi]["population"]):
                 code = pop["code"]["coding"][0]["code"]
-                members = [r.subject for r in results if r.groups[gi].members.get(code)]
+                members = tally.members(gi, code)
                 list_id = f"subjects-g{gi}-p{pi}"
                 listed: dict[str, Any] = {"resourceType": "List", "id": list_id, "status": "current",
                                           "mode": "snapshot", "title": f"{group.id or gi} {code}"}

@@ -87,8 +87,7 @@ def evaluated_reports(svc: Any, measures: list[dict[str, Any]], period_start: st
     ids = svc.subjects(None)
     for m in measures:
         prepared = svc.prepare(m)
-        results, _evaluated = svc.results(m, period, ids, progress)
-        for r in results:
+        for r in svc.iter_results(m, period, ids, progress):
             yield individual_report(prepared.measure, r, period, [], svc.default_reporter)
 
 

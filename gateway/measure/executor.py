@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol
 
 
@@ -44,19 +44,33 @@ class InProcess:
 
 
 class Processes:
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, in_flight: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.name = f"processes:{self.workers}"
+        self.in_flight = in_flight or 4 * self.workers  # tasks submitted and not yet collected
         self._pool: ProcessPoolExecutor | None = None
 
     def map(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        """Tasks are taken from ``tasks`` lazily, at most ``in_flight`` at a time, so neither the tasks nor
+        their results pile up (a generator of a million patients' chunks stays a generator)."""
         if self._pool is None:
             import multiprocessing
 
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        futures = [self._pool.submit(fn, t) for t in tasks]
-        for f in as_completed(futures):
-            yield f.result()
+        pending: set[Future[Any]] = set()
+        source = iter(tasks)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < self.in_flight:
+                try:
+                    pending.add(self._pool.submit(fn, next(source)))
+                except StopIteration:
+                    exhausted = True
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield f.result()
 
     def close(self) -> None:
         if self._pool is not None:

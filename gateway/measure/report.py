@@ -9,7 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..fhir.dates import now_instant
-from .calculator import GroupResult, SubjectResult
+from .aggregate import MAX_MESSAGES, GroupTally, ReportTally
+from .calculator import SubjectResult
 from .model import Group, MeasureDef
 from .supplemental import CRITERIA_REF, report_parts
 
@@ -67,7 +68,7 @@ def _scoring_ext(code: str) -> dict[str, Any]:
             "valueCodeableConcept": {"coding": [{"system": SCORING_SYSTEM, "code": code}]}}
 
 
-def _score(group: Group, counts: dict[str, int], observations: list[Any]) -> Decimal | None:
+def _score(group: Group, counts: dict[str, int], observations: list[Decimal]) -> Decimal | None:
     s = group.scoring
     if s == "proportion":
         den = counts.get("denominator", 0) - counts.get("denominator-exclusion", 0) \
@@ -79,7 +80,7 @@ def _score(group: Group, counts: dict[str, int], observations: list[Any]) -> Dec
         num = counts.get("numerator", 0) - counts.get("numerator-exclusion", 0)
         return None if den <= 0 else (Decimal(num) / Decimal(den)).quantize(Decimal("0.00000001")).normalize()
     if s == "continuous-variable":
-        values = [Decimal(str(getattr(v, "value", v))) for v in observations if v is not None]
+        values = observations  # Decimals of the non-null observed values (GroupTally.observations)
         if not values:
             return None
         method = next((p.aggregate for p in group.populations if p.code == "measure-observation"), None) or "Sum"
@@ -106,21 +107,11 @@ def _aggregate(method: str, values: list[Decimal]) -> Decimal:
     return sum(values, Decimal(0))
 
 
-def _strata_json(group: Group, results: list[GroupResult]) -> list[dict[str, Any]]:
+def _strata_json(group: Group, strata: list[dict[str, Counter[str]]]) -> list[dict[str, Any]]:
     """MeasureReport.group.stratifier: per stratifier, one stratum per value with its population counts."""
     out = []
     for si, strat in enumerate(group.stratifiers):
-        per_value: dict[str, Counter[str]] = {}
-        for gr in results:
-            mapping = next((m for i, m in gr.strata if i == si), {})
-            for code, keys in gr.members.items():
-                for k in keys:
-                    value = mapping.get(k)
-                    if value is None:
-                        continue
-                    per_value.setdefault(value, Counter())[code] += 1
-            for value in set(mapping.values()):
-                per_value.setdefault(value, Counter())
+        per_value = strata[si]
         entry: dict[str, Any] = {}
         if strat.id:
             entry["id"] = strat.id
@@ -135,9 +126,9 @@ def _strata_json(group: Group, results: list[GroupResult]) -> list[dict[str, Any
     return out
 
 
-def _group_json(group: Group, counts: dict[str, int], observations: list[Any],
-                subject_lists: dict[str, str] | None = None, results: list[GroupResult] | None = None,
+def _group_json(group: Group, tally: GroupTally, subject_lists: dict[str, str] | None = None,
                 scoring_per_group: bool = False) -> dict[str, Any]:
+    counts = tally.counts
     out: dict[str, Any] = {}
     if group.id:
         out["id"] = group.id
@@ -164,11 +155,11 @@ def _group_json(group: Group, counts: dict[str, int], observations: list[Any],
             entry["subjectResults"] = {"reference": subject_lists[p.code]}
         pops.append(entry)
     out["population"] = pops
-    score = _score(group, counts, observations)
+    score = _score(group, counts, tally.observations())
     if score is not None:
         out["measureScore"] = {"value": float(score) if score != score.to_integral() else int(score)}
-    if results and group.stratifiers:
-        out["stratifier"] = _strata_json(group, results)
+    if tally.seen and group.stratifiers:
+        out["stratifier"] = _strata_json(group, tally.strata)
     return out
 
 
@@ -177,10 +168,11 @@ def individual_report(measure: MeasureDef, result: SubjectResult, period: tuple[
     mr = _root(measure, "individual", period, reporter)
     mr["subject"] = {"reference": result.subject}
     per_group = "extension" not in mr
-    mr["group"] = [_group_json(gr.group, {c: len(k) for c, k in gr.members.items()},
-                               [v for _, _, v in gr.observations], None, [gr], per_group) for gr in result.groups]
-    _add_supplemental(mr, measure, [result], individual=True)
-    _add_messages(mr, [result])
+    tally = ReportTally(measure)
+    tally.add(result)
+    mr["group"] = [_group_json(gr.group, t, None, per_group) for gr, t in zip(result.groups, tally.groups, strict=True)]
+    _add_supplemental(mr, measure, tally, individual=True)
+    _add_messages(mr, tally)
     entries = _evaluated_entries(result, evaluated or [])
     if entries:
         mr["evaluatedResource"] = entries + mr.get("evaluatedResource", [])
@@ -208,16 +200,12 @@ def _evaluated_entries(result: SubjectResult, evaluated: list[str]) -> list[dict
 
 
 MESSAGES_EXT = "http://hl7.org/fhir/StructureDefinition/cqf-messages"
-MAX_MESSAGES = 100
 
 
-def _add_messages(mr: dict[str, Any], results: list[SubjectResult]) -> None:
+def _add_messages(mr: dict[str, Any], tally: ReportTally) -> None:
     """Evaluation messages (CQL Message errors and warnings, supplemental data that could not be computed) as
     a contained OperationOutcome named by the cqf-messages extension; a population report counts subjects."""
-    seen: dict[str, int] = {}
-    for r in results:
-        for m in r.messages:
-            seen[m] = seen.get(m, 0) + 1
+    seen = tally.messages
     if not seen:
         return
     issues = []
@@ -226,19 +214,18 @@ def _add_messages(mr: dict[str, Any], results: list[SubjectResult]) -> None:
         severity = sev if sev in ("fatal", "error", "warning", "information") else "information"
         if sev not in ("fatal", "error", "warning", "information"):
             rest = text
-        diag = rest if len(results) == 1 else f"{rest} ({n} of {len(results)} subjects)"
+        diag = rest if tally.subjects == 1 else f"{rest} ({n} of {tally.subjects} subjects)"
         issues.append({"severity": severity, "code": "processing", "diagnostics": diag})
     mr["contained"] = mr.get("contained", []) + [{"resourceType": "OperationOutcome", "id": "messages",
                                                   "issue": issues}]
     mr["extension"] = mr.get("extension", []) + [{"url": MESSAGES_EXT, "valueReference": {"reference": "#messages"}}]
 
 
-def _add_supplemental(mr: dict[str, Any], measure: MeasureDef, results: list[SubjectResult],
-                      individual: bool) -> None:
+def _add_supplemental(mr: dict[str, Any], measure: MeasureDef, tally: ReportTally, individual: bool) -> None:
     if not measure.supplemental:
         return
     extensions, contained, evaluated = report_parts(measure_canonical(measure), measure.supplemental,
-                                                    [r.supplemental for r in results], individual)
+                                                    tally.sdes, individual)
     if extensions:
         mr["extension"] = mr.get("extension", []) + extensions
     if contained:
@@ -247,25 +234,23 @@ def _add_supplemental(mr: dict[str, Any], measure: MeasureDef, results: list[Sub
         mr["evaluatedResource"] = mr.get("evaluatedResource", []) + evaluated
 
 
-def summary_report(measure: MeasureDef, results: list[SubjectResult], period: tuple[str, str],
+def summary_report(measure: MeasureDef, results: ReportTally | list[SubjectResult], period: tuple[str, str],
                    report_type: str = "summary", subject: str | None = None,
                    subject_lists: list[dict[str, str]] | None = None, reporter: str | None = None) -> dict[str, Any]:
+    """A population report from the tally of a run (``ReportTally``), or from per-subject results (folded
+    into a tally here)."""
+    if isinstance(results, ReportTally):
+        tally = results
+    else:
+        tally = ReportTally(measure)
+        for r in results:
+            tally.add(r)
     mr = _root(measure, report_type, period, reporter)
     per_group = "extension" not in mr
-    groups = []
-    for i, g in enumerate(measure.groups):
-        counts: Counter[str] = Counter()
-        observations: list[Any] = []
-        for r in results:
-            gr: GroupResult = r.groups[i]
-            for code, keys in gr.members.items():
-                counts[code] += len(keys)
-            observations.extend(v for _, _, v in gr.observations)
-        groups.append(_group_json(g, dict(counts), observations, subject_lists[i] if subject_lists else None,
-                                  [r.groups[i] for r in results], per_group))
-    mr["group"] = groups
+    mr["group"] = [_group_json(g, tally.groups[i], subject_lists[i] if subject_lists else None, per_group)
+                   for i, g in enumerate(measure.groups)]
     if subject and report_type == "subject-list":
         mr["subject"] = {"reference": subject}
-    _add_supplemental(mr, measure, results, individual=False)
-    _add_messages(mr, results)
+    _add_supplemental(mr, measure, tally, individual=False)
+    _add_messages(mr, tally)
     return mr

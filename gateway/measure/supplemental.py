@@ -95,22 +95,19 @@ def _obs_id(sde_id: str, n: int) -> str:
     return re.sub(r"[^A-Za-z0-9\-.]", "-", f"{sde_id}-{n}")[:64]
 
 
-def report_parts(measure_canonical: str, sdes: list[tuple[str | None, str]],
-                 per_subject: list[dict[str, list[SdeValue]]], individual: bool
-                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+def report_parts(measure_canonical: str, sdes: list[tuple[str | None, str]], tallies: dict[str, Any],
+                 individual: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """(root extensions, contained Observations, evaluatedResource entries) for the report's SDEs.
-    ``per_subject``: each subject's values by SDE id (or expression when the SDE has no id)."""
+    ``tallies``: per SDE id (or expression when the SDE has no id) an ``aggregate.SdeTally`` — the subjects
+    per value and the values in the order first seen."""
     extensions: list[dict[str, Any]] = []
     contained: list[dict[str, Any]] = []
     evaluated: list[dict[str, Any]] = []
     for sde_id, expr in sdes:
         ref_id = sde_id or expr
-        counts: Counter[str] = Counter()
-        values: dict[str, SdeValue] = {}
-        for subject in per_subject:
-            for v in subject.get(ref_id, ()):
-                counts[v.key] += 1
-                values.setdefault(v.key, v)
+        tally = tallies.get(ref_id)
+        counts: Counter[str] = tally.counts if tally is not None else Counter()
+        values: dict[str, SdeValue] = tally.values if tally is not None else {}
         criteria = {"url": CRITERIA_REF, "valueString": ref_id}
         for n, (key, v) in enumerate(values.items(), start=1):
             if v.kind == "resource":
