@@ -68,6 +68,16 @@ class KeyRing:
             with self._lock:
                 self._load()
 
+    def refresh_for(self, kid: object, min_interval: float = 1.0) -> None:
+        """Reload the keys when a token names a key this process has not loaded: another instance on the same
+        database may have made it (two instances starting at once each add one) or rotated since the last
+        load. At most once per ``min_interval`` seconds, so unknown kids cannot make every request query."""
+        if not isinstance(kid, str) or any(k.kid == kid for k in self._public.keys):
+            return
+        if time.monotonic() - self._loaded_at > min_interval:
+            with self._lock:
+                self._load()
+
     @property
     def signing_key(self) -> RSAKey:
         if self._signing is None:

@@ -126,6 +126,7 @@ class TokenService:
         if self.external is not None and self.external.claims_issuer(token) == self.external.issuer:
             return self.external.validate(token)
         self.keys.refresh_if_stale()
+        self.keys.refresh_for(_header_kid(token))
         try:
             tok = jwt.decode(token, self.keys.public, algorithms=[ALG])
             jwt.JWTClaimsRegistry(iss={"essential": True, "value": self.issuer},
@@ -190,3 +191,16 @@ class TokenService:
             conn.execute(update(TOKEN).where(TOKEN.c.family == family).values(revoked=True))
         self._revoked_at = 0.0
         log.warning("token family revoked", extra={"family": family})
+
+
+def _header_kid(token: str) -> object:
+    """The ``kid`` of a compact JWT's header, or None when the header cannot be read (the decode then
+    refuses the token)."""
+    import base64
+
+    head = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, TypeError):
+        return None
+    return header.get("kid") if isinstance(header, dict) else None
