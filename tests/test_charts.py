@@ -10,10 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
-import pytest
 
 from gateway.demo.charts import chart, iter_charts, shared_resources
-from tests.conftest import SHARED, SHARED_REASON
+from tests.conftest import SHARED, require_shared
 
 CLI = [sys.executable, "-m", "gateway.cli"]
 
@@ -85,10 +84,10 @@ def test_cli_writes_charts(tmp_path: Path) -> None:
     assert lines == list(iter_charts(6, seed=2, last_year=2026, years=4))
 
 
-@pytest.mark.skipif(not (SHARED / "testdata" / "ecqm").exists(), reason=SHARED_REASON)
 def test_the_measures_find_their_populations_in_the_charts() -> None:
     """Every shared eCQM has patients in its initial population among 120 charts (the codes are the measures'
     own), and the proportion measures have some in the numerator."""
+    require_shared()
     from gateway.cql.datasource import BundleDataSource
     from gateway.cql.datetime import parse_datetime
     from gateway.cql.engine import Context
