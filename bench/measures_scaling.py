@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Executor scaling benchmark (process pool and Dask workers; the fqm-execution comparison is bench/measures.py):
-CMS122, CMS125, CMS130 and CMS165 over 1,000 / 10,000 / 100,000 patients in the
-gateway database, with fqm-execution side by side on the smallest set.
+"""Executor scaling benchmark (process pool and Dask workers; the fqm-execution comparison, and the loading,
+expectation and checking helpers this script shares, are in bench/measures.py):
+CMS122, CMS125, CMS130 and CMS165 over 1,000 / 10,000 / 100,000 patients in the gateway database.
 
 For every size the script creates a fresh database (a temporary SQLite file, or a new PostgreSQL
 database), loads the four measure bundles from ``../shared/testdata/ecqm`` (read at run time, never
@@ -13,12 +13,8 @@ Checks on every run:
 - each copy's populations for its source measure equal the published expectation of the case it was copied
   from (with the documented corrections of tests/fixtures/ecqm-expectation-overrides.json);
 - every executor gives the same per-patient results as the first.
-With ``--fqm`` (default on when Node.js is on PATH) the smallest set is also written out as patient Bundles
-and evaluated by fqm-execution (installed with npm into bench/.fqm on first use: a benchmark tool, never a
-dependency of the gateway); every patient's population membership must agree, and the ratio of patients/s
-is reported with both timed in the same run.
 
-    python bench/measures_scaling.py                                   # 1,000 and 10,000 on SQLite, fqm on 1,000
+    python bench/measures_scaling.py                                   # 1,000 and 10,000 on SQLite
     python bench/measures_scaling.py --sizes 1000,10000,100000 --executors inprocess,processes:2
     python bench/measures_scaling.py --backend postgres --sizes 10000
     python bench/measures_scaling.py --backend postgres --sizes 5000 --executors inprocess,dask-local:1,dask-local:2
@@ -52,6 +48,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
+from measures import check_copies, load_overrides, measure_resource  # noqa: E402
 from reidentify import Case, generate, load_cases  # noqa: E402
 from run import machine_info, postgres_backend, sqlite_backend  # noqa: E402
 
@@ -64,32 +61,6 @@ from gateway.store.sql.store import SqlStore  # noqa: E402
 MEASURES = ["CMS122", "CMS125", "CMS130", "CMS165"]
 PERIOD = ("2025-01-01", "2025-12-31")
 BASE = "http://127.0.0.1/fhir"
-FQM_VERSION = "1.8.6"
-OVERRIDES = ROOT / "tests" / "fixtures" / "ecqm-expectation-overrides.json"
-POPS = ("initial-population", "denominator", "denominator-exclusion", "denominator-exception", "numerator",
-        "numerator-exclusion")
-
-
-def expected_counts(case: Case, overrides: dict[tuple[str, str], Any]) -> list[dict[str, int]]:
-    o = overrides.get((case.measure, case.case_id))
-    if o is not None:
-        return [{k: v for k, v in g.items() if isinstance(v, int)} for g in o["expected"]]
-    out = []
-    for g in case.expected.get("group") or []:
-        counts = {}
-        for p in g.get("population") or []:
-            code = (p.get("code") or {}).get("coding", [{}])[0].get("code")
-            if code in POPS:
-                counts[code] = p.get("count", 0)
-        out.append(counts)
-    return out
-
-
-def load_overrides() -> dict[tuple[str, str], Any]:
-    if not OVERRIDES.exists():
-        return {}
-    data = json.loads(OVERRIDES.read_text())
-    return {(c["measure"], c["case"]): c for c in data.get("cases", [])}
 
 
 def store_copies(store: SqlStore, cases: list[Case], n: int) -> tuple[list[str], dict[str, Case], int, float]:
@@ -129,11 +100,6 @@ def known_copies(store: SqlStore, cases: list[Case], n: int) -> tuple[list[str],
         source[pid] = case
         total += len(resources)
     return ids, source, total
-
-
-def measure_resource(ecqm: Path, name: str) -> dict[str, Any]:
-    bundle = json.loads((ecqm / name / "measure-bundle.json").read_text())
-    return next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Measure")
 
 
 def membership(result: Any) -> list[dict[str, bool]]:
@@ -225,94 +191,15 @@ def evaluate(store: SqlStore, measure: dict[str, Any], ids: list[str], executor:
 
 def check_expected(name: str, results: list[Any], source: dict[str, Case],
                    overrides: dict[tuple[str, str], Any]) -> tuple[int, int, list[str]]:
-    checked = wrong = 0
-    examples: list[str] = []
-    for r in results:
-        pid = r.subject.split("/", 1)[1]
-        case = source[pid]
-        if case.measure != name:
-            continue
-        checked += 1
-        want = expected_counts(case, overrides)
-        got = [{code: len(keys) for code, keys in g.members.items() if code in want[i]}
-               for i, g in enumerate(r.groups)]
-        if got != want:
-            wrong += 1
-            if len(examples) < 5:
-                examples.append(f"{pid} (copy of {case.case_id}): expected {want}, got {got}")
-    return checked, wrong, examples
-
-
-# -- fqm-execution ------------------------------------------------------------------------------------------
-def fqm_modules(args: argparse.Namespace) -> Path | None:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        print("fqm-execution: Node.js/npm not on PATH, skipped")
-        return None
-    target = Path(args.fqm_dir)
-    mod = target / "node_modules" / "fqm-execution"
-    if not mod.exists():
-        target.mkdir(parents=True, exist_ok=True)
-        print(f"installing fqm-execution@{FQM_VERSION} into {target} ...")
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(target),
-                        f"fqm-execution@{FQM_VERSION}"], check=True, stdout=subprocess.DEVNULL)
-    return target / "node_modules"
-
-
-def patient_bundles(store: SqlStore, ids: list[str]) -> list[dict[str, Any]]:
-    """Each patient's data as the gateway stores it (Patient compartment plus the shared resources), as the
-    collection Bundles fqm-execution takes."""
-    from gateway.deqm.measure_data import prefetch
-    from gateway.search.params import patient_compartment
-
-    types = set(patient_compartment())
-    shared = [json.loads(s.content) for t in ("Medication",) for s in store.iter_current(t)]
-    data = prefetch(store, ids, types)
-    out = []
-    for pid in ids:
-        d = data[pid]
-        resources = [d.patient] + [r for rs in d.by_type.values() for r in rs] + shared
-        out.append({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]})
-    return out
-
-
-def run_fqm(modules: Path, measure_bundle: Path, bundles_file: Path) -> dict[str, Any]:
-    env = {**os.environ, "NODE_PATH": str(modules)}
-    t0 = time.perf_counter()
-    proc = subprocess.run(["node", "--max-old-space-size=8192", str(BENCH_DIR / "fqm" / "run-fqm.js"),
-                           str(measure_bundle), str(bundles_file), PERIOD[0], PERIOD[1]],
-                          capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"fqm-execution failed: {proc.stderr[-2000:]}")
-    out = json.loads(proc.stdout)
-    out["wall"] = wall
-    return out
-
-
-def compare_fqm(results: list[Any], fqm: dict[str, Any]) -> tuple[int, list[str]]:
-    disagree = 0
-    examples: list[str] = []
-    for r in results:
-        pid = r.subject.split("/", 1)[1]
-        theirs = fqm["patients"].get(pid)
-        ours = membership(r)
-        if theirs is None:
-            disagree += 1
-            examples.append(f"{pid}: no fqm-execution result")
-            continue
-        theirs_d = [{code: v for code, v in g if code in ours[i]} for i, g in enumerate(theirs)]
-        ours_d = [{code: v for code, v in g.items() if code in theirs_d[i]} for i, g in enumerate(ours)]
-        if ours_d != theirs_d:
-            disagree += 1
-            if len(examples) < 5:
-                examples.append(f"{pid}: gateway {ours_d} fqm-execution {theirs_d}")
-    return disagree, examples
+    """Each copy's populations for its source measure against the published expectation (bench/measures.py)."""
+    counts = {r.subject.split("/", 1)[1]: [{code: len(keys) for code, keys in g.members.items()} for g in r.groups]
+              for r in results}
+    return check_copies(name, counts, source, overrides)
 
 
 # -- one size -------------------------------------------------------------------------------------------------
 def run_size(n: int, url: str, args: argparse.Namespace, cases: list[Case], ecqm: Path,
-             overrides: dict[tuple[str, str], Any], modules: Path | None) -> dict[str, Any]:
+             overrides: dict[tuple[str, str], Any]) -> dict[str, Any]:
     store = SqlStore(url)
     known = known_copies(store, cases, n) if args.db else None
     if known is not None:
@@ -332,11 +219,7 @@ def run_size(n: int, url: str, args: argparse.Namespace, cases: list[Case], ecqm
                            "load_per_s": round(resources / load_s) if load_s else None, "measures": {}}
     if load_s:
         print(f"  {n:,} patients, {resources:,} resources stored in {load_s:.1f} s")
-    fqm_tmp = tempfile.mkdtemp(prefix="gw-fqm-") if modules is not None and n == min(args.sizes) else None
     try:
-        if fqm_tmp:
-            bundles_file = Path(fqm_tmp) / "patients.json"
-            bundles_file.write_text(json.dumps(patient_bundles(store, ids)))
         for name in args.measures:
             measure = measure_resource(ecqm, name)
             m: dict[str, Any] = {"executors": {}}
@@ -354,17 +237,6 @@ def run_size(n: int, url: str, args: argparse.Namespace, cases: list[Case], ecqm
                                                 for r in results), Counter()))
                 elif [membership(r) for r in results] != [membership(r) for r in reference]:
                     m.setdefault("errors", []).append(f"executor {ex} disagrees with {args.executors[0]}")
-            if fqm_tmp and reference is not None:
-                fqm = run_fqm(modules, ecqm / name / "measure-bundle.json", bundles_file)  # type: ignore[arg-type]
-                disagree, examples = compare_fqm(reference, fqm)
-                ours = m["executors"][args.executors[0]]["seconds"]
-                m["fqm"] = {"seconds": round(fqm["seconds"], 2), "wall_seconds": round(fqm["wall"], 2),
-                            "patients_per_s": round(n / fqm["seconds"], 1),
-                            "ms_per_patient": round(fqm["seconds"] / n * 1000, 2),
-                            "disagreements": disagree, "disagreement_examples": examples,
-                            "ratio": round(fqm["seconds"] / ours, 1)}
-                print(f"  {name} fqm-execution: {fqm['seconds']:.1f} s ({n / fqm['seconds']:,.1f} patients/s), "
-                      f"{disagree} disagreements, gateway {fqm['seconds'] / ours:.1f}x faster")
             one, two = (m["executors"].get(f"dask-local:{w}") for w in (1, 2))
             if one and two:
                 m["dask_scaling_efficiency"] = round(two["patients_per_s"] / (2 * one["patients_per_s"]), 2)
@@ -375,8 +247,6 @@ def run_size(n: int, url: str, args: argparse.Namespace, cases: list[Case], ecqm
                                        for ex in args.executors}
     finally:
         store.close()
-        if fqm_tmp:
-            shutil.rmtree(fqm_tmp, ignore_errors=True)
     return row
 
 
@@ -394,15 +264,6 @@ def markdown(result: dict[str, Any]) -> str:
                              f"{e['ms_per_patient']} | {m['copies_checked']} ({m['copies_wrong']}) |")
         for ex, secs in row["all_measures_seconds"].items():
             lines.append(f"| {row['patients']:,} | **all {len(row['measures'])}** | {ex} | **{secs}** | | | |")
-    fq = [(row["patients"], name, m) for row in result["rows"] for name, m in row["measures"].items() if "fqm" in m]
-    if fq:
-        lines += ["", "fqm-execution on the same patients and measures, in the same run:", "",
-                  "| patients | measure | fqm-execution s | fqm patients/s | gateway patients/s | gateway/fqm | "
-                  "disagreements |", "|---:|---|---:|---:|---:|---:|---:|"]
-        for n, name, m in fq:
-            first = next(iter(m["executors"].values()))
-            lines.append(f"| {n:,} | {name} | {m['fqm']['seconds']} | {m['fqm']['patients_per_s']:,} | "
-                         f"{first['patients_per_s']:,} | {m['fqm']['ratio']}x | {m['fqm']['disagreements']} |")
     scaling = [(row["patients"], name, m["dask_scaling_efficiency"]) for row in result["rows"]
                for name, m in row["measures"].items() if "dask_scaling_efficiency" in m]
     if scaling:
@@ -421,12 +282,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", default="1000,10000", help="patient counts, comma-separated")
     p.add_argument("--measures", default=",".join(MEASURES))
     p.add_argument("--executors", default="inprocess,processes:2",
-                   help="inprocess, processes[:N], dask://host:port; the first is compared with fqm-execution")
+                   help="inprocess, processes[:N], dask://host:port, dask-local:N; the others are checked against the first")
     p.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     p.add_argument("--ecqm", default=str(ROOT.parent / "shared" / "testdata" / "ecqm"))
-    p.add_argument("--fqm", action=argparse.BooleanOptionalAction, default=True,
-                   help="run fqm-execution on the smallest size (needs Node.js and npm)")
-    p.add_argument("--fqm-dir", default=str(BENCH_DIR / ".fqm"))
     p.add_argument("--pg-admin", default=os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"))
     p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432"))
     p.add_argument("--db", help="keep the SQLite database in this file and reuse it when it already holds the "
@@ -449,7 +307,6 @@ def main(argv: list[str] | None = None) -> int:
     ecqm = Path(args.ecqm)
     cases = load_cases(ecqm, args.measures)
     overrides = load_overrides()
-    modules = fqm_modules(args) if args.fqm else None
     result: dict[str, Any] = {"machine": machine_info(args.pg_admin if args.backend == "postgres" else None),
                               "backend": args.backend, "note": args.note, "cases": len(cases), "rows": []}
     failed = False
@@ -462,13 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             backend = postgres_backend(args.pg_admin, args.pg_url)
         with backend as url:
-            row = run_size(n, url, args, cases, ecqm, overrides, modules)
+            row = run_size(n, url, args, cases, ecqm, overrides)
         result["rows"].append(row)
         for name, m in row["measures"].items():
-            if m["copies_wrong"] or m.get("errors") or (m.get("fqm") or {}).get("disagreements"):
+            if m["copies_wrong"] or m.get("errors"):
                 failed = True
-                print(f"  {name}: CHECK FAILED {m.get('wrong_examples')} {m.get('errors')} "
-                      f"{(m.get('fqm') or {}).get('disagreement_examples')}")
+                print(f"  {name}: CHECK FAILED {m.get('wrong_examples')} {m.get('errors')}")
     for cluster in LOCAL_DASK.values():
         cluster.close()
     out = Path(args.out)
