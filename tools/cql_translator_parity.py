@@ -13,18 +13,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.cql.compiler.parity import SAME, render_section, run_parity, splice  # noqa: E402
-from gateway.cql.conformance import load_suite  # noqa: E402
 
-SUITE = ROOT.parent / "shared" / "testdata" / "cql-tests"
+sys.path.insert(0, str(ROOT / "tools"))
+from cql_conformance import suite_tests  # noqa: E402
+
 DOC = ROOT / "docs" / "cql-translator.md"
 
 
 def main(argv: list[str]) -> int:
     """Run the parity comparison, rewrite the doc's generated section, print the totals and the speed."""
-    folder = Path(argv[1]) if len(argv) > 1 else SUITE
-    tests = load_suite(folder)
-    if not tests:
-        print(f"no suite files in {folder}", file=sys.stderr)
+    tests = suite_tests(argv)
+    if tests is None:
         return 2
     results, timing = run_parity(tests)
     DOC.write_text(splice(DOC.read_text(), render_section(results)))
