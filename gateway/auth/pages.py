@@ -93,6 +93,27 @@ class Picker:
     size: int = PICKER_PAGE_SIZE
     error: str | None = None  # why the search could not run (e.g. a birth date that is no date)
 
+    @property
+    def last(self) -> int:
+        """The (1-based) position of this page's last match: the next page starts there."""
+        return min(self.offset + len(self.matches), self.total)
+
+    @property
+    def previous(self) -> int | None:
+        """Where the previous page starts, or None on the first page."""
+        return max(0, self.offset - self.size) if self.offset > 0 else None
+
+    @property
+    def following(self) -> int | None:
+        """Where the next page starts, or None on the last page."""
+        return self.last if self.last < self.total else None
+
+    @property
+    def count_text(self) -> str:
+        """What the page shows, said to a screen reader as a status."""
+        return (f"Showing {self.offset + 1} to {self.last} of {self.total} patients" if self.total
+                else "No patient matches this search")
+
 
 def _words(rtype: str) -> str:
     return _PLAIN.get(rtype) or re.sub(r"(?<!^)(?=[A-Z])", " ", rtype).lower() + " records"
@@ -176,15 +197,13 @@ def _picker(p: Picker) -> str:
     """The search form and one page of matches as radio buttons (none chosen), with page buttons."""
     rows = "".join(f"<div class=choice><input type=radio name=patient id='pt-{i}' value='{escape(pid)}' required>"
                    f"<label for='pt-{i}'>{escape(label)}</label></div>" for i, (pid, label) in enumerate(p.matches))
-    last = min(p.offset + len(p.matches), p.total)
-    count = (f"Showing {p.offset + 1} to {last} of {p.total} patients" if p.total else
-             "No patient matches this search")
+    count = p.count_text
     nav = ""
-    if p.offset > 0:
-        nav += (f"<button type=submit class=secondary name=page value='{max(0, p.offset - p.size)}' "
+    if p.previous is not None:
+        nav += (f"<button type=submit class=secondary name=page value='{p.previous}' "
                 "formnovalidate id=prev-page>Previous page</button>")
-    if last < p.total:
-        nav += (f"<button type=submit class=secondary name=page value='{last}' formnovalidate "
+    if p.following is not None:
+        nav += (f"<button type=submit class=secondary name=page value='{p.following}' formnovalidate "
                 "id=next-page>Next page</button>")
     return f"""<fieldset><legend>Find the patient</legend><div class=row>
 <div><label for=q-name>Name</label><input id=q-name name=q_name value='{escape(p.name)}'></div>

@@ -101,15 +101,13 @@ def _list_page(brand: pages.Branding, ticket: str, picker: pages.Picker, user: s
         f"<tr><td>{escape(label)}</td><td><button type=submit name=patient value='{escape(pid)}' "
         f"id='launch-{escape(pid)}' aria-label='Open care gaps for {escape(label)}'>Open care gaps</button></td></tr>"
         for pid, label in picker.matches)
-    last = min(picker.offset + len(picker.matches), picker.total)
-    count = (f"Showing {picker.offset + 1} to {last} of {picker.total} patients" if picker.total
-             else "No patient matches this search")
+    count = picker.count_text
     nav = ""
-    if picker.offset > 0:
-        nav += (f"<button type=submit class=secondary name=page value='{max(0, picker.offset - picker.size)}' "
+    if picker.previous is not None:
+        nav += (f"<button type=submit class=secondary name=page value='{picker.previous}' "
                 "id=prev-page>Previous page</button>")
-    if last < picker.total:
-        nav += f"<button type=submit class=secondary name=page value='{last}' id=next-page>Next page</button>"
+    if picker.following is not None:
+        nav += f"<button type=submit class=secondary name=page value='{picker.following}' id=next-page>Next page</button>"
     hidden = (f"<input type=hidden name=ticket value='{escape(ticket)}'>"
               f"<input type=hidden name=q_name value='{escape(picker.name)}'>"
               f"<input type=hidden name=q_birthdate value='{escape(picker.birthdate)}'>"
@@ -137,16 +135,14 @@ def _open_page(request: Request, picker: pages.Picker) -> str:
         f"<tr><td>{escape(label)}</td><td><a id='launch-{escape(pid)}' href='/apps/care-gaps/launch.html?"
         f"{escape(urlencode({'iss': base, 'patientId': pid, 'period': str(DEMO_PERIOD_YEAR)}))}'>Open care gaps"
         f"<span class=muted> for {escape(label)}</span></a></td></tr>" for pid, label in picker.matches)
-    last = min(picker.offset + len(picker.matches), picker.total)
-    count = (f"Showing {picker.offset + 1} to {last} of {picker.total} patients" if picker.total
-             else "No patient matches this search")
+    count = picker.count_text
     q = {"q_name": picker.name, "q_birthdate": picker.birthdate, "q_identifier": picker.identifier}
     nav = ""
-    if picker.offset > 0:
-        nav += (f"<a id=prev-page href='?{escape(urlencode({**q, 'page': max(0, picker.offset - picker.size)}))}'>"
+    if picker.previous is not None:
+        nav += (f"<a id=prev-page href='?{escape(urlencode({**q, 'page': picker.previous}))}'>"
                 "Previous page</a> ")
-    if last < picker.total:
-        nav += f"<a id=next-page href='?{escape(urlencode({**q, 'page': last}))}'>Next page</a>"
+    if picker.following is not None:
+        nav += f"<a id=next-page href='?{escape(urlencode({**q, 'page': picker.following}))}'>Next page</a>"
     return pages.page("Demo EHR: open a patient", f"""<p>This page stands in for an electronic health record
 system. Authorization is off on this server, so the care-gaps app opens without a sign-in (start the gateway
 with authorization on, <code>fhir-gateway serve --demo</code>, for the SMART EHR launch).</p>
