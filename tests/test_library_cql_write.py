@@ -11,7 +11,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from gateway.auth.context import SYSTEM, acting_as
 from gateway.cql.library import ElmLibrary
+from gateway.store.sql.store import SqlStore
 
 OO = {"Content-Type": "application/fhir+json", "Prefer": "return=OperationOutcome"}
 JSON = {"Content-Type": "application/fhir+json"}
@@ -84,20 +86,22 @@ def test_library_with_elm_is_left_as_sent(client: TestClient) -> None:
     assert r.json()["content"] == lib["content"]
 
 
-def test_evaluate_measure_on_libraries_sent_as_cql(client: TestClient) -> None:
-    for lib in (library("Common", COMMON), library("Screening", MAIN)):
-        assert client.put(f"/fhir/Library/{lib['id']}", json=lib, headers=JSON).status_code == 201
-    measure = {"resourceType": "Measure", "id": "screening", "url": "http://example.org/Measure/screening",
-               "status": "active", "library": ["http://example.org/Library/Screening"],
-               "scoring": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-scoring",
-                                       "code": "proportion"}]},
-               "group": [{"population": [
-                   {"code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-population",
-                                         "code": code}]},
-                    "criteria": {"language": "text/cql-identifier", "expression": expr}}
-                   for code, expr in (("initial-population", "Initial Population"),
-                                      ("denominator", "Denominator"), ("numerator", "Numerator"))]}]}
-    assert client.put("/fhir/Measure/screening", json=measure, headers=JSON).status_code == 201
+def screening_measure(library_name: str = "Screening") -> dict[str, Any]:
+    """A proportion Measure on the named Library's three definitions."""
+    return {"resourceType": "Measure", "id": "screening", "url": "http://example.org/Measure/screening",
+            "status": "active", "library": [f"http://example.org/Library/{library_name}"],
+            "scoring": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-scoring",
+                                    "code": "proportion"}]},
+            "group": [{"population": [
+                {"code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-population",
+                                      "code": code}]},
+                 "criteria": {"language": "text/cql-identifier", "expression": expr}}
+                for code, expr in (("initial-population", "Initial Population"),
+                                   ("denominator", "Denominator"), ("numerator", "Numerator"))]}]}
+
+
+def counts_for(client: TestClient) -> dict[str, dict[str, int]]:
+    """The populations of Patient f1 (female) and m1 (male), each with one Condition, stored here."""
     for pid, gender in (("f1", "female"), ("m1", "male")):
         client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid, "gender": gender},
                    headers=JSON)
@@ -109,5 +113,37 @@ def test_evaluate_measure_on_libraries_sent_as_cql(client: TestClient) -> None:
                        params={"subject": f"Patient/{pid}", "periodStart": "2025-01-01", "periodEnd": "2025-12-31"})
         assert r.status_code == 200, r.text
         counts[pid] = {p["code"]["coding"][0]["code"]: p["count"] for p in r.json()["group"][0]["population"]}
+    return counts
+
+
+def test_evaluate_measure_on_libraries_sent_as_cql(client: TestClient) -> None:
+    for lib in (library("Common", COMMON), library("Screening", MAIN)):
+        assert client.put(f"/fhir/Library/{lib['id']}", json=lib, headers=JSON).status_code == 201
+    assert client.put("/fhir/Measure/screening", json=screening_measure(), headers=JSON).status_code == 201
+    counts = counts_for(client)
     assert counts["f1"] == {"initial-population": 1, "denominator": 1, "numerator": 1}
     assert counts["m1"] == {"initial-population": 1, "denominator": 1, "numerator": 0}
+
+
+def test_cql_only_library_is_translated_when_evaluated(store: SqlStore, client: TestClient) -> None:
+    """Older content: Libraries written before the translator existed (stored here through the store kernel,
+    as a database of that time holds them) keep only their CQL; a measure on them runs, translated on demand
+    with the Libraries they include. CQL that does not translate is a 422 naming the diagnostic."""
+    with acting_as(SYSTEM), store.session() as s:
+        for lib in (library("Common", COMMON), library("Screening", MAIN)):
+            s.write(lib, "PUT")
+    assert elm_of(client.get("/fhir/Library/screening").json()) is None
+    assert client.put("/fhir/Measure/screening", json=screening_measure(), headers=JSON).status_code == 201
+    counts = counts_for(client)
+    assert counts["f1"] == {"initial-population": 1, "denominator": 1, "numerator": 1}
+    assert counts["m1"] == {"initial-population": 1, "denominator": 1, "numerator": 0}
+    assert elm_of(client.get("/fhir/Library/screening").json()) is None  # translated for the run, not stored
+
+    broken = library("Broken", "library Broken version '1.0.0'\ndefine A: 1 +\n")
+    assert client.put("/fhir/Library/broken", json=broken, headers=JSON).status_code == 201
+    measure = {**screening_measure("Broken"), "id": "broken", "url": "http://example.org/Measure/broken"}
+    assert client.put("/fhir/Measure/broken", json=measure, headers=JSON).status_code == 201
+    r = client.get("/fhir/Measure/broken/$evaluate-measure",
+                   params={"subject": "Patient/f1", "periodStart": "2025-01-01", "periodEnd": "2025-12-31"})
+    assert r.status_code == 422, r.text
+    assert "does not translate" in r.text and "3:1" in r.text

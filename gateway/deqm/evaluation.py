@@ -132,6 +132,23 @@ class MeasureService:
                 return found[-1]
         return None
 
+    def _translate_on_demand(self, res: dict[str, Any]) -> dict[str, Any]:
+        """ELM for a Library stored with CQL only (before the translator existed, or with CQL that did not
+        translate then): translated now with the Libraries it includes, read as this caller reads them;
+        the prepared measure caches the result. No CQL, or CQL that does not translate, is a 422 naming
+        the first diagnostics."""
+        from ..cql.compiler.resources import translate_stored
+
+        elm, errors = translate_stored(res, lambda name, version: self._library_resource("", name, version))
+        if elm is not None:
+            return elm
+        if errors:
+            first = "; ".join(f"{e.line}:{e.col} {e.message}" for e in errors[:3])
+            raise Unprocessable(f"Library {res.get('url') or res.get('id')}: its CQL does not translate to ELM "
+                                f"({first})")
+        raise Unprocessable(f"Library {res.get('url') or res.get('id')} has neither application/elm+json nor "
+                            "text/cql content: there is nothing to evaluate")
+
     def prepare(self, measure_res: dict[str, Any]) -> PreparedMeasure:
         key = f"{measure_res.get('id')}|{(measure_res.get('meta') or {}).get('versionId')}"
         stamp = self._terminology_stamp()
@@ -167,8 +184,7 @@ class MeasureService:
             except InvalidElm as exc:
                 raise Unprocessable(str(exc)) from None
             if elm is None:
-                raise Unprocessable(f"Library {res.get('url')} has no application/elm+json content (CQL alone "
-                                    "cannot be evaluated: translate it to ELM first)")
+                elm = self._translate_on_demand(res)
             try:
                 lib = manager.add(ElmLibrary.from_elm(elm, res.get("url")))
             except InvalidElm as exc:

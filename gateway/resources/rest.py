@@ -159,14 +159,11 @@ class RestService:
     def _included_libraries(self, resource: dict[str, Any], tx: Session | None,
                             seen: set[str] | None = None) -> list[dict[str, Any]]:
         """The stored Libraries the CQL includes, by name, and theirs in turn (for translating it)."""
-        import re
-
-        from ..cql.compiler.resources import cql_text
+        from ..cql.compiler.resources import included_names
 
         seen = seen if seen is not None else {str(resource.get("name"))}
         out: list[dict[str, Any]] = []
-        for name in re.findall(r'^\s*include\s+("?)([A-Za-z_][\w.]*)\1', cql_text(resource) or "", re.M):
-            lib_name = name[1]
+        for lib_name, _version in included_names(resource):
             if lib_name in seen:
                 continue
             seen.add(lib_name)

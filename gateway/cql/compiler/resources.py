@@ -7,6 +7,9 @@ This is how a measure whose Libraries hold only ``text/cql`` becomes runnable by
 from __future__ import annotations
 
 import base64
+import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +17,7 @@ from .library import Diagnostic, elm_json, translate_library
 
 CQL_TYPE = "text/cql"
 ELM_TYPE = "application/elm+json"
+_INCLUDE = re.compile(r"^\s*include\s+(\"?)([A-Za-z_][\w.]*)\1(?:\s+version\s+'([^']*)')?", re.M)
 
 
 @dataclass
@@ -76,3 +80,36 @@ def translate_resources(resources: list[dict[str, Any]], replace_elm: bool = Tru
                             "data": base64.b64encode(elm_json(result.elm).encode("utf-8")).decode("ascii")})
         out.append({**r, "content": content})
     return out, report
+
+
+def included_names(library: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(name, version or None) of every library the Library's CQL text includes, in the order written."""
+    return [(m.group(2), m.group(3)) for m in _INCLUDE.finditer(cql_text(library) or "")]
+
+
+def translate_stored(library: dict[str, Any], find: Callable[[str, str | None], dict[str, Any] | None]
+                     ) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
+    """The ELM of a stored Library that holds only CQL (stored before the translator existed, or written when
+    its CQL did not translate), translated on demand: the Libraries it includes, and theirs in turn, are
+    looked up with ``find(name, version)`` (the caller's own, gated, way of reading Libraries). Returns the
+    ELM JSON (None when there is no CQL or it does not translate) and the diagnostics."""
+    if cql_text(library) is None:
+        return None, []
+    found: list[dict[str, Any]] = []
+    seen = {str(library.get("name"))}
+    pending = list(included_names(library))
+    while pending:
+        name, version = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        included = find(name, version)
+        if included is not None:
+            found.append(included)
+            pending.extend(included_names(included))
+    translated, report = translate_resources([library, *found], replace_elm=False)
+    errors = report[0].errors if report else []
+    for att in translated[0].get("content") or []:
+        if content_type(att) == ELM_TYPE and not errors:
+            return json.loads(base64.b64decode(att["data"])), errors
+    return None, errors
