@@ -1,8 +1,10 @@
-"""Helpers for the tests of the SMART demo app (apps/smart-demo): its npm install, a static file server for it,
-headless Chromium through Playwright, and the gateway's sign-in pages driven as a person would."""
+"""Helpers for the browser tests of the apps (the SMART demo app in apps/smart-demo, the care-gaps app and the
+console the gateway serves): their npm installs, a static file server, headless Chromium through Playwright,
+the gateway's command line, and the gateway's sign-in pages driven as a person would."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -17,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, clean_env, gateway_exe
 from tests.test_live_server import wait_until_up
 
 APP_DIR = ROOT / "apps" / "smart-demo"
+WEBAPPS = ROOT / "gateway" / "webapps"  # the served apps' npm packages: fhirclient, and axe-core for the tests
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -68,6 +71,45 @@ def npm_ci(app_dir: Path) -> None:
     done = subprocess.run([npm(), "ci", "--no-audit", "--no-fund"], cwd=app_dir, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, f"npm ci failed in {app_dir}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def cli(*args: str, timeout: float = 300, **env: str) -> str:
+    """Run the gateway's command line (``fhir-gateway ARGS``) in a clean environment plus ``env``; its stdout.
+    A non-zero exit fails the test with what it printed."""
+    done = subprocess.run([gateway_exe(), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**clean_env(), **env})
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def webapps_installed() -> Path:
+    """gateway/webapps with its locked npm packages (fhirclient for the care-gaps app, axe-core for the
+    accessibility checks): `npm ci` once, unless `make install` already did it (a lock file keeps two test
+    workers from installing at the same time)."""
+    npm()
+    with open(Path(tempfile.gettempdir()) / "fhir-gateway-webapps-npm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if (installed_version(WEBAPPS) != locked_version(WEBAPPS)
+                    or not (WEBAPPS / "node_modules" / "axe-core").is_dir()):
+                npm_ci(WEBAPPS)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    assert (WEBAPPS / "node_modules" / "fhirclient" / "build" / "fhir-client.min.js").is_file()
+    assert (WEBAPPS / "node_modules" / "axe-core" / "axe.min.js").is_file()
+    return WEBAPPS
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Debian chromium through Playwright (skip, or fail under CI, when either is missing)."""
+    sync_playwright = playwright()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="session")
@@ -122,18 +164,13 @@ def playwright() -> Any:
 def browser_page() -> Iterator[Any]:
     """A fresh page of headless Debian chromium; every request it sends is kept in ``page.sent`` (Playwright
     Request objects: url, method, headers, post_data)."""
-    sync_playwright = playwright()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(60_000)
-            sent: list[Any] = []
-            page.on("request", lambda r: sent.append(r))
-            page.sent = sent
-            yield page
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.set_default_timeout(60_000)
+        sent: list[Any] = []
+        page.on("request", lambda r: sent.append(r))
+        page.sent = sent
+        yield page
 
 
 def sign_in(page: Any, username: str, password: str) -> None:

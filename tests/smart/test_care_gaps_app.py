@@ -16,13 +16,10 @@ Screens are saved for docs/apps.md when SCREENSHOTS_DIR is set (`make screenshot
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import html
 import re
 import secrets
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,12 +30,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from gateway.webapps.routes import HERE as WEBAPPS
-from tests.conftest import clean_env, gateway_exe
 from tests.screenshots import VIEWPORT, screenshot
 from tests.test_live_server import LiveServer, start_server, stop_server
 
-from .smart_demo import CHROMIUM, CHROMIUM_ARGS, installed_version, locked_version, npm, npm_ci, playwright
+from .smart_demo import chromium, cli, webapps_installed
 
 pytestmark = [pytest.mark.live, pytest.mark.screenshots]
 CLINICIAN, CLINICIAN_PASSWORD = "cg-doctor", "doctor-password-1"
@@ -70,27 +65,10 @@ class World:
         return r.json()
 
 
-def cli(*args: str, **env: str) -> str:
-    done = subprocess.run([gateway_exe(), *args], capture_output=True, text=True, timeout=120,
-                          env={**clean_env(), **env})
-    assert done.returncode == 0, (args, done.stdout, done.stderr)
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def webapps() -> Path:
     """gateway/webapps with its locked npm packages (fhirclient for the app, axe-core for these tests)."""
-    npm()
-    # `make install-test` installed them already; otherwise once, with a lock against a second test worker
-    with open(Path(tempfile.gettempdir()) / "fhir-gateway-webapps-npm.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if installed_version(WEBAPPS) != locked_version(WEBAPPS) or not (WEBAPPS / "node_modules" / "axe-core").is_dir():
-                npm_ci(WEBAPPS)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    assert (WEBAPPS / "node_modules" / "fhirclient" / "build" / "fhir-client.min.js").is_file()
-    return WEBAPPS
+    return webapps_installed()
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +98,8 @@ def world(webapps: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
 
 @pytest.fixture(scope="module")
 def browser(webapps: Path) -> Iterator[Any]:
-    sync_playwright = playwright()
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture()

@@ -5,7 +5,6 @@ access token has expired (a public client's refresh carries no client_id: issue 
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import clean_env, gateway_exe
 from tests.test_live_server import (
     LiveServer,
     demo_resources,
@@ -28,6 +26,7 @@ from tests.test_live_server import (
 from .smart_demo import (
     StaticServer,
     browser_page,  # noqa: F401 - a fixture
+    cli,
     observations,
     serve_static,
     sign_in,
@@ -47,13 +46,6 @@ class Deployment:
     gateway: LiveServer
     database: str
     app: StaticServer
-
-
-def cli(*args: str, **env: str) -> str:
-    done = subprocess.run([gateway_exe(), *args], capture_output=True, text=True, timeout=120,
-                          env={**clean_env(), **env})
-    assert done.returncode == 0, (args, done.stdout, done.stderr)
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
