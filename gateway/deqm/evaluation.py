@@ -3,6 +3,7 @@ version: published content does not line up its canonicals) and value sets, then
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from ..fhir.dates import DateParseError, parse_range
 from ..fhir.errors import BadRequest, FhirError, NotFound, Unprocessable
 from ..measure.aggregate import ReportTally
 from ..measure.calculator import SubjectResult, evaluate_subject
+from ..measure.gcpolicy import fewer_collections
 from ..measure.executor import ExecutorUnavailable
 from ..measure.fhirpath_criteria import FhirPathCriteriaError, check_measure
 from ..measure.model import MeasureDef
@@ -326,14 +328,15 @@ class MeasureService:
                 yield from part
             return
         shared: dict[str, list[dict[str, Any]]] = {}
-        for pid, data in self.with_data(prepared, ids):
-            result, last = self.evaluate_patient(prepared, pid, interval, shared, data,
-                                                 track=len(ids) == 1, parameters=parameters)
-            if evaluated is not None and len(ids) == 1:
-                evaluated[:] = last
-            if progress is not None:
-                progress(1, len(ids))
-            yield result
+        with fewer_collections() if len(ids) > 1 else contextlib.nullcontext():
+            for pid, data in self.with_data(prepared, ids):
+                result, last = self.evaluate_patient(prepared, pid, interval, shared, data,
+                                                     track=len(ids) == 1, parameters=parameters)
+                if evaluated is not None and len(ids) == 1:
+                    evaluated[:] = last
+                if progress is not None:
+                    progress(1, len(ids))
+                yield result
 
     def tally(self, measure_res: dict[str, Any], period: tuple[str, str], ids: list[str], progress: Any = None,
               subject_lists: bool = False, parameters: dict[str, Any] | None = None) -> ReportTally:
