@@ -157,11 +157,13 @@ class FileServer:
 
         self.routes = routes
         self.hits: list[str] = []
+        self.authorization: dict[str, str | None] = {}  # path -> the Authorization header it was asked with
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
                 outer.hits.append(self.path)
+                outer.authorization[self.path] = self.headers.get("Authorization")
                 status, headers, body = outer.routes.get(self.path, (404, {}, b"not found"))
                 self.send_response(status)
                 for k, v in headers.items():
