@@ -251,12 +251,13 @@ def read_scope(types: list[str] | None, fallback: str) -> str:
 
 def run_export(client: httpx.Client, auth: ProviderAuth | None, export_url: str, kickoff: dict[str, Any],
                scope: str, deadline: float, alive: Callable[[], bool], remember: Callable[[str], bool],
-               status_url: str | None = None) -> tuple[str, dict[str, Any]]:
+               status_url: str | None = None, base: str | None = None) -> tuple[str, dict[str, Any]]:
     """Run a Bulk Data export at the provider: kick off at ``export_url`` (POST, a Parameters body with the
     ``kickoff`` parameters) unless ``status_url`` says an earlier attempt did, then poll the status URL,
     waiting what each ``Retry-After`` asks (bounded), until the manifest comes or ``deadline`` passes.
     ``remember(status_url)`` records the status URL (False: the job is no longer ours); ``alive()`` is False
-    once the job was cancelled or taken over. Returns (status URL, manifest)."""
+    once the job was cancelled or taken over; a status URL outside ``base`` (the provider's FHIR base) is
+    refused, so the provider's token goes nowhere else. Returns (status URL, manifest)."""
 
     def headers(extra: dict[str, str]) -> dict[str, str]:
         return {**extra, "Authorization": f"Bearer {auth.token(scope)}"} if auth is not None else extra
@@ -271,6 +272,9 @@ def run_export(client: httpx.Client, auth: ProviderAuth | None, export_url: str,
             raise Failed(f"The export kick-off at {export_url} {_diagnostics(r)}"
                          + (" without a Content-Location" if r.status_code == 202 else ""))
         status_url = str(httpx.URL(export_url).join(r.headers["content-location"]))
+        if base and not under(status_url, base):
+            raise Failed(f"The export kick-off at {export_url} named the status URL {status_url}, which is not under "
+                         f"the provider's FHIR base {base}: the access token is sent only there")
         if not remember(status_url):
             raise Failed("lost")
     retried = False

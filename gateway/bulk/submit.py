@@ -170,7 +170,8 @@ class SubmitRunner:
 
             status_url, manifest = run_export(
                 client, auth if auth.credential is not None else None, export_url, kickoff, scope,
-                time.time() + self.export_timeout, lambda: not heart.lost, remember, progress.get("statusUrl"))
+                time.time() + self.export_timeout, lambda: not heart.lost, remember, progress.get("statusUrl"),
+                source.get("fhirBaseUrl") or export_base(export_url))
             return status_url, manifest
         url = str(source.get("manifestUrl"))
         headers = {}

@@ -8,7 +8,8 @@ outbound calls by explicit configuration, only listed prefixes on the allow-list
   nothing stored or fetched), and a loopback address is refused when loopback is not configured;
 - SSRF through the discovery document: a ``token_endpoint`` naming a private address or an unlisted port is
   never called, the submission fails saying why;
-- redirects from the discovery document, the token endpoint or the kick-off are not followed;
+- redirects from the discovery document, the token endpoint or the kick-off are not followed; a status URL
+  the provider names elsewhere is not polled, and a provider asking to wait a day is not waited for;
 - the provider's token is sent only to files under ``fhirBaseUrl``: a manifest listing a file elsewhere gets
   that file refused, unfetched;
 - a file holding resources the submitting client may not write loads nothing of itself (the provider's real
@@ -64,6 +65,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Provider
             "/ok/fhir/Patient.ndjson": (200, {}, ndjson([{"resourceType": "Patient", "id": "tok-1"}])),
             "/ok/elsewhere/Patient.ndjson": (200, {}, ndjson([{"resourceType": "Patient", "id": "tok-2"}])),
             "/ok/fhir/$export": (302, {"Location": other.url("/$export")}, b""),
+            "/ok/fhir/Group/slow/$export": (202, {"Content-Location": f"{ok}/fhir/slow-status"}, b""),
+            "/ok/fhir/slow-status": (202, {"Retry-After": "86400", "X-Progress": "1%"}, b""),
+            "/ok/fhir/Group/away/$export": (202, {"Content-Location": other.url("/status")}, b""),
         })
         body = json.loads(manifest(f"{ok}/fhir", [("Patient", f"{ok}/fhir/Patient.ndjson"),
                                                   ("Patient", f"{ok}/elsewhere/Patient.ndjson")]))
@@ -223,3 +227,29 @@ def test_protected_export_file_outside_the_submitters_rights_loads_nothing(
     assert patients == sum(o["count"] for o in exported["output"] if o["type"] == "Patient")
     assert _total(world, "Patient") == patients
     assert _total(world, "Condition") == 0
+
+
+def test_status_polls_stay_on_allowed_urls_and_within_the_bound(
+        store: SqlStore, servers: tuple[Provider, FileServer, FileServer]) -> None:
+    b, evil, other = servers
+    wipe(store)
+    evil.hits.clear()
+    ok = evil.url("/ok")
+    with make_auth_client(store, egress_allow_networks="loopback", egress_allow_http=True,
+                          bulk_submit_sources=f"{b.root}/,{ok}", bulk_submit_credentials=str(b.credentials),
+                          bulk_submit_export_timeout_seconds=30) as client:
+        token = _token(client, "system/*.cu")
+        slow = client.post("/fhir/Measure/$bulk-submit-data", headers=token,
+                           json=_dynamic("slow-mr", f"{ok}/fhir/Group/slow/$export"))
+        away = client.post("/fhir/Measure/$bulk-submit-data", headers=token,
+                           json=_dynamic("away-mr", f"{ok}/fhir/Group/away/$export"))
+        assert slow.status_code == away.status_code == 202
+        slow_report = _status(client, token, slow.headers["Content-Location"])
+        away_report = _status(client, token, away.headers["Content-Location"])
+    # Retry-After of a day: the bound (30 s here) is not waited out, the submission fails at once, polled once
+    assert "did not finish" in slow_report["error"][0]["diagnostics"]
+    assert evil.hits.count("/ok/fhir/slow-status") == 1
+    # a status URL elsewhere (here also outside the allow-list) is never polled: no token goes there
+    assert "not under the provider's FHIR base" in away_report["error"][0]["diagnostics"]
+    assert other.hits == []
+    wipe(store)
