@@ -14,6 +14,7 @@ the private key (JWK or PEM file) whose public half the provider holds."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import orjson
 from ..auth.assertion_client import token_form
 from ..net.egress import EgressRefused, Target, parse_url, refusal
 
+log = logging.getLogger("gateway.bulk")
 NDJSON_ACCEPT = "application/fhir+ndjson, application/json"
 MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_RETRY_AFTER = 60.0  # a provider's Retry-After longer than this is waited this long, then polled again
@@ -306,3 +308,15 @@ def run_export(client: httpx.Client, auth: ProviderAuth | None, export_url: str,
             if not alive():
                 raise Failed("lost")
             time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+
+
+def release_export(client: httpx.Client, auth: ProviderAuth | None, status_url: str, scope: str) -> None:
+    """Tell the provider its export's files are no longer needed (DELETE of the status URL, as the Bulk Data
+    text lets a client do once it has its files); best effort: a refusal or an error is only logged."""
+    try:
+        headers = {"Authorization": f"Bearer {auth.token(scope)}"} if auth is not None else {}
+        r = _send(client, "DELETE", status_url, headers=headers)
+        if r.status_code >= 400:
+            log.info("the provider kept its export %s: DELETE %s", status_url, _diagnostics(r))
+    except Failed as exc:
+        log.info("the provider's export %s was not released: %s", status_url, exc)

@@ -41,6 +41,7 @@ from .remote import (
     fetch,
     load_credentials,
     read_scope,
+    release_export,
     run_export,
     under,
 )
@@ -147,6 +148,8 @@ class SubmitRunner:
                 state = self.jobs.checkpoint(job.id, {**progress, "files": files})
                 if state != "running":
                     return "lost" if state == "lost" else "cancelled"
+            if source.get("exportUrl"):
+                release_export(client, auth if credential is not None else None, url, token_scope)
         errors = [operation_outcome([Issue("error", f.get("code", "processing"), f["error"])])
                   for f in files if f.get("error")]
         result = b"".join(orjson.dumps(oo) + b"\n" for oo in errors)

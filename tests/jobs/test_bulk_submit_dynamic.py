@@ -87,6 +87,12 @@ def test_dynamic_bulk_submit_data_pulls_from_a_second_gateway(db: str, tmp_path:
                         assert without_meta(here[x["id"]]) == without_meta(x)
                 assert stored(a.base, "Observation") == {}  # _type was passed on: nothing else exported
                 assert "dyn-mr" in stored(a.base, "MeasureReport")
+                # A released the export at B once it had the files (DELETE of the status URL)
+                pulled_status = status["output"][0]["file"].split("/$export-file/")[1].split("/")[0]
+                released = httpx.get(f"{b.base}/$export-status/{pulled_status}", timeout=30,
+                                     headers={**b.token("system/Patient.rs system/Condition.rs"),
+                                              "Accept": "application/fhir+json"})
+                assert released.status_code in (404, 410), released.text
 
                 # exportUrl, or fhirBaseUrl, outside the allow-list: 400 OperationOutcome, nothing fetched or stored
                 for bad in (dynamic("dyn-bad-1", other.url("/fhir/$export")),
