@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     # rules allow), and the largest file fetched
     bulk_submit_sources: str = ""
     bulk_submit_max_file_bytes: int = 256 * 1024 * 1024
+    # this gateway's own SMART Backend Services client at Data Providers (a JSON file listing, per provider
+    # URL prefix, the client id the provider registered and the private key file, JWK or PEM): used to run
+    # the provider's $export (DEQM $bulk-submit-data exportType dynamic) and to fetch files that need a token
+    bulk_submit_credentials: str = ""
+    # the longest a provider's $export (dynamic submission) is waited for, polling as Retry-After asks
+    bulk_submit_export_timeout_seconds: float = 3600.0
     # ATR list-change Subscriptions: a thread in this process sends the rest-hook notifications
     subscription_notifier: bool = True
     subscription_poll_seconds: float = 1.0

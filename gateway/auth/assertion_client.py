@@ -30,15 +30,20 @@ def sign_assertion(private_jwk: dict[str, Any], client_id: str, token_url: str, 
                       algorithms=["RS384", "ES384"])
 
 
+def token_form(private_jwk: dict[str, Any], client_id: str, token_url: str, scope: str) -> dict[str, str]:
+    """The form of a Backend Services token request (client_credentials with a signed client assertion), for
+    this gateway's own client at a remote server (bulk submission) as for the command line."""
+    return {"grant_type": "client_credentials", "scope": scope,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": sign_assertion(private_jwk, client_id, token_url)}
+
+
 def fetch_token(fhir_base: str, client_id: str, private_jwk: dict[str, Any], scope: str,
                 http: httpx.Client | None = None) -> dict[str, Any]:
     h = http or httpx.Client(timeout=10.0)
     conf = h.get(f"{fhir_base.rstrip('/')}/.well-known/smart-configuration").json()
     token_url = conf["token_endpoint"]
-    resp = h.post(token_url, data={
-        "grant_type": "client_credentials", "scope": scope,
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": sign_assertion(private_jwk, client_id, token_url)})
+    resp = h.post(token_url, data=token_form(private_jwk, client_id, token_url, scope))
     body = resp.json()
     if resp.status_code != 200:
         raise RuntimeError(f"{body.get('error')}: {body.get('error_description', '')}")

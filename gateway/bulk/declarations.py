@@ -75,13 +75,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "bulk-submit", "bulk-submit", "Bulk Data bulk submission (4.0 ballot)",
         "[base]/$bulk-submit (POST Parameters): submitter, submissionId, manifestUrl (a Bulk Data manifest of "
         "NDJSON files the Data Provider hosts), replacesManifestUrl, submissionStatus in-progress | completed | "
-        "stopped; the files are fetched through the egress policy (GATEWAY_BULK_SUBMIT_SOURCES) and loaded one "
-        "transaction per file under the caller's rights; status at [base]/$bulk-submit-status",
+        "stopped, fhirBaseUrl, oauthMetadataUrl (the gateway then gets a token as a Backend Services client of "
+        "the provider for the manifest, and for files when the manifest says requiresAccessToken, sent only to "
+        "files under fhirBaseUrl); the files are fetched through the egress policy (GATEWAY_BULK_SUBMIT_SOURCES) "
+        "and loaded one transaction per file under the caller's rights; status at [base]/$bulk-submit-status",
         (Endpoint("system", "bulk.submit_handlers:bulk_submit", (), ("POST",)),), (Need("*", "cu"),),
         BULK + "bulk-submit",
         (Param("submitter", "Identifier", min=1), Param("submissionId", "string", min=1),
          Param("submissionStatus", "Coding"), Param("manifestUrl", "url"), Param("replacesManifestUrl", "url"),
-         TYPES),
+         Param("fhirBaseUrl", "url"), Param("oauthMetadataUrl", "url", max="*"), TYPES),
         scope_levels=SYSTEM_ONLY, type_params=("types",), asynchronous=True, affects_state=True,
         tags=("bulk",)),
     Operation(
@@ -104,12 +106,16 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "bulk-submit-data", "bulk-submit-data", "DEQM bulk submit data",
         "Measure/$bulk-submit-data (POST): data-collection measureReport(s) stored, and the data named by "
-        "exportUrl (exportType static: the manifest of a finished export) loaded as a bulk submission; status "
-        "at the Content-Location URL ([base]/$bulk-submit-status/[submission])",
+        "exportUrl loaded as a bulk submission: exportType dynamic (the default) runs the provider's Bulk Data "
+        "$export at exportUrl (with _type, _since, _typeFilter) as a Backend Services client configured in "
+        "GATEWAY_BULK_SUBMIT_CREDENTIALS (token endpoint from oauthMetadataUrl or [fhirBaseUrl]/.well-known/"
+        "smart-configuration); static: exportUrl is the manifest of a finished export; status at the "
+        "Content-Location URL ([base]/$bulk-submit-status/[submission])",
         (Endpoint("type", "bulk.submit_handlers:bulk_submit_data", ("Measure",), ("POST",)),),
         (Need("MeasureReport", "cu"), Need("*", "cu")),
         "http://hl7.org/fhir/us/davinci-deqm/OperationDefinition/bulk-submit-data",
         (Param("measureReport", "MeasureReport", min=1, max="*"), Param("exportType", "code"),
-         Param("exportUrl", "url", min=1)),
+         Param("exportUrl", "url", min=1), Param("fhirBaseUrl", "url"), Param("oauthMetadataUrl", "url"),
+         Param("_type", "string"), Param("_since", "instant"), Param("_typeFilter", "string", max="*")),
         scope_levels=SYSTEM_ONLY, asynchronous=True, affects_state=True, tags=("measure",)),
 )

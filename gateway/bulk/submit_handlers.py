@@ -4,6 +4,7 @@ URL) and the OperationOutcomes of a manifest (``[base]/$bulk-submit-outcome/[job
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import orjson
@@ -58,6 +59,40 @@ def _submitter(params: dict[str, list[dict[str, Any]]]) -> tuple[str, str]:
     return f"{ident.get('system', '')}|{ident['value']}", sid
 
 
+def _provider(params: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """``fhirBaseUrl`` and ``oauthMetadataUrl`` (the first one given: the gateway discovers one authorization
+    server), when the request names them."""
+    out: dict[str, Any] = {}
+    base = _one(params, "fhirBaseUrl", URL_KEYS)
+    if base is not None:
+        out["fhirBaseUrl"] = str(base).rstrip("/")
+    metas = params.get("oauthMetadataUrl") or []
+    if metas:
+        value = next((metas[0][k] for k in URL_KEYS if k in metas[0]), None)
+        if not isinstance(value, str):
+            raise BadRequest("Parameter oauthMetadataUrl must be a Url")
+        out["oauthMetadataUrl"] = value
+    return out or None
+
+
+KICKOFF = ("_type", "_since", "_typeFilter")
+
+
+def _kickoff(params: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The Bulk Data kick-off parameters a dynamic ``$bulk-submit-data`` passes on to the provider's export."""
+    out: dict[str, Any] = {}
+    for name in KICKOFF:
+        values = [next((p[k] for k in ("valueString", "valueInstant", "valueDateTime", "valueCode") if k in p),
+                       None) for p in params.get(name) or []]
+        if any(not isinstance(v, str) or not v.strip() for v in values):
+            raise BadRequest(f"Parameter {name} must be a non-empty string")
+        if name != "_typeFilter" and len(values) > 1:
+            raise BadRequest(f"Parameter {name} may appear only once")
+        if values:
+            out[name] = values if name == "_typeFilter" else values[0]
+    return out
+
+
 def _accepted(svc: SubmitService, key: str, what: str) -> Response:
     url = svc.status_url(key)
     return fhir_response(info_outcome(f"{what} accepted; poll {url}"), 202, {"Content-Location": url})
@@ -75,15 +110,18 @@ async def bulk_submit(request: Request, settings: Settings) -> Response:
         status = coding.get("code")
     manifest = _one(params, "manifestUrl", URL_KEYS)
     replaces = _one(params, "replacesManifestUrl", URL_KEYS)
+    source = _provider(params) if manifest is not None else None
     svc = _svc(request)
     key = await run_in_threadpool(svc.submit, request_client_id(request), request_subject(request), submitter, sid,
-                                  status, manifest, replaces, str(request.url))
+                                  status, manifest, replaces, str(request.url), "bulk-submit", source)
     return _accepted(svc, key, "Submission request")
 
 
 async def bulk_submit_data(request: Request, settings: Settings, rest: Rest) -> Response:
-    """DEQM ``Measure/$bulk-submit-data``: data-collection MeasureReport(s) and the manifest of the data
-    (``exportType`` static); the reports are stored, the data loaded as a one-manifest submission."""
+    """DEQM ``Measure/$bulk-submit-data``: data-collection MeasureReport(s) and where their data is — the
+    manifest of a finished export (``exportType`` static) or the provider's Bulk Data kick-off URL, which the
+    gateway runs itself as a Backend Services client (``dynamic``, the default); the reports are stored, the
+    data loaded as a one-manifest submission."""
     params = _params(await read_json_body(request, settings.max_body_bytes), "bulk-submit-data")
     reports: list[dict[str, Any]] = [p["resource"] for p in params.get("measureReport") or []
                                      if isinstance(p.get("resource"), dict)]
@@ -92,11 +130,17 @@ async def bulk_submit_data(request: Request, settings: Settings, rest: Rest) -> 
         raise BadRequest("measureReport (one or more MeasureReport resources) is required")
     export_type = _one(params, "exportType", ("valueCode", "valueString")) or "dynamic"
     url = _one(params, "exportUrl", URL_KEYS, required=True)
-    if export_type != "static":
-        raise BadRequest("exportType dynamic (the gateway kicking off an export at the Data Provider) is not "
-                         "supported: send exportType static with exportUrl naming the export's manifest")
+    if export_type not in ("static", "dynamic"):
+        raise BadRequest(f"exportType must be static or dynamic, not {export_type!r}")
     svc = _svc(request)
-    svc._check_url(str(url), "exportUrl")  # before anything is stored
+    source = _provider(params)
+    if export_type == "dynamic":
+        source = {**(source or {}), "exportUrl": str(url), "kickoff": _kickoff(params)}
+        svc.check_source(source)  # before anything is stored
+    else:
+        svc._check_url(str(url), "exportUrl")  # before anything is stored
+        if source is not None:
+            svc.check_source(source)
     client, subject = request_client_id(request), request_subject(request)
 
     def run() -> str:
@@ -106,9 +150,11 @@ async def bulk_submit_data(request: Request, settings: Settings, rest: Rest) -> 
         BundleProcessor(rest, enforce_references=False).transaction(
             [{"resource": r, "request": {"method": "PUT", "url": f"MeasureReport/{r['id']}"} if r.get("id")
               else {"method": "POST", "url": "MeasureReport"}} for r in reports])
-        sid = f"bulk-submit-data-{submission_key(client, 'deqm', str(url))[:16]}-{len(reports)}"
-        return svc.submit(client, subject, "deqm|bulk-submit-data", sid, "completed", str(url), None,
-                          str(request.url), kind="bulk-submit-data")
+        sid = (f"bulk-submit-data-{submission_key(client, 'deqm', str(url))[:16]}-{len(reports)}"
+               if export_type == "static" else f"bulk-submit-data-{uuid.uuid4().hex}")  # each export is new
+        return svc.submit(client, subject, "deqm|bulk-submit-data", sid, "completed",
+                          str(url) if export_type == "static" else None, None, str(request.url),
+                          kind="bulk-submit-data", source=source)
 
     key = await run_in_threadpool(run)
     return _accepted(svc, key, "Bulk data submission")

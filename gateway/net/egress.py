@@ -1,7 +1,8 @@
 """The egress policy: which URLs the gateway may call out to, and an httpx client that keeps to it.
 
 Every outbound call (rest-hook Subscription notifications, a Backend Services client's ``jwks_uri``, an
-external identity provider's JWKS) names a URL that somebody else chose: a client registering a
+external identity provider's JWKS, bulk submission's manifests, files, provider discovery, token and export
+requests) names a URL that somebody else chose: a client registering a
 Subscription or a key URL could otherwise point the gateway's requests at hosts only the gateway can reach
 (cloud metadata at 169.254.169.254, the database, an admin port on loopback). The rules:
 

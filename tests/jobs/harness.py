@@ -157,11 +157,13 @@ class FileServer:
 
         self.routes = routes
         self.hits: list[str] = []
+        self.authorization: dict[str, str | None] = {}  # path -> the Authorization header it was asked with
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
                 outer.hits.append(self.path)
+                outer.authorization[self.path] = self.headers.get("Authorization")
                 status, headers, body = outer.routes.get(self.path, (404, {}, b"not found"))
                 self.send_response(status)
                 for k, v in headers.items():
@@ -169,6 +171,10 @@ class FileServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802 - the http.server hook name (a stub token endpoint)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -217,3 +223,90 @@ def manifest(base: str, files: list[tuple[str, str]]) -> bytes:
     return json.dumps({"transactionTime": "2026-01-01T00:00:00Z", "request": f"{base}/$export",
                        "requiresAccessToken": False,
                        "output": [{"type": t, "url": u} for t, u in files], "error": []}).encode()
+
+
+@dataclass
+class Provider:
+    """A second live gateway acting as the Data Provider (``serve --auth smart``, demo data) with a Backend
+    Services client registered for the consuming gateway's key; ``credentials`` is the consuming gateway's
+    GATEWAY_BULK_SUBMIT_CREDENTIALS file naming that client and the private key."""
+    server: Any
+    client_id: str
+    jwk: dict[str, Any]
+    credentials: Path
+
+    @property
+    def base(self) -> str:
+        return str(self.server.base)
+
+    @property
+    def root(self) -> str:
+        return str(self.server.root)
+
+    def token(self, scope: str) -> dict[str, str]:
+        """An Authorization header of the consumer's own client at the provider (for comparing exports)."""
+        from gateway.auth.assertion_client import fetch_token
+
+        with httpx.Client(timeout=30) as h:
+            return {"Authorization": f"Bearer {fetch_token(self.base, self.client_id, self.jwk, scope, h)['access_token']}"}
+
+
+@contextmanager
+def provider(workdir: Path, extra: list[dict[str, Any]] | None = None) -> Iterator[Provider]:
+    """Start the Data Provider gateway on its own SQLite database with the demo data, register the consumer's
+    Backend Services client there (its public key as the registration's JWKS) and write the consumer's
+    credentials file (``extra``: more entries for it, their ``keyFile`` the same key)."""
+    from gateway.auth.assertion_client import generate_client_key
+    from gateway.auth.clients import ClientStore
+    from tests.test_live_server import start_server
+
+    folder = workdir / "provider"
+    folder.mkdir()
+    db = f"sqlite:///{folder / 'provider.sqlite3'}"
+    load_world(db)
+    key = generate_client_key("ES384")
+    store = SqlStore(db, migrate=False)
+    try:
+        client, _ = ClientStore(store.engine).register("consumer gateway", "system/*.rs",
+                                                      jwks={"keys": [key.as_dict(private=False)]})
+    finally:
+        store.close()
+    jwk = key.as_dict(private=True)
+    (workdir / "consumer.jwk").write_text(json.dumps(jwk))
+    server = start_server(db, folder, demo=False, auth="smart")
+    try:
+        creds = workdir / "bulk-submit-credentials.json"
+        creds.write_text(json.dumps([{"source": server.base, "clientId": client.client_id,
+                                      "keyFile": "consumer.jwk"}, *(extra or [])]))
+        yield Provider(server, client.client_id, jwk, creds)
+    finally:
+        stop_process(server.proc)
+
+
+def finished_export(provider: Provider, types: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """Run a Bulk Data export of ``types`` at the provider as the consumer's client until it is done: (status
+    URL, manifest, the headers that read it)."""
+    headers = {**provider.token(" ".join(f"system/{t}.rs" for t in types.split(","))),
+               "Accept": "application/fhir+json", "Prefer": "respond-async"}
+    r = httpx.get(f"{provider.base}/$export", params={"_type": types}, headers=headers, timeout=30)
+    assert r.status_code == 202, r.text
+    status_url = r.headers["Content-Location"]
+
+    def done() -> httpx.Response | None:
+        s = httpx.get(status_url, headers=headers, timeout=30)
+        return None if s.status_code == 202 else s
+
+    final: httpx.Response = wait_for(done, 120, "the provider's export", 0.3)
+    assert final.status_code == 200, final.text
+    return status_url, final.json(), headers
+
+
+def export_at(provider: Provider, types: str) -> dict[str, list[dict[str, Any]]]:
+    """Run a Bulk Data export of ``types`` at the provider as the consumer's client; resources by type."""
+    _, manifest, headers = finished_export(provider, types)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for item in manifest["output"]:
+        body = httpx.get(item["url"], headers=headers, timeout=30)
+        assert body.status_code == 200, body.text
+        out.setdefault(item["type"], []).extend(json.loads(line) for line in body.text.splitlines() if line)
+    return out

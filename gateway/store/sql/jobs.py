@@ -19,13 +19,14 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .tables import JOB
 
@@ -62,10 +63,27 @@ class Job:
     lease_expires: float = 0.0
 
 
+@dataclass
+class Change:
+    """What ``JobStore.modify`` writes in its one transaction: a record's new progress, new jobs to store, and
+    jobs to cancel (those still queued or running)."""
+    progress: dict[str, Any]
+    create: list[Job] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)
+
+
 def _job(row: Any) -> Job:
     return Job(row.id, row.status, row.client_id, row.request_url, orjson.loads(row.params), row.transaction_time,
                row.created, row.heartbeat, row.attempts, orjson.loads(row.progress or b"{}"), row.message,
                row.expires, row.subject, row.kind, row.lease_owner, row.lease_expires)
+
+
+def _row(job: Job) -> dict[str, Any]:
+    return dict(id=job.id, kind=job.kind, status=job.status, client_id=job.client_id, request_url=job.request_url,
+                params=orjson.dumps(job.params).decode(), transaction_time=job.transaction_time, created=job.created,
+                heartbeat=job.heartbeat, attempts=job.attempts, progress=orjson.dumps(job.progress).decode(),
+                message=job.message, expires=job.expires, subject=job.subject, lease_owner=job.lease_owner,
+                lease_expires=job.lease_expires)
 
 
 class JobStore:
@@ -97,12 +115,40 @@ class JobStore:
     def create(self, job: Job) -> None:
         """Store a new job (normally ``queued``)."""
         with self._write() as conn:
-            conn.execute(insert(JOB).values(
-                id=job.id, kind=job.kind, status=job.status, client_id=job.client_id, request_url=job.request_url,
-                params=orjson.dumps(job.params).decode(), transaction_time=job.transaction_time, created=job.created,
-                heartbeat=job.heartbeat, attempts=job.attempts, progress=orjson.dumps(job.progress).decode(),
-                message=job.message, expires=job.expires, subject=job.subject, lease_owner=job.lease_owner,
-                lease_expires=job.lease_expires))
+            conn.execute(insert(JOB).values(**_row(job)))
+
+    def create_if_absent(self, job: Job) -> bool:
+        """Store a new job unless a row with its id exists (two requests creating the same record at once:
+        one of them stores it, neither fails); True when this call stored it."""
+        try:
+            self.create(job)
+        except IntegrityError:
+            return False
+        return True
+
+    def modify(self, job_id: str, change: Callable[[Job], Change]) -> Job:
+        """Read-modify-write of a record no worker runs (a bulk submission), atomically across threads,
+        processes and instances: the row is read under the write lock (``SELECT … FOR UPDATE`` on PostgreSQL;
+        SQLite's ``BEGIN IMMEDIATE`` holds the one database write lock), ``change`` decides from what is stored
+        now, and its new progress, new jobs and cancellations commit together — or not at all when ``change``
+        raises. Two concurrent updates therefore both land instead of one overwriting the other's."""
+        pick = select(*SUMMARY).where(J.id == job_id)
+        if self.store.engine.dialect.name == "postgresql":
+            pick = pick.with_for_update()
+        with self._write() as conn:
+            row = conn.execute(pick).first()
+            if row is None:
+                raise KeyError(job_id)
+            job = _job(row)
+            done = change(job)
+            for new in done.create:
+                conn.execute(insert(JOB).values(**_row(new)))
+            for gone in done.cancel:
+                conn.execute(update(JOB).where(J.id == gone, J.status.in_(ACTIVE)).values(
+                    status="cancelled", expires=time.time() + 60, lease_owner=None, lease_expires=0.0))
+            conn.execute(update(JOB).where(J.id == job_id).values(progress=orjson.dumps(done.progress).decode()))
+        job.progress = done.progress
+        return job
 
     def get(self, job_id: str) -> Job | None:
         """The job (without its result), or None."""
