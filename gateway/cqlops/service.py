@@ -256,9 +256,13 @@ class CqlService:
         for url in urls:
             for vs in self._search("ValueSet", [("url", url)]):
                 index.add(vs)
-        for r in extra:
+        for i, r in enumerate(extra):
             if r.get("resourceType") == "ValueSet":
-                index.add(r)
+                try:
+                    index.add(r)
+                except Exception as exc:  # noqa: BLE001 - caller-sent content of any shape: a 400, never a 500
+                    raise BadRequest(f"data: ValueSet entry {i} cannot be used ({type(exc).__name__}: "
+                                     f"{str(exc)[:200]})") from None
         return index
 
     # -- evaluation -----------------------------------------------------------------------------------------

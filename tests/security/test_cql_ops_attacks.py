@@ -176,6 +176,9 @@ HOSTILE: list[tuple[str, Any]] = [
         "resourceType": "Bundle", "entry": {"resource": {}}}})),
     ("data entry without resource", params(expression("1"), {"name": "data", "resource": {
         "resourceType": "Bundle", "entry": [{"fullUrl": "x"}]}})),
+    ("data ValueSet malformed", params(expression("1"), {"name": "data", "resource": {
+        "resourceType": "Bundle", "entry": [{"resource": {"resourceType": "ValueSet", "url": "urn:x:vs", "expansion": {
+            "contains": [1, "x"]}}}]}})),
     ("useServerData not boolean", params(expression("1"), {"name": "useServerData", "valueString": "yes"})),
     ("library without parts", params(expression("1"), {"name": "library", "valueString": "x"})),
     ("library alias injection", params(expression("1"), {"name": "library", "part": [
