@@ -249,3 +249,31 @@ def test_capability_statement_lists_both_operations(http: httpx.Client) -> None:
     library = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Library")
     ops = {o["definition"] for o in library.get("operation", [])}
     assert "http://hl7.org/fhir/uv/cpg/OperationDefinition/cpg-library-evaluate" in ops
+
+
+UCUM = "http://unitsofmeasure.org"
+SHAPES = [
+    ("5 'mg'", {"valueQuantity": {"value": 5, "unit": "mg", "system": UCUM, "code": "mg"}}),
+    ("1.5", {"valueDecimal": 1.5}),
+    ("'text'", {"valueString": "text"}),
+    ("@2024-01-02", {"valueDate": "2024-01-02"}),
+    ("@2024-01-02T10:00:00.000Z", {"valueDateTime": "2024-01-02T10:00:00.000+00:00"}),
+    ("@T10:30", {"valueTime": "10:30"}),
+    ("Code { code: '1', system: 'http://x' }", {"valueCoding": {"system": "http://x", "code": "1"}}),
+    ("Concept { codes: { Code { code: 'a', system: 's' } }, display: 'd' }",
+     {"valueCodeableConcept": {"coding": [{"system": "s", "code": "a"}], "text": "d"}}),
+    ("5 'mg' : 10 'mL'", {"valueRatio": {"numerator": {"value": 5, "unit": "mg", "system": UCUM, "code": "mg"},
+                                         "denominator": {"value": 10, "unit": "mL", "system": UCUM, "code": "mL"}}}),
+    ("Interval[5 'mg', 10 'mg']", {"valueRange": {"low": {"value": 5, "unit": "mg", "system": UCUM, "code": "mg"},
+                                                  "high": {"value": 10, "unit": "mg", "system": UCUM, "code": "mg"}}}),
+    ("Tuple { a: { 1, 2 }, b: null }", {"part": [
+        {"name": "a", "valueInteger": 1}, {"name": "a", "valueInteger": 2},
+        {"name": "b", "extension": [{"url": DAR, "valueCode": "unknown"}]}]}),
+]
+
+
+@pytest.mark.parametrize(("expression", "shape"), SHAPES, ids=[e for e, _ in SHAPES])
+def test_cql_value_shapes(http: httpx.Client, expression: str, shape: dict[str, Any]) -> None:
+    r = http.get("/$cql", params={"expression": expression})
+    assert r.status_code == 200, r.text
+    assert r.json()["parameter"] == [{"name": "return", **shape}]
