@@ -307,7 +307,11 @@ class CqlService:
         return {"resourceType": "Parameters", "parameter": out}
 
     def evaluate_library(self, res: dict[str, Any], inputs: Inputs) -> dict[str, Any]:
-        """Library/$evaluate: the named (default: every public) definitions of ``res`` for the subject."""
+        """Library/$evaluate: the named (default: every public) definitions of ``res`` for the subject;
+        translation (of a Library holding only CQL) and evaluation together within the time limit."""
+        return with_deadline(lambda: self._evaluate_library(res, inputs), self.timeout_seconds)
+
+    def _evaluate_library(self, res: dict[str, Any], inputs: Inputs) -> dict[str, Any]:
         manager, lib = self._manager(self._elm(res), res.get("url"))
         public = [n for n, d in lib.defs.items() if d.get("accessLevel", "Public") == "Public"]
         names = inputs.expressions or public
@@ -328,17 +332,22 @@ class CqlService:
             if not names:
                 raise BadRequest("subject (Patient/[id]) is required: every definition of this library is in "
                                  "the Patient context")
-        return with_deadline(lambda: self._run(manager, lib, names, inputs, pid), self.timeout_seconds)
+        return self._run(manager, lib, names, inputs, pid)
 
     def evaluate_expression(self, expression: str, libraries: list[tuple[str, str]], inputs: Inputs
                             ) -> dict[str, Any]:
         """$cql: ``expression`` in an ad-hoc library (FHIR 4.0.1, the named stored libraries included under
-        their aliases, the Patient context when a subject is given), answered as the ``return`` parameter."""
-        if not expression.strip():
-            raise BadRequest("expression is empty")
+        their aliases, the Patient context when a subject is given), answered as the ``return`` parameter;
+        its length is checked first, then translation and evaluation run within the time limit."""
         if len(expression) > self.max_expression_chars:
             raise FhirError(f"expression is {len(expression)} characters long; the limit is "
                             f"{self.max_expression_chars}", status=400, code="too-costly")
+        return with_deadline(lambda: self._evaluate_expression(expression, libraries, inputs), self.timeout_seconds)
+
+    def _evaluate_expression(self, expression: str, libraries: list[tuple[str, str]], inputs: Inputs
+                             ) -> dict[str, Any]:
+        if not expression.strip():
+            raise BadRequest("expression is empty")
         if "\x00" in expression:
             raise BadRequest("expression contains a NUL character")
         header = [f"library {ADHOC_NAME} version '0'", "using FHIR version '4.0.1'"]
@@ -370,7 +379,7 @@ class CqlService:
             raise BadRequest("expression must be one CQL expression, not library statements")
         manager, lib = self._manager(result.elm, None)
         pid = self._patient_id(inputs)
-        return with_deadline(lambda: self._run(manager, lib, [RETURN], inputs, pid), self.timeout_seconds)
+        return self._run(manager, lib, [RETURN], inputs, pid)
 
 
 def _translation_error(errors: list[Any], header_lines: int) -> FhirError:
