@@ -31,12 +31,20 @@ define "Names": [Observation] O return O.code.text
 """
 
 
-def _library() -> dict[str, Any]:
-    return {"resourceType": "Library", "id": "probe", "url": "http://example.org/Library/Probe", "name": "Probe",
-            "version": "1", "status": "active",
+RECURSIVE = """library Recursive version '1'
+define function Forever(x Integer) returns Integer: Forever(x + 1)
+define "Loop": Forever(1)
+define "Ping": "Pong"
+define "Pong": "Ping"
+"""
+
+
+def _library(name: str = "Probe", text: str = CQL) -> dict[str, Any]:
+    return {"resourceType": "Library", "id": name.lower(), "url": f"http://example.org/Library/{name}",
+            "name": name, "version": "1", "status": "active",
             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type",
                                  "code": "logic-library"}]},
-            "content": [{"contentType": "text/cql", "data": base64.b64encode(CQL.encode()).decode()}]}
+            "content": [{"contentType": "text/cql", "data": base64.b64encode(text.encode()).decode()}]}
 
 
 def _obs(oid: str, pid: str, text: str) -> dict[str, Any]:
@@ -45,7 +53,7 @@ def _obs(oid: str, pid: str, text: str) -> dict[str, Any]:
 
 
 DATA: list[dict[str, Any]] = [
-    _library(),
+    _library(), _library("Recursive", RECURSIVE),
     {"resourceType": "Patient", "id": PA, "name": [{"family": "Ownfamily"}], "birthDate": "1980-01-01"},
     {"resourceType": "Patient", "id": PB, "name": [{"family": "Secretfamily"}], "birthDate": "1902-03-04"},
     {"resourceType": "Condition", "id": "cq-c1", "subject": {"reference": f"Patient/{PA}"}},
@@ -209,6 +217,15 @@ def test_hostile_input_gets_a_clear_4xx(world: TestClient, path: str) -> None:
                 b"\xff\xfe\x00garbage", b""):
         refused(world.post(path, headers=h, content=raw), {400})
     refused(world.get(path, headers=h, params={"expression": "1", "subject": "Patient/%00"}), {400})
+
+
+def test_recursion_without_end_is_a_422_not_a_crash(world: TestClient) -> None:
+    h = token(world, "system/*.rs")
+    for name in ("Loop", "Ping"):
+        r = world.get("/fhir/Library/recursive/$evaluate", headers=h, params={"expression": name})
+        refused(r, {422})
+        assert "nested too deeply" in r.json()["issue"][0]["diagnostics"]
+    assert values(world.get("/fhir/$cql", headers=h, params={"expression": "6 * 7"})) == {"return": 42}
 
 
 def test_the_expression_length_is_bounded(world: TestClient) -> None:
