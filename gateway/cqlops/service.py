@@ -42,6 +42,7 @@ SUBJECT = re.compile(r"^Patient/([A-Za-z0-9\-.]{1,64})$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 ADHOC_NAME = "CqlOperationExpression"
 RETURN = "return"
+REFIRE_SECONDS = 0.2  # past the deadline, the stop is raised again this often until the evaluation ends
 T = TypeVar("T")
 
 
@@ -101,28 +102,35 @@ def _async_raise(thread_id: int, exc: type[BaseException] | None) -> None:
 def with_deadline(fn: Callable[[], T], seconds: float) -> T:
     """``fn()`` in this thread, stopped with 422 too-costly when it runs longer than ``seconds`` (0: no
     limit). The engine is pure Python, so an exception raised into the thread at the deadline ends even an
-    evaluation that never reads data; a pending one is cleared when ``fn`` finishes in time."""
+    evaluation that never reads data; it is raised again every ``REFIRE_SECONDS`` while ``fn`` runs (a
+    finalizer running in the thread may swallow one), and a pending one is cleared when ``fn`` ends."""
     if seconds <= 0:
         return fn()
     tid = threading.get_ident()
     lock = threading.Lock()
     done = [False]
+    finished = threading.Event()
 
-    def fire() -> None:
-        with lock:
-            if not done[0]:
+    def watch() -> None:
+        if finished.wait(seconds):
+            return
+        while True:
+            with lock:
+                if done[0]:
+                    return
                 _async_raise(tid, EvaluationTimeout)
+            if finished.wait(REFIRE_SECONDS):
+                return
 
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
+    watcher = threading.Thread(target=watch, name="cql-deadline", daemon=True)
     try:
-        timer.start()
+        watcher.start()
         try:
             return fn()
         finally:
             with lock:
                 done[0] = True
-            timer.cancel()
+            finished.set()
             _async_raise(tid, None)
     except EvaluationTimeout:
         raise FhirError(f"The CQL evaluation took longer than {seconds:g} s and was stopped", status=422,
