@@ -25,6 +25,7 @@ from .auth.context import SYSTEM, acting_as
 from .auth.gated import GatedStore
 from .bulk.declarations import OPERATIONS as BULK_OPERATIONS
 from .config import Settings
+from .cqlops.declarations import OPERATIONS as CQL_OPERATIONS
 from .deqm.declarations import OPERATIONS as DEQM_OPERATIONS
 from .ingest.declarations import OPERATIONS as INGEST_OPERATIONS
 from .logs import RequestIdMiddleware
@@ -41,7 +42,7 @@ log = logging.getLogger("gateway")
 
 # every operation the gateway serves, each declared once in its capability package
 REGISTRY = Registry((*DEQM_OPERATIONS, *REST_OPERATIONS, *EVERYTHING_OPERATIONS, *INGEST_OPERATIONS, *BULK_OPERATIONS,
-                     *ATR_OPERATIONS, *TERMINOLOGY_OPERATIONS))
+                     *ATR_OPERATIONS, *TERMINOLOGY_OPERATIONS, *CQL_OPERATIONS))
 
 
 def create_app(settings: Settings, store: Any = None, access_log: bool = True) -> FastAPI:
@@ -105,6 +106,9 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     from .deqm.evaluation import MeasureService
 
     app.state.measures = MeasureService(gated, base, settings.executor, reporter=settings.reporter)
+    from .cqlops.service import CqlService
+
+    app.state.cql = CqlService(gated, base, settings.cql_timeout_seconds, settings.cql_max_expression_chars)
     authority = None
     if settings.auth == "smart":
         from .auth.service import Authority

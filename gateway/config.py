@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     search_max_values: int = 400
     search_max_chain: int = 4
     search_timeout_seconds: float = 30.0
+    # Library/$evaluate and $cql (gateway/cqlops): an evaluation running longer is stopped and answered 422
+    # too-costly (0 turns the limit off); a $cql expression longer than cql_max_expression_chars is refused
+    cql_timeout_seconds: float = 30.0
+    cql_max_expression_chars: int = 10_000
     # validation level per entry point: strict rejects any defect, lenient stores and warns
     validation_rest: str = "strict"
     validation_load: str = "lenient"

@@ -28,6 +28,8 @@ def _requests() -> list[tuple[str, str, bytes | None, str]]:
     for method, path, rtype in (("POST", "/fhir/Patient", "Patient"), ("PUT", "/fhir/Patient/p1", "Patient"),
                                 ("POST", "/fhir", "Bundle"), ("POST", "/fhir/Patient/$validate", "Patient"),
                                 ("POST", "/fhir/Measure/$evaluate-measure", "Parameters"),
+                                ("POST", "/fhir/$cql", "Parameters"),
+                                ("POST", "/fhir/Library/l1/$evaluate", "Parameters"),
                                 ("POST", "/fhir/Group/g1/$member-add", "Parameters"),
                                 ("PATCH", "/fhir/Patient/p1", "Patient")):
         for label, body, ctype in hostile_bodies(rtype):
@@ -36,6 +38,8 @@ def _requests() -> list[tuple[str, str, bytes | None, str]]:
     for path in ("/fhir/Patient/p1/_history/" + "9" * 25, "/fhir/Patient?_id=%00", "/fhir/Patient/p1%00",
                  "/fhir/Measure/%00/$evaluate-measure", "/fhir/$export-status/%00",
                  "/fhir/Measure/m1/$evaluate-measure?periodStart=2025&periodEnd=2025",
+                 "/fhir/$cql?expression=%00", "/fhir/$cql?expression=" + "(" * 3000 + "1" + ")" * 3000,
+                 "/fhir/$cql?expression=1&subject=Patient/%00", "/fhir/Library/%00/$evaluate?subject=Patient/p1",
                  "/fhir/$export?_type=" + ",".join(["Patient"] * 2000)):
         out.append(("GET", path, None, ""))
     return out

@@ -127,7 +127,7 @@ def test_system_level_lists_only_system_operations(client: TestClient) -> None:
     answers 404; each operation now sits at the level and types where it is served."""
     rest = client.get("/fhir/metadata").json()["rest"][0]
     system = {op["name"] for op in rest["operation"]}
-    assert system == {"export", "ingest", "bulk-submit", "bulk-submit-status"}
+    assert system == {"export", "ingest", "bulk-submit", "bulk-submit-status", "cql"}
     assert client.post("/fhir/$evaluate-measure", json={"resourceType": "Parameters"}).status_code == 404
     measure = next(r for r in rest["resource"] if r["type"] == "Measure")
     assert {"evaluate-measure", "evaluate", "care-gaps", "data-requirements", "submit-data", "collect-data", "bulk-submit-data",
@@ -136,6 +136,9 @@ def test_system_level_lists_only_system_operations(client: TestClient) -> None:
     assert {op["definition"].rsplit("/", 1)[1] for op in group["operation"]} == {
         "group-export", "davinci-data-export", "member-add", "member-remove", "confirm-attribution-list",
         "attribution-status", "Resource-validate", "ProviderMemberMatch"}
+    library = next(r for r in rest["resource"] if r["type"] == "Library")
+    assert {op["definition"].rsplit("/", 1)[1] for op in library["operation"]} == {
+        "cpg-library-evaluate", "Resource-validate"}
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
     assert {op["definition"].rsplit("/", 1)[1] for op in patient["operation"]} == {
         "patient-export", "Patient-everything", "Resource-validate"}

@@ -75,9 +75,11 @@ def _value(p: dict[str, Any]) -> Any:
                      "decimal, string, code, date, dateTime, time, Period, Quantity, Coding)")
 
 
-def cql_parameters(resource: Any) -> dict[str, Any]:
+def cql_parameters(resource: Any, reserved: tuple[str, ...] = RESERVED) -> dict[str, Any]:
     """The ``parameters`` input (a Parameters resource) as CQL parameter values by name, for the measure's
-    libraries (``Library.Name`` or ``Name``). Malformed input is a 400, never a silent default."""
+    libraries (``Library.Name`` or ``Name``). Malformed input is a 400, never a silent default. ``reserved``
+    names are refused (a measure's period comes from periodStart and periodEnd; CPG ``Library/$evaluate``
+    reserves none)."""
     if not isinstance(resource, dict) or resource.get("resourceType") != "Parameters":
         raise BadRequest("parameters must be a Parameters resource")
     entries = resource.get("parameter")
@@ -90,7 +92,7 @@ def cql_parameters(resource: Any) -> dict[str, Any]:
         if not isinstance(p, dict) or not isinstance(p.get("name"), str) or not p["name"]:
             raise BadRequest("parameters: every entry needs a name")
         name = p["name"]
-        if name.split(".")[-1] in RESERVED:
+        if name.split(".")[-1] in reserved:
             raise BadRequest(f"parameters: {name} is set by periodStart and periodEnd")
         if name in out:
             raise BadRequest(f"parameters: {name} is given twice")
