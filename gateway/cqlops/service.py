@@ -23,7 +23,7 @@ import orjson
 from ..cql import datetime as cqldt
 from ..cql import quantity as cqlq
 from ..cql.compiler import translate_library
-from ..cql.compiler.resources import cql_text
+from ..cql.compiler.resources import cql_text, translate_stored
 from ..cql.datasource import BundleDataSource
 from ..cql.engine import Context, Engine
 from ..cql.interval import Interval
@@ -210,15 +210,14 @@ class CqlService:
             raise Unprocessable(str(exc)) from None
         if elm is not None:
             return elm
-        text = cql_text(res)
-        if text is None:
+        if cql_text(res) is None:
             raise Unprocessable(f"{what} has neither application/elm+json nor text/cql content to evaluate")
-        result = translate_library(text, self._cql_provider)
-        if result.elm is None or result.errors:
+        translated, errors = translate_stored(res, self._library_by_name)
+        if translated is None:
             issues = [Issue("error", "processing", f"CQL {e.line}:{e.col}: {e.message}", ["Library.content"])
-                      for e in result.errors]
+                      for e in errors] or [Issue("error", "processing", "the CQL gives no ELM", ["Library.content"])]
             raise FhirError(f"{what}: the CQL does not translate", issues=issues, status=422, code="processing")
-        return result.elm
+        return translated
 
     def _cql_provider(self, name: str, version: str | None) -> str | None:
         """CQL text of a stored Library by name (and version), for the translator's includes."""

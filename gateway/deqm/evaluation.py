@@ -26,9 +26,9 @@ from ..fhir.dates import DateParseError, parse_range
 from ..fhir.errors import BadRequest, FhirError, NotFound, Unprocessable
 from ..measure.aggregate import ReportTally
 from ..measure.calculator import SubjectResult, evaluate_subject
-from ..measure.gcpolicy import fewer_collections
 from ..measure.executor import ExecutorUnavailable
 from ..measure.fhirpath_criteria import FhirPathCriteriaError, check_measure
+from ..measure.gcpolicy import fewer_collections
 from ..measure.model import MeasureDef
 from ..measure.report import individual_report, summary_report
 from ..search.query import QueryParser

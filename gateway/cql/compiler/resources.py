@@ -92,24 +92,16 @@ def translate_stored(library: dict[str, Any], find: Callable[[str, str | None], 
     """The ELM of a stored Library that holds only CQL (stored before the translator existed, or written when
     its CQL did not translate), translated on demand: the Libraries it includes, and theirs in turn, are
     looked up with ``find(name, version)`` (the caller's own, gated, way of reading Libraries). Returns the
-    ELM JSON (None when there is no CQL or it does not translate) and the diagnostics."""
-    if cql_text(library) is None:
+    ELM JSON (None when there is no CQL or it does not translate cleanly) and the diagnostics."""
+    text = cql_text(library)
+    if text is None:
         return None, []
-    found: list[dict[str, Any]] = []
-    seen = {str(library.get("name"))}
-    pending = list(included_names(library))
-    while pending:
-        name, version = pending.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        included = find(name, version)
-        if included is not None:
-            found.append(included)
-            pending.extend(included_names(included))
-    translated, report = translate_resources([library, *found], replace_elm=False)
-    errors = report[0].errors if report else []
-    for att in translated[0].get("content") or []:
-        if content_type(att) == ELM_TYPE and not errors:
-            return json.loads(base64.b64decode(att["data"])), errors
-    return None, errors
+
+    def provider(name: str, version: str | None) -> str | None:
+        found = find(name, version)
+        return cql_text(found) if found is not None else None
+
+    result = translate_library(text, provider)
+    if result.errors:
+        return None, result.errors
+    return (json.loads(elm_json(result.elm)) if result.elm is not None else None), []
