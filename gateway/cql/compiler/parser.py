@@ -725,7 +725,7 @@ class Parser:
                     if self.tok.text in PRECISIONS and self.peek().kind != "op" or self.tok.text in PRECISIONS:
                         pt = self.tok
                         self.i += 1
-                        per = self.node("quantity", pt, value="1", unit=pt.text)
+                        per = self.node("quantity", pt, value="1.0", unit=pt.text)
                     else:
                         per = self.expression()
                 return self.node("setagg", t, op="Expand" if w == "expand" else "Collapse", operand=operand, per=per)
