@@ -151,6 +151,23 @@ def test_collapse_per_precision_is_a_decimal_quantity() -> None:
     assert str(per["value"]) == "1.0"
 
 
+def test_union_chain_grouped_in_pairs() -> None:
+    """``A union B union C union D union E`` is grouped as the reference translator groups it, neighbours in
+    pairs and the pairs from left to right, and still evaluates to every distinct element."""
+    text = "library L\ndefine U: {1} union {2} union {3} union {2, 4} union {5}\n"
+    result = translate_library(text)
+    assert result.ok
+
+    def shape(n: dict[str, Any]) -> Any:
+        if n["type"] == "Union":
+            return [shape(o) for o in n["operand"]]
+        return int(n["element"][-1]["value"])
+
+    (u,) = result.elm["library"]["statements"]["def"]
+    assert shape(u["expression"]) == [[[1, 2], [3, 4]], 5]
+    assert run_cql(text, ["U"]) == {"U": [1, 2, 3, 4, 5]}
+
+
 @pytest.fixture(scope="module")
 def parity() -> list[ParityResult]:
     require_shared()

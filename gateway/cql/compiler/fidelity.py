@@ -67,19 +67,6 @@ def _valueset_expression(n: dict[str, Any]) -> Node:
     return n
 
 
-def _grouping(n: dict[str, Any]) -> Node:
-    """A chain of ``union`` as one n-ary node, whatever its grouping."""
-    if n.get("type") != "Union" or not isinstance(n.get("operand"), list):
-        return n
-    flat: list[Any] = []
-    for o in n["operand"]:
-        if isinstance(o, dict) and o.get("type") == "Union" and set(o) == {"type", "operand"}:
-            flat.extend(o["operand"])
-        else:
-            flat.append(o)
-    return {**n, "operand": flat}
-
-
 def _is_conversion(n: Any) -> bool:
     return (isinstance(n, dict) and n.get("type") == "FunctionRef" and n.get("libraryName") == "FHIRHelpers"
             and str(n.get("name", "")).startswith("To") and len(n.get("operand") or []) == 1)
@@ -310,11 +297,6 @@ CATEGORIES: list[Category] = [
              "The reference writes a value set membership test's value set both as `valueset` and as the ELM "
              "1.5.3 `valuesetExpression` holding the same `ValueSetRef`; we write `valueset` only. The engine "
              "reads the same value set from either.", _valueset_expression),
-    Category("grouping", "grouping of `union` chains",
-             "`A union B union C union D`: we group left to right, `((A union B) union C) union D`; the reference "
-             "pairs neighbours first, `(A union B) union (C union D)`. `union` is associative (it returns the "
-             "distinct elements of both lists), so the grouping does not change the result.",
-             _grouping),
     Category("conversion-placement", "where FHIR-to-System conversions sit",
              "A FHIRHelpers conversion (`ToConcept`, `ToValue`, `ToInterval`, `ToString` …) applied at a "
              "different point, or not written: the reference converts a whole source list (`X $this return "
