@@ -125,6 +125,49 @@ def test_translation_is_json_ready_elm() -> None:
     assert d["expression"]["minute"]["value"] == "30"
 
 
+def test_or_less_offset_needs_a_known_boundary() -> None:
+    """``ends 1 hour or less on or before start of B`` is false, not null, when B's start is unknown (the spec's
+    and the reference translator's ``and start of B is not null``); with a known start it is the range test."""
+    text = """library L
+define Known: Interval[@2026-01-01T09:00:00, @2026-01-01T09:30:00]
+  ends 1 hour or less on or before start of Interval[@2026-01-01T10:00:00, @2026-01-01T11:00:00]
+define TooEarly: Interval[@2026-01-01T07:00:00, @2026-01-01T08:30:00]
+  ends 1 hour or less on or before start of Interval[@2026-01-01T10:00:00, @2026-01-01T11:00:00]
+define UnknownStart: Interval[@2026-01-01T09:00:00, @2026-01-01T09:30:00]
+  ends 1 hour or less on or before start of Interval(null as DateTime, @2026-01-01T11:00:00]
+"""
+    assert run_cql(text, ["Known", "TooEarly", "UnknownStart"]) == {
+        "Known": True, "TooEarly": False, "UnknownStart": False}
+
+
+def test_collapse_per_precision_is_a_decimal_quantity() -> None:
+    """``collapse X per day`` writes the Quantity ``1.0 'day'`` the reference writes (a Quantity's value is a
+    Decimal)."""
+    result = translate_library("library L\ndefine C: collapse { Interval[@2026-01-01, @2026-01-03] } per day")
+    assert result.ok
+    (c,) = result.elm["library"]["statements"]["def"]
+    per = c["expression"]["operand"][1]
+    assert per["type"] == "Quantity" and per["unit"] == "day"
+    assert str(per["value"]) == "1.0"
+
+
+def test_union_chain_grouped_in_pairs() -> None:
+    """``A union B union C union D union E`` is grouped as the reference translator groups it, neighbours in
+    pairs and the pairs from left to right, and still evaluates to every distinct element."""
+    text = "library L\ndefine U: {1} union {2} union {3} union {2, 4} union {5}\n"
+    result = translate_library(text)
+    assert result.ok
+
+    def shape(n: dict[str, Any]) -> Any:
+        if n["type"] == "Union":
+            return [shape(o) for o in n["operand"]]
+        return int(n["element"][-1]["value"])
+
+    (u,) = result.elm["library"]["statements"]["def"]
+    assert shape(u["expression"]) == [[[1, 2], [3, 4]], 5]
+    assert run_cql(text, ["U"]) == {"U": [1, 2, 3, 4, 5]}
+
+
 @pytest.fixture(scope="module")
 def parity() -> list[ParityResult]:
     require_shared()

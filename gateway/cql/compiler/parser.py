@@ -280,9 +280,22 @@ class Parser:
                     continue
                 break
             w = t.text
-            if w in ("union", "intersect", "except", "|") and min_bp <= SET_BP:
+            if w in ("union", "|") and min_bp <= SET_BP:
+                # a chain of unions grouped as the reference translator groups it: neighbours in pairs,
+                # the pairs from left to right ((A | B) | (C | D)) | E (union is associative: same result)
+                operands = [left]
+                while self.tok.text in ("union", "|"):
+                    self.i += 1
+                    operands.append(self.expression(SET_BP + 1))
+                pairs = [operands[i] if i + 1 == len(operands) else
+                         self.node("binary", t, op="Union", left=operands[i], right=operands[i + 1])
+                         for i in range(0, len(operands), 2)]
+                left = pairs[0]
+                for right in pairs[1:]:
+                    left = self.node("binary", t, op="Union", left=left, right=right)
+            elif w in ("intersect", "except") and min_bp <= SET_BP:
                 self.i += 1
-                op = {"|": "Union", "union": "Union", "intersect": "Intersect", "except": "Except"}[w]
+                op = {"intersect": "Intersect", "except": "Except"}[w]
                 left = self.node("binary", t, op=op, left=left, right=self.expression(SET_BP + 1))
             elif w == "implies" and min_bp <= IMPLIES_BP:
                 self.i += 1
@@ -725,7 +738,7 @@ class Parser:
                     if self.tok.text in PRECISIONS and self.peek().kind != "op" or self.tok.text in PRECISIONS:
                         pt = self.tok
                         self.i += 1
-                        per = self.node("quantity", pt, value="1", unit=pt.text)
+                        per = self.node("quantity", pt, value="1.0", unit=pt.text)
                     else:
                         per = self.expression()
                 return self.node("setagg", t, op="Expand" if w == "expand" else "Collapse", operand=operand, per=per)

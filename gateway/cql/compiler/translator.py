@@ -8,6 +8,7 @@ cheapest wins, and the conversions it needs are written into the ELM (``ToDecima
 
 from __future__ import annotations
 
+import copy
 import re
 from decimal import Decimal
 from typing import Any
@@ -772,7 +773,13 @@ class ExpressionTranslator:
         pt = common_type([low[1], high[1]])
         iv = with_type({"type": "Interval", "lowClosed": lc, "highClosed": hc, "low": low[0], "high": high[0]},
                        ("Interval", pt))
-        return self.call("In", [a, (iv, ("Interval", pt))], n, **extra)
+        within = self.call("In", [a, (iv, ("Interval", pt))], n, **extra)
+        if not closed_far:
+            return within
+        # "or less" also requires the boundary it is measured from to be known (CQL 1.5 timing phrases:
+        # "... and start of B is not null"), so an unknown boundary gives false, not null
+        known = self.call("Not", [self.call("IsNull", [(copy.deepcopy(b[0]), b[1])], n)], n)
+        return self.call("And", [within, known], n)
 
     def within(self, a: Typed, b: Typed, p: dict[str, Any], n: Node) -> Typed:
         q = self.t_quantity(p["quantity"], Scope())
