@@ -51,6 +51,8 @@ def report_of(run: dict[str, list[Any]]) -> dict[str, Any]:
 
 def _who(ps: dict[str, list[Any]]) -> str:
     client, user = one(ps, "client"), one(ps, "user")
+    if not client and user == "local-operator":  # ingest/runs.py LOCAL_OPERATOR: the command line
+        return "local operator (command line)"
     if client and user and user != client:
         return f"{user} (through {client})"
     return str(user or client or "local operator")
