@@ -175,8 +175,8 @@ def test_the_feeds_screen_shows_runs_jobs_and_notifications(feeds: Feeds, browse
         scells = row_text(page, "#sub-feeds-s1")
         assert scells[3] == "active" and scells[4] == status["lastNotification"]
         assert scells[5] == "handshake delivered" and scells[7] == str(status["notificationsSent"])
-        check_access(page)
         screenshot(page, "console-feeds")
+        check_access(page)
         # open the run with the keyboard
         page.focus(f"#run-{run_id}")
         page.keyboard.press("Enter")
@@ -189,7 +189,7 @@ def test_the_feeds_screen_shows_runs_jobs_and_notifications(feeds: Feeds, browse
         warnings = page.eval_on_selector_all("#warnings-table tbody tr", "rows => rows.map(r => "
                                              "[r.cells[0].innerText.trim(), r.cells[1].innerText.trim()])")
         assert warnings == [[g["rule"], str(g["count"])] for g in expected["warnings"]]
-        check_access(page)
         screenshot(page, "console-feeds-run")
+        check_access(page)
     finally:
         page.context.close()
