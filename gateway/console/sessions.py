@@ -12,7 +12,8 @@ SameSite=Lax cookie (Secure when the gateway is served over https). The database
 
 A session lives ``IDLE_SECONDS`` without use and at most ``MAX_SECONDS`` from its creation; a sign-in that
 was started but not completed ``PENDING_SECONDS``. Expired rows are deleted when they are next presented and
-in passing when new sessions are made; signing out deletes the row (after the tokens are revoked).
+in passing when new sessions are made; signing out deletes the row (after the tokens are revoked). At most
+``MAX_PENDING`` sign-ins in progress are kept (the oldest half goes beyond it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from ..store.sql.tables import CONSOLE_SESSION
 
@@ -36,6 +37,7 @@ IDLE_SECONDS = 12 * 3600  # a session unused this long is gone
 MAX_SECONDS = 24 * 3600  # and none lives longer than this from its creation
 PENDING_SECONDS = 600  # a sign-in started but not finished
 TOUCH_SECONDS = 60  # the last-use time is written at most this often
+MAX_PENDING = 10_000  # sign-ins started and not finished; beyond it the oldest half is dropped
 KEY_LABEL = b"gateway console session key v1"
 
 
@@ -116,11 +118,26 @@ class Sessions:
         """A new, empty session (its row written); expired rows of others are deleted on the way."""
         now = time.time()
         self._write(delete(CONSOLE_SESSION).where(C.expires < now))
+        self._bound_pending()
         s = Session(secrets.token_urlsafe(32), created=now)
         self._write(insert(CONSOLE_SESSION).values(id_hash=id_hash(s.sid), username=s.username,
                                                    fhir_user=s.fhir_user, secret=_seal(s), created=now, used=now,
                                                    expires=self._expiry(s, now)))
         return s
+
+    def _bound_pending(self) -> None:
+        """Anyone may start a sign-in, and each one is a row until it expires: past ``MAX_PENDING`` of them the
+        oldest half goes (their sign-ins then fail and start again), so a flood of sign-in starts cannot fill
+        the table. Signed-in sessions are never dropped this way."""
+        pending = C.username.is_(None)
+        with self.engine.connect() as conn:
+            n = conn.execute(select(func.count()).select_from(CONSOLE_SESSION).where(pending)).scalar_one()
+            if n < MAX_PENDING:
+                return
+            cutoff = conn.execute(select(C.created).where(pending).order_by(C.created.desc())
+                                  .offset(MAX_PENDING // 2).limit(1)).scalar_one_or_none()
+        if cutoff is not None:
+            self._write(delete(CONSOLE_SESSION).where(pending, C.created <= cutoff))
 
     def save(self, s: Session) -> None:
         """Write the session's current state (sign-in progress, tokens after a sign-in or a refresh)."""

@@ -161,3 +161,25 @@ def test_the_session_table_holds_no_usable_cookie_or_token(console: TestClient, 
         conn.execute(CONSOLE_SESSION.update().where(CONSOLE_SESSION.c.id_hash == row.id_hash).values(expires=0))
     assert console.get("/console/attribution", follow_redirects=False).status_code == 303
     assert row.id_hash not in {r.id_hash for r in _session_rows(store)}
+
+
+def test_a_flood_of_sign_in_starts_cannot_fill_the_session_table(console: TestClient, store: SqlStore,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import delete
+
+    from gateway.console import sessions
+    from gateway.store.sql.tables import CONSOLE_SESSION
+
+    with store.engine.begin() as conn:
+        conn.execute(delete(CONSOLE_SESSION))
+    monkeypatch.setattr(sessions, "MAX_PENDING", 6)
+    sign_in(console)  # one signed-in session, which the bound never drops
+    signed = console.cookies["console_session"]
+    for _ in range(20):  # cookie-less sign-in starts, each a new pending row
+        fresh = TestClient(console.app, base_url=str(console.base_url))
+        assert fresh.get("/console/login", follow_redirects=False).status_code == 303
+    rows = _session_rows(store)
+    assert len([r for r in rows if r.username is None]) <= 6
+    assert [r.username for r in rows if r.username is not None] == [USER]
+    console.cookies.set("console_session", signed)
+    assert console.get("/console/attribution").status_code == 200
