@@ -3,9 +3,9 @@
 The console is a SMART app that happens to be served by the gateway: it finds the authorization and token
 endpoints in ``.well-known/smart-configuration``, sends the user to the authorization server with PKCE
 (S256) and exchanges the code with authlib's OAuth 2 client. Tokens stay on the server, in a session the
-browser holds only an opaque, HttpOnly cookie for (stored in the database, encrypted: ``sessions.py``). Every FHIR call carries the user's access token and goes
-through the whole application (authentication, scopes, the store gate, audit) in process, over httpx's ASGI
-transport: no network hop, and no way around the API. authlib refreshes the access token when it expires.
+browser holds only an opaque, HttpOnly cookie for (a database row, the tokens sealed: ``sessions.py``). Every
+FHIR call carries the user's access token and goes through the whole application (authentication, scopes,
+the store gate, audit) in process, over httpx's ASGI transport: no network hop, and no way around the API. authlib refreshes the access token when it expires.
 
 Under ``--auth off`` there is no sign-in (the API is open on loopback) and the console calls it without a
 token, as any other client there would.
