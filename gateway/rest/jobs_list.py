@@ -50,7 +50,7 @@ async def jobs(request: Request) -> Response:
     client, subject = request_client_id(request), request_subject(request)
     owner: tuple[str | None, str | None] | None = None
     user = None
-    if grant is not None and JOBS_ALL_SCOPE not in grant.scopes.other:
+    if grant is not None and not grant.system and JOBS_ALL_SCOPE not in grant.scopes.other:
         owner = (client, subject)
         user = subject if subject is not None and subject != client else None
     store = request.app.state.jobs.jobs
