@@ -36,13 +36,14 @@ from .rest import instance, system, type_level
 from .rest.capability import build_capability
 from .rest.declarations import OPERATIONS as REST_OPERATIONS
 from .rest.everything.declaration import OPERATIONS as EVERYTHING_OPERATIONS
+from .subscriptions.declarations import OPERATIONS as SUBSCRIPTION_OPERATIONS
 from .terminology.declarations import OPERATIONS as TERMINOLOGY_OPERATIONS
 
 log = logging.getLogger("gateway")
 
 # every operation the gateway serves, each declared once in its capability package
 REGISTRY = Registry((*DEQM_OPERATIONS, *REST_OPERATIONS, *EVERYTHING_OPERATIONS, *INGEST_OPERATIONS, *BULK_OPERATIONS,
-                     *ATR_OPERATIONS, *TERMINOLOGY_OPERATIONS, *CQL_OPERATIONS))
+                     *ATR_OPERATIONS, *TERMINOLOGY_OPERATIONS, *CQL_OPERATIONS, *SUBSCRIPTION_OPERATIONS))
 
 
 def create_app(settings: Settings, store: Any = None, access_log: bool = True) -> FastAPI:

@@ -651,6 +651,14 @@ def token(
     typer.echo(json.dumps(body) if full else body["access_token"])
 
 
+
+def _run_files(paths: list[Path]) -> list[str]:
+    """The names of the files an ingest run read (a folder's files by name; no paths are recorded)."""
+    names: list[str] = []
+    for p in paths:
+        names += [f.name for f in (sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])]
+    return names[:1000]
+
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Input files or folders")],
@@ -678,10 +686,13 @@ def ingest(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .ingest.runs import LOCAL_OPERATOR
+    from .ingest.runs import record as record_run
     from .ingest.service import Ingestor
     from .mapping.quality import report_lines
     from .mapping.spec import SpecError, find_spec, with_strictness
     from .resources.rest import RestService
+    from .store.sql.feeds import now_instant
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -695,12 +706,15 @@ def ingest(
         raise typer.Exit(1) from None
     settings = _settings(database)
     store = _open_store_or_exit(settings)
+    started = now_instant()
     try:
         with Progress(TextColumn(f"ingesting {fmt}"), BarColumn(), MofNCompleteColumn(), TextColumn("records"),
                       TimeElapsedColumn(), disable=quiet, transient=True, console=Console(stderr=True)) as bar:
             task = bar.add_task("ingest", total=None)
             summary = Ingestor(RestService(_gated(store, settings), settings.fhir_base()), spec,
                                progress=lambda n: bar.advance(task, n), workers=workers).ingest(paths)
+        if summary.files and (summary.records or summary.rejects):  # a run that read something is recorded
+            record_run(store, summary, _run_files(paths), "cli", started, None, LOCAL_OPERATOR)
     except OSError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

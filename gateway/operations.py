@@ -31,6 +31,14 @@ from typing import Literal
 Level = Literal["system", "type", "instance"]
 SCOPE_LEVELS: frozenset[str] = frozenset({"patient", "user", "system"})
 USER_SYSTEM: frozenset[str] = frozenset({"user", "system"})
+# scopes the gateway defines besides SMART's resource scopes, for data that is not a FHIR resource; an
+# operation requires them with ``Operation.scopes``, a client gets them only when registered with them
+FEEDS_SCOPE = "gateway.feeds.read"  # read the recorded ingest runs ($ingest-runs)
+JOBS_ALL_SCOPE = "gateway.jobs.read-all"  # see every client's and user's jobs in $jobs, not only one's own
+GATEWAY_SCOPES: dict[str, str] = {
+    FEEDS_SCOPE: "See the data feeds loaded into the gateway (ingest runs with their rejected records)",
+    JOBS_ALL_SCOPE: "See every user's and system's background jobs and their status",
+}
 ANY_TYPE = "*"  # in Endpoint.types: every resource type (the path takes a {rtype} parameter)
 PATH_TYPE = "{type}"  # in a Need: the resource type the operation's path names
 
@@ -104,6 +112,7 @@ class Operation:
     extension: tuple[dict[str, str], ...] = ()
     affects_state: bool = False
     part_of: str | None = None  # for endpoints without a canonical: the key of the operation they serve
+    scopes: frozenset[str] = frozenset()  # gateway-defined scopes (not resource scopes) the grant must all hold
 
     @property
     def levels(self) -> frozenset[str]:

@@ -22,7 +22,16 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.store.sql.store import SqlStore
-from gateway.store.sql.tables import FEED_POSITION, HISTORY, IDX, JOB, RESOURCE
+from gateway.store.sql.tables import (
+    CONSOLE_SESSION,
+    FEED_POSITION,
+    HISTORY,
+    IDX,
+    INGEST_RUN,
+    JOB,
+    RESOURCE,
+    SUBSCRIPTION_DELIVERY,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -120,7 +129,8 @@ def session_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 def wipe(store: SqlStore) -> None:
     with store.engine.begin() as conn:
-        for t in [*IDX.values(), HISTORY, RESOURCE, JOB, FEED_POSITION]:
+        for t in [*IDX.values(), HISTORY, RESOURCE, JOB, FEED_POSITION, INGEST_RUN, SUBSCRIPTION_DELIVERY,
+                  CONSOLE_SESSION]:
             conn.execute(t.delete())
 
 

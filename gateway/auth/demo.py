@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..operations import FEEDS_SCOPE
 from .assertion_client import generate_client_key
 from .clients import ClientStore
 from .users import add_user
@@ -44,8 +45,9 @@ def ensure_care_gaps_client(clients: ClientStore, settings: Any) -> str:
                 redirect_uris=json.dumps([*client.redirect_uris, redirect])))
     return f"Care-gaps SMART app: {base.removesuffix('/fhir')}/apps/care-gaps/ (client_id {CARE_GAPS}); demo EHR " \
            f"launcher: {base.removesuffix('/fhir')}/apps/ehr-launcher"
-# the console at /console/ (gateway/console): a public client, PKCE, user scopes and attribution list changes
-CONSOLE_SCOPE = "openid fhirUser online_access user/*.rs user/Group.u"
+# the console at /console/ (gateway/console): a public client, PKCE, user scopes, attribution list changes and
+# the ingest runs of its Data feeds screen (not everyone's jobs: an operator's console is registered for that)
+CONSOLE_SCOPE = f"openid fhirUser online_access user/*.rs user/Group.u {FEEDS_SCOPE}"
 
 
 def _state_dir(settings: Any) -> Path:

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from html import escape
 
+from ..operations import GATEWAY_SCOPES
 from .scopes import ScopeSet
 
 OAUTH_FIELDS = ("response_type", "client_id", "redirect_uri", "scope", "state", "aud", "launch",
@@ -70,6 +71,7 @@ _OTHER = {
     "launch/encounter": "Know which visit was chosen",
     "offline_access": "Keep this access after you close the app, until you withdraw it",
     "online_access": "Keep this access while you are using the app",
+    **GATEWAY_SCOPES,
 }
 
 

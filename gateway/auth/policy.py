@@ -68,6 +68,7 @@ class OperationPolicy:
     type_param: str | None = None  # e.g. _type for $export: the listed types replace "*" in needs
     levels: frozenset[str] = frozenset({"patient", "user", "system"})
     type_params: tuple[str, ...] = ()  # every parameter that lists types (type_param is the first)
+    scopes: frozenset[str] = frozenset()  # gateway-defined scopes the grant must all hold (besides the needs)
 
     def type_names(self) -> tuple[str, ...]:
         """The parameters whose values name the resource types the operation touches."""
@@ -78,7 +79,7 @@ def operation_policy(op: Operation) -> OperationPolicy:
     """The access policy of one registry declaration (gateway/operations.py)."""
     return OperationPolicy(op.needs, patient=op.patient, subject_param=op.subject_param,
                            type_param=op.type_params[0] if op.type_params else None, levels=op.scope_levels,
-                           type_params=op.type_params)
+                           type_params=op.type_params, scopes=op.scopes)
 
 
 def _by_code(registry: Registry) -> dict[str, OperationPolicy]:
@@ -225,6 +226,10 @@ def check(scopes: ScopeSet, req: AccessRequest) -> None:
         # an operation that needs no particular scope (a job's status: its owner's grant is checked there)
         # still needs some FHIR access at an allowed level
         raise Denied(f"The granted scopes give no FHIR access at level {'/'.join(sorted(req.levels))}")
+    missing = sorted((req.policy.scopes if req.policy is not None else frozenset()) - scopes.other)
+    if req.interaction == "operation" and missing:
+        raise Denied(f"The granted scopes do not allow operation ${req.operation}: it needs the scope "
+                     f"{' and '.join(missing)}")
     for need in req.needs:
         for letter in need.letters:
             ok = any(s.covers(need.rtype, letter) and s.level in req.levels for s in scopes.resource)

@@ -3,9 +3,9 @@
 The console is a SMART app that happens to be served by the gateway: it finds the authorization and token
 endpoints in ``.well-known/smart-configuration``, sends the user to the authorization server with PKCE
 (S256) and exchanges the code with authlib's OAuth 2 client. Tokens stay on the server, in a session the
-browser holds only an opaque, HttpOnly cookie for. Every FHIR call carries the user's access token and goes
-through the whole application (authentication, scopes, the store gate, audit) in process, over httpx's ASGI
-transport: no network hop, and no way around the API. authlib refreshes the access token when it expires.
+browser holds only an opaque, HttpOnly cookie for (a database row, the tokens sealed: ``sessions.py``). Every
+FHIR call carries the user's access token and goes through the whole application (authentication, scopes,
+the store gate, audit) in process, over httpx's ASGI transport: no network hop, and no way around the API. authlib refreshes the access token when it expires.
 
 Under ``--auth off`` there is no sign-in (the API is open on loopback) and the console calls it without a
 token, as any other client there would.
@@ -13,10 +13,6 @@ token, as any other client there would.
 
 from __future__ import annotations
 
-import secrets
-import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -24,12 +20,13 @@ from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from ..config import public_base
+from ..operations import FEEDS_SCOPE, JOBS_ALL_SCOPE
+from .sessions import Session, Sessions
 
-# what the console asks for: who the user is, reading what the user may read, and changing attribution lists
-SCOPE = "openid fhirUser online_access user/*.rs user/Group.u"
+# what the console asks for: who the user is, reading what the user may read, changing attribution lists, and
+# the ingest runs and everyone's jobs (granted only when the console client is registered with those scopes)
+SCOPE = f"openid fhirUser online_access user/*.rs user/Group.u {FEEDS_SCOPE} {JOBS_ALL_SCOPE}"
 SESSION_COOKIE = "console_session"
-SESSION_TTL = 12 * 3600  # seconds a session lives without use
-MAX_SESSIONS = 10_000
 FHIR_JSON = "application/fhir+json"
 
 
@@ -46,46 +43,16 @@ class SignInNeeded(Exception):
     """The session has no usable token (never signed in, signed out, or the grant ended)."""
 
 
-@dataclass
-class Session:
-    sid: str
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    token: dict[str, Any] | None = None
-    username: str | None = None
-    fhir_user: str | None = None
-    pending: dict[str, str] = field(default_factory=dict)  # state, code_verifier and return path of a sign-in
-    used: float = field(default_factory=time.monotonic)
+__all__ = ["SESSION_COOKIE", "ApiError", "Fhir", "Session", "Sessions", "SignInNeeded", "auth_enabled", "client_id",
+           "fhir_base", "oauth_client", "sessions", "smart_configuration", "transport"]
 
 
-class Sessions:
-    """Console sessions in this process's memory, by an unguessable id; idle ones expire."""
-
-    def __init__(self) -> None:
-        self._by_id: dict[str, Session] = {}
-        self._lock = threading.Lock()
-
-    def get(self, sid: str | None) -> Session | None:
-        now = time.monotonic()
-        with self._lock:
-            s = self._by_id.get(sid or "")
-            if s is None or now - s.used > SESSION_TTL:
-                self._by_id.pop(sid or "", None)
-                return None
-            s.used = now
-            return s
-
-    def new(self) -> Session:
-        with self._lock:
-            if len(self._by_id) >= MAX_SESSIONS:  # drop the idlest first
-                for sid, _ in sorted(self._by_id.items(), key=lambda kv: kv[1].used)[: MAX_SESSIONS // 10]:
-                    del self._by_id[sid]
-            s = Session(secrets.token_urlsafe(32))
-            self._by_id[s.sid] = s
-            return s
-
-    def drop(self, sid: str) -> None:
-        with self._lock:
-            self._by_id.pop(sid, None)
+def sessions(app: Any) -> Sessions:
+    """The console sessions of the app's database (made on first use)."""
+    state = app.state
+    if getattr(state, "console_sessions", None) is None:
+        state.console_sessions = Sessions(state.store)
+    return state.console_sessions
 
 
 def fhir_base(app: Any) -> str:
@@ -129,8 +96,11 @@ def oauth_client(app: Any, session: Session | None = None, token_endpoint: str |
                            access_token: str | None = None) -> None:
         if session is not None:
             session.token = dict(token)
+            sessions(app).save(session)  # the refreshed tokens, for every instance
 
-    return AsyncOAuth2Client(client_id=client_id(app), scope=SCOPE, redirect_uri=redirect,
+    # a refresh asks for what was granted: the console asks for scopes the client may not be registered with
+    scope = str(session.token.get("scope") or SCOPE) if session is not None and session.token else SCOPE
+    return AsyncOAuth2Client(client_id=client_id(app), scope=scope, redirect_uri=redirect,
                              code_challenge_method="S256", token_endpoint_auth_method="none",
                              token=session.token if session else None, token_endpoint=token_endpoint,
                              update_token=update_token, transport=transport(app), timeout=600)

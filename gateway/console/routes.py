@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from . import data, views
+from . import data, feeds, views
 from .api import (
     SESSION_COOKIE,
     ApiError,
@@ -26,6 +26,7 @@ from .api import (
     client_id,
     fhir_base,
     oauth_client,
+    sessions,
     smart_configuration,
     transport,
 )
@@ -40,10 +41,9 @@ HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Pol
 
 def _sessions(request: Request) -> Sessions:
     state = request.app.state
-    if getattr(state, "console_sessions", None) is None:
-        state.console_sessions = Sessions()
+    if getattr(state, "console_cache", None) is None:
         state.console_cache = data.ReportCache()
-    return state.console_sessions
+    return sessions(request.app)
 
 
 def _session(request: Request) -> Session | None:
@@ -104,6 +104,7 @@ async def _screen(request: Request, current: str, title: str,
     except SignInNeeded:
         if session is not None:
             session.token = None
+            _sessions(request).save(session)
         return RedirectResponse(link("/console/login", next=str(request.url.path)), status_code=303)
     except ApiError as exc:
         status = exc.status if exc.status in (400, 403, 404, 409, 412, 422) else 502
@@ -148,6 +149,7 @@ async def login(request: Request, next: str | None = None) -> Response:
                                                      aud=fhir_base(request.app))
     session.pending = {"state": state, "verifier": verifier, "next": _safe_next(next),
                        "token_endpoint": str(config["token_endpoint"])}
+    _sessions(request).save(session)  # the callback may reach another instance
     response = RedirectResponse(url, status_code=303)
     _set_cookie(request, response, session)
     return response
@@ -178,6 +180,7 @@ async def callback(request: Request) -> Response:
     if session is None or not pending or not hmac.compare_digest(q.get("state", ""), pending.get("state", "")):
         return refused("This sign-in answer does not belong to a sign-in started here.")
     session.pending = {}
+    _sessions(request).save(session)  # a sign-in answer is used once
     if q.get("error"):
         return refused(f"The authorization server said: {q.get('error_description') or q.get('error')}", 403)
     client = oauth_client(request.app)
@@ -193,6 +196,7 @@ async def callback(request: Request) -> Response:
     session.username = str(claims.get("sub") or "user")
     fhir_user = str(claims.get("fhirUser") or "")
     session.fhir_user = "/".join(fhir_user.split("/")[-2:]) if fhir_user else None
+    _sessions(request).save(session)
     return RedirectResponse(pending["next"], status_code=303)
 
 
@@ -609,3 +613,26 @@ async def member_remove(request: Request, gid: str) -> Response:
 async def confirm(request: Request, gid: str) -> Response:
     return await _change(request, gid, "confirm-attribution-list")
 
+
+
+# -- data feeds ------------------------------------------------------------------------------------------------
+async def _feeds(s: Screen) -> str:
+    intro = ("<p>What came into the gateway and what went out: recorded ingest runs, the jobs you may see and the "
+             "Subscriptions with their last notification. Every figure is read from the FHIR API with your "
+             "sign-in.</p>")
+    return intro + await feeds.ingest_section(s.fhir) + await feeds.jobs_section(s.fhir) \
+        + await feeds.subscriptions_section(s.fhir)
+
+
+@router.get("/feeds")
+async def feeds_screen(request: Request) -> Response:
+    return await _screen(request, "feeds", "Data feeds", _feeds)
+
+
+@router.get("/feeds/runs/{run_id}")
+async def feeds_run(request: Request, run_id: str) -> Response:
+    async def build(s: Screen) -> str:
+        if not run_id.isalnum() or len(run_id) > 64:
+            raise ValueError("That is not an ingest run id")
+        return await feeds.run_detail(s.fhir, run_id)
+    return await _screen(request, "feeds", "Ingest run", build)

@@ -45,6 +45,9 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .card h3{margin-top:0}
 svg{max-width:100%;height:auto}
 .inline{display:inline}
+.wrap{overflow-wrap:anywhere;word-break:break-word}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.5rem 0 1rem}
+dl.facts dt{font-weight:600}dl.facts dd{margin:0;overflow-wrap:anywhere}
 """
 
 
@@ -58,7 +61,7 @@ def link(path: str, **params: Any) -> str:
 
 
 NAV = (("dashboard", "/console/", "Measures"), ("worklist", "/console/worklist", "Gap worklist"),
-       ("attribution", "/console/attribution", "Attribution lists"))
+       ("attribution", "/console/attribution", "Attribution lists"), ("feeds", "/console/feeds", "Data feeds"))
 
 
 def page(title: str, body: str, *, current: str, user: str | None, csrf: str | None, auth_on: bool) -> str:

@@ -31,6 +31,7 @@ from ..auth.grant_record import owner_of
 from ..fhir.subscription_topic import Spec, spec
 from ..net.egress import EgressPolicy, egress_client, refusal
 from ..store.sql.feed import ChangeFeed, Lease
+from ..store.sql.feeds import Deliveries
 from .notification import bundle
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class Notifier:
                  clock: Callable[[], float] = time.monotonic, egress: EgressPolicy | None = None) -> None:
         self.store = store
         self.feed = ChangeFeed(store)
+        self.deliveries = Deliveries(store)  # the last notification of each Subscription (Data feeds screen)
         self.base = base.rstrip("/")
         # every POST goes through the egress policy: the endpoint is checked again (allow-list, scheme,
         # address) and its name resolved and checked when the connection is opened
@@ -217,12 +219,12 @@ class Notifier:
                              "the Group it names (or none is recorded); nothing is sent")
             return 0
         ok = self._post(sub, bundle(self.base, sub, "handshake", "requested",
-                                    self._events_since_start(sub.id, sub.group_id, None)))
+                                    self._events_since_start(sub.id, sub.group_id, None)), "handshake")
         self._set_status(resource, stored.version, "active" if ok is None else "error", ok)
         return 1
 
     def _send(self, sub: Spec, kind: str, events: int, event: tuple[int, str, str, int] | None = None) -> int:
-        error = self._post(sub, bundle(self.base, sub, kind, "active", events, event))
+        error = self._post(sub, bundle(self.base, sub, kind, "active", events, event), kind)
         if error is not None:
             stored = self.store.read("Subscription", sub.id)
             if stored is not None and stored.content is not None:
@@ -230,8 +232,17 @@ class Notifier:
             sub.status = "error"
         return 1
 
-    def _post(self, sub: Spec, body: dict[str, Any]) -> str | None:
-        """None when the endpoint accepted the notification, else why not."""
+    def _post(self, sub: Spec, body: dict[str, Any], kind: str) -> str | None:
+        """POST one notification; None when the endpoint accepted it, else why not. Either way the outcome is
+        recorded as the Subscription's last notification (``Subscription/[id]/$notification-status``)."""
+        error = self._deliver(sub, body)
+        try:
+            self.deliveries.note(sub.id, kind, error)
+        except Exception:  # noqa: BLE001 - the record is for people looking; sending goes on without it
+            log.warning("could not record the notification", extra={"subscription": sub.id})
+        return error
+
+    def _deliver(self, sub: Spec, body: dict[str, Any]) -> str | None:
         self._last_sent[sub.id] = self.clock()
         headers = {**sub.headers, "Content-Type": "application/fhir+json"}
         try:

@@ -115,3 +115,71 @@ def test_an_expired_access_token_is_refreshed_and_sign_out_ends_the_grant(store:
         out = client.post("/console/logout", data={"csrf": html.unescape(csrf.group(1))})
         assert out.status_code == 200 and "signed out" in out.text
         assert client.get("/console/attribution", follow_redirects=False).status_code == 303
+
+
+def _session_rows(store: SqlStore) -> list[Any]:
+    from sqlalchemy import select
+
+    from gateway.store.sql.tables import CONSOLE_SESSION
+
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(CONSOLE_SESSION)).all())
+
+
+def test_the_session_table_holds_no_usable_cookie_or_token(console: TestClient, store: SqlStore) -> None:
+    import hashlib
+
+    from sqlalchemy import delete, insert
+
+    from gateway.store.sql.tables import CONSOLE_SESSION
+
+    with store.engine.begin() as conn:
+        conn.execute(delete(CONSOLE_SESSION))
+    start = console.get("/console/login", follow_redirects=False)
+    cookie_line = start.headers["set-cookie"].lower()
+    assert "httponly" in cookie_line and "samesite=lax" in cookie_line and "path=/console" in cookie_line
+    assert "secure" not in cookie_line  # a plain-http loopback base: a Secure cookie would never come back
+    sign_in(console)
+    cookie = console.cookies["console_session"]
+    (row,) = _session_rows(store)
+    assert row.id_hash == hashlib.sha256(cookie.encode()).hexdigest() and row.username == USER
+    sealed = bytes(row.secret)
+    assert cookie.encode() not in sealed and b"access_token" not in sealed and b"refresh_token" not in sealed
+    # the row copied under another cookie's key does not open: that cookie is no session
+    other = "y" * 43
+    with store.engine.begin() as conn:
+        conn.execute(insert(CONSOLE_SESSION).values(
+            id_hash=hashlib.sha256(other.encode()).hexdigest(), username=row.username, fhir_user=row.fhir_user,
+            secret=sealed, created=row.created, used=row.used, expires=row.expires))
+    console.cookies.set("console_session", other)
+    assert console.get("/console/attribution", follow_redirects=False).status_code == 303
+    console.cookies.set("console_session", cookie)
+    page = console.get("/console/attribution")
+    assert page.status_code == 200 and "Signed in as" in page.text
+    # an expired session is no session, and its row goes
+    with store.engine.begin() as conn:
+        conn.execute(CONSOLE_SESSION.update().where(CONSOLE_SESSION.c.id_hash == row.id_hash).values(expires=0))
+    assert console.get("/console/attribution", follow_redirects=False).status_code == 303
+    assert row.id_hash not in {r.id_hash for r in _session_rows(store)}
+
+
+def test_a_flood_of_sign_in_starts_cannot_fill_the_session_table(console: TestClient, store: SqlStore,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import delete
+
+    from gateway.console import sessions
+    from gateway.store.sql.tables import CONSOLE_SESSION
+
+    with store.engine.begin() as conn:
+        conn.execute(delete(CONSOLE_SESSION))
+    monkeypatch.setattr(sessions, "MAX_PENDING", 6)
+    sign_in(console)  # one signed-in session, which the bound never drops
+    signed = console.cookies["console_session"]
+    for _ in range(20):  # cookie-less sign-in starts, each a new pending row
+        fresh = TestClient(console.app, base_url=str(console.base_url))
+        assert fresh.get("/console/login", follow_redirects=False).status_code == 303
+    rows = _session_rows(store)
+    assert len([r for r in rows if r.username is None]) <= 6
+    assert [r.username for r in rows if r.username is not None] == [USER]
+    console.cookies.set("console_session", signed)
+    assert console.get("/console/attribution").status_code == 200

@@ -92,6 +92,11 @@ class Kind:
     def restricted(self) -> bool:
         return self.fhir_user is not None
 
+    @property
+    def other_scopes(self) -> frozenset[str]:
+        """The scopes it holds that are not resource scopes (gateway-defined ones such as gateway.feeds.read)."""
+        return frozenset(t for t in (self.scope or "").split() if "/" not in t)
+
     def covers(self, need: Need, levels: frozenset[str]) -> bool:
         return any(level in levels and (rtype == "*" or rtype == need.rtype) and set(need.letters) <= set(letters)
                    for level, rtype, letters in self.grants)
@@ -118,6 +123,9 @@ KINDS = (
     Kind("user", "user/*.rs", (("user", "*", "rs"),)),
     Kind("system-read", "system/*.rs", (("system", "*", "rs"),)),
     Kind("attribution-restricted", "user/*.rs", (("user", "*", "rs"),), fhir_user="Practitioner/dr-other"),
+    # the gateway-defined scopes of the Data feeds operations, at user level and (refused) at patient level
+    Kind("user-feeds", "user/*.rs gateway.feeds.read gateway.jobs.read-all", (("user", "*", "rs"),)),
+    Kind("patient-feeds", "patient/*.rs gateway.feeds.read gateway.jobs.read-all", (("patient", "*", "rs"),), P1),
     Kind("admin", "__admin"),
 )
 
@@ -140,6 +148,7 @@ class Case:
     batch_read: bool = False  # a batch of reads: refused entry by entry inside a 200 batch-response
     refused_for_all: frozenset[int] = frozenset()  # statuses refusing it whatever the token (e.g. 400)
     confined_by_search: bool = False  # a conditional write whose search the gate confines: may match nothing
+    scopes: frozenset[str] = frozenset()  # gateway-defined scopes the declaration requires besides its needs
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -151,6 +160,7 @@ def _params(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 def _fill(path: str, rtype: str | None) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: {"rtype": rtype or "Observation", "measure_id": "m1", "group_id": "g1",
                                            "rid": "m1", "pid": P2, "job_id": "no-such-job", "name": "x.ndjson",
+                                           "run_id": "0" * 32,
                                            "fmt": "claims-csv"}[m.group(1)], path)
 
 
@@ -178,7 +188,7 @@ def operation_cases() -> Iterator[Case]:
 def _op_variants(op: Operation, method: str, path: str, needs: tuple[Need, ...], outside: str | None,
                  label: str = "") -> Iterator[Case]:
     base = dict(needs=needs, levels=op.scope_levels, outside=outside, state_changing_allowed=op.affects_state,
-                writes=op.affects_state)
+                writes=op.affects_state, scopes=op.scopes)
     key = f"{op.key} {method} {path}{label}"
     if path.endswith("/$validate"):
         rtype = path.split("/")[1]
@@ -307,6 +317,8 @@ def expectation(kind: Kind, case: Case) -> set[int] | None:
         return {403, *case.refused_for_all}
     if not all(kind.covers(n, case.levels) for n in case.needs) or (
             not case.needs and not any(level in case.levels for level, _, _ in kind.grants)):
+        return {403}
+    if not case.scopes <= kind.other_scopes:
         return {403}
     if kind.confined and case.outside == "write" and case.confined_by_search:
         return None  # it must change nothing outside the compartment and reveal nothing (checked when let through)

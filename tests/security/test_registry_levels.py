@@ -20,7 +20,7 @@ from gateway.store.sql.store import SqlStore
 from tests.conftest import make_client
 
 FILL = {"rid": "m1", "pid": "x1", "measure_id": "m1", "group_id": "g1", "rtype": "Patient", "job_id": "no-such-job",
-        "name": "x.ndjson", "fmt": "claims-csv"}
+        "name": "x.ndjson", "fmt": "claims-csv", "run_id": "0" * 32}
 ID_FOR = {"Measure": "m1", "Group": "g1"}
 PROBE_TYPES = ("Patient", "Observation", "Measure", "Group", "Library")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -127,7 +127,7 @@ def test_system_level_lists_only_system_operations(client: TestClient) -> None:
     answers 404; each operation now sits at the level and types where it is served."""
     rest = client.get("/fhir/metadata").json()["rest"][0]
     system = {op["name"] for op in rest["operation"]}
-    assert system == {"export", "ingest", "bulk-submit", "bulk-submit-status", "cql"}
+    assert system == {"export", "ingest", "bulk-submit", "bulk-submit-status", "cql", "ingest-runs", "jobs"}
     assert client.post("/fhir/$evaluate-measure", json={"resourceType": "Parameters"}).status_code == 404
     measure = next(r for r in rest["resource"] if r["type"] == "Measure")
     assert {"evaluate-measure", "evaluate", "care-gaps", "data-requirements", "submit-data", "collect-data", "bulk-submit-data",

@@ -171,6 +171,24 @@ class JobStore:
             return conn.execute(select(func.count()).select_from(JOB)
                                 .where(cond, J.status.in_(ACTIVE))).scalar_one()
 
+    def listing(self, count: int, owner: tuple[str | None, str | None] | None = None,
+                user: str | None = None) -> tuple[list[Job], int]:
+        """The ``count`` newest jobs and how many there are: every job (``owner`` None), or those of the
+        (client, subject) ``owner`` and, with ``user``, the jobs that user started through any client (a job
+        whose subject is not its client, so a backend client's jobs never match a user of the same name)."""
+        cond: Any = None
+        if owner is not None:
+            client, subject = owner
+            cond = ((J.client_id.is_(None) if client is None else J.client_id == client)
+                    & (J.subject.is_(None) if subject is None else J.subject == subject))
+            if user is not None:
+                cond = or_(cond, (J.subject == user) & (J.client_id.is_(None) | (J.client_id != J.subject)))
+        where = [] if cond is None else [cond]
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(*SUMMARY).where(*where).order_by(J.created.desc(), J.id).limit(count)).all()
+            total = conn.execute(select(func.count()).select_from(JOB).where(*where)).scalar_one()
+        return [_job(r) for r in rows], int(total)
+
     def claim(self, kinds: tuple[str, ...] | None = None, only: str | None = None) -> Job | None:
         """Take the oldest runnable job (queued, or running under an expired lease) of the given kinds, for
         this instance, atomically; None when there is none. The claim counts an attempt."""

@@ -159,11 +159,71 @@ class FeedPosition(SQLModel, table=True):
     updated: float = 0.0  # epoch seconds of the last save
 
 
+
+class IngestRunRow(SQLModel, table=True):
+    """One ingest run (``fhir-gateway ingest`` or ``POST $ingest/<format>``): who ran it, the format and files,
+    when, its counts, the first rejects (capped; ``rejected`` stays the exact count) and the whole
+    data-quality report (JSON); read through the declared ``$ingest-runs`` operation (ingest/runs.py)."""
+
+    __tablename__ = "ingest_run"
+    __table_args__ = (Index("ix_ingest_run_started", "started"),)
+    id: str = Field(primary_key=True, max_length=64)
+    format: str = Field(max_length=32)
+    via: str = Field(max_length=8)  # http | cli
+    client_id: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045 - None: the local operator
+    subject: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045 - the token's sub
+    files: str = "[]"  # JSON list of file names
+    strictness: Optional[str] = Field(default=None, max_length=16)  # noqa: UP045
+    mapping_version: Optional[str] = Field(default=None, max_length=64)  # noqa: UP045
+    started: str = Field(max_length=30)
+    ended: str = Field(max_length=30)
+    records: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0  # exact, whatever number of examples ``rejects`` keeps
+    warned: int = 0  # units loaded with data-quality warnings
+    rejects: str = "[]"  # JSON: the first rejects (file, line, where, reason, field)
+    report: str = "{}"  # JSON: the data-quality report (IngestSummary.quality)
+
+
+class SubscriptionDeliveryRow(SQLModel, table=True):
+    """The last notification the notifier sent for a Subscription (subscriptions/notifier.py): when, what
+    (handshake, heartbeat, event-notification), its outcome and the reason of a failure; read through
+    ``Subscription/[id]/$notification-status`` once the store gate let the caller read the Subscription."""
+
+    __tablename__ = "subscription_delivery"
+    subscription_id: str = Field(primary_key=True, max_length=255)
+    at: str = Field(max_length=30)  # FHIR instant, UTC
+    kind: str = Field(max_length=32)
+    outcome: str = Field(max_length=16)  # delivered | failed
+    error: Optional[str] = None  # noqa: UP045
+    sent: int = 0  # notifications sent for it so far
+
+
+class ConsoleSessionRow(SQLModel, table=True):
+    """A console sign-in (gateway/console/sessions.py), shared by every instance on the database: keyed by
+    the SHA-256 of the cookie's secret (the secret itself is never stored), its tokens, PKCE verifier and
+    CSRF token encrypted with a key derived from that same secret, so a copy of the table opens nothing."""
+
+    __tablename__ = "console_session"
+    __table_args__ = (Index("ix_console_session_expires", "expires"),)
+    id_hash: str = Field(primary_key=True, max_length=64)
+    username: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
+    fhir_user: Optional[str] = Field(default=None, max_length=255)  # noqa: UP045
+    secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # Fernet token of the JSON secrets
+    created: float = 0.0
+    used: float = 0.0  # epoch seconds of the last use
+    expires: float = 0.0  # epoch seconds: idle expiry (used + the idle lifetime), capped by the absolute one
+
 RESOURCE = table_of(Resource)
 HISTORY = table_of(ResourceHistory)
 JOB = table_of(JobRow)
 EXPORT_JOB = JOB  # the table was export_job before the job core (migration 0008)
 FEED_POSITION = table_of(FeedPosition)
+INGEST_RUN = table_of(IngestRunRow)
+SUBSCRIPTION_DELIVERY = table_of(SubscriptionDeliveryRow)
+CONSOLE_SESSION = table_of(ConsoleSessionRow)
 IDX = {
     "strings": table_of(IdxString),
     "tokens": table_of(IdxToken),
