@@ -142,6 +142,11 @@ def _claimed() -> dict[str, dict[Level, set[str]]]:
     return out
 
 
+def _methods(code: str, level: str | None) -> set[str]:
+    """The HTTP methods the registry binds for an operation code at a level."""
+    return {m for op in REGISTRY if op.code == code for e in op.endpoints if e.level == level for m in e.methods}
+
+
 def _probe_name(code: str) -> str:
     suffixes = {e.suffix for op in REGISTRY if op.code == code and op.canonical for e in op.endpoints}
     return f"${code}/probe" if "/{fmt}" in suffixes else f"${code}"
@@ -176,7 +181,9 @@ def test_capability_tool_finds_every_operation_at_its_level(open_server: Server)
         unrouted = p["status"] == 404 and p["diagnostics"].startswith("No route for")
         assert unrouted is not declared, p
         assert p["status"] < 500, p
-        if declared:  # the route answered and refused the probe's bad input, changing nothing
+        if declared and "POST" not in _methods(p["code"], p["level"]):  # read-only ($ingest-runs): the probe's POST
+            assert p["status"] == 405, p
+        elif declared:  # the route answered and refused the probe's bad input, changing nothing
             # ($provider-member-match answers only a provider organization's Backend Services client: 403 here)
             assert p["status"] in ((400, 403, 404) if p["code"] == "provider-member-match" else (400, 404)), p
 
