@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from ...auth.context import Grant, constrain_search, current_grant
-from ...auth.groups import group_visible, restricted
+from ...auth.groups import restricted
 from ...fhir.dates import MAX, MIN, DateParseError, parse_range
 from ...fhir.errors import BadRequest, Issue, NotFound
 from ...fhir.resource_types import RESOURCE_TYPES
@@ -210,29 +210,15 @@ class EverythingService:
         return kept, sorted(asked - kept)
 
     def _attributed(self, grant: Grant) -> set[str] | None:
-        """For an attribution-restricted caller, the ids of the patients attributed to it; None for every
-        other caller. A patient counts when it is an active member of an ATR Group the caller manages or is
-        the intended recipient of, or when the caller is that member's attributed provider (a practitioner
-        attributed to one member of a payer's list does not reach the list's other members)."""
+        """For an attribution-restricted caller, the ids of the patients attributed to it (auth/groups.py
+        ``attributed_in``: members in force of the ATR Groups it manages or is the intended recipient of,
+        and members whose attributed provider it is); None for every other caller. Under ``system/`` scopes
+        the store gate confines every read to them as well; here the rule holds for signed-in clinicians
+        (``user/`` scopes) too, as $everything always did."""
         if grant.system or not restricted(grant.fhir_user):
             return None
-        me = str(grant.fhir_user)
-        gate = getattr(self.store, "gate", None)
-        identifiers = gate.identifiers(grant) if gate is not None else frozenset()
-        out: set[str] = set()
-        for stored in self.store.iter_current("Group"):  # the Groups the gate lets this caller see
-            group = orjson.loads(stored.body)
-            whole = group_visible({k: v for k, v in group.items() if k != "member"}, me, identifiers)
-            for member in group.get("member") or []:
-                if not isinstance(member, dict) or member.get("inactive") is True:
-                    continue
-                if not whole and not group_visible({"member": [member]}, me):
-                    continue
-                ref = str((member.get("entity") or {}).get("reference") or "").split("/_history/")[0]
-                rtype, _, rid = "/".join(ref.split("/")[-2:]).partition("/")
-                if rtype == "Patient" and rid:
-                    out.add(rid)
-        return out
+        gate = getattr(self.store, "gate", None)  # the gated store's Gate knows them (none: nobody, fail closed)
+        return set(gate.attributed(grant)) if gate is not None else set()
 
     def _in_range(self, req: EverythingRequest, rtype: str, res: dict[str, Any]) -> bool:
         if req.since is not None:
