@@ -27,7 +27,9 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from gateway.store.sql.store import SqlStore
 from tests.conftest import clean_env, gateway_exe, own_pg_database, require_pg
+from tests.security.worlds import issued_token, loaded_world
 from tests.test_live_server import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.live
@@ -383,6 +385,18 @@ def test_exports_hold_no_unattributed_patient(world: World) -> None:
     _, text = export(world, "provider", kick)
     assert not [m for m in HIDDEN if m in text]
     assert {"Patient/p1", "Patient/p2", "Coverage/cov-p1", "Coverage/cov-p2"} <= exported_ids(text)
+    # naming a hidden patient is answered as naming one that is not stored
+    kick = world.post("provider", "Patient/$export", {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": "Patient/p3"}},
+        {"name": "patient", "valueReference": {"reference": "Patient/nobody"}},
+        {"name": "patient", "valueReference": {"reference": "Patient/p1"}}]}, Prefer="respond-async")
+    _, text = export(world, "provider", kick)
+    assert not [m for m in HIDDEN if m in text]
+    notes = [i["diagnostics"] for line in text.splitlines() if line
+             for i in (json.loads(line).get("issue") or [])]
+    assert sorted(n.replace("p3", "X").replace("nobody", "X") for n in notes if "p1" not in n) == [
+        n.replace("nobody", "X") for n in notes if "nobody" in n] * 2, notes
+    assert "Patient/p1" in exported_ids(text) and "Patient/p3" not in exported_ids(text)
     # the payer's system export holds them (the assertions above can fail)
     kick = httpx.get(f"{world.fhir}/$export?_type=Patient", headers={**world.headers("payer"), **asynch}, timeout=60)
     _, text = export(world, "payer", kick)
@@ -422,3 +436,23 @@ def test_list_changes_take_effect(world: World) -> None:
         time.sleep(0.2)
     not_found(world.get("provider", "Observation/obs-p2"))
     assert ids(world.get("provider", "Patient?_count=100")) == {"Patient/p1", "Patient/p3"}
+
+
+# -- who is narrowed -------------------------------------------------------------------------------------------
+
+def test_signed_in_clinicians_keep_their_user_access(session_store: SqlStore) -> None:
+    """[policy] Only ``system/`` access is narrowed to attributed patients: a clinician signed in with ``user/``
+    scopes (the console's demo practitioner) reads what its scopes give, its Groups still its own only.
+    In process, with tokens issued by the app's authority."""
+    with loaded_world(session_store, records()) as client:
+        clinician = issued_token(client, "user/*.rs", fhir_user="Practitioner/dr")
+        assert client.get("/fhir/Patient/p3", headers=clinician).status_code == 200
+        assert client.get("/fhir/Observation?_summary=count", headers=clinician).json()["total"] == 5
+        assert client.get("/fhir/Group/list-payer", headers=clinician).status_code == 404
+        provider = issued_token(client, "system/*.rs", fhir_user="Organization/clinic-a")
+        assert client.get("/fhir/Patient/p3", headers=provider).status_code == 404
+        assert client.get("/fhir/Observation?_summary=count", headers=provider).json()["total"] == 2
+        # a grant mixing user/ and system/ scopes for a type keeps the user/ access to it
+        mixed = issued_token(client, "system/*.rs user/Patient.rs", fhir_user="Organization/clinic-a")
+        assert client.get("/fhir/Patient/p3", headers=mixed).status_code == 200
+        assert client.get("/fhir/Observation/obs-p3", headers=mixed).status_code == 404
