@@ -125,19 +125,22 @@ def _patient_id(member: dict[str, Any]) -> str | None:
 
 
 def attributed_in(groups: Iterable[dict[str, Any]], fhir_user: str, identifiers: Identifiers = frozenset(),
-                  now: str | None = None) -> frozenset[str]:
+                  now: str | None = None, periods: bool = True) -> frozenset[str]:
     """The ids of the patients ``groups`` attribute to ``fhir_user``: every member in force of a Group it
     manages or is the intended recipient of, and the members in force whose attributed provider it is on
     any other Group (a practitioner attributed to one member of a payer's list does not reach the list's
-    other members). A Group marked ``active: false`` attributes nobody."""
+    other members). A Group marked ``active: false`` attributes nobody. ``periods=False`` is the older rule
+    that ``Patient/$everything`` keeps for signed-in clinicians: members not ``inactive``, whatever their
+    period, on any Group but one marked ``active: false``."""
     when = now or _now()
     out: set[str] = set()
     for group in groups:
-        if not isinstance(group, dict) or group.get("active") is False:
+        if not isinstance(group, dict) or (periods and group.get("active") is False):
             continue
         whole = group_visible({k: v for k, v in group.items() if k != "member"}, fhir_user, identifiers)
         for member in group.get("member") or []:
-            if not member_in_force(member, when):
+            if not isinstance(member, dict) or member.get("inactive") is True or (
+                    periods and not member_in_force(member, when)):
                 continue
             if not whole and not group_visible({"member": [member]}, fhir_user):
                 continue

@@ -36,7 +36,8 @@ from typing import Any
 import orjson
 
 from ...auth.context import Grant, constrain_search, current_grant
-from ...auth.groups import restricted
+from ...auth.gate import attribution_confined
+from ...auth.groups import attributed_in, restricted
 from ...fhir.dates import MAX, MIN, DateParseError, parse_range
 from ...fhir.errors import BadRequest, Issue, NotFound
 from ...fhir.resource_types import RESOURCE_TYPES
@@ -210,15 +211,22 @@ class EverythingService:
         return kept, sorted(asked - kept)
 
     def _attributed(self, grant: Grant) -> set[str] | None:
-        """For an attribution-restricted caller, the ids of the patients attributed to it (auth/groups.py
-        ``attributed_in``: members in force of the ATR Groups it manages or is the intended recipient of,
-        and members whose attributed provider it is); None for every other caller. Under ``system/`` scopes
-        the store gate confines every read to them as well; here the rule holds for signed-in clinicians
-        (``user/`` scopes) too, as $everything always did."""
+        """For an attribution-restricted caller, the ids of the patients attributed to it; None for every
+        other caller. Under ``system/`` scopes these are the store gate's (auth/groups.py ``attributed_in``:
+        members in force, within their period, of the ATR Groups it manages or is the intended recipient of,
+        and members whose attributed provider it is), which confine its every read anyway. A signed-in
+        clinician (``user/`` scopes, not narrowed by the gate) keeps the rule $everything always had: the
+        same Groups' members not ``inactive``, whatever their period."""
         if grant.system or not restricted(grant.fhir_user):
             return None
-        gate = getattr(self.store, "gate", None)  # the gated store's Gate knows them (none: nobody, fail closed)
-        return set(gate.attributed(grant)) if gate is not None else set()
+        if attribution_confined(grant, "Patient"):
+            gate = getattr(self.store, "gate", None)  # the gated store's Gate (none: nobody, fail closed)
+            return set(gate.attributed(grant)) if gate is not None else set()
+        me = str(grant.fhir_user)
+        gate = getattr(self.store, "gate", None)
+        identifiers = gate.identifiers(grant) if gate is not None else frozenset()
+        groups = (orjson.loads(s.body) for s in self.store.iter_current("Group"))  # those the gate lets it see
+        return set(attributed_in(groups, me, identifiers, periods=False))
 
     def _in_range(self, req: EverythingRequest, rtype: str, res: dict[str, Any]) -> bool:
         if req.since is not None:
