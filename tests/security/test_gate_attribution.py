@@ -449,8 +449,15 @@ def test_signed_in_clinicians_keep_their_user_access(session_store: SqlStore) ->
         assert client.get("/fhir/Patient/p3", headers=clinician).status_code == 200
         assert client.get("/fhir/Observation?_summary=count", headers=clinician).json()["total"] == 5
         assert client.get("/fhir/Group/list-payer", headers=clinician).status_code == 404
+        # $everything keeps its own rule for a clinician: list members not inactive, whatever their period
+        user = issued_token(client, "user/*.rs", fhir_user="Organization/clinic-a")
+        assert client.get("/fhir/Patient/p4/$everything", headers=user).status_code == 200
+        for pid in ("p3", "p5"):
+            assert client.get(f"/fhir/Patient/{pid}/$everything", headers=user).status_code == 404
+        assert client.get("/fhir/Patient/p3", headers=user).status_code == 200
         provider = issued_token(client, "system/*.rs", fhir_user="Organization/clinic-a")
         assert client.get("/fhir/Patient/p3", headers=provider).status_code == 404
+        assert client.get("/fhir/Patient/p4/$everything", headers=provider).status_code == 404
         assert client.get("/fhir/Observation?_summary=count", headers=provider).json()["total"] == 2
         # a grant mixing user/ and system/ scopes for a type keeps the user/ access to it
         mixed = issued_token(client, "system/*.rs user/Patient.rs", fhir_user="Organization/clinic-a")
