@@ -30,6 +30,9 @@ class Grant:
     claims: dict[str, Any] = field(default_factory=dict)
     # (system, value) of the fhirUser resource's identifiers, read once when first needed (auth/groups.py)
     identifiers: frozenset[tuple[str, str]] | None = field(default=None, compare=False, repr=False)
+    # the patients attributed to an ATR caller, with when and at which Group change stamp they were computed:
+    # (process generation, monotonic time, stamp, patient ids); see auth/groups.py ``attributed_patients``
+    attributed: tuple[int, float, Any, frozenset[str]] | None = field(default=None, compare=False, repr=False)
     # the server acting for itself (never a token's grant): every check passes without looking at data
     system: bool = field(default=False, compare=False)
 

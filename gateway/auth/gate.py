@@ -8,11 +8,15 @@ The rules (docs/security.md, "The store gate"):
 - no grant set: refused (``context.NoGrant``); the ``SYSTEM`` grant passes everything without reading data;
 - read: the type must be covered by an r or s scope; under patient/ scopes a compartment type must lie in the
   launch patient's compartment; a v2 scope filter (``?category=laboratory``) must match; an attribution-
-  restricted caller (fhirUser an Organization or Practitioner) sees only its own ATR Groups; a patient/ grant
-  sees a Group reduced to the launch patient's own member entries;
+  restricted caller (fhirUser an Organization, Practitioner or PractitionerRole) sees only its own ATR
+  Groups, and where ``system/`` scopes give it a type of the Patient compartment (Patient included) only
+  the resources in the compartment of a patient attributed to it (``attribution_confined``); a patient/
+  grant sees a Group reduced to the launch patient's own member entries;
 - write: c (create), u (update) or d (delete) on the type; where only patient/ scopes give that letter the
   resource must lie in the launch patient's compartment before and after the change, and types outside the
-  compartment (Measure, Library, Organization, ...) and Groups are not writable at all.
+  compartment (Measure, Library, Organization, ...) and Groups are not writable at all; where the
+  attribution confinement holds, a stored version may be changed or deleted only when it is in an attributed
+  patient's compartment, and so must the new version be.
 
 Grants that read every type without filters (``system/*.rs``, ``user/*.rs`` ...) take a fast path on reads:
 no JSON is parsed for them.
@@ -30,7 +34,7 @@ from ..search.index import token_values
 from ..search.params import registry
 from ..store.base import StoredResource
 from . import policy
-from .compartment import compartment_types, in_compartment
+from .compartment import compartment_patients, compartment_types, in_compartment
 from .context import Grant
 from .groups import Identifiers, group_visible, restricted
 
@@ -40,6 +44,32 @@ SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValu
 WRITE_LETTER = {"create": "c", "update": "u", "delete": "d"}
 
 Searcher = Callable[[str, str, list[tuple[str, str]]], bool]  # (type, id, filters) -> the current version matches
+Attributed = Callable[[Grant], frozenset[str]]  # the ids of the patients attributed to an ATR caller
+
+
+def attribution_confined(grant: Grant, rtype: str, letters: str = "rs") -> bool:
+    """True when ``grant`` may reach ``rtype`` only in its attributed patients' compartments: an attribution-
+    restricted caller (fhirUser Organization, Practitioner or PractitionerRole) given the type by ``system/``
+    scopes and no ``user/`` scope (a signed-in clinician's ``user/`` access is not narrowed), for the Patient
+    type and the other types of the Patient compartment but Group (Groups have their own rule)."""
+    if grant.system or rtype == "Group" or not restricted(grant.fhir_user):
+        return False
+    memo = grant.scopes.memo
+    key = ("attribution", rtype, letters)
+    hit = memo.get(key)
+    if hit is None:
+        levels = {s.level for s in grant.scopes.resource if any(s.covers(rtype, c) for c in letters)}
+        hit = memo[key] = ("system" in levels and "user" not in levels
+                           and (rtype == "Patient" or rtype in compartment_types()))
+    return bool(hit)
+
+
+def attributed_to(res: dict[str, Any], patients: frozenset[str]) -> bool:
+    """True when ``res`` (a Patient, or a resource of the Patient compartment) is in the compartment of one of
+    ``patients``; a resource in no patient's compartment is in none of theirs."""
+    if res.get("resourceType") == "Patient":
+        return res.get("id") in patients
+    return not compartment_patients(res).isdisjoint(patients)
 
 
 class Gate:
@@ -47,9 +77,11 @@ class Gate:
     (read once per grant from the store); ``searcher`` answers a scope filter that is not a plain token
     search by running the search on the store."""
 
-    def __init__(self, identifiers: Callable[[Grant], Identifiers], searcher: Searcher) -> None:
+    def __init__(self, identifiers: Callable[[Grant], Identifiers], searcher: Searcher,
+                 attributed: Attributed | None = None) -> None:
         self.identifiers = identifiers
         self.searcher = searcher
+        self.attributed: Attributed = attributed or (lambda grant: frozenset())
 
     # -- reads -------------------------------------------------------------------------------------------
     @staticmethod
@@ -79,6 +111,7 @@ class Gate:
             scopes = grant.scopes
             hit = memo[key] = (
                 (rtype == "Group" and restricted(grant.fhir_user))
+                or attribution_confined(grant, rtype)
                 or (policy.confined(scopes, rtype) and (rtype == "Patient" or rtype in compartment_types()))
                 or bool(policy.scope_filters(scopes, rtype, "r") or policy.scope_filters(scopes, rtype, "s")))
         return bool(hit)
@@ -118,6 +151,8 @@ class Gate:
         if policy.confined(scopes, rtype) and (rtype == "Patient" or rtype in compartment_types()) and (
                 not grant.patient or not in_compartment(res, grant.patient)):
             return False
+        if attribution_confined(grant, rtype) and not attributed_to(res, self.attributed(grant)):
+            return False
         filters = policy.scope_filters(scopes, rtype, "r") or policy.scope_filters(scopes, rtype, "s")
         return not filters or self._matches(rtype, res, filters)
 
@@ -144,7 +179,8 @@ class Gate:
         scopes = grant.scopes
         return (all(any(s.covers(rtype, c) for s in scopes.resource) for c in "cu")
                 and not policy.confined(scopes, rtype, "c") and not policy.confined(scopes, rtype, "u")
-                and not (rtype == "Group" and restricted(grant.fhir_user)))
+                and not (rtype == "Group" and restricted(grant.fhir_user))
+                and not attribution_confined(grant, rtype, "cu"))
 
     def check_write(self, grant: Grant, rtype: str, before: dict[str, Any] | None,
                     after: dict[str, Any] | None) -> None:
@@ -160,6 +196,12 @@ class Gate:
         if rtype == "Group" and restricted(grant.fhir_user) and before is not None and not group_visible(
                 before, str(grant.fhir_user), self.identifiers(grant)):
             raise policy.Denied(f"Group/{before.get('id')} is not one of this caller's attribution lists")
+        if before is not None and attribution_confined(grant, rtype, letter):
+            patients = self.attributed(grant)
+            for doc, when in ((before, "stored"), (after, "written")):
+                if doc is not None and not attributed_to(doc, patients):
+                    raise policy.Denied(f"This caller may change {rtype} only in the records of the patients "
+                                        f"attributed to it (the {when} {rtype} belongs to none of them)")
         if not policy.confined(scopes, rtype, letter):
             return
         if rtype == "Group":

@@ -24,9 +24,10 @@ from ..search.query import QueryParser, SearchQuery
 from ..store.base import HistoryEntry, SearchResult, StoredResource
 from . import policy
 from .context import Grant, current_grant
-from .gate import Gate, own_members
+from .gate import Gate, attribution_confined, own_members
 from .grant_record import stamp_owner
-from .groups import Identifiers, caller_identifiers
+from .groups import Identifiers, attributed_patients, caller_identifiers, groups_changed, restricted
+from .search_scope import narrow_attribution
 
 HISTORY_PAGE = 500  # rows read at a time when a history must be filtered before it is counted and paged
 
@@ -37,6 +38,7 @@ class GatedSession:
     def __init__(self, inner: Any, gate: Gate) -> None:
         self.inner = inner
         self.gate = gate
+        self.wrote_group = False  # a Group was written: cached attributed-patient sets are checked after commit
 
     def __getattr__(self, name: str) -> Any:  # flush and other housekeeping of the wrapped session
         return getattr(self.inner, name)
@@ -73,8 +75,10 @@ class GatedSession:
         return True
 
     def search(self, query: SearchQuery) -> SearchResult:
-        """The search, with matches and included resources the grant may not see left out."""
-        return _filter_result(self.gate, current_grant(), self.inner.search(query))
+        """The search, narrowed to what the grant may see, with matches and included resources the grant may
+        not see left out."""
+        grant = current_grant()
+        return _filter_result(self.gate, grant, self.inner.search(_narrowed(self.gate, grant, query)))
 
     def _prior(self, s: StoredResource) -> Any:
         return lambda: self.inner.vread(s.resource_type, s.id, s.version - 1) if s.version > 1 else None
@@ -96,6 +100,8 @@ class GatedSession:
             self.gate.check_write(grant, rtype, before, resource)
         if resource.get("resourceType") == "Subscription":  # its notifications go out under this grant
             stamp_owner(resource, grant)
+        if resource.get("resourceType") == "Group":
+            self.wrote_group = True
         return self.inner.write(resource, method, expected_version=expected_version,
                                 known_new=known_new)
 
@@ -109,6 +115,8 @@ class GatedSession:
                     continue  # c and u on the type, no compartment or Group rule: no need to read anything
                 doc = dict(orjson.loads(e.parts[0] + b"1" + e.parts[1] + b"1" + e.parts[2]))
                 self.gate.check_write(grant, e.rtype, self._before(e.rtype, e.rid), doc)
+        if any(e.rtype == "Group" for e in items):
+            self.wrote_group = True
         return list(self.inner.write_encoded(items, method))
 
     def delete(self, resource_type: str, id: str) -> StoredResource | None:
@@ -119,6 +127,8 @@ class GatedSession:
             if before is None:
                 return None
             self.gate.check_write(grant, resource_type, before, None)
+        if resource_type == "Group":
+            self.wrote_group = True
         return self.inner.delete(resource_type, id)
 
 
@@ -128,13 +138,18 @@ class GatedStore:
     def __init__(self, inner: Any, base_url: str) -> None:
         self.inner = inner
         self.base_url = base_url
-        self.gate = Gate(self._identifiers, self._matches)
+        self.gate = Gate(self._identifiers, self._matches, self.attributed_patients)
 
     def __getattr__(self, name: str) -> Any:  # engine, url, dialect, ping, close, analyze ...
         return getattr(self.inner, name)
 
     def _identifiers(self, grant: Grant) -> Identifiers:
         return caller_identifiers(grant, self.inner)
+
+    def attributed_patients(self, grant: Grant) -> frozenset[str]:
+        """The ids of the patients attributed to an ATR caller (auth/groups.py), from the Groups as stored;
+        cached with the grant and computed again when the Groups change."""
+        return attributed_patients(grant, self.inner, self._identifiers(grant))
 
     def _matches(self, rtype: str, rid: str, filters: list[tuple[str, str]]) -> bool:
         parser = QueryParser(self.base_url, False, 1, 1)
@@ -147,7 +162,10 @@ class GatedStore:
         """A gated unit of work; a refused write raises inside it, so nothing of the unit is kept."""
         current_grant()
         with self.inner.session() as s:
-            yield GatedSession(s, self.gate)
+            gated = GatedSession(s, self.gate)
+            yield gated
+        if gated.wrote_group:  # committed: the attributed patients of every caller may have changed
+            groups_changed()
 
     def _visible(self, grant: Grant, s: StoredResource | None) -> StoredResource | None:
         if s is None:
@@ -166,8 +184,10 @@ class GatedStore:
         return self._visible(grant, self.inner.vread(resource_type, id, version))
 
     def search(self, query: SearchQuery) -> SearchResult:
-        """The search, with matches and included resources the grant may not see left out."""
-        return _filter_result(self.gate, current_grant(), self.inner.search(query))
+        """The search, narrowed to what the grant may see, with matches and included resources the grant may
+        not see left out."""
+        grant = current_grant()
+        return _filter_result(self.gate, grant, self.inner.search(_narrowed(self.gate, grant, query)))
 
     def history(self, resource_type: str | None, id: str | None, since: str | None, count: int,
                 offset: int, at: str | None = None, cursor: PageCursor | None = None
@@ -250,6 +270,16 @@ def _beyond_cursor(entries: list[HistoryEntry], cursor: PageCursor, count: int) 
         return [e for e in entries if (e.stored.last_updated, e.pk) < mark][:count]
     newer = [e for e in entries if (e.stored.last_updated, e.pk) > mark]
     return newer[-count:] if count else []
+
+
+def _narrowed(gate: Gate, grant: Grant, query: SearchQuery) -> SearchQuery:
+    """``query`` narrowed in SQL to the attributed patients' compartments for an attribution-restricted caller
+    (auth/gate.py ``attribution_confined``): the searched type and every type its chains, ``_has`` and
+    includes reach. Other grants' searches are narrowed by ``context.constrain_search`` as the services
+    parse them; the gate's per-resource decision (``_filter_result``) stays behind both."""
+    if grant.system or not restricted(grant.fhir_user):
+        return query
+    return narrow_attribution(query, lambda t: attribution_confined(grant, t), lambda: gate.attributed(grant))
 
 
 def _filter_result(gate: Gate, grant: Grant, result: SearchResult) -> SearchResult:

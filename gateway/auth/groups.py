@@ -2,13 +2,25 @@
 practitioner (its fhirUser) sees a Group only when it is the Group's managing entity, an attributed provider
 of one of its members, or the list's intended recipient (the Group's `intendedRecipientIdentifier`, an
 NPI or TIN, equal to one of the identifiers of the fhirUser's own resource). Callers without a fhirUser
-(the payer's own systems) see every Group."""
+(the payer's own systems) see every Group.
+
+The patients *attributed* to such a caller (``attributed_patients``) are the members of those Groups that are
+in force today: the member entry not ``inactive``, its ``period`` (when given) covering today, and the Group
+not ``active: false``; on a Group the caller sees only as one member's attributed provider, just those
+members. The store gate confines an attribution-restricted caller's ``system/`` access to them
+(docs/security.md, "ATR attribution lists (per Group)")."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from ..fhir.dates import DateParseError, parse_range
 
 if TYPE_CHECKING:
     from ..store.base import ResourceStore
@@ -60,3 +72,101 @@ def group_visible(group: dict[str, Any], fhir_user: str, identifiers: Identifier
             if ext.get("url") == ATTRIBUTED_PROVIDER and _same((ext.get("valueReference") or {}).get("reference"), me):
                 return True
     return False
+
+
+# -- the patients attributed to a caller --------------------------------------------------------------------
+
+# how long a computed attributed-patient set is used before the store's Group change stamp is read again: the
+# bound on how late a Group change made by another process or instance (or ``fhir-gateway load``) is seen;
+# a Group written through this process's gated store is seen by the next request (``groups_changed``)
+ATTRIBUTION_RECHECK_SECONDS = 1.0
+_generation = [0]  # bumped after every committed Group write through a gated store of this process
+_generation_lock = threading.Lock()
+
+
+def groups_changed() -> None:
+    """A Group was written (and committed) through this process's gated store: every cached attributed-patient
+    set is checked against the store's stamp at its next use."""
+    with _generation_lock:
+        _generation[0] += 1
+
+
+def _now() -> str:
+    """The current instant in the form ``parse_range`` gives bounds in (UTC, microseconds, no zone)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def _period_covers(period: Any, now: str) -> bool:
+    """True when a member's ``period`` (absent: always) covers the instant ``now``; a start or end that is
+    not a FHIR date counts as not covering (fail closed)."""
+    if not isinstance(period, dict):
+        return period is None
+    try:
+        if period.get("start") and parse_range(str(period["start"]))[0] > now:
+            return False
+        if period.get("end") and parse_range(str(period["end"]))[1] < now:
+            return False
+    except DateParseError:
+        return False
+    return True
+
+
+def member_in_force(member: Any, now: str) -> bool:
+    """A Group member entry that attributes its patient at ``now`` (``_now()``'s form): not ``inactive`` and
+    within its period (an end date counts to the end of that day)."""
+    return isinstance(member, dict) and member.get("inactive") is not True and _period_covers(
+        member.get("period"), now)
+
+
+def _patient_id(member: dict[str, Any]) -> str | None:
+    ref = str((member.get("entity") or {}).get("reference") or "").split("/_history/")[0]
+    rtype, _, rid = "/".join(ref.split("/")[-2:]).partition("/")
+    return rid if rtype == "Patient" and rid else None
+
+
+def attributed_in(groups: Iterable[dict[str, Any]], fhir_user: str, identifiers: Identifiers = frozenset(),
+                  now: str | None = None, periods: bool = True) -> frozenset[str]:
+    """The ids of the patients ``groups`` attribute to ``fhir_user``: every member in force of a Group it
+    manages or is the intended recipient of, and the members in force whose attributed provider it is on
+    any other Group (a practitioner attributed to one member of a payer's list does not reach the list's
+    other members). A Group marked ``active: false`` attributes nobody. ``periods=False`` is the older rule
+    that ``Patient/$everything`` keeps for signed-in clinicians: members not ``inactive``, whatever their
+    period, on any Group but one marked ``active: false``."""
+    when = now or _now()
+    out: set[str] = set()
+    for group in groups:
+        if not isinstance(group, dict) or (periods and group.get("active") is False):
+            continue
+        whole = group_visible({k: v for k, v in group.items() if k != "member"}, fhir_user, identifiers)
+        for member in group.get("member") or []:
+            if not isinstance(member, dict) or member.get("inactive") is True or (
+                    periods and not member_in_force(member, when)):
+                continue
+            if not whole and not group_visible({"member": [member]}, fhir_user):
+                continue
+            pid = _patient_id(member)
+            if pid:
+                out.add(pid)
+    return frozenset(out)
+
+
+def attributed_patients(grant: Any, store: ResourceStore, identifiers: Identifiers) -> frozenset[str]:
+    """The patients attributed to the grant's fhirUser, from every stored Group (read as stored, whoever may
+    see them: the caller's own Groups are picked by ``attributed_in``). Cached with the grant (grants are
+    cached with their token) together with the store's Group change stamp; the stamp is read again after a
+    Group write through this process's gated store, and otherwise at most every
+    ``ATTRIBUTION_RECHECK_SECONDS``, and the set is computed again when the stamp changed."""
+    cached = grant.attributed
+    now = time.monotonic()
+    generation = _generation[0]
+    if cached is not None and cached[0] == generation and now - cached[1] < ATTRIBUTION_RECHECK_SECONDS:
+        return frozenset(cached[3])
+    stamper = getattr(store, "change_stamp", None)
+    stamp = stamper("Group") if stamper is not None else None  # no stamp: computed every time
+    if cached is not None and stamp is not None and cached[2] == stamp:
+        grant.attributed = (generation, now, stamp, cached[3])
+        return frozenset(cached[3])
+    groups = (orjson.loads(s.content) for s in store.iter_current("Group") if s.content is not None)
+    ids = attributed_in(groups, str(grant.fhir_user), identifiers)
+    grant.attributed = (generation, now, stamp, ids)
+    return ids

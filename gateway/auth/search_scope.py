@@ -18,11 +18,13 @@ has been narrowed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from ..fhir.resource_types import RESOURCE_TYPES
 from ..search.params import registry
-from ..search.query import Criterion, Include, QueryParser, RefValue, SearchQuery
+from ..search.query import Criterion, Include, QueryParser, RefValue, SearchQuery, TokenValue
 from . import policy
 from .compartment import compartment_types
 from .groups import restricted
@@ -137,3 +139,70 @@ class _Reach:
             return inc  # nothing to narrow
         return Include(inc.source_type, inc.param, inc.target_type, inc.iterate, allowed=tuple(allowed))
 
+
+
+# -- attribution-restricted callers: their attributed patients only ------------------------------------------
+
+def attribution_criteria(rtype: str, patients: frozenset[str]) -> list[Criterion]:
+    """The criterion that keeps a search of ``rtype`` to the compartments of ``patients`` (for Patient: those
+    patients), the same SQL as the launch patient's compartment under patient/ scopes with a set of patient
+    ids instead of one; no patients match nothing."""
+    ids = sorted(patients)
+    if rtype == "Patient":
+        return [Criterion("_id", "_id", None, None, [TokenValue(None, i) for i in ids])]
+    return [Criterion("_compartment", "_compartment", None, None, [RefValue("Patient", i, None) for i in ids],
+                      has_param=",".join(compartment_types()[rtype]))]
+
+
+def narrow_attribution(q: SearchQuery, confined: Callable[[str], bool],
+                       patients: Callable[[], frozenset[str]]) -> SearchQuery:
+    """A copy of ``q`` narrowed, for every type ``confined`` names, to the compartments of the ``patients()``
+    (asked only when some type reached is confined): the searched type, the sub-queries of chains and
+    ``_has`` (recursively) and the resources includes fetch. ``q`` itself is left as it is (a caller may
+    search it again)."""
+    memo: dict[str, list[Criterion]] = {}
+    known: list[frozenset[str]] = []
+
+    def limits(rtype: str) -> list[Criterion]:
+        if rtype not in memo:
+            if confined(rtype) and not known:
+                known.append(patients())
+            memo[rtype] = attribution_criteria(rtype, known[0]) if confined(rtype) else []
+        return memo[rtype]
+
+    def wrap(inner: Criterion, rtype: str) -> Criterion:
+        inner = walk(inner)
+        extra = limits(rtype)
+        return Criterion("_all", "_all", None, None, [inner, *extra]) if extra else inner
+
+    def walk(c: Criterion) -> Criterion:
+        if c.name == "_has" and c.chain is not None and c.has_type:
+            return replace(c, chain=wrap(c.chain, c.has_type))
+        if c.chain is not None and c.chain_type:
+            return replace(c, chain=wrap(c.chain, c.chain_type))
+        if c.values and isinstance(c.values[0], tuple):  # a chain OR-ed over several target types
+            return replace(c, values=[(tag, t, wrap(inner, t)) for tag, t, inner in c.values])
+        if c.name == "_all":
+            return replace(c, values=[walk(x) for x in c.values])
+        return c
+
+    def include(inc: Include, reverse: bool) -> Include:
+        if inc.allowed is not None:
+            allowed = inc.allowed
+        else:
+            if reverse:
+                types = [inc.source_type]
+            elif inc.target_type:
+                types = [inc.target_type]
+            else:
+                sp = registry().get(inc.source_type, inc.param) if inc.param != "*" else None
+                types = list(sp.targets) if sp is not None and sp.targets else sorted(RESOURCE_TYPES)
+            allowed = tuple((t, ()) for t in types)
+        if not any(limits(t) for t, _ in allowed):
+            return inc
+        return replace(inc, allowed=tuple((t, (*crits, *limits(t))) for t, crits in allowed))
+
+    out = replace(q, criteria=[walk(c) for c in q.criteria], includes=[include(i, False) for i in q.includes],
+                  revincludes=[include(i, True) for i in q.revincludes])
+    out.criteria.extend(limits(q.resource_type))
+    return out

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ..auth import policy
-from ..auth.context import Grant, acting_as, constrain_search
+from ..auth.context import Grant, acting_as, constrain_search, current_grant
 from ..auth.gated import GatedStore
 from ..auth.grant_record import restore
 from ..fhir.dates import now_instant
@@ -167,6 +167,10 @@ class ExportRunner:
         if req.patients is not None:
             known = (self.source.group_member_ids(scope.group_pk, req.patients) if scope.group_pk is not None
                      else self.source.existing_patients(req.patients))
+            if self.gated.gate.needs_content(current_grant(), "Patient"):
+                # a patient the job's grant may not see (another patient's, one not attributed to the caller)
+                # is reported as unknown, exactly as one that is not stored
+                known = {p for p in known if self.gated.read("Patient", p) is not None}
             for pid in req.patients:
                 if pid not in known:
                     what = f"a member of Group/{req.group_id}" if scope.group_pk is not None else "a stored Patient"

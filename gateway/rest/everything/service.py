@@ -36,7 +36,8 @@ from typing import Any
 import orjson
 
 from ...auth.context import Grant, constrain_search, current_grant
-from ...auth.groups import group_visible, restricted
+from ...auth.gate import attribution_confined
+from ...auth.groups import attributed_in, restricted
 from ...fhir.dates import MAX, MIN, DateParseError, parse_range
 from ...fhir.errors import BadRequest, Issue, NotFound
 from ...fhir.resource_types import RESOURCE_TYPES
@@ -211,28 +212,21 @@ class EverythingService:
 
     def _attributed(self, grant: Grant) -> set[str] | None:
         """For an attribution-restricted caller, the ids of the patients attributed to it; None for every
-        other caller. A patient counts when it is an active member of an ATR Group the caller manages or is
-        the intended recipient of, or when the caller is that member's attributed provider (a practitioner
-        attributed to one member of a payer's list does not reach the list's other members)."""
+        other caller. Under ``system/`` scopes these are the store gate's (auth/groups.py ``attributed_in``:
+        members in force, within their period, of the ATR Groups it manages or is the intended recipient of,
+        and members whose attributed provider it is), which confine its every read anyway. A signed-in
+        clinician (``user/`` scopes, not narrowed by the gate) keeps the rule $everything always had: the
+        same Groups' members not ``inactive``, whatever their period."""
         if grant.system or not restricted(grant.fhir_user):
             return None
+        if attribution_confined(grant, "Patient"):
+            gate = getattr(self.store, "gate", None)  # the gated store's Gate (none: nobody, fail closed)
+            return set(gate.attributed(grant)) if gate is not None else set()
         me = str(grant.fhir_user)
         gate = getattr(self.store, "gate", None)
         identifiers = gate.identifiers(grant) if gate is not None else frozenset()
-        out: set[str] = set()
-        for stored in self.store.iter_current("Group"):  # the Groups the gate lets this caller see
-            group = orjson.loads(stored.body)
-            whole = group_visible({k: v for k, v in group.items() if k != "member"}, me, identifiers)
-            for member in group.get("member") or []:
-                if not isinstance(member, dict) or member.get("inactive") is True:
-                    continue
-                if not whole and not group_visible({"member": [member]}, me):
-                    continue
-                ref = str((member.get("entity") or {}).get("reference") or "").split("/_history/")[0]
-                rtype, _, rid = "/".join(ref.split("/")[-2:]).partition("/")
-                if rtype == "Patient" and rid:
-                    out.add(rid)
-        return out
+        groups = (orjson.loads(s.body) for s in self.store.iter_current("Group"))  # those the gate lets it see
+        return set(attributed_in(groups, me, identifiers, periods=False))
 
     def _in_range(self, req: EverythingRequest, rtype: str, res: dict[str, Any]) -> bool:
         if req.since is not None:

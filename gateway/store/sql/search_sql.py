@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, false, func, not_, or_, select, true
+from sqlalchemy import and_, bindparam, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...fhir.errors import BadRequest
@@ -79,6 +79,20 @@ def token_cond(t: Any, v: TokenValue) -> ColumnElement[bool]:
     return and_(*conds) if conds else true()
 
 
+# lists longer than this are written into the SQL text as literals instead of one bound parameter each: an
+# attributed-patient set of an organization can hold tens of thousands of ids, beyond the bound parameters a
+# statement may carry (SQLite 32,766, PostgreSQL 65,535)
+INLINE_LIST = 500
+
+
+def in_list(col: Any, values: list[Any]) -> ColumnElement[bool]:
+    """``col IN (values)``; an empty list matches nothing, a long one is rendered inline (quoted by the
+    dialect)."""
+    if len(values) <= INLINE_LIST:
+        return col.in_(values)
+    return col.in_(bindparam("inlist", values, expanding=True, literal_execute=True, unique=True))
+
+
 class SqlSearchCompiler:
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
@@ -94,7 +108,7 @@ class SqlSearchCompiler:
     # resource of the type with a correlated EXISTS (SQLite does not rewrite one into the other).
     def criterion(self, c: Criterion, res: Any, rtype: str) -> ColumnElement[bool]:
         if c.name == "_id":
-            cond = res.c.res_id.in_([v.code for v in c.values])
+            cond = in_list(res.c.res_id, [v.code for v in c.values])
             return not_(cond) if c.modifier == "not" else cond
         if c.name == "_lastUpdated":
             return or_(*[self._lu_cond(res, v) for v in c.values])
@@ -102,12 +116,15 @@ class SqlSearchCompiler:
             return self._has(c, res, rtype)
         if c.name == "_all":  # criteria that must all hold (a chained sub-query narrowed by authorization)
             return and_(*[self.criterion(x, res, rtype) for x in c.values])
-        if c.name == "_compartment":  # any of the compartment's parameters points at the compartment owner
+        if c.name == "_compartment":  # any of the compartment's parameters points at a compartment owner
+            if not c.values:
+                return false()  # the compartments of nobody
             t = IDX["refs"].alias()
-            v = c.values[0]
+            owner = (t.c.target_id == c.values[0].id if len(c.values) == 1
+                     else in_list(t.c.target_id, sorted({v.id for v in c.values})))
             return res.c.pk.in_(select(t.c.res_pk).where(
                 t.c.res_type == rtype, t.c.param.in_((c.has_param or "").split(",")),
-                t.c.target_type == v.type, t.c.target_id == v.id))
+                t.c.target_type == c.values[0].type, owner))
         assert c.param is not None
         tname = TABLE_FOR.get(c.ptype)
         if tname is None:

@@ -678,6 +678,15 @@ class SqlStore:
         with self._reader() as conn:
             return conn.execute(select(func.count()).select_from(RESOURCE).where(*cond)).scalar_one()
 
+    def change_stamp(self, resource_type: str) -> tuple[int, str]:
+        """A value that changes whenever a resource of ``resource_type`` is written or deleted, by any process
+        on this database: how many versions of the type the history holds and the newest one's time, read
+        from the (res_type, last_updated) index without touching a resource's content."""
+        with self._reader() as conn:
+            n, newest = conn.execute(select(func.count(), func.max(HISTORY.c.last_updated))
+                                     .where(HISTORY.c.res_type == resource_type)).one()
+        return int(n), str(newest or "")
+
     def ping(self) -> bool:
         try:
             with self._reader() as conn:
