@@ -82,7 +82,7 @@ def child(url: str, out: str) -> None:
     jobs.create(job)
     claimed = jobs.claim(only=job.id)
     baseline = hwm_mb()
-    runner = ExportRunner(store, jobs, Path(out), comp)
+    runner = ExportRunner(store, jobs, Path(out), comp, opt_out="")
     start = time.monotonic()
     cpu = os.times()
     marks: dict[str, float] = {}

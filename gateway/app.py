@@ -88,7 +88,7 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     app.state.settings = settings
     app.state.store = store  # the raw store: health checks, the authorization server, system components
     # services reach stored data only through the gate, under the grant of the caller they serve
-    gated = GatedStore(store, base)
+    gated = GatedStore(store, base, opt_out=settings.provider_access_opt_out)
     app.state.rest = RestService(gated, base, settings.validation_rest, settings.default_page_size,
                                  settings.max_page_size)
     from .search.cursor import CursorCodec
@@ -103,7 +103,8 @@ def create_app(settings: Settings, store: Any = None, access_log: bool = True) -
     from .subscriptions.notifier import Notifier
 
     app.state.notifier = Notifier(store, base, interval=settings.subscription_poll_seconds,
-                                  egress=app.state.rest.subscription_endpoints)
+                                  egress=app.state.rest.subscription_endpoints,
+                                  opt_out=settings.provider_access_opt_out)
     from .deqm.evaluation import MeasureService
 
     app.state.measures = MeasureService(gated, base, settings.executor, reporter=settings.reporter)

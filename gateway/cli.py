@@ -317,7 +317,8 @@ def export(
                 bar.update(task, total=len(steps), completed=p.get("step", 0), written=p.get("written", 0),
                            description=f"exporting {label}")
 
-            manifest = export_to_dir(store, out, group, params, max_file_mb * 1024 * 1024, progress)
+            manifest = export_to_dir(store, out, group, params, max_file_mb * 1024 * 1024, progress,
+                                     opt_out=settings.provider_access_opt_out)
     except FhirError as exc:
         typer.echo(f"error: {exc.diagnostics}", err=True)
         raise typer.Exit(1) from None
@@ -1055,7 +1056,7 @@ def _gated(store: Any, settings: Any) -> Any:
     """The store as services reach it (through the authorization gate); the CLI acts under the SYSTEM grant."""
     from .auth.gated import GatedStore
 
-    return GatedStore(store, settings.fhir_base())
+    return GatedStore(store, settings.fhir_base(), opt_out=settings.provider_access_opt_out)
 
 
 def _version(value: bool) -> None:

@@ -1,4 +1,4 @@
-"""The Provider Access opt-out rule (resources/opt_out.py) on a real store, the PDex export types of the Bulk
+"""The Provider Access opt-out rule (auth/opt_out.py) on a real store, the PDex export types of the Bulk
 kick-off, and the exported Group without opted-out members (bulk/provider_access.py)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import orjson
 import pytest
 
 from gateway.auth.context import SYSTEM, acting_as
+from gateway.auth.opt_out import API_PURPOSE_CS, MATCH_RESULT_CS, OptOuts, consent_decision
 from gateway.bulk.provider_access import without_members
 from gateway.bulk.request import parse_export
 from gateway.fhir.errors import BadRequest
-from gateway.resources.opt_out import API_PURPOSE_CS, MATCH_RESULT_CS, OptOuts, consent_decision
 from gateway.search.params import patient_compartment
 from gateway.store.sql.store import SqlStore
 

@@ -177,7 +177,7 @@ def test_one_process_sends(store: SqlStore) -> None:
     with respx.mock(assert_all_called=False) as mock:
         hook = mock.post(HOOK).mock(return_value=httpx.Response(200))
         with make_client(store, subscription_notifier=False) as c:
-            a, b = Notifier(store, BASE), Notifier(store, BASE)
+            a, b = Notifier(store, BASE, opt_out=""), Notifier(store, BASE, opt_out="")
             try:
                 a.prime()
                 b.prime()
@@ -204,7 +204,7 @@ def test_changes_written_while_no_notifier_ran_are_sent_by_the_next(store: SqlSt
     with respx.mock(assert_all_called=False) as mock:
         hook = mock.post(HOOK).mock(return_value=httpx.Response(200))
         with make_client(store, subscription_notifier=False) as c:
-            first = Notifier(store, BASE)
+            first = Notifier(store, BASE, opt_out="")
             first.prime()
             c.put("/fhir/Group/g1", json=group("g1"), headers=H)
             c.put("/fhir/Subscription/s1", json=subscription("s1", "g1"), headers=H)
@@ -212,7 +212,7 @@ def test_changes_written_while_no_notifier_ran_are_sent_by_the_next(store: SqlSt
             first.stop()
             c.put("/fhir/Group/g1", json=group("g1", "While stopped"), headers=H)
             c.put("/fhir/Group/g1", json=group("g1", "Still stopped"), headers=H)
-            again = Notifier(store, BASE)
+            again = Notifier(store, BASE, opt_out="")
             try:
                 again.prime()
                 assert again.tick() == 2

@@ -26,7 +26,14 @@ from . import policy
 from .context import Grant, current_grant
 from .gate import Gate, attribution_confined, own_members
 from .grant_record import stamp_owner
-from .groups import Identifiers, attributed_patients, caller_identifiers, groups_changed, restricted
+from .groups import (
+    ATTRIBUTION_TYPES,
+    Identifiers,
+    attributed_patients,
+    caller_identifiers,
+    groups_changed,
+    restricted,
+)
 from .search_scope import narrow_attribution
 
 HISTORY_PAGE = 500  # rows read at a time when a history must be filtered before it is counted and paged
@@ -38,7 +45,8 @@ class GatedSession:
     def __init__(self, inner: Any, gate: Gate) -> None:
         self.inner = inner
         self.gate = gate
-        self.wrote_group = False  # a Group was written: cached attributed-patient sets are checked after commit
+        # a Group or Consent was written: cached attributed-patient sets are checked after commit
+        self.wrote_group = False
 
     def __getattr__(self, name: str) -> Any:  # flush and other housekeeping of the wrapped session
         return getattr(self.inner, name)
@@ -100,7 +108,7 @@ class GatedSession:
             self.gate.check_write(grant, rtype, before, resource)
         if resource.get("resourceType") == "Subscription":  # its notifications go out under this grant
             stamp_owner(resource, grant)
-        if resource.get("resourceType") == "Group":
+        if resource.get("resourceType") in ATTRIBUTION_TYPES:
             self.wrote_group = True
         return self.inner.write(resource, method, expected_version=expected_version,
                                 known_new=known_new)
@@ -115,7 +123,7 @@ class GatedSession:
                     continue  # c and u on the type, no compartment or Group rule: no need to read anything
                 doc = dict(orjson.loads(e.parts[0] + b"1" + e.parts[1] + b"1" + e.parts[2]))
                 self.gate.check_write(grant, e.rtype, self._before(e.rtype, e.rid), doc)
-        if any(e.rtype == "Group" for e in items):
+        if any(e.rtype in ATTRIBUTION_TYPES for e in items):
             self.wrote_group = True
         return list(self.inner.write_encoded(items, method))
 
@@ -127,17 +135,24 @@ class GatedSession:
             if before is None:
                 return None
             self.gate.check_write(grant, resource_type, before, None)
-        if resource_type == "Group":
+        if resource_type in ATTRIBUTION_TYPES:
             self.wrote_group = True
         return self.inner.delete(resource_type, id)
 
 
 class GatedStore:
-    """A ResourceStore whose reads and writes pass the Gate under the current grant."""
+    """A ResourceStore whose reads and writes pass the Gate under the current grant.
 
-    def __init__(self, inner: Any, base_url: str) -> None:
+    ``opt_out`` is the configured Provider Access opt-out list (``GATEWAY_PROVIDER_ACCESS_OPT_OUT``, the
+    ``provider_access_opt_out`` setting): the gate leaves those members out of what a provider reaches through
+    a Provider Access Group (auth/groups.py). It is a required keyword argument, so that no construction of
+    the gate (the server, the CLI, job and measure workers, ingest partitions) can leave it out unnoticed; a
+    worker process gets it with its task and builds its own gate with it."""
+
+    def __init__(self, inner: Any, base_url: str, *, opt_out: str) -> None:
         self.inner = inner
         self.base_url = base_url
+        self.opt_out = opt_out
         self.gate = Gate(self._identifiers, self._matches, self.attributed_patients)
 
     def __getattr__(self, name: str) -> Any:  # engine, url, dialect, ping, close, analyze ...
@@ -147,9 +162,10 @@ class GatedStore:
         return caller_identifiers(grant, self.inner)
 
     def attributed_patients(self, grant: Grant) -> frozenset[str]:
-        """The ids of the patients attributed to an ATR caller (auth/groups.py), from the Groups as stored;
-        cached with the grant and computed again when the Groups change."""
-        return attributed_patients(grant, self.inner, self._identifiers(grant))
+        """The ids of the patients attributed to an ATR caller (auth/groups.py), from the Groups as stored, less
+        the members of its Provider Access Groups who opted out; cached with the grant and computed again when
+        the Groups or Consents change."""
+        return attributed_patients(grant, self.inner, self._identifiers(grant), self.opt_out)
 
     def _matches(self, rtype: str, rid: str, filters: list[tuple[str, str]]) -> bool:
         parser = QueryParser(self.base_url, False, 1, 1)
@@ -164,7 +180,7 @@ class GatedStore:
         with self.inner.session() as s:
             gated = GatedSession(s, self.gate)
             yield gated
-        if gated.wrote_group:  # committed: the attributed patients of every caller may have changed
+        if gated.wrote_group:  # committed: the attributed patients of every caller may have changed (Group, Consent)
             groups_changed()
 
     def _visible(self, grant: Grant, s: StoredResource | None) -> StoredResource | None:

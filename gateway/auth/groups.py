@@ -8,7 +8,13 @@ The patients *attributed* to such a caller (``attributed_patients``) are the mem
 in force today: the member entry not ``inactive``, its ``period`` (when given) covering today, and the Group
 not ``active: false``; on a Group the caller sees only as one member's attributed provider, just those
 members. The store gate confines an attribution-restricted caller's ``system/`` access to them
-(docs/security.md, "ATR attribution lists (per Group)")."""
+(docs/security.md, "ATR attribution lists (per Group)").
+
+A member who opted out of Provider Access (CMS-0057-F; the rule is auth/opt_out.py) is attributed through a
+Provider Access Group (one made by ``$provider-member-match``, code PdexMultiMemberMatchResultCS#match) no
+longer: such a member stays attributed only when another visible Group (an ATR value-based-care list, to
+which the Provider Access opt-out does not apply) lists them. The configured opt-out list
+(``GATEWAY_PROVIDER_ACCESS_OPT_OUT``) is a required argument of every ``GatedStore``."""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..fhir.dates import DateParseError, parse_range
+from .opt_out import OptOuts, is_provider_access_group
 
 if TYPE_CHECKING:
     from ..store.base import ResourceStore
@@ -80,13 +87,16 @@ def group_visible(group: dict[str, Any], fhir_user: str, identifiers: Identifier
 # bound on how late a Group change made by another process or instance (or ``fhir-gateway load``) is seen;
 # a Group written through this process's gated store is seen by the next request (``groups_changed``)
 ATTRIBUTION_RECHECK_SECONDS = 1.0
-_generation = [0]  # bumped after every committed Group write through a gated store of this process
+# the types whose writes can change who is attributed to a caller: the Groups, and the Consents that opt a
+# member out of Provider Access (or revoke that); the opt-out Groups are Groups
+ATTRIBUTION_TYPES = frozenset({"Group", "Consent"})
+_generation = [0]  # bumped after every committed Group or Consent write through a gated store of this process
 _generation_lock = threading.Lock()
 
 
 def groups_changed() -> None:
-    """A Group was written (and committed) through this process's gated store: every cached attributed-patient
-    set is checked against the store's stamp at its next use."""
+    """A Group or Consent was written (and committed) through this process's gated store: every cached
+    attributed-patient set is checked against the store's stamp at its next use."""
     with _generation_lock:
         _generation[0] += 1
 
@@ -124,20 +134,23 @@ def _patient_id(member: dict[str, Any]) -> str | None:
     return rid if rtype == "Patient" and rid else None
 
 
-def attributed_in(groups: Iterable[dict[str, Any]], fhir_user: str, identifiers: Identifiers = frozenset(),
-                  now: str | None = None, periods: bool = True) -> frozenset[str]:
-    """The ids of the patients ``groups`` attribute to ``fhir_user``: every member in force of a Group it
-    manages or is the intended recipient of, and the members in force whose attributed provider it is on
-    any other Group (a practitioner attributed to one member of a payer's list does not reach the list's
-    other members). A Group marked ``active: false`` attributes nobody. ``periods=False`` is the older rule
-    that ``Patient/$everything`` keeps for signed-in clinicians: members not ``inactive``, whatever their
-    period, on any Group but one marked ``active: false``."""
+def attributed_split(groups: Iterable[dict[str, Any]], fhir_user: str, identifiers: Identifiers = frozenset(),
+                     now: str | None = None, periods: bool = True) -> tuple[frozenset[str], frozenset[str]]:
+    """The ids of the patients ``groups`` attribute to ``fhir_user``, as (through Groups that are not Provider
+    Access Groups, through Provider Access Groups): every member in force of a Group it manages or is the
+    intended recipient of, and the members in force whose attributed provider it is on any other Group (a
+    practitioner attributed to one member of a payer's list does not reach the list's other members). A Group
+    marked ``active: false`` attributes nobody. ``periods=False`` is the older rule that
+    ``Patient/$everything`` keeps for signed-in clinicians: members not ``inactive``, whatever their period,
+    on any Group but one marked ``active: false``."""
     when = now or _now()
-    out: set[str] = set()
+    plain: set[str] = set()
+    access: set[str] = set()
     for group in groups:
         if not isinstance(group, dict) or (periods and group.get("active") is False):
             continue
         whole = group_visible({k: v for k, v in group.items() if k != "member"}, fhir_user, identifiers)
+        out = access if is_provider_access_group(group) else plain
         for member in group.get("member") or []:
             if not isinstance(member, dict) or member.get("inactive") is True or (
                     periods and not member_in_force(member, when)):
@@ -147,26 +160,59 @@ def attributed_in(groups: Iterable[dict[str, Any]], fhir_user: str, identifiers:
             pid = _patient_id(member)
             if pid:
                 out.add(pid)
-    return frozenset(out)
+    return frozenset(plain), frozenset(access)
 
 
-def attributed_patients(grant: Any, store: ResourceStore, identifiers: Identifiers) -> frozenset[str]:
+def attributed_in(groups: Iterable[dict[str, Any]], fhir_user: str, identifiers: Identifiers = frozenset(),
+                  now: str | None = None, periods: bool = True) -> frozenset[str]:
+    """Every patient ``groups`` attribute to ``fhir_user`` (``attributed_split``'s two sets together), before
+    any Provider Access opt-out is taken away."""
+    plain, access = attributed_split(groups, fhir_user, identifiers, now, periods)
+    return plain | access
+
+
+def without_opted_out(plain: frozenset[str], access: frozenset[str], opt_outs: OptOuts) -> frozenset[str]:
+    """The attributed set of the store gate: the members of the caller's other Groups (ATR lists: the Provider
+    Access opt-out does not apply to them), and the members of its Provider Access Groups who did not opt out
+    of Provider Access. Only the members on Provider Access Groups alone are looked up."""
+    only_access = access - plain
+    return plain | (only_access - opt_outs.opted_out(only_access))
+
+
+def _stamp(store: ResourceStore, opt_out: str) -> Any:
+    """The value that changes when the attributed set of any caller may have: the store's Group and Consent
+    change stamps (and Patient and Coverage ones when the configured opt-out list names member identifiers),
+    today's date (Consent periods and member periods are in days) and the configured list itself; None when
+    the store keeps no stamps (the set is then computed every time)."""
+    stamper = getattr(store, "change_stamp", None)
+    if stamper is None:
+        return None
+    types = ["Group", "Consent"]
+    if any(not e.strip().startswith("Patient/") for e in opt_out.split(",") if e.strip()):
+        types += ["Patient", "Coverage"]
+    return (tuple(stamper(t) for t in types), _now()[:10], opt_out)
+
+
+def attributed_patients(grant: Any, store: ResourceStore, identifiers: Identifiers,
+                        opt_out: str) -> frozenset[str]:
     """The patients attributed to the grant's fhirUser, from every stored Group (read as stored, whoever may
-    see them: the caller's own Groups are picked by ``attributed_in``). Cached with the grant (grants are
-    cached with their token) together with the store's Group change stamp; the stamp is read again after a
-    Group write through this process's gated store, and otherwise at most every
-    ``ATTRIBUTION_RECHECK_SECONDS``, and the set is computed again when the stamp changed."""
+    see them: the caller's own Groups are picked by ``attributed_split``), less the members of its Provider
+    Access Groups who opted out of Provider Access (``without_opted_out``; ``opt_out`` is the configured list,
+    ``GATEWAY_PROVIDER_ACCESS_OPT_OUT``). Cached with the grant (grants are cached with their token) together
+    with the store's change stamp (``_stamp``); the stamp is read again after a Group or Consent write through
+    this process's gated store, and otherwise at most every ``ATTRIBUTION_RECHECK_SECONDS``, and the set is
+    computed again when the stamp changed."""
     cached = grant.attributed
     now = time.monotonic()
     generation = _generation[0]
     if cached is not None and cached[0] == generation and now - cached[1] < ATTRIBUTION_RECHECK_SECONDS:
         return frozenset(cached[3])
-    stamper = getattr(store, "change_stamp", None)
-    stamp = stamper("Group") if stamper is not None else None  # no stamp: computed every time
+    stamp = _stamp(store, opt_out)
     if cached is not None and stamp is not None and cached[2] == stamp:
         grant.attributed = (generation, now, stamp, cached[3])
         return frozenset(cached[3])
     groups = (orjson.loads(s.content) for s in store.iter_current("Group") if s.content is not None)
-    ids = attributed_in(groups, str(grant.fhir_user), identifiers)
+    plain, access = attributed_split(groups, str(grant.fhir_user), identifiers)
+    ids = without_opted_out(plain, access, OptOuts(store, opt_out))
     grant.attributed = (generation, now, stamp, ids)
     return ids

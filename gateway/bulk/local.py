@@ -25,8 +25,11 @@ if TYPE_CHECKING:
 
 
 def export_to_dir(store: SqlStore, out: Path, group_id: str | None, params: list[tuple[str, str]],
-                  max_file_bytes: int, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Export a group (or, without one, the whole store) into ``out``; returns the manifest written there."""
+                  max_file_bytes: int, on_progress: Callable[[dict[str, Any]], None] | None = None, *,
+                  opt_out: str) -> dict[str, Any]:
+    """Export a group (or, without one, the whole store) into ``out``; returns the manifest written there.
+    ``opt_out`` is the configured Provider Access opt-out list (the server's setting), which the export and
+    its store gate apply as the server would."""
     compartment = patient_compartment()
     level = "group" if group_id else "system"
     if group_id:
@@ -36,7 +39,7 @@ def export_to_dir(store: SqlStore, out: Path, group_id: str | None, params: list
     req = parse_export(level, params, compartment, group_id, method="POST")
     jobs = JobStore(store)
     staging = out / ".export-staging"
-    runner = ExportRunner(store, jobs, staging, compartment, max_file_bytes, retention_seconds=0)
+    runner = ExportRunner(store, jobs, staging, compartment, max_file_bytes, retention_seconds=0, opt_out=opt_out)
     # created already leased to this process: a server's job worker on the same database leaves it alone
     job = Job(new_job_id(), "running", "fhir-gateway export", f"fhir-gateway export --group {group_id}"
               if group_id else "fhir-gateway export", {**req.to_json(), "grant": record(current_grant())},

@@ -4,7 +4,7 @@ Group made by ``$provider-member-match``, leaves out the members who have opted 
 OperationOutcome (severity warning, code suppressed) with how many members were left out, never who.
 docs/specs/pdex-provider-access.md gives the reasons for that choice.
 
-The opt-out rule itself is ``resources/opt_out.py``, the one the member match uses.
+The opt-out rule itself is ``auth/opt_out.py``, the one the member match and the store gate use.
 """
 
 from __future__ import annotations
@@ -14,19 +14,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..auth.context import SYSTEM, acting_as
+from ..auth.opt_out import OptOuts, is_provider_access_group
 from ..fhir.errors import Issue, operation_outcome
-from ..resources.opt_out import MATCH_RESULT_CS, OptOuts
 from ..store.sql.export_sql import Scope
 from .request import PDEX_EXPORT_TYPES, ExportRequest
 
 if TYPE_CHECKING:
     from ..store.sql.store import SqlStore
-
-
-def is_provider_access_group(group: dict[str, Any]) -> bool:
-    """A Group made by $provider-member-match (code PdexMultiMemberMatchResultCS#match)."""
-    return any(c.get("system") == MATCH_RESULT_CS and c.get("code") == "match"
-               for c in (group.get("code") or {}).get("coding") or [] if isinstance(c, dict))
 
 
 def _member_ids(group: dict[str, Any]) -> list[str]:

@@ -83,19 +83,20 @@ def _deleted_line(row: Any, when: str) -> bytes:
 class ExportRunner:
     def __init__(self, store: SqlStore, jobs: JobStore, export_dir: Path, compartment: dict[str, tuple[str, ...]],
                  max_file_bytes: int = 64 * 1024 * 1024, retention_seconds: float = 86400,
-                 max_attempts: int = 3) -> None:
+                 max_attempts: int = 3, *, opt_out: str) -> None:
         self.store = store
         self.jobs = jobs
         self.export_dir = export_dir
         self.compartment = compartment
         self.source = ExportSource(store, compartment)
-        self.gated = GatedStore(store, "")  # the store gate: every exported row is decided by it
+        # the store gate: every exported row is decided by it
+        self.gated = GatedStore(store, "", opt_out=opt_out)
         self.max_file_bytes = max_file_bytes
         self.retention_seconds = retention_seconds
         self.max_attempts = max_attempts
         self.beat_seconds = 1.0
         self.stopping = threading.Event()
-        self.opt_out_list = ""  # configured Provider Access opt-outs (GATEWAY_PROVIDER_ACCESS_OPT_OUT)
+        self.opt_out_list = opt_out  # configured Provider Access opt-outs (GATEWAY_PROVIDER_ACCESS_OPT_OUT)
 
     # -- the job life cycle ------------------------------------------------------------------------------
     def stop(self) -> None:

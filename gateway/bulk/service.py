@@ -73,9 +73,9 @@ class BulkService:
         self.jobs: JobStore = worker.jobs
         self.export_dir = Path(settings.export_dir).absolute()
         self.runner = ExportRunner(store, self.jobs, self.export_dir, self.compartment,
-                                   settings.export_max_file_bytes, settings.export_retention_seconds)
+                                   settings.export_max_file_bytes, settings.export_retention_seconds,
+                                   opt_out=settings.provider_access_opt_out)
         self.runner.beat_seconds = worker.beat_seconds
-        self.runner.opt_out_list = getattr(settings, "provider_access_opt_out", "")
         worker.register("export", self.runner)
         self._polled: dict[str, float] = {}
 

@@ -391,8 +391,11 @@ class MeasureService:
         measure_json = orjson.dumps(measure_res)
         grant = record(current_grant())
         size = self.chunk_size
+        # the workers' gates get this gate's configured Provider Access opt-outs (auth/gated.py GatedStore); a
+        # service on a store without a gate (tools and tests under the SYSTEM grant) has none to carry
+        opt_out = str(getattr(self.store, "opt_out", ""))
         tasks = (ChunkTask(self.store.url, self.base_url, measure_json, period[0], period[1],
-                           tuple(ids[i:i + size]), grant=grant, index=i // size, subject_lists=subject_lists)
+                           tuple(ids[i:i + size]), opt_out, grant=grant, index=i // size, subject_lists=subject_lists)
                  for i in range(0, len(ids), size))
         executor = make_executor(self.executor_spec)
         waiting: dict[int, Any] = {}

@@ -41,18 +41,19 @@ class ChunkTask:
     period_start: str
     period_end: str
     patient_ids: tuple[str, ...]
+    opt_out: str  # the configured Provider Access opt-outs of the caller's gate (auth/gated.py GatedStore)
     grant: dict[str, Any] | None = None  # the caller's grant record; None reads nothing
     index: int = 0  # the chunk's place in the run (results are put back in order)
     subject_lists: bool = False  # tally_chunk: keep the chunk's subjects per population
 
 
 @lru_cache(maxsize=4)
-def _service(database_url: str, base_url: str) -> Any:
+def _service(database_url: str, base_url: str, opt_out: str) -> Any:
     from ..auth.gated import GatedStore
     from ..store.sql.store import SqlStore
     from .evaluation import MeasureService
 
-    return MeasureService(GatedStore(SqlStore(database_url, migrate=False), base_url), base_url)
+    return MeasureService(GatedStore(SqlStore(database_url, migrate=False), base_url, opt_out=opt_out), base_url)
 
 
 def _run(task: ChunkTask, consume: Callable[[Any, Iterator[SubjectResult]], T]) -> T:
@@ -66,7 +67,7 @@ def _run(task: ChunkTask, consume: Callable[[Any, Iterator[SubjectResult]], T]) 
     grant = restore(task.grant)
     if grant is None:
         raise NoGrant("a population chunk carries no grant record: it reads nothing")
-    svc = _service(task.database_url, task.base_url)
+    svc = _service(task.database_url, task.base_url, task.opt_out)
     with acting_as(grant):
         prepared = svc.prepare(orjson.loads(task.measure_json))
         _, interval = svc.period(task.period_start, task.period_end)

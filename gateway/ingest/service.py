@@ -313,11 +313,12 @@ def _where_key(where: str) -> tuple[str, int, str]:
     return (name, int(rest), "") if rest.isdigit() else (where, 0, "")
 
 
-def _partition_main(spec: MappingSpec, level: str, paths: list[Path], url: str, base: str, gated: bool,
+def _partition_main(spec: MappingSpec, level: str, paths: list[Path], url: str, base: str, gated: str | None,
                     grant: dict[str, Any] | None, part: tuple[int, int], conn: Any) -> None:
     """One process of a ``workers=N`` ingest: partition ``part`` of the input, prepared and written here with
     its own database connection, under the caller's grant; progress counts, then ("done", (summary, written))
-    or ("error", exc), to ``conn``."""
+    or ("error", exc), to ``conn``. ``gated``: the parent writes through the store gate, built here again with
+    this configured Provider Access opt-out list (``GatedStore``'s ``opt_out``); None: it writes directly."""
     gc.set_threshold(100_000, 50, 100)
     try:
         from ..auth.context import current
@@ -329,7 +330,7 @@ def _partition_main(spec: MappingSpec, level: str, paths: list[Path], url: str, 
             current.set(restore(grant))
         store = SqlStore(url, migrate=False)
         try:
-            target: Any = GatedStore(store, base) if gated else store
+            target: Any = GatedStore(store, base, opt_out=gated) if gated is not None else store
             ing = Ingestor(RestService(target, base), spec, level, progress=lambda n: conn.send(("progress", n)),
                            parallel=False, part=part)
             ing.final_analyze = False  # the parent refreshes the statistics once, after every partition
@@ -427,7 +428,8 @@ class Ingestor:
         from ..auth.grant_record import record
 
         store = self.rest.store
-        gated = isinstance(store, GatedStore)
+        # the parent's gate, rebuilt in each partition with the same configured opt-outs (None: not gated)
+        gated = store.opt_out if isinstance(store, GatedStore) else None
         grant = current.get()
         rec = record(grant) if grant is not None else None
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds database connections

@@ -45,7 +45,8 @@ FEED_NAME = "subscription-notifier"  # its row in feed_position
 
 class Notifier:
     def __init__(self, store: SqlStore, base: str, http: httpx.Client | None = None, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, egress: EgressPolicy | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, egress: EgressPolicy | None = None, *,
+                 opt_out: str) -> None:
         self.store = store
         self.feed = ChangeFeed(store)
         self.deliveries = Deliveries(store)  # the last notification of each Subscription (Data feeds screen)
@@ -67,7 +68,7 @@ class Notifier:
         # each Subscription's owner (the grant it was written under, auth/grant_record.py) and the store gate
         # that decides, at send time, whether that grant may read the Group a notification is about
         self._owners: dict[str, Grant | None] = {}
-        self.gated = GatedStore(store, self.base)
+        self.gated = GatedStore(store, self.base, opt_out=opt_out)  # opt_out: the configured Provider Access list
 
     # -- thread ------------------------------------------------------------------------------------------
     def start(self) -> None:

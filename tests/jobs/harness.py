@@ -104,7 +104,7 @@ def load_world(db: str) -> None:
     """The demo data (patients, claims, the three demo measures) and Group/all listing every patient."""
     store = SqlStore(db)
     try:
-        rest = RestService(GatedStore(store, "http://localhost/fhir"), "http://localhost/fhir")
+        rest = RestService(GatedStore(store, "http://localhost/fhir", opt_out=""), "http://localhost/fhir")
         with acting_as(SYSTEM):
             load_demo(rest, claims=False)  # the claims feed no test here
             with store.engine.connect() as conn:

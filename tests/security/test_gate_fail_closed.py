@@ -23,7 +23,7 @@ BASE = "http://localhost/fhir"
 
 def test_no_grant_means_no_access(store: SqlStore) -> None:
     RestService(store, BASE).update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
-    gated = GatedStore(store, BASE)
+    gated = GatedStore(store, BASE, opt_out="")
     assert current.get() is None
     q = QueryParser(BASE).parse("Patient", [])
     refused = [lambda: gated.read("Patient", "p1"), lambda: gated.vread("Patient", "p1", 1),
@@ -46,7 +46,7 @@ def test_no_grant_means_no_access(store: SqlStore) -> None:
 
 
 def test_a_session_refuses_a_write_once_the_grant_is_gone(store: SqlStore) -> None:
-    gated = GatedStore(store, BASE)
+    gated = GatedStore(store, BASE, opt_out="")
     with acting_as(SYSTEM), gated.session() as s:
         token = current.set(None)
         try:

@@ -34,7 +34,7 @@ def _run(url: str, grant: Grant, executor: str) -> tuple[list[SubjectResult], li
         with acting_as(SYSTEM):
             ids = sorted(s.id for s in store.iter_current("Patient"))
             measure = MeasureService(store, BASE).find_measure("ColonCancerScreeningFHIR", None)
-        svc = MeasureService(GatedStore(store, BASE), BASE, executor=executor, chunk_size=10)
+        svc = MeasureService(GatedStore(store, BASE, opt_out=""), BASE, executor=executor, chunk_size=10)
         with acting_as(grant):
             results, _ = svc.results(measure, PERIOD, ids)
     finally:
@@ -66,9 +66,9 @@ def test_a_chunk_without_a_grant_reads_nothing(cms130_db: str) -> None:  # noqa:
         measure = MeasureService(store, BASE).find_measure("ColonCancerScreeningFHIR", None)
         ids = tuple(sorted(s.id for s in store.iter_current("Patient"))[:3])
     store.close()
-    task = ChunkTask(cms130_db, BASE, orjson.dumps(measure), PERIOD[0], PERIOD[1], ids, None)
+    task = ChunkTask(cms130_db, BASE, orjson.dumps(measure), PERIOD[0], PERIOD[1], ids, "", None)
     with pytest.raises(NoGrant):
         evaluate_chunk(task)
-    forged = ChunkTask(cms130_db, BASE, orjson.dumps(measure), PERIOD[0], PERIOD[1], ids, {"scope": "x"})
+    forged = ChunkTask(cms130_db, BASE, orjson.dumps(measure), PERIOD[0], PERIOD[1], ids, "", {"scope": "x"})
     with pytest.raises(NoGrant):
         evaluate_chunk(forged)

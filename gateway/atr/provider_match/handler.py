@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from ...api.deps import Rest, Settings
 from ...api.http import check_accept, fhir_response, pretty, read_json_body
 from ...auth.context import current_grant
-from ...resources.opt_out import OptOuts
+from ...auth.opt_out import OptOuts
 from .service import ProviderMatchService
 
 

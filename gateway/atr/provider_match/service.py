@@ -17,7 +17,7 @@ The rules, in our words, are in docs/specs/pdex-provider-access.md; the flow in 
   and gender, when both sides state them) and holds an active Coverage whose subscriberId or identifier
   equals the submitted one (or the Patient carries the submitted member identifier). None or several: no
   match.
-- Matched members who opted out (resources/opt_out.py) are not listed.
+- Matched members who opted out (auth/opt_out.py) are not listed.
 - At least one listed member: the Group is stored (one write, validated as an ATR list) and returned with
   the NonMatchedMembers and ConsentConstrainedMembers Groups (response only, never stored). No member
   listed: 422 with one issue per MemberBundle, and nothing is stored.
@@ -33,6 +33,7 @@ import orjson
 
 from ...auth.context import SYSTEM, Grant, acting_as
 from ...auth.groups import restricted
+from ...auth.opt_out import MATCH_RESULT_CS, OPT_OUT_GROUP_PROFILE, PDEX, OptOuts
 from ...fhir.atr_model import (
     EXT_CHANGE_TYPE,
     EXT_COVERAGE,
@@ -46,7 +47,6 @@ from ...fhir.atr_model import (
 from ...fhir.dates import now_instant
 from ...fhir.errors import BadRequest, FhirError, Forbidden, InvalidResource, Issue, Unprocessable
 from ...fhir.parameters import parameter_list
-from ...resources.opt_out import MATCH_RESULT_CS, OPT_OUT_GROUP_PROFILE, PDEX, OptOuts
 from ...resources.rest import RestService, resource_json
 
 SD = f"{PDEX}/StructureDefinition"

@@ -14,8 +14,9 @@ A member is opted out when any of these says so (docs/specs/pdex-provider-access
 
 The answer is the payer's own bookkeeping, read under the ``SYSTEM`` grant: the provider asking for a match
 or an export may not read other members' Consents, and must not be able to hide an opt-out by lacking a
-scope. Both the member match (atr/provider_match) and the Provider Access export (bulk) use it, so the two
-can never disagree about who opted out.
+scope. The member match (atr/provider_match), the Provider Access export (bulk) and the store gate (the
+patients attributed to a provider, auth/groups.py) all use it, so they can never disagree about who opted
+out. It lives in the auth layer so that the gate may use it.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from typing import Any
 
 import orjson
 
-from ..auth.context import SYSTEM, acting_as
 from ..fhir.dates import now_instant
 from ..search.query import QueryParser
 from ..store.base import ResourceStore
+from . import context  # a module: the gate's groups.py imports this one while context.py loads
 
 PDEX = "http://hl7.org/fhir/us/davinci-pdex"
 API_PURPOSE_CS = f"{PDEX}/CodeSystem/pdex-consent-api-purpose"
@@ -66,6 +67,13 @@ def consent_decision(consent: dict[str, Any], today: str) -> str | None:
     return str(kind)
 
 
+def is_provider_access_group(group: dict[str, Any]) -> bool:
+    """A Group made by $provider-member-match (code PdexMultiMemberMatchResultCS#match): the members it lists
+    are shared with the provider only while they have not opted out of Provider Access."""
+    return any(c.get("system") == MATCH_RESULT_CS and c.get("code") == "match"
+               for c in (group.get("code") or {}).get("coding") or [] if isinstance(c, dict))
+
+
 def _patient_id(reference: Any) -> str | None:
     ref = str((reference or {}).get("reference") or "") if isinstance(reference, dict) else ""
     parts = ref.split("/_history/")[0].split("/")
@@ -89,7 +97,7 @@ class OptOuts:
         wanted = None if candidates is None else set(candidates)
         if wanted is not None and not wanted:
             return set()
-        with acting_as(SYSTEM):  # the payer's own records, whatever the caller may read (module docstring)
+        with context.acting_as(context.SYSTEM):  # the payer's own records, whatever the caller may read (module docstring)
             out = self._by_consent(wanted) | self._by_group(wanted) | self._by_configuration()
         return out if wanted is None else out & wanted
 
