@@ -11,7 +11,6 @@ import csv
 import io
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.conftest import ROOT, clean_env, gateway_exe
+from tests.conftest import ROOT
 from tests.screenshots import screenshot
-from tests.smart.smart_demo import CHROMIUM, CHROMIUM_ARGS, npm, playwright
+from tests.smart.smart_demo import chromium, cli, webapps_installed
 from tests.test_live_server import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.live
@@ -32,13 +31,6 @@ LIST = "demo-atr-riverbend-2025"
 DEMO_MEASURES = ("demo-breast-cancer-screening", "demo-controlling-blood-pressure", "demo-diabetes-a1c-poor-control")
 AXE_DIR = ROOT / "gateway" / "webapps"  # axe-core: a devDependency of the served apps' npm packages
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-
-
-def cli(*args: str, **env: str) -> str:
-    done = subprocess.run([gateway_exe(), *args], capture_output=True, text=True, timeout=300,
-                          env={**clean_env(), **env})
-    assert done.returncode == 0, (args, done.stdout, done.stderr)
-    return done.stdout
 
 
 class Console:
@@ -77,18 +69,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    npm()  # axe-core comes from gateway/webapps/package-lock.json (make install runs npm ci there)
-    if not (AXE_DIR / "node_modules" / "axe-core" / "axe.min.js").is_file():
-        done = subprocess.run([npm(), "ci", "--no-audit", "--no-fund"], cwd=AXE_DIR, capture_output=True, text=True,
-                              timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-    sync_playwright = playwright()
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    webapps_installed()  # axe-core comes from gateway/webapps/package-lock.json (make install runs npm ci there)
+    with chromium() as b:
+        yield b
 
 
 def signed_in(browser: Any, console: Console, path: str, username: str, password: str) -> Any:
