@@ -69,13 +69,24 @@ def _operation_registry() -> None:
     policy.install(REGISTRY)
 
 
+def in_ci() -> bool:
+    """True under CI=true, where every test must run: what a test needs and lacks is a failure there."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str, ci_reason: str | None = None) -> None:
+    """Skip with ``reason`` when something a test needs is missing (a server, a tool, the corpus); under
+    CI=true fail instead, with ``ci_reason`` when given. The one place that rule lives."""
+    if in_ci():
+        pytest.fail(ci_reason or reason)
+    pytest.skip(reason)
+
+
 def require_pg(what: str = "PostgreSQL tests") -> None:
     """Skip with the reason when no PostgreSQL server answers; under CI=true fail instead."""
     reason = pg_available()
     if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; {what} must run under CI")
-        pytest.skip(reason)
+        skip_or_fail(reason, f"{reason}; {what} must run under CI")
 
 
 @contextmanager
@@ -180,17 +191,11 @@ def shared_missing() -> bool:
     return not SHARED.is_dir()
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
 def require_shared() -> None:
     """Call first in a test or helper that lists or reads the corpus: without it, skip with the named reason
     (a folder glob over a missing corpus is silently empty, so such tests must ask); under CI=true, fail."""
     if shared_missing():
-        if _in_ci():
-            pytest.fail(f"{SHARED_REASON} (CI=true: the corpus must be present)")
-        pytest.skip(SHARED_REASON)
+        skip_or_fail(SHARED_REASON, f"{SHARED_REASON} (CI=true: the corpus must be present)")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -200,7 +205,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     corpus must be there, and its absence fails the run."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    if not report.failed or call.excinfo is None or not shared_missing() or _in_ci():
+    if not report.failed or call.excinfo is None or not shared_missing() or in_ci():
         return
     if str(SHARED) in str(call.excinfo.getrepr(showlocals=False, style="short")):
         report.outcome = "skipped"

@@ -14,7 +14,6 @@ they skip with a named reason, and fail under CI=true.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -30,7 +29,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from tests.conftest import clean_env, gateway_exe, own_pg_database, pg_available
+from tests.conftest import clean_env, gateway_exe, own_pg_database, pg_available, skip_or_fail
 from tests.test_live_server import LiveServer, start_server, stop_server
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -38,17 +37,6 @@ NODE_MODULES = NODE_DIR / "node_modules"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEMO_GROUP = "demo-group-attributed-2025"
 KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip with ``reason``; under CI=true fail instead (the CI machine must have what the test needs)."""
-    if _in_ci():
-        pytest.fail(f"{reason} (CI=true: it must be installed)")
-    pytest.skip(reason)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, clean_env, gateway_exe
+from tests.conftest import ROOT, clean_env, gateway_exe, skip_or_fail
 from tests.test_live_server import wait_until_up
 
 APP_DIR = ROOT / "apps" / "smart-demo"
@@ -31,17 +31,6 @@ NPM_REASON = ("node and npm are needed to install the SMART demo app's fhirclien
               "`npm ci`); install Debian's nodejs and npm")
 BROWSER_REASON = "Playwright or Debian's chromium is not installed (.ci/run installs both)"
 STATUS = "document.getElementById('status')"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip with the reason; under CI=true, where everything must run, fail instead."""
-    if in_ci():
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def npm() -> str:

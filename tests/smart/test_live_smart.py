@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import secrets
 import shlex
@@ -21,10 +20,10 @@ from gateway.auth.clients import ClientStore
 from gateway.auth.users import add_user
 from gateway.store.sql.store import SqlStore
 from tests.conftest import clean_env, gateway_exe
+from tests.smart.smart_demo import chromium
 from tests.test_live_server import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.live
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "e2e-password-123"
 
 
@@ -58,21 +57,7 @@ def test_auth_is_the_default_and_the_demo_prints_working_commands(server: tuple[
     assert token not in live.stdout_path.read_text()
 
 
-def _browser():  # type: ignore[no-untyped-def]
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if sync_playwright is None or not os.path.exists(CHROMIUM):
-        reason = "Playwright or Debian's chromium is not installed (.ci/run installs both)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return sync_playwright
-
-
 def test_standalone_launch_in_a_real_browser(server: tuple[LiveServer, str]) -> None:
-    sync_playwright = _browser()
     live, db = server
     redirect = f"http://127.0.0.1:{live.port}/e2e-app/callback"
     store = SqlStore(db)
@@ -91,28 +76,22 @@ def test_standalone_launch_in_a_real_browser(server: tuple[LiveServer, str]) -> 
         "scope": "launch/patient patient/*.rs openid fhirUser", "aud": live.base, "code_challenge": challenge,
         "code_challenge_method": "S256"})
     landed: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        try:
-            page = browser.new_page()
-            page.goto(url)
-            page.fill("#username", "e2e-clinician")
-            page.fill("#password", PASSWORD)
-            page.click("#sign-in")
-            page.wait_for_selector("#patients")
-            options = page.eval_on_selector_all("input[name=patient]", "els => els.map(e => e.value)")
-            assert len(options) >= 2
-            assert page.eval_on_selector_all("input[name=patient]", "els => els.filter(e => e.checked).length") == 0
-            chosen, other = options[0], options[1]
-            page.check(f"input[name=patient][value='{chosen}']")
-            page.click("#allow")
-            # the redirect lands on the gateway's own origin, where no app answers: its URL is what matters
-            page.wait_for_url(lambda u: u.startswith(redirect))
-            landed.append(page.url)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(url)
+        page.fill("#username", "e2e-clinician")
+        page.fill("#password", PASSWORD)
+        page.click("#sign-in")
+        page.wait_for_selector("#patients")
+        options = page.eval_on_selector_all("input[name=patient]", "els => els.map(e => e.value)")
+        assert len(options) >= 2
+        assert page.eval_on_selector_all("input[name=patient]", "els => els.filter(e => e.checked).length") == 0
+        chosen, other = options[0], options[1]
+        page.check(f"input[name=patient][value='{chosen}']")
+        page.click("#allow")
+        # the redirect lands on the gateway's own origin, where no app answers: its URL is what matters
+        page.wait_for_url(lambda u: u.startswith(redirect))
+        landed.append(page.url)
     assert landed, "the browser never reached the app's redirect URI"
     back = {k: v[0] for k, v in parse_qs(urlsplit(landed[0]).query).items()}
     assert back["state"] == state
