@@ -83,6 +83,9 @@ class Context:
     used_by: dict[tuple[str, str], dict[str, None]] = field(default_factory=dict)  # definition -> resources
     trace: list[dict[str, None]] = field(default_factory=list)  # collectors of the definitions being evaluated
     retrieve_cache: dict[Any, Any] = field(default_factory=dict)
+    # results of function calls whose arguments are FHIR elements of this evaluation's data (ops_refs), kept
+    # only while resources are not tracked: a memoised call would not note the resources it read
+    calls: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = field(default_factory=dict)
 
     def note_resources(self, refs: list[str]) -> None:
         """Resources a retrieve returned: evaluated, and used by every definition being evaluated."""

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from .values import CqlError
 
 
@@ -85,7 +87,11 @@ def elm_from_library_resource(resource: dict[str, Any]) -> dict[str, Any] | None
     for att in resource.get("content") or []:
         if att.get("contentType", "").split(";")[0].strip() == "application/elm+json" and att.get("data"):
             try:
-                return json.loads(base64.b64decode(att["data"]))
+                raw = base64.b64decode(att["data"])
+                try:
+                    return orjson.loads(raw)  # type: ignore[no-any-return]
+                except orjson.JSONDecodeError:  # what orjson refuses and json reads (integers past 64 bits)
+                    return json.loads(raw)  # type: ignore[no-any-return]
             except (ValueError, TypeError) as exc:
                 raise InvalidElm(f"Library {resource.get('url') or resource.get('id')}: ELM does not parse "
                                  f"({exc})") from None

@@ -29,6 +29,50 @@ def _expression_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     return ref
 
 
+_PLAIN = (str, int, bool, Decimal)
+MAX_CALLS = 200_000  # memoised calls per evaluation; past it the memo starts again
+
+
+def _call_key(fn: Any, values: list[Any]) -> tuple[Any, ...] | None:
+    """The memo key of a call of ``fn`` with ``values``, or None when a value has no stable key.
+
+    CQL functions have no side effects: within one evaluation (one patient, one set of parameters, one Now())
+    the same function on the same arguments gives the same result. Measures call conversion functions
+    (``ToInterval``, ``toInterval``, ``ToDateTime``, ...) on the same FHIR elements once for every pair a
+    ``with ... such that`` compares, so a result is kept per (function, arguments). A FHIR element is keyed by
+    the identity of its JSON value in the evaluation's data (a new Node wraps the same dict or string at every
+    navigation); the memo keeps the arguments, so no identity is reused while the entry lives. Plain values
+    are keyed with their type (``1``, ``True`` and ``Decimal(1)`` compare equal in Python)."""
+    key: list[Any] = [fn]
+    for v in values:
+        if v is None:
+            key.append(None)
+        elif type(v) is Node:
+            key.append((id(v.value), v.type, id(v.ext)))
+        elif type(v) in _PLAIN:
+            key.append((type(v), v))
+        else:
+            return None
+    return tuple(key)
+
+
+def _memo_call(ctx: Context, body: Fn, params: list[str], values: list[Any]) -> Any:
+    """``_in_frame``, its result kept per (function, arguments) for the evaluation (see ``_call_key``)."""
+    if ctx.evaluated is not None:
+        return _in_frame(ctx, body, params, values)
+    key = _call_key(body, values)
+    if key is None:
+        return _in_frame(ctx, body, params, values)
+    hit = ctx.calls.get(key)
+    if hit is not None:
+        return hit[1]
+    out = _in_frame(ctx, body, params, values)
+    if len(ctx.calls) >= MAX_CALLS:
+        ctx.calls.clear()
+    ctx.calls[key] = (tuple(values), out)
+    return out
+
+
 def _in_frame(ctx: Context, body: Fn, params: list[str], values: list[Any]) -> Any:
     """A function body evaluated with its operands bound by name (a new frame: outer aliases are not seen)."""
     saved = ctx.scope
@@ -105,7 +149,7 @@ def _function_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
         params, body = names[0], bodies[0]
 
         def call(ctx: Context) -> Any:
-            return _in_frame(ctx, body, params, [a(ctx) for a in args])
+            return _memo_call(ctx, body, params, [a(ctx) for a in args])
 
         return call
     specs = [[o.get("operandTypeSpecifier") for o in f["operand"]] for f in overloads]
@@ -114,7 +158,7 @@ def _function_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
         values = [a(ctx) for a in args]
         for params, body, types in zip(names, bodies, specs, strict=True):
             if all(v is None or t is None or is_of_type(v, t) for v, t in zip(values, types, strict=True)):
-                return _in_frame(ctx, body, params, values)
+                return _memo_call(ctx, body, params, values)
         raise EvaluationError(f"No overload of {name} accepts the given argument types")
 
     return dispatch
