@@ -307,10 +307,10 @@ def spki_hash(cert: Path) -> str:
 def browser_authorize(gw: Gateway, client_id: str, scope: str = APP_SCOPE, patient: str = PATIENTS[0]) -> Launch:
     """The authorization request typed into a real headless chromium (Playwright): sign in, pick the patient,
     allow; the app's redirect is caught at its origin. Skips (fails under CI=true) without Playwright or
-    chromium, as tests/smart/test_live_smart.py does."""
-    from tests.smart.test_live_smart import CHROMIUM, _browser
+    chromium, as the other browser tests do (tests/smart/smart_demo.py)."""
+    from tests.smart.smart_demo import CHROMIUM, CHROMIUM_ARGS, playwright
 
-    sync_playwright = _browser()
+    sync_playwright = playwright()
     verifier, challenge = pkce()
     params = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT, "scope": scope,
               "state": f"br-{time.monotonic_ns()}", "aud": gw.base, "code_challenge": challenge,
@@ -319,9 +319,7 @@ def browser_authorize(gw: Gateway, client_id: str, scope: str = APP_SCOPE, patie
     landed: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync",
-            f"--ignore-certificate-errors-spki-list={spki_hash(gw.cert)}"])
+            *CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_hash(gw.cert)}"])
         try:
             page = browser.new_page()
 
