@@ -20,8 +20,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# the gateway's own modules compiled to bytecode once: an editable install leaves that to the first import,
+# which skips writing it where PYTHONDONTWRITEBYTECODE is set, so every process (a pool worker, a CLI call, a
+# test's live server) would compile them again; stale files are recompiled by Python itself
+BYTECODE = $(BIN)/python -m compileall -q -j 0 -x node_modules gateway > /dev/null
+
 install: $(BIN)/python webapps
 	$(BIN)/pip install --quiet -e .
+	$(BYTECODE)
 
 # the served apps' npm packages, pinned by gateway/webapps/package-lock.json; installed again only when the lock
 # file changes (the gateway serves them itself: no CDN at run time)
@@ -33,6 +39,7 @@ webapps:
 
 install-test: $(BIN)/python webapps
 	$(BIN)/pip install --quiet -e ".[test]"
+	$(BYTECODE)
 	@# the Node FHIR client libraries tests/clients drives (skipped with a named reason where npm is missing)
 	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/clients/node --no-audit --no-fund; fi
 	@# the SMART demo app's fhirclient (apps/smart-demo, pinned by its package-lock.json) for its browser tests
@@ -46,7 +53,7 @@ test: install-test
 	$(BIN)/ruff check gateway tests bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q --durations=25
 
 lint: install-test
 	$(BIN)/ruff check gateway tests bench tools
