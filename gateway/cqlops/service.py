@@ -12,11 +12,11 @@ from __future__ import annotations
 import ctypes
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import orjson
 
@@ -99,15 +99,64 @@ def _async_raise(thread_id: int, exc: type[BaseException] | None) -> None:
                                                ctypes.py_object(exc) if exc is not None else ctypes.c_void_p(0))
 
 
+class _Guard:
+    """The state one evaluation shares with its watcher: how deep the evaluating thread is in store calls, and
+    whether the deadline has passed. ``lock`` orders the watcher's check-and-raise against a store call's entry."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.expired = False
+
+
+_LOCAL = threading.local()  # .guard: the _Guard of the evaluation this thread runs, if any
+
+
+class GuardedStore:
+    """The store as ``CqlService`` uses it: while an evaluation with a time limit runs in this thread, every
+    call is marked as data access, and the watcher never raises the stop inside one (it would land in the
+    database driver or the connection pool and could leave a connection half used). A stop that falls due
+    during a call is raised when the call returns, in this frame. A result that reads lazily (an iterator) is
+    read to the end inside the call. Everything else is the wrapped store's own behaviour."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            guard: _Guard | None = getattr(_LOCAL, "guard", None)
+            if guard is None:
+                return attr(*args, **kwargs)
+            with guard.lock:
+                guard.depth += 1
+            try:
+                out = attr(*args, **kwargs)
+                if isinstance(out, Iterator):
+                    out = iter(list(out))
+            finally:
+                with guard.lock:
+                    guard.depth -= 1
+            if guard.expired:
+                raise EvaluationTimeout
+            return out
+
+        return call
+
+
 def with_deadline(fn: Callable[[], T], seconds: float) -> T:
     """``fn()`` in this thread, stopped with 422 too-costly when it runs longer than ``seconds`` (0: no
     limit). The engine is pure Python, so an exception raised into the thread at the deadline ends even an
     evaluation that never reads data; it is raised again every ``REFIRE_SECONDS`` while ``fn`` runs (a
-    finalizer running in the thread may swallow one), and a pending one is cleared when ``fn`` ends."""
+    finalizer running in the thread may swallow one), and a pending one is cleared when ``fn`` ends. It is
+    never raised while the thread is inside a call of a ``GuardedStore`` (see there)."""
     if seconds <= 0:
         return fn()
     tid = threading.get_ident()
-    lock = threading.Lock()
+    guard = _Guard()
     done = [False]
     finished = threading.Event()
 
@@ -115,23 +164,28 @@ def with_deadline(fn: Callable[[], T], seconds: float) -> T:
         if finished.wait(seconds):
             return
         while True:
-            with lock:
+            with guard.lock:
                 if done[0]:
                     return
-                _async_raise(tid, EvaluationTimeout)
+                guard.expired = True
+                if guard.depth == 0:
+                    _async_raise(tid, EvaluationTimeout)
             if finished.wait(REFIRE_SECONDS):
                 return
 
     watcher = threading.Thread(target=watch, name="cql-deadline", daemon=True)
+    outer = getattr(_LOCAL, "guard", None)
+    _LOCAL.guard = guard
     try:
         watcher.start()
         try:
             return fn()
         finally:
-            with lock:
+            with guard.lock:
                 done[0] = True
             finished.set()
             _async_raise(tid, None)
+            _LOCAL.guard = outer
     except EvaluationTimeout:
         raise FhirError(f"The CQL evaluation took longer than {seconds:g} s and was stopped", status=422,
                         code="too-costly") from None
@@ -167,7 +221,7 @@ class CqlService:
 
     def __init__(self, store: ResourceStore, base_url: str, timeout_seconds: float = 30.0,
                  max_expression_chars: int = 10_000) -> None:
-        self.store = store
+        self.store = cast("ResourceStore", GuardedStore(store))  # no stop raised inside a store call
         self.base_url = base_url
         self.timeout_seconds = timeout_seconds
         self.max_expression_chars = max_expression_chars
