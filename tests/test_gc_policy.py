@@ -56,6 +56,25 @@ def test_concurrent_runs_restore_once_the_last_ends(default_thresholds: tuple[in
     assert gc.get_threshold() == default_thresholds
 
 
+@pytest.mark.parametrize("first_out", ["ingest", "population"])
+def test_an_ingest_and_a_population_run_overlapping_restore_the_thresholds(
+        default_thresholds: tuple[int, int, int], first_out: str) -> None:
+    # both kinds of run share one policy: whichever ends first, the other's raise holds while it lasts, and
+    # the process's own thresholds come back after the last (two separate policies left 100,000 behind)
+    from gateway.ingest.service import INGEST_YOUNG_THRESHOLD, _fewer_collections
+
+    ingest, population = _fewer_collections(), fewer_collections()
+    ingest.__enter__()
+    population.__enter__()
+    assert gc.get_threshold() == (INGEST_YOUNG_THRESHOLD, 10, 10)
+    first, second = (ingest, population) if first_out == "ingest" else (population, ingest)
+    first.__exit__(None, None, None)
+    expected = YOUNG_THRESHOLD if first_out == "ingest" else INGEST_YOUNG_THRESHOLD
+    assert gc.get_threshold() == (expected, 10, 10)
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == default_thresholds
+
+
 def test_population_run_raises_it_and_an_abandoned_run_restores_it(
         client: object, default_thresholds: tuple[int, int, int]) -> None:
     """Through MeasureService: the threshold is raised while a two-patient run yields, and back when the

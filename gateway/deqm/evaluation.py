@@ -158,6 +158,12 @@ class MeasureService:
             cached = self._cache.get(key)
             if cached is not None and self._stamps.get(key) == stamp:
                 return cached
+        # parsing and compiling megabytes of ELM makes objects that all live on: the collector would walk them
+        # again and again and free nothing
+        with fewer_collections():
+            return self._prepare(measure_res, key, stamp)
+
+    def _prepare(self, measure_res: dict[str, Any], key: str, stamp: tuple[object, ...]) -> PreparedMeasure:
         try:
             measure = MeasureDef.from_resource(measure_res)
             check_measure(measure)  # FHIRPath criteria compile (or fail) before any patient is read

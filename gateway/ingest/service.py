@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -33,6 +33,7 @@ from ..mapping.quality import Finding, quality_report
 from ..mapping.readers import read_input
 from ..mapping.records import Reject
 from ..mapping.spec import MappingSpec, find_spec, with_strictness
+from ..measure.gcpolicy import fewer_collections
 from ..resources.rest import RestService
 from ..search.index import IndexRows, index_resource
 from ..store.encoded import Encoded, encode
@@ -235,29 +236,14 @@ def _receive(conn: Any) -> list[Event]:
             gc.enable()
 
 
-_gc_lock = threading.Lock()
-_gc_users = 0
-_gc_saved: tuple[int, int, int] = (700, 10, 10)
+INGEST_YOUNG_THRESHOLD = 100_000  # an ingest allocates millions of short-lived tuples (index and database rows)
 
 
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
+def _fewer_collections() -> AbstractContextManager[None]:
     """While ingests run in this process, the collector's young generation is collected every 100,000
-    allocations rather than every 700: an ingest allocates millions of short-lived tuples (index rows, database
-    rows) and otherwise pays for collections that find nothing to free."""
-    global _gc_users, _gc_saved
-    with _gc_lock:
-        if _gc_users == 0:
-            _gc_saved = gc.get_threshold()
-            gc.set_threshold(100_000, *_gc_saved[1:])
-        _gc_users += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_users -= 1
-            if _gc_users == 0:
-                gc.set_threshold(*_gc_saved)
+    allocations rather than every 700 (``gateway.measure.gcpolicy``, shared with population runs, so that
+    overlapping runs of either kind restore the process's thresholds once the last one ends)."""
+    return fewer_collections(INGEST_YOUNG_THRESHOLD)
 
 
 def _input_bytes(paths: list[Path]) -> int:

@@ -16,28 +16,38 @@ import gc
 import threading
 from collections.abc import Iterator
 
-YOUNG_THRESHOLD = 50_000
+YOUNG_THRESHOLD = 50_000  # a population run's first-generation threshold (read at each call: tests lower it)
 
 _lock = threading.Lock()
-_active = 0
+_active: list[int] = []  # the threshold each run under way asked for
 _saved: tuple[int, int, int] | None = None
 
 
+def _apply() -> None:
+    assert _saved is not None
+    gc.set_threshold(max(_saved[0], *_active), _saved[1], _saved[2])
+
+
 @contextlib.contextmanager
-def fewer_collections() -> Iterator[None]:
-    """Raise the first-generation collection threshold for the duration (nested and concurrent uses
-    share one raise; the previous thresholds come back when the last one leaves)."""
-    global _active, _saved
+def fewer_collections(young: int | None = None) -> Iterator[None]:
+    """Raise the first-generation collection threshold to ``young`` (default ``YOUNG_THRESHOLD``) for the
+    duration. Every kind of run in the process uses this one function (population runs, ingests at 100,000),
+    so overlapping runs share one raise, the highest asked for while they last, and the thresholds the process
+    had before the first of them come back when the last one ends, whatever the order they end in."""
+    global _saved
+    want = YOUNG_THRESHOLD if young is None else young
     with _lock:
-        if _active == 0:
+        if not _active:
             _saved = gc.get_threshold()
-            gc.set_threshold(max(YOUNG_THRESHOLD, _saved[0]), _saved[1], _saved[2])
-        _active += 1
+        _active.append(want)
+        _apply()
     try:
         yield
     finally:
         with _lock:
-            _active -= 1
-            if _active == 0 and _saved is not None:
+            _active.remove(want)
+            if _active:
+                _apply()
+            elif _saved is not None:
                 gc.set_threshold(*_saved)
                 _saved = None
