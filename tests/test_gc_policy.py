@@ -61,9 +61,9 @@ def test_an_ingest_and_a_population_run_overlapping_restore_the_thresholds(
         default_thresholds: tuple[int, int, int], first_out: str) -> None:
     # both kinds of run share one policy: whichever ends first, the other's raise holds while it lasts, and
     # the process's own thresholds come back after the last (two separate policies left 100,000 behind)
-    from gateway.ingest.service import INGEST_YOUNG_THRESHOLD, _fewer_collections
+    from gateway.ingest.service import INGEST_YOUNG_THRESHOLD
 
-    ingest, population = _fewer_collections(), fewer_collections()
+    ingest, population = fewer_collections(INGEST_YOUNG_THRESHOLD), fewer_collections()
     ingest.__enter__()
     population.__enter__()
     assert gc.get_threshold() == (INGEST_YOUNG_THRESHOLD, 10, 10)

@@ -21,7 +21,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -236,14 +235,11 @@ def _receive(conn: Any) -> list[Event]:
             gc.enable()
 
 
-INGEST_YOUNG_THRESHOLD = 100_000  # an ingest allocates millions of short-lived tuples (index and database rows)
-
-
-def _fewer_collections() -> AbstractContextManager[None]:
-    """While ingests run in this process, the collector's young generation is collected every 100,000
-    allocations rather than every 700 (``gateway.measure.gcpolicy``, shared with population runs, so that
-    overlapping runs of either kind restore the process's thresholds once the last one ends)."""
-    return fewer_collections(INGEST_YOUNG_THRESHOLD)
+# while ingests run in this process the collector's young generation is collected every 100,000 allocations
+# rather than every 700: an ingest allocates millions of short-lived tuples (index and database rows). The raise
+# goes through gateway.measure.gcpolicy, shared with population runs, so overlapping runs restore the process's
+# thresholds once the last one ends.
+INGEST_YOUNG_THRESHOLD = 100_000
 
 
 def _input_bytes(paths: list[Path]) -> int:
@@ -378,7 +374,7 @@ class Ingestor:
             parallel = False
         events = (_prepare_in_worker(self.spec, self.level, paths, url) if parallel
                   else prepare(self.spec, self.level, paths, self.shapes, store, self.part))
-        with _fewer_collections():
+        with fewer_collections(INGEST_YOUNG_THRESHOLD):
             batch: list[Ready] = []
             size = 0
             for kind, payload in events:
