@@ -101,6 +101,19 @@ def own_pg_database(prefix: str = "gw_test") -> Iterator[str]:
         _admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def own_database(kind: str, folder: Path, name: str, what: str = "PostgreSQL tests") -> Iterator[str]:
+    """A fresh database of its own for ``kind`` ("sqlite" or "postgres"): the SQLite file ``name``.sqlite3 in
+    ``folder``, or a PostgreSQL database ``gw_<name>_<random>`` dropped when the block ends (skipped, or failed
+    under CI=true, without a server; ``what`` says what needed it)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / f'{name}.sqlite3'}"
+        return
+    require_pg(what)
+    with own_pg_database(f"gw_{name}") as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database URL for a console script or server: a SQLite file, or the session PostgreSQL

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, clean_env, gateway_exe, own_pg_database, require_pg
+from tests.conftest import ROOT, clean_env, gateway_exe, own_database
 from tests.test_live_server import start_server, stop_server
 
 GUIDE = ROOT / "docs" / "guides" / "provider-access.md"
@@ -28,11 +28,7 @@ def blocks() -> list[tuple[str, str]]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'payer.sqlite3'}"
-        return
-    require_pg("the Provider Access guide on PostgreSQL")
-    with own_pg_database("gw_guide_pa") as url:
+    with own_database(request.param, tmp_path, "payer", "the Provider Access guide on PostgreSQL") as url:
         yield url
 
 

@@ -9,18 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from tests.conftest import own_pg_database, require_pg
+from tests.conftest import own_database
 
 NEW = {"ingest_run", "subscription_delivery", "console_session"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.sqlite3'}"
-        return
-    require_pg()
-    with own_pg_database("gw_mig") as url:
+    with own_database(request.param, tmp_path, "mig") as url:
         yield url
 
 

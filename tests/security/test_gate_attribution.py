@@ -16,7 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib import resources as pkg_resources
 from pathlib import Path
@@ -28,7 +28,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from gateway.store.sql.store import SqlStore
-from tests.conftest import clean_env, gateway_exe, own_pg_database, require_pg
+from tests.conftest import clean_env, gateway_exe, own_database
 from tests.security.worlds import issued_token, loaded_world
 from tests.test_live_server import LiveServer, start_server, stop_server
 
@@ -177,15 +177,9 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             stop_server(server)
 
 
-@contextmanager
-def _database(kind: str, workdir: Path) -> Iterator[str]:
+def _database(kind: str, workdir: Path) -> AbstractContextManager[str]:
     """A fresh database for one module's server: a SQLite file, or a PostgreSQL database of its own."""
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / 'payer.sqlite3'}"
-        return
-    require_pg("the attribution gate on PostgreSQL")
-    with own_pg_database("gw_attr") as url:
-        yield url
+    return own_database(kind, workdir, "payer", "the store gate on PostgreSQL")
 
 
 def ids(r: httpx.Response) -> set[str]:
@@ -194,18 +188,29 @@ def ids(r: httpx.Response) -> set[str]:
             if e["resource"]["resourceType"] != "OperationOutcome"}
 
 
-def no_leak(r: httpx.Response) -> None:
-    """Nothing of p3, p4 or p5 in the answer (a Bundle's links, which echo the query, left aside)."""
+def assert_hidden(r: httpx.Response, markers: tuple[str, ...]) -> None:
+    """None of ``markers`` (text only hidden patients' records hold) in the answer, a Bundle's links (which
+    echo the query) left aside."""
     body = r.json()
     text = json.dumps({k: v for k, v in body.items() if k != "link"}) if isinstance(body, dict) else r.text
-    leaked = [m for m in HIDDEN if m in text]
+    leaked = [m for m in markers if m in text]
     assert not leaked, (leaked, text[:2000])
 
 
-def not_found(r: httpx.Response) -> None:
+def assert_missing(r: httpx.Response, markers: tuple[str, ...]) -> None:
+    """A 404 with an OperationOutcome that gives none of ``markers`` away."""
     assert r.status_code == 404, r.text
     assert r.json()["resourceType"] == "OperationOutcome"
-    no_leak(r)
+    assert_hidden(r, markers)
+
+
+def no_leak(r: httpx.Response) -> None:
+    """Nothing of p3, p4 or p5 in the answer."""
+    assert_hidden(r, HIDDEN)
+
+
+def not_found(r: httpx.Response) -> None:
+    assert_missing(r, HIDDEN)
 
 
 # -- reads -----------------------------------------------------------------------------------------------------
