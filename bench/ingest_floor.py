@@ -144,9 +144,9 @@ def fresh(backend: str, root: Path, tag: str) -> tuple[str, object]:
     return url, lambda: drop_pg(name)
 
 
-MODES = {"inprocess": (False, 1), "auto": (None, 1), "workers2": (False, 2)}
+MODES = {"inprocess": (False, 1), "auto": (None, 1), "workers2": (False, 2), "workers3": (False, 3)}
 MODE_NAMES = {"inprocess": "1 process", "auto": "2 processes: prepare worker + writer (the default)",
-              "workers2": "2 processes: --workers 2"}
+              "workers2": "2 processes: --workers 2", "workers3": "3 processes: --workers 3"}
 
 
 def main() -> None:

@@ -4,9 +4,12 @@ the same counts, the same rejects in the same order, the same stored resources."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import inspect, text
 
+from gateway.ingest import service
 from gateway.ingest.service import Ingestor
 from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
@@ -116,3 +119,68 @@ def test_a_large_load_refreshes_the_planner_statistics_on_postgres(pg_url, monke
     finally:
         store.close()
         _admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+INDEX_TABLES = ("idx_string", "idx_token", "idx_date", "idx_ref", "idx_number", "idx_uri", "idx_composite")
+
+
+def index_rows(store: SqlStore) -> dict[str, list[str]]:
+    """Every search-index row the store holds, by table, named by its resource's type and id (not its key)."""
+    out: dict[str, list[str]] = {}
+    schema = inspect(store.engine)
+    with store.engine.connect() as conn:
+        for t in INDEX_TABLES:
+            cols = ", ".join(f"i.{c['name']}" for c in schema.get_columns(t) if c["name"] not in ("id", "res_pk"))
+            q = f"SELECT r.res_type, r.res_id, {cols} FROM {t} i JOIN resource r ON r.pk = i.res_pk"
+            out[t] = sorted(repr(tuple(row)) for row in conn.execute(text(q)))
+    return out
+
+
+def test_units_sent_without_index_rows_are_indexed_by_the_writer(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the writing process waits, the prepare worker leaves a unit's index rows to it
+    (``prepare(index_here=...)``): the writer then computes the same rows from the encoded JSON."""
+    path = corrupted(tmp_path)
+    units = [ev[1] for ev in service.prepare(service.find_spec("claims-csv"), "strict", [path],
+                                             index_here=lambda: False) if ev[0] == "unit"]
+    assert units and all(e.index is None for u in units for e in u.items)
+
+    stores = {}
+    for name, index_here in (("prepared", None), ("writer", lambda: False)):
+        real = service.prepare
+
+        def prepare(*args: Any, _real: Any = real, _index_here: Any = index_here, **kw: Any) -> Any:
+            return _real(*args, **kw, index_here=_index_here)
+
+        monkeypatch.setattr(service, "prepare", prepare)
+        stores[name] = SqlStore(f"sqlite:///{tmp_path / (name + '.sqlite3')}")
+        Ingestor(RestService(stores[name], BASE), "claims-csv", parallel=False).ingest([path])
+        monkeypatch.setattr(service, "prepare", real)
+    try:
+        a, b = index_rows(stores["prepared"]), index_rows(stores["writer"])
+        assert sum(len(v) for v in a.values()) > 100
+        assert a == b
+        assert counts(stores["prepared"]) == counts(stores["writer"])
+    finally:
+        for st in stores.values():
+            st.close()
+
+
+def test_worker_index_rows_equal_one_process(tmp_path: Path) -> None:
+    """Through the worker process, whichever side computed each unit's index rows (that depends on timing),
+    the store ends up with the rows one process writes."""
+    lines = CLAIMS.read_text().splitlines()
+    assert lines[1].startswith("C1,1,1,")
+    body = [lines[1].replace("C1,1,1,", f"X{n},1,1,", 1) for n in range(3000)]
+    path = tmp_path / "claims.csv"
+    path.write_text("\n".join([lines[0], *body]) + "\n")
+    got = {}
+    for parallel in (False, True):
+        st = SqlStore(f"sqlite:///{tmp_path / f'{parallel}.sqlite3'}")
+        try:
+            summary = Ingestor(RestService(st, BASE), "claims-csv", parallel=parallel).ingest([path])
+            assert not summary.rejects and summary.records == 3000
+            got[parallel] = index_rows(st)
+        finally:
+            st.close()
+    assert got[True] == got[False]
