@@ -26,6 +26,7 @@ import pyx12.x12context
 from .quality import Finding
 from .records import ReadResult, Record, Reject, iter_named_files
 from .spec import MappingSpec
+from .x12text import charset_message, foreign_segments, x12_text
 
 ERRATA = {"005010X222A2": "005010X222A1", "005010X223A3": "005010X223A2"}
 
@@ -82,25 +83,26 @@ def read_x12(spec: MappingSpec, paths: list[Path]) -> ReadResult:
             continue
         res.files += 1
         try:
-            text = path.read_bytes().decode("ascii")
-        except UnicodeDecodeError as exc:
-            res.rejects.append(Reject(f"{path.name}:1", f"not ASCII text (byte {exc.start + 1}); X12 files are "
-                                      "ASCII, the file is skipped"))
-            continue
+            text, encoding = x12_text(path.read_bytes())
         except OSError as exc:
             raise OSError(f"{path}: cannot read ({exc.strerror})") from exc
+        foreign = foreign_segments(text)  # names written with characters outside ASCII: kept, with a warning
         m = re.search(r"GS\W(?:[^~\n]*?\W){7}(\d{6}X\d{3}A\d)", text)
         guide = m.group(1) if m else None  # GS08, the implementation guide (X222 professional, X223 institutional)
         for old, new in ERRATA.items():
             text = text.replace(old, new)
         text = _tr3_component_quirk(text)
-        _read_file(path, text, res, paths_of, claim_fields, line_fields, guide, spec.strictness == "strict")
+        _read_file(path, text, res, paths_of, claim_fields, line_fields, guide, spec.strictness == "strict",
+                   [(f.segment, Finding(f"{path.name}:{f.segment}", "x12-charset", charset_message(f, encoding),
+                                        value=f.chars)) for f in foreign])
     return res
 
 
 def _read_file(path: Path, text: str, res: ReadResult, paths_of: dict[str, dict[str, str]],
                claim_fields: dict[str, str], line_fields: dict[str, str], guide: str | None,
-               strict: bool = False) -> None:
+               strict: bool = False, findings: list[tuple[int, Finding]] | None = None) -> None:
+    """The claims of one 837 file into ``res``; ``findings`` (segment position, warning) are put on the claims
+    their segments belong to, like the implementation-guide warnings pyx12 raises."""
     errh = _Errors()
     claims: list[tuple[int, int, Record, list[Record]]] = []
     sets: list[tuple[int, list[int]]] = []  # transaction sets: ST line, positions of their claims in ``claims``
@@ -117,8 +119,8 @@ def _read_file(path: Path, text: str, res: ReadResult, paths_of: dict[str, dict[
                         claims.append(_claim_record(path, clm, loops, len(claims), paths_of, claim_fields,
                                                     line_fields, res))
     except (pyx12.errors.X12Error, pyx12.errors.EngineError, ValueError, KeyError) as exc:
-        res.rejects.append(Reject(f"{path.name}:{errh.line or 1}", f"not a readable X12 837 interchange ({exc})",
-                                  rule="x12-structure"))
+        res.rejects.append(Reject(f"{path.name}:{errh.line or 1}", f"not a readable X12 837 interchange "
+                                  f"({_unreadable(exc)})", rule="x12-structure"))
         return
     env = [e for e in errh.found if e[1].startswith(("interchange", "functional", "transaction"))]
     if env:
@@ -129,11 +131,27 @@ def _read_file(path: Path, text: str, res: ReadResult, paths_of: dict[str, dict[
     for _start, _end, rec, _lines in claims:
         rec.fields["GUIDE"] = guide
     starts = [line for line, _ in sets]
+
+    def set_of(line: int) -> int | None:
+        return max((i for i, s in enumerate(starts) if s <= line), default=None)
+
+    def warn(line: int, finding: Finding) -> None:
+        """On the claims whose loops hold ``line``; before the claims (a billing provider's loop), on every claim
+        of the transaction set; outside any set, on the run."""
+        st = set_of(line)
+        owners = [i for i in (sets[st][1] if st is not None else []) if claims[i][0] <= line <= claims[i][1]]
+        if not owners and st is not None:
+            owners = sets[st][1]
+        for i in owners:
+            claims[i][2].warnings.append(finding)
+        if not owners:
+            res.warnings.append(finding)
+
     refused: dict[int, tuple[int, str, str]] = {}  # transaction set -> its first error that rejects it
     for n, (line, msg) in enumerate(errh.found):
         if not msg.startswith("segment:"):
             continue
-        st = max((i for i, s in enumerate(starts) if s <= line), default=None)
+        st = set_of(line)
         rule = USAGE_ERRORS.get(errh.codes.get(n, ""), "x12-structure")
         if rule == "x12-structure" or strict:
             if st is None or not sets[st][1]:
@@ -141,15 +159,10 @@ def _read_file(path: Path, text: str, res: ReadResult, paths_of: dict[str, dict[
             else:
                 refused.setdefault(st, (line, msg, rule))
             continue
-        owners = [i for i in (sets[st][1] if st is not None else []) if claims[i][0] <= line <= claims[i][1]]
-        if not owners and st is not None:
-            owners = sets[st][1]  # before the claims (a billing provider's loop): it concerns all of them
-        finding = Finding(f"{path.name}:{line}", rule, f"implementation guide rule: {msg[len('segment: '):]}; "
-                          "loaded (lenient strictness)")
-        for i in owners:
-            claims[i][2].warnings.append(finding)
-        if not owners:
-            res.warnings.append(finding)
+        warn(line, Finding(f"{path.name}:{line}", rule, f"implementation guide rule: {msg[len('segment: '):]}; "
+                           "loaded (lenient strictness)"))
+    for line, finding in findings or []:
+        warn(line, finding)
     bad = {i: (st, refused[st]) for st in refused for i in sets[st][1]}
     for i, (_start, _end, rec, lines) in enumerate(claims):
         if i in bad:
@@ -160,6 +173,18 @@ def _read_file(path: Path, text: str, res: ReadResult, paths_of: dict[str, dict[
             continue
         res.records.setdefault("claim", []).append(rec)
         res.records.setdefault("line", []).extend(lines)
+
+
+def _unreadable(exc: BaseException) -> str:
+    """Why pyx12 could not read a file, in words a data team can act on: a guide version without a map (a 4010
+    837, say) is named as such rather than as pyx12's "Map not found"."""
+    m = re.search(r"Map not found\.\s*icvn=(\w+), fic=(\w+), vriic=(\w+)", str(exc))
+    if not m:
+        return str(exc)
+    icvn, fic, guide = m.groups()
+    return (f"implementation guide {guide} (GS08) in an interchange of version {icvn} (ISA12) is not one this "
+            f"mapping reads: it reads 5010 837s, 005010X222 professional and 005010X223 institutional; "
+            f"the file is skipped")
 
 
 # pyx12 segment error codes that an implementation-guide usage rule raises, with the report's rule name: a

@@ -23,6 +23,7 @@ from typing import Any
 from .quality import Finding
 from .records import ReadResult, Record, Reject, iter_named_files
 from .spec import MappingSpec
+from .x12text import charset_message, foreign_segments, x12_text
 
 SUFFIXES = (".835", ".x12", ".edi", ".txt")
 CLAIM_STATUS = {"1", "2", "3", "4", "19", "20", "21", "22", "23", "25"}
@@ -133,11 +134,7 @@ def read_x12_835(spec: MappingSpec, paths: list[Path]) -> ReadResult:
             continue
         res.files += 1
         try:
-            text = path.read_bytes().decode("ascii")
-        except UnicodeDecodeError as exc:
-            res.rejects.append(Reject(f"{path.name}:1", f"not ASCII text (byte {exc.start + 1}); X12 files are "
-                                      "ASCII, the file is skipped", rule="x12-structure"))
-            continue
+            text, encoding = x12_text(path.read_bytes())
         except OSError as exc:
             raise OSError(f"{path}: cannot read ({exc.strerror})") from exc
         try:
@@ -147,8 +144,13 @@ def read_x12_835(spec: MappingSpec, paths: list[Path]) -> ReadResult:
             res.rejects.append(Reject(f"{path.name}:{exc.line}", f"{exc.reason}; the file is skipped",
                                       rule="x12-envelope"))
             continue
+        # names written with characters outside ASCII: kept as sent, with a warning on the claim payments concerned
+        charset = {f.line: Finding(f"{path.name}:{f.line}", "x12-charset", charset_message(f, encoding),
+                                   value=f.chars) for f in foreign_segments(text)}
         for st_segments in sets:
-            _read_set(path, st_segments, comp, res)
+            _read_set(path, st_segments, comp, res, charset)
+        for line in sorted(charset.keys() - {s.line for st_segments in sets for s in st_segments}):
+            res.warnings.append(charset[line])  # in the envelope, outside every transaction set
     return res
 
 
@@ -187,8 +189,11 @@ def _structure(path: Path, segments: list[Segment]) -> list[list[Segment]]:
     return sets
 
 
-def _read_set(path: Path, segs: list[Segment], comp: str, res: ReadResult) -> None:
-    """The claim payments of one transaction set into ``res`` (all rejected when the set's frame is wrong)."""
+def _read_set(path: Path, segs: list[Segment], comp: str, res: ReadResult,
+              charset: dict[int, Finding] | None = None) -> None:
+    """The claim payments of one transaction set into ``res`` (all rejected when the set's frame is wrong).
+    ``charset``: warnings by line; one in a claim payment's loop goes on that claim payment, one in the set's
+    header (a payer's or payee's name) on every claim payment of the set."""
     st, se = segs[0], segs[-1]
     n_claims = sum(1 for s in segs if s.id == "CLP")
     res.read += n_claims
@@ -203,16 +208,23 @@ def _read_set(path: Path, segs: list[Segment], comp: str, res: ReadResult) -> No
             res.rejects.append(Reject(w, f"{exc.reason} (line {exc.line}); the transaction set at line "
                                       f"{st.line} is rejected", rule="x12-structure"))
         return
+    charset = charset or {}
+    first = next((s.line for s in segs if s.id == "CLP"), se.line)
+    shared = [charset[s.line] for s in segs if s.line < first and s.line in charset]
+    placed = {s.line for s in segs if s.line < first} if n_claims else set()  # no claim payment: on the run
     clp: Segment | None = None
     body: list[Segment] = []
     for seg in segs[1:-1] + [Segment("__END__", [], se.line)]:
         if seg.id in ("CLP", "LX", "PLB", "__END__") and clp is not None:
-            _claim(path, clp, body, header, comp, res)
+            own = [charset[s.line] for s in (clp, *body) if s.line in charset]
+            placed.update(s.line for s in (clp, *body))
+            _claim(path, clp, body, header, comp, res, [*shared, *own])
             clp, body = None, []
         if seg.id == "CLP":
             clp = seg
         elif clp is not None:
             body.append(seg)
+    res.warnings.extend(charset[s.line] for s in segs if s.line in charset and s.line not in placed)  # LX, PLB
 
 
 def _header(segs: list[Segment], st: Segment) -> dict[str, Any]:
@@ -248,7 +260,7 @@ def _header(segs: list[Segment], st: Segment) -> dict[str, Any]:
 
 
 def _claim(path: Path, clp: Segment, body: list[Segment], header: dict[str, Any], comp: str,
-           res: ReadResult) -> None:
+           res: ReadResult, findings: list[Finding] | None = None) -> None:
     """One CLP loop as a record, or a reject naming its line."""
     where = f"{path.name}:{clp.line}"
     try:
@@ -295,5 +307,5 @@ def _claim(path: Path, clp: Segment, body: list[Segment], header: dict[str, Any]
                                   "the claim payment is skipped", rule="x12-value"))
         return
     warnings = [Finding(f"{path.name}:{line}", "invalid-date", msg, "BPR16", value)
-                for line, msg, value in header["_WARN"]]
+                for line, msg, value in header["_WARN"]] + list(findings or [])
     res.records.setdefault("clp", []).append(Record("clp", where, fields, warnings))

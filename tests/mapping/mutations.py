@@ -159,6 +159,20 @@ def x12_repeated_loops(data: bytes) -> bytes:
     return _join(out, term)
 
 
+def x12_names_outside_ascii(data: bytes) -> bytes:
+    """Names written with characters outside ASCII, as real feeds send them: every person's last name in NM1
+    gains a curly apostrophe and an N with tilde, and the files alternate between UTF-8 and Windows-1252."""
+    segs, elem, term = _segments(data)
+    out = []
+    for s in segs:
+        parts = s.split(elem)
+        if parts[0] == "NM1" and len(parts) > 3 and parts[2] == "1" and parts[3]:
+            parts[3] = f"O’{parts[3]}-MUÑOZ"
+        out.append(elem.join(parts))
+    text = _join(out, term).decode()
+    return text.encode("cp1252" if len(data) % 2 else "utf-8")
+
+
 # -- CSV ------------------------------------------------------------------------------------------------------
 
 def _csv_rows(data: bytes) -> list[list[str]]:
@@ -270,7 +284,7 @@ BENIGN: dict[str, dict[str, Mutation]] = {
 }
 LOSSY: dict[str, dict[str, Mutation]] = {
     "x12-837": {"unknown-codes": x12_unknown_codes, "missing-segments": x12_missing_segments,
-                "repeated-loops": x12_repeated_loops},
+                "repeated-loops": x12_repeated_loops, "names-outside-ascii": x12_names_outside_ascii},
     "claims-csv": {"unknown-codes": csv_unknown_codes, "blank-optional": csv_blank_optional,
                    "semicolons": csv_semicolons, "repeated-rows": csv_repeated_rows},
     "cclf": {"unknown-codes": csv_unknown_codes, "blank-optional": csv_blank_optional, "semicolons": csv_semicolons,

@@ -222,3 +222,65 @@ def test_rejects_are_grouped_by_rule_with_file_line_field_and_value(store, tmp_p
     unknown = groups["unknown-code"]
     assert unknown["examples"][0]["line"] == 4 and "dental" in unknown["examples"][0]["message"]
     assert report["rejected"] == sum(g["count"] for g in report["rejects"])
+
+
+def test_names_outside_ascii_load_with_a_charset_warning(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A patient's name written with characters outside ASCII (a curly apostrophe, an N with tilde), in UTF-8 or
+    in Windows-1252 as real feeds send them, used to reject the whole 837 file: now the claim loads, the name is
+    kept as sent, and the segment is reported as an x12-charset warning on the claim."""
+    require_shared()
+    text = EXAMPLE1.read_text()
+    line = next(n for n, ln in enumerate(text.split("\n"), 1) if ln.startswith("NM1*QC*1*SMITH*TED"))
+    name = "O’BRIEN-MUÑOZ"
+    for n, encoding in enumerate(("utf-8", "cp1252")):
+        path = tmp_path / f"names-{encoding}.837"
+        path.write_bytes(text.replace("NM1*QC*1*SMITH*TED", f"NM1*QC*1*{name}*TED").encode(encoding))
+        summary = _run(store, path)
+        assert summary.rejects == [] and summary.records == 1 and summary.units_with_warnings == 1
+        report = summary.quality()
+        group = next(g for g in report["warnings"] if g["rule"] == "x12-charset")
+        assert group["count"] == 1
+        example = group["examples"][0]
+        assert example["where"] == f"{path.name}:{line}" and example["value"] == "’Ñ"
+        assert f"read as {encoding}" in example["message"] and "segment NM1" in example["message"]
+        claim = read(store, "Claim", "x12-1912301953-26463774")
+        patient = read(store, *claim["patient"]["reference"].split("/"))
+        assert patient["name"][0]["family"] == name
+        assert _run(store, path).created == 0 if n else True  # the same claim again: nothing new
+
+
+def test_an_835_with_a_name_outside_ascii_loads_with_a_charset_warning(tmp_path: Path) -> None:
+    """The 835 reader reads such a file too, the warning on the claim payment whose loop holds the name, and a
+    payer name in the set's header on every claim payment of the set."""
+    require_shared()
+    from gateway.mapping.spec import find_spec
+    from gateway.mapping.x12_835 import read_x12_835
+
+    text = (X12 / "835" / "managed-care.835").read_text()
+    lines = text.split("\n")
+    budd = next(n for n, ln in enumerate(lines, 1) if ln.startswith("NM1*QC*1*BUDD"))
+    payer = next(n for n, ln in enumerate(lines, 1) if ln.startswith("N1*PR*"))
+    text = text.replace("NM1*QC*1*BUDD", "NM1*QC*1*BÜDD").replace(lines[payer - 1], lines[payer - 1].replace("~", "É~"), 1)
+    path = tmp_path / "names.835"
+    path.write_bytes(text.encode("utf-8"))
+    read = read_x12_835(find_spec("x12-835"), [path])
+    assert read.rejects == [] and len(read.records["clp"]) == 2
+    by_patient = {r.fields["PAT_LAST"]: sorted(w.where for w in r.warnings if w.rule == "x12-charset")
+                  for r in read.records["clp"]}
+    assert by_patient == {"BÜDD": sorted([f"names.835:{payer}", f"names.835:{budd}"]),
+                          "SETTLE": [f"names.835:{payer}"]}
+
+
+def test_4010_837s_are_rejected_naming_their_guide(store) -> None:  # type: ignore[no-untyped-def]
+    """The sample 4010 837s (GS08 004010X096A1/X098A1 in ISA version 00501; two hold names outside ASCII) are
+    each one reject that names the guide and what the mapping reads, and nothing of them is stored."""
+    require_shared()
+    legacy = sorted((X12 / "legacy_4010").rglob("*.837"))
+    assert len(legacy) == 11
+    summary = _run(store, X12 / "legacy_4010")
+    assert summary.files == 11 and summary.created == 0
+    assert sorted(r.where for r in summary.rejects) == sorted(f"{p.name}:1" for p in legacy)
+    for r in summary.rejects:
+        assert re.search(r"implementation guide 004010X09[68]A1 \(GS08\) in an interchange of version 00501 "
+                         r"\(ISA12\) is not one this mapping reads: it reads 5010 837s", r.reason), r.reason
+    assert counts(store) == {}
