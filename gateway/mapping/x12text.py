@@ -24,7 +24,9 @@ class Foreign(NamedTuple):
 
 
 def x12_text(data: bytes) -> tuple[str, str]:
-    """The file's text and the encoding it was read with (``ascii`` when it holds nothing else)."""
+    """The file's text and the encoding it was read with (``ascii`` when it holds nothing else). A UTF-8
+    byte-order mark, which some Windows tools write before the ISA, is not part of the interchange."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
     for enc in ("ascii", *ENCODINGS):
         try:
             return data.decode(enc), enc

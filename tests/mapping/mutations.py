@@ -89,6 +89,11 @@ def x12_delimiters(data: bytes) -> bytes:
     return text.translate(table).encode()
 
 
+def byte_order_mark(data: bytes) -> bytes:
+    """A UTF-8 byte-order mark before the first byte, as some Windows tools write one."""
+    return b"\xef\xbb\xbf" + data
+
+
 def x12_one_line(data: bytes) -> bytes:
     """All segments on one line (no line breaks between them), as many senders write X12."""
     return b"".join(_lines(data))
@@ -276,7 +281,7 @@ Mutation = Callable[[bytes], bytes]
 
 BENIGN: dict[str, dict[str, Mutation]] = {
     "x12-837": {"crlf": crlf, "trailing-blanks": trailing_blanks, "delimiters": x12_delimiters,
-                "one-line": x12_one_line},
+                "one-line": x12_one_line, "byte-order-mark": byte_order_mark},
     "claims-csv": {"crlf": crlf, "trailing-blanks": trailing_blanks, "quote-all": csv_quote_all},
     "cclf": {"crlf": crlf, "quote-all": csv_quote_all},
     "synthea-csv": {"crlf": crlf, "trailing-blanks": trailing_blanks, "quote-all": csv_quote_all},
