@@ -196,7 +196,9 @@ def step(node: Node, name: str) -> Any:
     """One navigation step from a complex element: the child Node, the list of child Nodes for a repeating
     element, or None (``children`` plus the cardinality of ``name``, resolved once per type and name)."""
     obj = node.value
-    r = _resolve(node.type, name)
+    r = _RESOLVED.get((node.type, name), _UNRESOLVED)
+    if r is _UNRESOLVED:
+        r = _resolve(node.type, name)
     if r.__class__ is Field:
         val = obj.get(name)
         ext = obj.get("_" + name)
