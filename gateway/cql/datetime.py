@@ -185,7 +185,14 @@ _RANGES = {YEAR: (1, 9999), MONTH: (1, 12), DAY: (1, 31), HOUR: (0, 23), MINUTE:
            MILLISECOND: (0, 999)}
 
 
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
 def _days_in_month(year: int, month: int) -> int:
+    # calendar.monthrange's day count without the weekday it also computes (every Date/DateTime with a day
+    # checks it); anything but a month number goes to monthrange for its error
+    if month.__class__ is int and 1 <= month <= 12 and year.__class__ is int:
+        return 29 if month == 2 and calendar.isleap(year) else _MONTH_DAYS[month]
     return calendar.monthrange(year, month)[1]
 
 
