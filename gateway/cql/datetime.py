@@ -185,7 +185,14 @@ _RANGES = {YEAR: (1, 9999), MONTH: (1, 12), DAY: (1, 31), HOUR: (0, 23), MINUTE:
            MILLISECOND: (0, 999)}
 
 
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
 def _days_in_month(year: int, month: int) -> int:
+    # calendar.monthrange's day count without the weekday it also computes (every Date/DateTime with a day
+    # checks it); anything but a month number goes to monthrange for its error
+    if month.__class__ is int and 1 <= month <= 12 and year.__class__ is int:
+        return 29 if month == 2 and calendar.isleap(year) else _MONTH_DAYS[month]
     return calendar.monthrange(year, month)[1]
 
 
@@ -517,17 +524,30 @@ def _normalize_pair(a: DateTime, b: DateTime) -> tuple[DateTime, DateTime]:
 def _compare(a: Any, b: Any, precision: str | None) -> int | None:
     if a is None or b is None:
         return None
-    a, b = _coerce_pair(a, b)
-    names = _names(a)
-    if precision is None:
-        stop = len(names) - 1
+    cls = a.__class__
+    if cls is b.__class__ and cls in _FIELDS_OF and (cls is not DateTime or a.offset == b.offset):
+        # the common case, two values of one type (DateTimes with the same offset, which need no shift):
+        # straight to the comparison of their components
+        names = _FIELDS_OF[cls]
+        if precision is None:
+            stop = len(names) - 1
+        else:
+            p = normalize_precision(precision)
+            if p not in names:
+                raise CqlError(f"Precision {precision!r} is not valid for {cls.__name__} comparison")
+            stop = names.index(p)
     else:
-        p = normalize_precision(precision)
-        if p not in names:
-            raise CqlError(f"Precision {precision!r} is not valid for {type(a).__name__} comparison")
-        stop = names.index(p)
-    if isinstance(a, DateTime) and isinstance(b, DateTime) and (precision is None or _ORDER[names[stop]] > 2):
-        a, b = _normalize_pair(a, b)
+        a, b = _coerce_pair(a, b)
+        names = _names(a)
+        if precision is None:
+            stop = len(names) - 1
+        else:
+            p = normalize_precision(precision)
+            if p not in names:
+                raise CqlError(f"Precision {precision!r} is not valid for {type(a).__name__} comparison")
+            stop = names.index(p)
+        if isinstance(a, DateTime) and isinstance(b, DateTime) and (precision is None or _ORDER[names[stop]] > 2):
+            a, b = _normalize_pair(a, b)
     fa, fb = a.components(), b.components()
     for i in range(stop + 1):
         x, y = fa[i], fb[i]
@@ -542,6 +562,9 @@ def _compare(a: Any, b: Any, precision: str | None) -> int | None:
         if x != y:
             return -1 if x < y else 1
     return 0
+
+
+_FIELDS_OF: dict[type, tuple[str, ...]] = {DateTime: DATETIME_FIELDS, Date: DATE_FIELDS, Time: TIME_FIELDS}
 
 
 def _compatible(a: Any, b: Any) -> bool:

@@ -52,14 +52,33 @@ class TypeInfo:
     choices: dict[str, tuple[Field, ...]]  # base name -> its typed alternatives
 
 
-@dataclass(frozen=True)
 class Node:
     """A FHIR element: its JSON value (dict, str, number, bool) and FHIR type; ``ext`` holds the ``_name``
-    sibling of a primitive (id and extensions)."""
+    sibling of a primitive (id and extensions).
 
-    value: Any
-    type: str
-    ext: Any = None
+    Immutable by convention (nothing assigns to a Node after creating it); a plain slotted class rather than
+    a frozen dataclass because navigation creates one per element visited and a frozen dataclass's
+    constructor costs three times as much. Equality and hashing are a frozen dataclass's: by (value, type,
+    ext), and unhashable when the value is a dict or list."""
+
+    __slots__ = ("value", "type", "ext")
+
+    def __init__(self, value: Any, type: str, ext: Any = None) -> None:  # noqa: A002 - the FHIR type's name
+        self.value = value
+        self.type = type
+        self.ext = ext
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Node:
+            return NotImplemented
+        o: Node = other  # type: ignore[assignment]
+        return (self.value, self.type, self.ext) == (o.value, o.type, o.ext)
+
+    def __hash__(self) -> int:
+        return hash((self.value, self.type, self.ext))
+
+    def __repr__(self) -> str:
+        return f"Node(value={self.value!r}, type={self.type!r}, ext={self.ext!r})"
 
 
 def _type_name(annotation: Any) -> tuple[str | None, bool]:
@@ -177,10 +196,18 @@ def step(node: Node, name: str) -> Any:
     """One navigation step from a complex element: the child Node, the list of child Nodes for a repeating
     element, or None (``children`` plus the cardinality of ``name``, resolved once per type and name)."""
     obj = node.value
-    r = _resolve(node.type, name)
-    if isinstance(r, Field):
-        kids = _wrap(obj.get(name), r.type, obj.get("_" + name))
-        return kids if r.is_list else (kids[0] if kids else None)
+    r = _RESOLVED.get((node.type, name), _UNRESOLVED)
+    if r is _UNRESOLVED:
+        r = _resolve(node.type, name)
+    if r.__class__ is Field:
+        val = obj.get(name)
+        ext = obj.get("_" + name)
+        if val is None and ext is None:
+            return [] if r.is_list else None
+        if r.is_list or r.type == "Resource" or isinstance(val, list) or isinstance(ext, list):
+            kids = _wrap(val, r.type, ext)
+            return kids if r.is_list else (kids[0] if kids else None)
+        return Node(val, r.type, ext)  # a single element: what _wrap gives, without the list around it
     if r:  # a choice element: the alternative present in the JSON
         for alt in r:
             if alt.json_name in obj or "_" + alt.json_name in obj:
@@ -205,6 +232,18 @@ def _wrap(val: Any, tname: str, ext: Any) -> list[Node]:
     return [Node(val, tname, ext)]
 
 
+# Date and DateTime values are immutable and depend only on their text: a patient's data repeats the same
+# timestamps (an encounter's period, the observations made in it) and the engine reads each one many times
+@lru_cache(maxsize=16384)
+def _date_of(text: str) -> Any:
+    return parse_date(text)
+
+
+@lru_cache(maxsize=16384)
+def _datetime_of(text: str) -> Any:
+    return parse_datetime(text)
+
+
 def primitive_value(node: Node) -> Any:
     """The System value of a FHIR primitive (``.value`` in FHIRHelpers): CQL Date, DateTime, Time, Decimal,
     Integer, Boolean or String."""
@@ -213,9 +252,9 @@ def primitive_value(node: Node) -> Any:
         return None
     t = node.type
     if t == "date":
-        return parse_date(v)
+        return _date_of(v) if v.__class__ is str else parse_date(v)
     if t in ("dateTime", "instant"):
-        return parse_datetime(v)
+        return _datetime_of(v) if v.__class__ is str else parse_datetime(v)
     if t == "time":
         return parse_time(v)
     if t == "decimal":

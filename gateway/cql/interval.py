@@ -196,13 +196,19 @@ def _cmp(a: Any, b: Any, precision: str | None) -> int | None:
     return values.compare(a, b, precision)
 
 
-@dataclass(frozen=True)
 class _R:
-    """A start/end point: exact (lo is hi) or an uncertainty [lo, hi] (an open null boundary)."""
+    """A start/end point: exact (lo is hi) or an uncertainty [lo, hi] (an open null boundary). A slotted
+    class, not a frozen dataclass: every interval operator makes several and never changes one."""
 
-    lo: Any
-    hi: Any
-    exact: bool
+    __slots__ = ("lo", "hi", "exact")
+
+    def __init__(self, lo: Any, hi: Any, exact: bool) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.exact = exact
+
+    def __repr__(self) -> str:
+        return f"_R(lo={self.lo!r}, hi={self.hi!r}, exact={self.exact!r})"
 
     @staticmethod
     def of(v: Any) -> _R:

@@ -143,8 +143,18 @@ def _retrieve(node: dict[str, Any], c: LibraryCompiler) -> Fn:
             codes_value = codes(ctx)
             if codes_value is None:
                 return []
-            pred = _code_filter(codes_value, ctx, comparator)
             prop = code_property or "code"
+            # retrieves of one type and profile by one value set (the same retrieve written in several
+            # definitions or libraries) select the same resources: filtered once per context
+            vs_key = (("valueset", data_type, template, prop, codes_value.url)
+                      if isinstance(codes_value, ValueSetValue) else None)
+            if vs_key is not None:
+                selected = ctx.retrieve_cache.get(vs_key)
+                if selected is not None:
+                    if date_range is None:
+                        ctx.retrieve_cache[key] = selected
+                    return _finish(ctx, selected)
+            pred = _code_filter(codes_value, ctx, comparator)
             # a resource's code pairs, read once per context and code path: many retrieves filter the same
             # resources by different value sets
             pairs = ctx.retrieve_cache.get(("codes", prop))
@@ -158,8 +168,13 @@ def _retrieve(node: dict[str, Any], c: LibraryCompiler) -> Fn:
                 if pred(got[1]):
                     kept.append(n)
             nodes = kept
+            if vs_key is not None:
+                ctx.retrieve_cache[vs_key] = nodes
             if date_range is None:
                 ctx.retrieve_cache[key] = nodes
+        return _finish(ctx, nodes)
+
+    def _finish(ctx: Context, nodes: list[Node]) -> list[Node]:
         if date_range is not None and date_property:
             from .interval import in_
 
@@ -229,16 +244,31 @@ def _query(node: dict[str, Any], c: LibraryCompiler) -> Fn:
             combos = [{**combo, alias: v} for combo in combos for v in values]
         return combos, singleton and len(sources) == 1
 
-    def query(ctx: Context) -> Any:
+    single = sources[0][0] if len(sources) == 1 else None
+
+    def scopes(ctx: Context, saved: dict[str, Any]) -> tuple[list[Any], bool]:
+        """The rows of the query as (scope, source value or the combination of them) pairs."""
+        if single is not None:  # one source: its values, each with the alias and $implicit bound
+            v = sources[0][1](ctx)
+            values = v if isinstance(v, list) else [] if v is None else [v]
+            return [({**saved, single: x, "$implicit": x}, x) for x in values], not isinstance(v, list)
         combos, singleton = rows(ctx)
+        out = []
+        for combo in combos:
+            scope = {**saved, **combo}
+            if len(combo) == 1:
+                scope["$implicit"] = next(iter(combo.values()))
+            out.append((scope, combo))
+        return out, singleton
+
+    def query(ctx: Context) -> Any:
         saved = ctx.scope
+        pending, singleton = scopes(ctx, saved)
         results: list[Any] = []
         kept_rows: list[dict[str, Any]] = []
         try:
-            for combo in combos:
-                ctx.scope = {**saved, **combo}
-                if len(combo) == 1:
-                    ctx.scope["$implicit"] = next(iter(combo.values()))
+            for scope, combo in pending:
+                ctx.scope = scope
                 for name, fn in lets:
                     ctx.scope[name] = fn(ctx)
                 if not _relationships_hold(ctx, rels):
@@ -248,8 +278,8 @@ def _query(node: dict[str, Any], c: LibraryCompiler) -> Fn:
                 kept_rows.append(ctx.scope)
                 if ret_fn is not None:
                     results.append(ret_fn(ctx))
-                elif len(sources) == 1:
-                    results.append(combo[sources[0][0]])
+                elif single is not None:
+                    results.append(combo)
                 else:
                     results.append(dict(combo))
             if agg_fn is not None:

@@ -5,13 +5,14 @@ ConceptRef, Literal, Null, Code, Concept, Quantity, Ratio, Tuple, Instance, List
 from __future__ import annotations
 
 import decimal
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from .engine import Context, EvaluationError, Fn, LibraryCompiler, compiles
 from .fhirmodel import Node, children, primitive_value, type_info
 from .fhirmodel import step as fhir_step
-from .types import is_of_type, spec_key
+from .types import spec_key
 from .values import Code, Concept, CqlError
 
 
@@ -152,12 +153,16 @@ def _function_ref(node: dict[str, Any], c: LibraryCompiler) -> Fn:
             return _memo_call(ctx, body, params, [a(ctx) for a in args])
 
         return call
-    specs = [[o.get("operandTypeSpecifier") for o in f["operand"]] for f in overloads]
+    from .ops_types import type_test
+
+    # each overload's operand type tests, built once (None: an operand without a declared type)
+    tests = [[None if o.get("operandTypeSpecifier") is None else type_test(o["operandTypeSpecifier"])
+              for o in f["operand"]] for f in overloads]
 
     def dispatch(ctx: Context) -> Any:  # overloads without a signature: pick by the run-time types
         values = [a(ctx) for a in args]
-        for params, body, types in zip(names, bodies, specs, strict=True):
-            if all(v is None or t is None or is_of_type(v, t) for v, t in zip(values, types, strict=True)):
+        for params, body, types in zip(names, bodies, tests, strict=True):
+            if all(v is None or t is None or t(v) for v, t in zip(values, types, strict=True)):
                 return _memo_call(ctx, body, params, values)
         raise EvaluationError(f"No overload of {name} accepts the given argument types")
 
@@ -388,11 +393,40 @@ def _list(node: dict[str, Any], c: LibraryCompiler) -> Fn:
 
 def get_property(value: Any, path: str) -> Any:
     """Navigate one property step (``path`` may hold dots) from a Node, tuple, list or system value."""
+    if "." not in path:
+        return _step(value, path)
     for step in path.split("."):
         value = _step(value, step)
         if value is None:
             return None
     return value
+
+
+def navigator(path: str) -> Callable[[Any], Any]:
+    """``get_property`` for a fixed ``path``, split once: ELM Property nodes navigate the same path for every
+    element they see, most often one step from a FHIR element."""
+    steps = tuple(path.split("."))
+    if len(steps) == 1:
+        name = steps[0]
+
+        def one(value: Any) -> Any:
+            if value.__class__ is Node and value.value.__class__ is dict:
+                return fhir_step(value, name)
+            return _step(value, name)
+
+        return one
+
+    def many(value: Any) -> Any:
+        for name in steps:
+            if value.__class__ is Node and value.value.__class__ is dict:
+                value = fhir_step(value, name)
+            else:
+                value = _step(value, name)
+            if value is None:
+                return None
+        return value
+
+    return many
 
 
 def _step(value: Any, name: str) -> Any:
@@ -440,21 +474,21 @@ def _is_list_field(node: Node, name: str) -> bool:
 
 @compiles("Property")
 def _property(node: dict[str, Any], c: LibraryCompiler) -> Fn:
-    path = node["path"]
+    nav = navigator(node["path"])
     if node.get("source") is not None:
         src = c.compile(node["source"])
-        return lambda ctx: get_property(src(ctx), path)
+        return lambda ctx: nav(src(ctx))
     scope = node.get("scope")
     if scope is None:
         # no source and no scope: the translator means the innermost query alias (e.g. the related
         # Medication inside the With clause it generates for a MedicationRequest retrieve)
         def implicit(ctx: Context) -> Any:
             target = ctx.scope.get("$implicit", ctx.scope.get("$this"))
-            return get_property(target, path)
+            return nav(target)
 
         return implicit
 
     def scoped(ctx: Context) -> Any:
-        return get_property(ctx.scope.get(scope), path)
+        return nav(ctx.scope.get(scope))
 
     return scoped

@@ -7,7 +7,6 @@ in one query over the reference index (``prefetch``), instead of one search per 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -21,15 +20,43 @@ if TYPE_CHECKING:
 PAGE = 1000
 
 
-@dataclass
 class PatientData:
-    """One patient's resources read ahead of evaluation, by type (only the prefetched types are present)."""
-    patient: dict[str, Any] | None
-    by_type: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """One patient's resources read ahead of evaluation, by type (only the prefetched types are present).
+
+    The resources of a type stay as stored JSON until the evaluation first retrieves that type: a measure's
+    logic often stops before reading some of the types it may retrieve (no qualifying encounter, no
+    observation looked at), and decoding is most of the cost of a read ahead."""
+
+    __slots__ = ("patient", "_raw", "_decoded")
+
+    def __init__(self, patient: dict[str, Any] | None, raw: dict[str, list[bytes]] | None = None) -> None:
+        self.patient = patient
+        self._raw: dict[str, list[bytes]] = raw if raw is not None else {}
+        self._decoded: dict[str, list[dict[str, Any]]] = {}
+
+    def types(self) -> list[str]:
+        """The prefetched resource types (Patient aside)."""
+        return list(self._raw)
+
+    def resources(self, rtype: str) -> list[dict[str, Any]] | None:
+        """The patient's resources of ``rtype``, decoded on first use; None when the type was not prefetched."""
+        got = self._decoded.get(rtype)
+        if got is None:
+            raw = self._raw.get(rtype)
+            if raw is None:
+                return None
+            got = self._decoded[rtype] = [orjson.loads(c) for c in raw]
+        return got
+
+    @property
+    def by_type(self) -> dict[str, list[dict[str, Any]]]:
+        """Every prefetched type's resources, decoded."""
+        return {t: self.resources(t) or [] for t in self._raw}
 
 
 def prefetch(store: ResourceStore, patient_ids: list[str], types: set[str]) -> dict[str, PatientData]:
-    """The Patient resources of ``patient_ids`` and their compartment resources of ``types``."""
+    """The Patient resources of ``patient_ids`` and their compartment resources of ``types`` (see
+    ``PatientData``: kept as stored JSON until used)."""
     comp = patient_compartment()
     wanted = {t: comp[t] for t in types if t in comp and t != "Patient"}
     patients = store.read_many("Patient", patient_ids)
@@ -37,11 +64,10 @@ def prefetch(store: ResourceStore, patient_ids: list[str], types: set[str]) -> d
     out: dict[str, PatientData] = {}
     for pid in patient_ids:
         s = patients.get(pid)
-        data = PatientData(orjson.loads(s.content) if s is not None and s.content else None,
-                           {t: [] for t in wanted})
+        raw: dict[str, list[bytes]] = {t: [] for t in wanted}
         for rtype, _pk, content in rows.get(pid, ()):
-            data.by_type[rtype].append(orjson.loads(content))
-        out[pid] = data
+            raw[rtype].append(content)
+        out[pid] = PatientData(orjson.loads(s.content) if s is not None and s.content else None, raw)
     return out
 
 
@@ -53,7 +79,8 @@ class StoreDataSource:
                  prefetched: PatientData | None = None) -> None:
         self.store = store
         self.patient_id = patient_id
-        self._by_type: dict[str, list[dict[str, Any]]] = dict(prefetched.by_type) if prefetched else {}
+        self._by_type: dict[str, list[dict[str, Any]]] = {}
+        self._prefetched = prefetched
         self._patient: dict[str, Any] | None = prefetched.patient if prefetched else None
         self._shared = shared if shared is not None else {}
 
@@ -71,6 +98,11 @@ class StoreDataSource:
         cached = self._by_type.get(data_type)
         if cached is not None:
             return cached
+        if self._prefetched is not None:
+            cached = self._prefetched.resources(data_type)
+            if cached is not None:
+                self._by_type[data_type] = cached
+                return cached
         params = patient_compartment().get(data_type)
         out: list[dict[str, Any]] = []
         if not params:

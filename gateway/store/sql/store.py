@@ -641,11 +641,12 @@ class SqlStore:
                            ref.c.res_type.in_(sorted(types)), RESOURCE.c.deleted == false())
                     .order_by(RESOURCE.c.pk))
             with self._reader() as conn:
-                for pid, rtype, param, pk, content in conn.execute(stmt):
-                    if param not in types[rtype] or (pid, pk) in seen:
-                        continue
-                    seen.add((pid, pk))
-                    out.setdefault(pid, []).append((rtype, pk, content))
+                rows = conn.execute(stmt).all()  # fetched at once: row-by-row fetching costs more than the query
+            for pid, rtype, param, pk, content in rows:
+                if param not in types[rtype] or (pid, pk) in seen:
+                    continue
+                seen.add((pid, pk))
+                out.setdefault(pid, []).append((rtype, pk, content))
         return out
 
     def read_many(self, resource_type: str, ids: list[str]) -> dict[str, StoredResource]:
