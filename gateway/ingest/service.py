@@ -47,7 +47,6 @@ PARALLEL_MIN_BYTES = 2_000_000  # smaller inputs: starting the worker process co
 ANALYZE_FIRST = 20_000  # resources written before the first refresh of the planner's statistics (then x4)
 EVENT_BATCH = 100  # prepared events per message from the worker
 QUEUED_BATCHES = 64  # messages received ahead of the writes
-WRITER_BACKLOG = 2  # batches the writer holds below which the prepare worker leaves index rows to it
 RETRIES = 6  # a chunk that lost a race with another ingest process is written again, up to this many times
 MAX_VALID = 200_000  # content digests of validated resources remembered by the prepare stage
 MAX_INDEXED = 20_000  # index rows of repeated content remembered by the prepare stage
@@ -69,15 +68,12 @@ class Ready(NamedTuple):
 
 
 def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache | None = None,
-            store: ResourceStore | None = None, part: tuple[int, int] | None = None,
-            index_here: Callable[[], bool] | None = None) -> Iterator[Event]:
+            store: ResourceStore | None = None, part: tuple[int, int] | None = None) -> Iterator[Event]:
     """Read, map, validate, index and encode: the events of one ingest, in order. A unit with an invalid
     resource becomes a reject; a valid unit comes encoded, each resource with its content digest and index rows.
     With ``store``, corrected claims retire the facts their stored versions produced (``claim_versions``).
     ``part`` = (i, n): only partition i of n, split at claim boundaries (``Engine.run``); the reader's own
-    rejects and warnings come with partition 0. ``index_here``, asked once per valid unit: False leaves the
-    unit's index rows to the writer (``Encoded.index`` None; the store computes them from the encoded JSON,
-    the same rows), which a prepare worker does while the writing process waits for work."""
+    rejects and warnings come with partition 0."""
     read = read_input(spec, paths)
     yield "read", (read.files, read.read)
     if part is None or part[0] == 0:
@@ -140,8 +136,6 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
             valid.add(d)
         if bad:
             yield "reject", bad
-        elif index_here is not None and not index_here():
-            yield "unit", Ready(unit.entity, unit.where, unit.lines, items, digests, unit.warnings)
         else:
             for n, res in enumerate(unit.resources):
                 known = indexed.get(digests[n]) if n in repeated else None
@@ -157,13 +151,8 @@ def prepare(spec: MappingSpec, level: str, paths: list[Path], shapes: ShapeCache
         yield "reject", rejects.pop(0)
 
 
-def _prepare_worker(spec: MappingSpec, level: str, paths: list[Path], conn: Any, store_url: str | None,
-                    backlog: Any = None) -> None:
-    """The worker process: prepared events to ``conn`` in batches, then ("end", None) or ("error", exc).
-    ``backlog`` (shared with the writing process): how many batches it holds received and not yet taken. While
-    it holds fewer than ``WRITER_BACKLOG`` the writer is about to wait for this process, so units go without
-    their index rows, which the writer then computes itself: the two processes share the work that way rather
-    than one of them idling (with a fast writer, as on PostgreSQL, it takes more; with a slow one, none)."""
+def _prepare_worker(spec: MappingSpec, level: str, paths: list[Path], conn: Any, store_url: str | None) -> None:
+    """The worker process: prepared events to ``conn`` in batches, then ("end", None) or ("error", exc)."""
     # the records read stay in memory to the end: collect garbage rarely, as the heap is mostly long-lived
     gc.set_threshold(100_000, 50, 100)
     try:
@@ -173,8 +162,7 @@ def _prepare_worker(spec: MappingSpec, level: str, paths: list[Path], conn: Any,
             from ..store.sql.store import SqlStore
 
             store = SqlStore(store_url, migrate=False)
-        index_here = None if backlog is None else (lambda: backlog.value >= WRITER_BACKLOG)
-        for ev in prepare(spec, level, paths, store=store, index_here=index_here):
+        for ev in prepare(spec, level, paths, store=store):
             batch.append(ev)
             if len(batch) >= EVENT_BATCH:
                 conn.send(batch)
@@ -194,8 +182,7 @@ def _prepare_worker(spec: MappingSpec, level: str, paths: list[Path], conn: Any,
 def _prepare_in_worker(spec: MappingSpec, level: str, paths: list[Path], store_url: str | None) -> Iterator[Event]:
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds database connections
     receive, send = ctx.Pipe(duplex=False)
-    backlog = ctx.Value("i", 0, lock=False)  # batches received and not yet taken by the writer (one writer each)
-    proc = ctx.Process(target=_prepare_worker, args=(spec, level, paths, send, store_url, backlog), daemon=True)
+    proc = ctx.Process(target=_prepare_worker, args=(spec, level, paths, send, store_url), daemon=True)
     proc.start()
     send.close()
     # a thread keeps the pipe drained, so the worker never waits for this process to finish a write
@@ -211,7 +198,6 @@ def _prepare_in_worker(spec: MappingSpec, level: str, paths: list[Path], store_u
             while not stop.is_set():
                 try:
                     batches.put(batch, timeout=0.2)
-                    backlog.value = batches.qsize()
                     break
                 except queue.Full:
                     continue
@@ -222,9 +208,7 @@ def _prepare_in_worker(spec: MappingSpec, level: str, paths: list[Path], store_u
     reader.start()
     try:
         while True:
-            batch = batches.get()
-            backlog.value = batches.qsize()
-            for ev in batch:
+            for ev in batches.get():
                 if ev[0] == "end":
                     return
                 if ev[0] == "error":

@@ -4,12 +4,10 @@ the same counts, the same rejects in the same order, the same stored resources."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
 
-from gateway.ingest import service
 from gateway.ingest.service import Ingestor
 from gateway.resources.rest import RestService
 from gateway.store.sql.store import SqlStore
@@ -136,39 +134,9 @@ def index_rows(store: SqlStore) -> dict[str, list[str]]:
     return out
 
 
-def test_units_sent_without_index_rows_are_indexed_by_the_writer(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """While the writing process waits, the prepare worker leaves a unit's index rows to it
-    (``prepare(index_here=...)``): the writer then computes the same rows from the encoded JSON."""
-    path = corrupted(tmp_path)
-    units = [ev[1] for ev in service.prepare(service.find_spec("claims-csv"), "strict", [path],
-                                             index_here=lambda: False) if ev[0] == "unit"]
-    assert units and all(e.index is None for u in units for e in u.items)
-
-    stores = {}
-    for name, index_here in (("prepared", None), ("writer", lambda: False)):
-        real = service.prepare
-
-        def prepare(*args: Any, _real: Any = real, _index_here: Any = index_here, **kw: Any) -> Any:
-            return _real(*args, **kw, index_here=_index_here)
-
-        monkeypatch.setattr(service, "prepare", prepare)
-        stores[name] = SqlStore(f"sqlite:///{tmp_path / (name + '.sqlite3')}")
-        Ingestor(RestService(stores[name], BASE), "claims-csv", parallel=False).ingest([path])
-        monkeypatch.setattr(service, "prepare", real)
-    try:
-        a, b = index_rows(stores["prepared"]), index_rows(stores["writer"])
-        assert sum(len(v) for v in a.values()) > 100
-        assert a == b
-        assert counts(stores["prepared"]) == counts(stores["writer"])
-    finally:
-        for st in stores.values():
-            st.close()
-
-
 def test_worker_index_rows_equal_one_process(tmp_path: Path) -> None:
-    """Through the worker process, whichever side computed each unit's index rows (that depends on timing),
-    the store ends up with the rows one process writes."""
+    """Through the worker process (index rows computed there, pickled, written here) the store ends up with
+    the rows one process writes."""
     lines = CLAIMS.read_text().splitlines()
     assert lines[1].startswith("C1,1,1,")
     body = [lines[1].replace("C1,1,1,", f"X{n},1,1,", 1) for n in range(3000)]
