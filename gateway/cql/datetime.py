@@ -521,6 +521,16 @@ def _normalize_pair(a: DateTime, b: DateTime) -> tuple[DateTime, DateTime]:
     return _shift_to(a, target), _shift_to(b, target)
 
 
+def _last_compared(names: tuple[str, ...] | list[str], precision: str | None, type_name: str) -> int:
+    """The index of the last component a comparison at ``precision`` looks at (all of them without one)."""
+    if precision is None:
+        return len(names) - 1
+    p = normalize_precision(precision)
+    if p not in names:
+        raise CqlError(f"Precision {precision!r} is not valid for {type_name} comparison")
+    return names.index(p)
+
+
 def _compare(a: Any, b: Any, precision: str | None) -> int | None:
     if a is None or b is None:
         return None
@@ -529,23 +539,11 @@ def _compare(a: Any, b: Any, precision: str | None) -> int | None:
         # the common case, two values of one type (DateTimes with the same offset, which need no shift):
         # straight to the comparison of their components
         names = _FIELDS_OF[cls]
-        if precision is None:
-            stop = len(names) - 1
-        else:
-            p = normalize_precision(precision)
-            if p not in names:
-                raise CqlError(f"Precision {precision!r} is not valid for {cls.__name__} comparison")
-            stop = names.index(p)
+        stop = _last_compared(names, precision, cls.__name__)
     else:
         a, b = _coerce_pair(a, b)
         names = _names(a)
-        if precision is None:
-            stop = len(names) - 1
-        else:
-            p = normalize_precision(precision)
-            if p not in names:
-                raise CqlError(f"Precision {precision!r} is not valid for {type(a).__name__} comparison")
-            stop = names.index(p)
+        stop = _last_compared(names, precision, type(a).__name__)
         if isinstance(a, DateTime) and isinstance(b, DateTime) and (precision is None or _ORDER[names[stop]] > 2):
             a, b = _normalize_pair(a, b)
     fa, fb = a.components(), b.components()
