@@ -408,20 +408,11 @@ def navigator(path: str) -> Callable[[Any], Any]:
     steps = tuple(path.split("."))
     if len(steps) == 1:
         name = steps[0]
-
-        def one(value: Any) -> Any:
-            if value.__class__ is Node and value.value.__class__ is dict:
-                return fhir_step(value, name)
-            return _step(value, name)
-
-        return one
+        return lambda value: _step(value, name)
 
     def many(value: Any) -> Any:
         for name in steps:
-            if value.__class__ is Node and value.value.__class__ is dict:
-                value = fhir_step(value, name)
-            else:
-                value = _step(value, name)
+            value = _step(value, name)
             if value is None:
                 return None
         return value
@@ -430,6 +421,8 @@ def navigator(path: str) -> Callable[[Any], Any]:
 
 
 def _step(value: Any, name: str) -> Any:
+    if value.__class__ is Node and value.value.__class__ is dict:  # the common case first: a FHIR element
+        return fhir_step(value, name)
     if value is None:
         return None
     if isinstance(value, list):  # property of a list: flattened over its elements (FHIRPath-like)
