@@ -21,7 +21,7 @@ import orjson
 
 from ..search.cursor import PageCursor
 from ..search.query import QueryParser, SearchQuery
-from ..store.base import HistoryEntry, SearchResult, StoredResource
+from ..store.base import HistoryEntry, IndexScope, SearchResult, StoredResource
 from . import policy
 from .context import Grant, current_grant
 from .gate import Gate, attribution_confined, own_members
@@ -249,11 +249,13 @@ class GatedStore:
                 out[rid] = seen
         return out
 
-    def compartment_contents(self, patient_ids: list[str], types: dict[str, tuple[str, ...]]
+    def compartment_contents(self, patient_ids: list[str], types: dict[str, tuple[str, ...]],
+                             scopes: dict[str, IndexScope] | None = None
                              ) -> dict[str, list[tuple[str, int, bytes]]]:
-        """The wrapped store's compartment contents, without resources the grant may not see."""
+        """The wrapped store's compartment contents (narrowed by ``scopes``), without resources the grant may
+        not see."""
         grant = current_grant()
-        rows = self.inner.compartment_contents(patient_ids, types)
+        rows = self.inner.compartment_contents(patient_ids, types, scopes)
         if self.gate.open_reads(grant):
             return dict(rows)
         out: dict[str, list[tuple[str, int, bytes]]] = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,6 +20,7 @@ from ..cql.library import (
     elm_from_library_resource,
     retrieved_types,
 )
+from ..cql.retrieve_scope import retrieve_scopes
 from ..cql.terminology import ValueSetIndex
 from ..cql.values import CqlError
 from ..fhir.dates import DateParseError, parse_range
@@ -32,7 +33,8 @@ from ..measure.gcpolicy import fewer_collections
 from ..measure.model import MeasureDef
 from ..measure.report import individual_report, summary_report
 from ..search.query import QueryParser
-from .measure_data import PatientData, StoreDataSource, prefetch
+from ..store.base import IndexScope
+from .measure_data import PatientData, StoreDataSource, index_scopes, prefetch
 from .measure_select import group_members, search_all
 from .population import ChunkFailed
 
@@ -50,6 +52,8 @@ class PreparedMeasure:
     terminology: ValueSetIndex
     version_key: str
     data_types: frozenset[str] | None = None  # what the libraries retrieve; None: not known (FHIRPath criteria)
+    # the types whose every Retrieve filters by fixed codes, narrowed in the read-ahead (cql/retrieve_scope.py)
+    scopes: dict[str, IndexScope] = field(default_factory=dict)
 
 
 class MeasureService:
@@ -209,8 +213,10 @@ class MeasureService:
             for vs in self._search("ValueSet", [("url", url)]):
                 terminology.add(vs)
         assert main is not None
+        libraries = manager.libraries()
         prepared = PreparedMeasure(measure, Engine(manager), main, terminology, key,
-                                   frozenset(retrieved_types(manager.libraries())))
+                                   frozenset(retrieved_types(libraries)),
+                                   index_scopes(retrieve_scopes(manager, libraries, terminology)))
         with self._lock:
             self._cache[key] = prepared
             self._stamps[key] = stamp
@@ -374,7 +380,7 @@ class MeasureService:
             return
         for i in range(0, len(ids), PREFETCH):
             part = ids[i:i + PREFETCH]
-            data = prefetch(self.store, part, set(prepared.data_types))
+            data = prefetch(self.store, part, set(prepared.data_types), prepared.scopes)
             for pid in part:
                 yield pid, data.get(pid)
 

@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..search.params import patient_compartment
+from ..cql.fhirmodel import type_info
+from ..search.params import patient_compartment, registry
 from ..search.query import Criterion, RefValue, SearchQuery
+from ..store.base import IndexScope
 
 if TYPE_CHECKING:
+    from ..cql.retrieve_scope import TypeScope
     from ..store.base import ResourceStore
 
 PAGE = 1000
@@ -54,13 +57,53 @@ class PatientData:
         return {t: self.resources(t) or [] for t in self._raw}
 
 
-def prefetch(store: ResourceStore, patient_ids: list[str], types: set[str]) -> dict[str, PatientData]:
+def index_scopes(scopes: dict[str, TypeScope]) -> dict[str, IndexScope]:
+    """The retrieve scopes (``gateway/cql/retrieve_scope.py``) the search index can apply: a code path maps to
+    a token search parameter of the type whose expression reads that element whole (``Observation.code``, or
+    ``(MedicationRequest.medication as CodeableConcept)`` for a choice of a CodeableConcept and a Reference,
+    whose Reference never carries a code the Retrieve would match). A parameter may read more elements than
+    the path (``code`` of AllergyIntolerance also reads reaction.substance): the scope stays a superset. A
+    type with a path no parameter reads whole is left out (read whole)."""
+    out: dict[str, IndexScope] = {}
+    for rtype, scope in scopes.items():
+        tokens: list[tuple[str, tuple[str, ...]]] = []
+        for path, codes in scope.codes:
+            param = _token_param(rtype, path)
+            if param is None:
+                break
+            tokens.append((param, tuple(sorted(codes))))
+        else:
+            out[rtype] = IndexScope(tuple(tokens), tuple(sorted(scope.profiles)))
+    return out
+
+
+def _token_param(rtype: str, path: str) -> str | None:
+    """The token search parameter of ``rtype`` whose expression has ``rtype.path`` as one of its branches."""
+    info = type_info(rtype)
+    if info is None:
+        return None
+    field = info.fields.get(path)
+    alts = info.choices.get(path) or ()
+    if field is not None and field.type in ("CodeableConcept", "Coding", "code"):
+        wanted = {f"{rtype}.{path}"}
+    elif alts and {a.type for a in alts} <= {"CodeableConcept", "Reference"}:
+        wanted = {f"({rtype}.{path} as CodeableConcept)", f"{rtype}.{path}.as(CodeableConcept)"}
+    else:
+        return None
+    for sp in registry().params_for(rtype).values():
+        if sp.type == "token" and wanted & {b.strip() for b in sp.expression.split("|")}:
+            return sp.code
+    return None
+
+
+def prefetch(store: ResourceStore, patient_ids: list[str], types: set[str],
+             scopes: dict[str, IndexScope] | None = None) -> dict[str, PatientData]:
     """The Patient resources of ``patient_ids`` and their compartment resources of ``types`` (see
-    ``PatientData``: kept as stored JSON until used)."""
+    ``PatientData``: kept as stored JSON until used), of the types in ``scopes`` only those in their scope."""
     comp = patient_compartment()
     wanted = {t: comp[t] for t in types if t in comp and t != "Patient"}
     patients = store.read_many("Patient", patient_ids)
-    rows = store.compartment_contents(patient_ids, wanted)
+    rows = store.compartment_contents(patient_ids, wanted, scopes)
     out: dict[str, PatientData] = {}
     for pid in patient_ids:
         s = patients.get(pid)

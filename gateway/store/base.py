@@ -37,6 +37,17 @@ class StoredResource:
 
 
 @dataclass(frozen=True)
+class IndexScope:
+    """A narrowing of one resource type to what its search index says: the resources holding one of the code
+    values of a token parameter (any system), or declaring one of the profiles in meta.profile (with or
+    without a ``|version``). A population run's read-ahead uses it to skip resources no Retrieve of the
+    measure could return (``gateway/cql/retrieve_scope.py``)."""
+
+    tokens: tuple[tuple[str, tuple[str, ...]], ...]  # (token search parameter, code values)
+    profiles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     stored: StoredResource
     method: str  # POST PUT DELETE PATCH
@@ -91,7 +102,8 @@ class ResourceStore(Protocol):
                 offset: int, at: str | None = None, cursor: PageCursor | None = None
                 ) -> tuple[list[HistoryEntry], int]: ...
     def iter_current(self, resource_type: str | None = None, batch: int = 500) -> Iterator[StoredResource]: ...
-    def compartment_contents(self, patient_ids: list[str], types: dict[str, tuple[str, ...]]
+    def compartment_contents(self, patient_ids: list[str], types: dict[str, tuple[str, ...]],
+                             scopes: dict[str, IndexScope] | None = None
                              ) -> dict[str, list[tuple[str, int, bytes]]]: ...
     def count(self, resource_type: str | None = None) -> int: ...
     def change_stamp(self, resource_type: str) -> tuple[int, str]: ...

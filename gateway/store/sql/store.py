@@ -7,17 +7,21 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    String,
     and_,
+    any_,
     bindparam,
     create_engine,
     delete,
     event,
+    exists,
     false,
     func,
     insert,
@@ -26,15 +30,16 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from ...fhir.dates import now_instant
 from ...fhir.errors import Conflict, FhirError
 from ...search.cursor import PageCursor
-from ...search.index import IndexRows, index_resource
+from ...search.index import IndexRows, clip, index_resource
 from ...search.query import Include, SearchQuery
-from ..base import HistoryEntry, ResourceStore, SearchResult, StoredResource
+from ..base import HistoryEntry, IndexScope, ResourceStore, SearchResult, StoredResource
 from ..encoded import Encoded, content_of, index_of
 from . import keyset
 from .search_sql import SqlSearchCompiler
@@ -622,23 +627,26 @@ class SqlStore:
                 yield _stored(r[1:])
             last = rows[-1][0]
 
-    def compartment_contents(self, patient_ids: list[str], types: dict[str, tuple[str, ...]]
+    def compartment_contents(self, patient_ids: list[str], types: dict[str, tuple[str, ...]],
+                             scopes: dict[str, IndexScope] | None = None
                              ) -> dict[str, list[tuple[str, int, bytes]]]:
         """Current resources of the given types in the Patient compartments of ``patient_ids``, in one query
         per batch of patients: patient id -> [(resource type, pk, JSON content)], each resource once per
         patient. ``types`` maps a resource type to its compartment parameters (a reference in any other
-        element does not put the resource in the compartment)."""
+        element does not put the resource in the compartment); ``scopes`` narrows some types to the resources
+        their search index rows place in the scope (see ``IndexScope``)."""
         if not patient_ids or not types:
             return {}
         ref = IDX["refs"]
         out: dict[str, list[tuple[str, int, bytes]]] = {}
         seen: set[tuple[str, int]] = set()
+        which = _scoped_types(self.dialect, types, scopes or {})
         for i in range(0, len(patient_ids), 500):
             part = patient_ids[i:i + 500]
             stmt = (select(ref.c.target_id, ref.c.res_type, ref.c.param, RESOURCE.c.pk, RESOURCE.c.content)
                     .join(RESOURCE, RESOURCE.c.pk == ref.c.res_pk)
                     .where(ref.c.target_type == "Patient", ref.c.target_id.in_(part),
-                           ref.c.res_type.in_(sorted(types)), RESOURCE.c.deleted == false())
+                           which, RESOURCE.c.deleted == false())
                     .order_by(RESOURCE.c.pk))
             with self._reader() as conn:
                 rows = conn.execute(stmt).all()  # fetched at once: row-by-row fetching costs more than the query
@@ -713,3 +721,47 @@ if TYPE_CHECKING:
     def _implements_protocol(store: SqlStore) -> ResourceStore:
         """Never called: mypy checks here that SqlStore (and its SqlSession) implement the store protocol."""
         return store
+
+
+def _scoped_types(dialect: str, types: dict[str, tuple[str, ...]], scopes: dict[str, IndexScope]
+                  ) -> ColumnElement[bool]:
+    """The condition on a compartment reference row (``IDX["refs"]``) selecting the resource types of
+    ``types``, the scoped ones only where a token index row holds one of the scope's codes for its parameter
+    or a ``_profile`` row declares one of its profiles."""
+    return _scope_condition(dialect, tuple(sorted(types)),
+                            tuple(sorted((t, s) for t, s in scopes.items() if t in types)))
+
+
+@lru_cache(maxsize=64)
+def _scope_condition(dialect: str, types: tuple[str, ...], scopes: tuple[tuple[str, IndexScope], ...]
+                     ) -> ColumnElement[bool]:
+    """``_scoped_types``, built once per measure: a population run asks for it for every chunk of patients,
+    and each code list is one bound value (a JSON array read with json_each on SQLite, an array compared with
+    ANY on PostgreSQL) rather than thousands, so the statement text and the driver's prepared statement are
+    the same for every chunk."""
+    ref, tok, uri = IDX["refs"], IDX["tokens"], IDX["uris"]
+    scoped = dict(scopes)
+    parts: list[ColumnElement[bool]] = []
+    for rtype, scope in scopes:
+        alts: list[ColumnElement[bool]] = []
+        for param, codes in scope.tokens:
+            if not codes:
+                continue
+            values = sorted({clip(c) or "" for c in codes})  # token rows hold codes clipped to the index width
+            if dialect == "postgresql":
+                within: ColumnElement[bool] = tok.c.code == any_(bindparam(None, values, type_=ARRAY(String)))
+            else:
+                listed = func.json_each(bindparam(None, orjson.dumps(values).decode())).table_valued("value")
+                within = tok.c.code.in_(select(listed.c.value))
+            alts.append(exists().where(tok.c.res_pk == ref.c.res_pk, tok.c.res_type == rtype,
+                                       tok.c.param == param, within))
+        if scope.profiles:
+            alts.append(exists().where(uri.c.res_pk == ref.c.res_pk, uri.c.param == "_profile", or_(
+                *(cond for p in scope.profiles
+                  for cond in (uri.c.value == p, uri.c.value.startswith(p + "|", autoescape=True))))))
+        if alts:
+            parts.append(and_(ref.c.res_type == rtype, or_(*alts)))
+    plain = [t for t in types if t not in scoped]
+    if plain:
+        parts.append(ref.c.res_type.in_(plain))
+    return or_(*parts) if parts else false()
