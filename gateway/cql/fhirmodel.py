@@ -3,18 +3,18 @@
 FHIR data stays JSON; navigation wraps each element in a ``Node`` that remembers its FHIR type, so that ELM
 ``Property``, ``Is``/``As`` on choice elements (``Observation.effective`` → dateTime or Period) and the
 ``.value`` of primitives (``Patient.birthDate.value`` → a CQL Date) behave as the FHIR model info says.
-Element types come from the ``fhir.resources`` R4B models (read once per type and cached); this module is
-the engine's only link to them.
+Element types come from the element table generated from the ``fhir.resources`` R4B models
+(``gateway.fhir.element_table``, read once per type and cached); this module is the engine's only link to it.
 """
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from ..fhir.element_table import type_entry
 from .datetime import parse_date, parse_datetime, parse_time
 
 PRIMITIVES = {
@@ -28,14 +28,6 @@ BASE_TYPE = {
     "uuid": "uri", "unsignedInt": "integer", "positiveInt": "integer", "Age": "Quantity", "Count": "Quantity",
     "Distance": "Quantity", "Duration": "Quantity", "MoneyQuantity": "Quantity", "SimpleQuantity": "Quantity",
 }
-_PRIMITIVE_MARKERS = {  # fhir.resources annotation metadata class -> FHIR primitive type name
-    "Boolean": "boolean", "Integer": "integer", "Integer64": "integer64", "String": "string", "Decimal": "decimal",
-    "Uri": "uri", "Url": "url", "Canonical": "canonical", "Base64Binary": "base64Binary", "Instant": "instant",
-    "Date": "date", "DateTime": "dateTime", "Time": "time", "Code": "code", "Oid": "oid", "Id": "id",
-    "Markdown": "markdown", "UnsignedInt": "unsignedInt", "PositiveInt": "positiveInt", "Uuid": "uuid",
-    "Xhtml": "xhtml",
-}
-
 
 @dataclass(frozen=True)
 class Field:
@@ -81,56 +73,21 @@ class Node:
         return f"Node(value={self.value!r}, type={self.type!r}, ext={self.ext!r})"
 
 
-def _type_name(annotation: Any) -> tuple[str | None, bool]:
-    is_list = False
-    args = typing.get_args(annotation)
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or (origin is not None and type(None) in args):
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            return _type_name(inner[0])
-    if origin in (list, typing.List):  # noqa: UP006 - the models use typing.List
-        name, _ = _type_name(args[0])
-        return name, True
-    if origin is typing.Annotated:
-        for meta in annotation.__metadata__:
-            marker = _PRIMITIVE_MARKERS.get(type(meta).__name__)
-            if marker:
-                return marker, is_list
-        return _type_name(args[0])
-    plain = {bool: "boolean", int: "integer", str: "string", Decimal: "decimal", float: "decimal"}
-    if annotation in plain:
-        return plain[annotation], is_list
-    name = getattr(annotation, "__name__", None)
-    if name and name.endswith("Type") and name != "Type":
-        name = name[:-4]
-        return ("Resource" if name == "Resource" else name), is_list
-    return None, is_list
-
-
 @lru_cache(maxsize=1024)
 def type_info(type_name: str) -> TypeInfo | None:
-    try:
-        from fhir.resources.R4B import get_fhir_model_class
-
-        model = get_fhir_model_class(type_name)
-    except (KeyError, ValueError, ImportError, AttributeError):
+    """The elements of FHIR type ``type_name`` by JSON name and its choice groups, or None for a name that is
+    not a type of the R4B models (primitives, code types, unknown names); read from the generated element
+    table (gateway.fhir.element_table) rather than the models, which cost a fresh process about 0.3 s."""
+    entry = type_entry(type_name)
+    if entry is None:
         return None
     fields: dict[str, Field] = {}
     choices: dict[str, list[Field]] = {}
-    for py_name, f in model.model_fields.items():
-        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
-        if not extra.get("element_property"):
-            continue
-        tname, is_list = _type_name(f.annotation)
-        if tname is None:
-            continue
-        json_name = f.alias or py_name
-        choice = extra.get("one_of_many")
-        fld = Field(json_name, tname, is_list, choice)
-        fields[json_name] = fld
-        if choice:
-            choices.setdefault(choice, []).append(fld)
+    for e in entry.elements:
+        fld = Field(e.json_name, e.type, e.is_list, e.choice)
+        fields[e.json_name] = fld
+        if e.choice:
+            choices.setdefault(e.choice, []).append(fld)
     return TypeInfo(type_name, fields, {k: tuple(v) for k, v in choices.items()})
 
 

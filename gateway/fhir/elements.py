@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from .element_table import type_entry
+
 ALWAYS = ("resourceType", "id", "meta")
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
              "display": "Resource encoded in summary mode"}
@@ -17,19 +19,10 @@ SUMMARY_EXTRA = {("extension", "Group")}
 
 @lru_cache(maxsize=256)
 def summary_elements(resource_type: str) -> frozenset[str] | None:
-    """The top-level JSON element names flagged isSummary in the R4B model of ``resource_type``."""
-    try:
-        from fhir.resources.R4B import get_fhir_model_class
-
-        model = get_fhir_model_class(resource_type)
-    except (KeyError, ValueError, ImportError, AttributeError):
-        return None
-    names = set()
-    for name, f in model.model_fields.items():
-        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
-        if extra.get("summary_element_property"):
-            names.add(f.alias or name)
-    return frozenset(names)
+    """The top-level JSON element names flagged isSummary in the R4B model of ``resource_type`` (None for a
+    type the models do not have), from the generated element table: no model class is built for it."""
+    entry = type_entry(resource_type)
+    return None if entry is None else entry.summary
 
 
 def _mark(resource: dict[str, Any]) -> dict[str, Any]:

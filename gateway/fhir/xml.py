@@ -1,10 +1,11 @@
 """FHIR R4 XML (application/fhir+xml) to and from the JSON form the gateway keeps.
 
-The converter is driven by the R4B models' metadata (``fhir.resources``): the element order of a type is its
-``elements_sequence()``, whether an element repeats, is a primitive (and which), a complex type or a resource
-container comes from the field annotations. XML rules followed (R4 xml.html): primitives carry their value in
-a ``value`` attribute with ``id`` and ``extension`` on the same element (the JSON ``_name`` sibling); an
-element's ``id`` and an Extension's ``url`` are attributes; contained resources, ``Bundle.entry.resource``,
+The converter is driven by the R4B models' metadata (``fhir.resources``, as the generated element table of
+``element_table`` holds it): the element order of a type is its ``elements_sequence()``, whether an element
+repeats, is a primitive (and which), a complex type or a resource container comes from the field
+annotations. XML rules followed (R4 xml.html): primitives carry their value in a ``value`` attribute with
+``id`` and ``extension`` on the same element (the JSON ``_name`` sibling); an element's ``id`` and an
+Extension's ``url`` are attributes; contained resources, ``Bundle.entry.resource``,
 ``Bundle.entry.response.outcome`` and ``Parameters.parameter.resource`` wrap the resource in its container
 element; ``Narrative.div`` is embedded XHTML. Decimals keep the JSON number they came from, so a resource
 makes the round trip JSON → XML → JSON unchanged (the XHTML of a narrative up to XML canonical form).
@@ -16,7 +17,6 @@ XXE and entity expansion bombs cannot happen; nesting is bounded like the JSON p
 from __future__ import annotations
 
 import re
-import types
 import typing
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,6 +26,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import orjson
 
+from .element_table import PRIMITIVE_TYPES, type_entry
 from .errors import BadRequest
 
 FHIR_NS = "http://hl7.org/fhir"
@@ -33,13 +34,6 @@ XHTML_NS = "http://www.w3.org/1999/xhtml"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 MAX_XML_DEPTH = 128  # element nesting; a resource's JSON depth bound (64) takes about twice as many XML levels
 
-_PRIMITIVE_MARKERS = {
-    "Boolean": "boolean", "Integer": "integer", "Integer64": "integer64", "String": "string", "Decimal": "decimal",
-    "Uri": "uri", "Url": "url", "Canonical": "canonical", "Base64Binary": "base64Binary", "Instant": "instant",
-    "Date": "date", "DateTime": "dateTime", "Time": "time", "Code": "code", "Oid": "oid", "Id": "id",
-    "Markdown": "markdown", "UnsignedInt": "unsignedInt", "PositiveInt": "positiveInt", "Uuid": "uuid",
-    "Xhtml": "xhtml",
-}
 _NUMBERS = {"integer", "integer64", "unsignedInt", "positiveInt", "decimal"}
 
 
@@ -65,57 +59,26 @@ class Elem:
     is_list: bool
 
 
-def _classify(annotation: Any) -> tuple[str, str, bool] | None:
-    args = typing.get_args(annotation)
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType) or (origin is not None and type(None) in args):
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            return _classify(inner[0])
-        return None
-    if origin in (list, typing.List):  # noqa: UP006 - the models use typing.List
-        found = _classify(args[0])
-        return (found[0], found[1], True) if found else None
-    if origin is typing.Annotated:
-        for meta in annotation.__metadata__:
-            marker = _PRIMITIVE_MARKERS.get(type(meta).__name__)
-            if marker:
-                return ("xhtml" if marker == "xhtml" else "primitive", marker, False)
-        return None
-    plain = {bool: "boolean", int: "integer", str: "string", float: "decimal"}
-    if annotation in plain:
-        return ("primitive", plain[annotation], False)
-    if getattr(annotation, "__name__", "") == "Decimal":
-        return ("primitive", "decimal", False)
-    name = getattr(annotation, "__name__", "")
-    if name.endswith("Type") and name != "Type":
-        name = name[:-4]
-        return ("resource" if name == "Resource" else "complex", name, False)
-    return None
+def _kind(type_name: str) -> str:
+    if type_name == "xhtml":
+        return "xhtml"
+    if type_name in PRIMITIVE_TYPES:
+        return "primitive"
+    return "resource" if type_name == "Resource" else "complex"
 
 
 @lru_cache(maxsize=2048)
 def elements(type_name: str) -> dict[str, Elem]:
-    """The elements of the R4B type ``type_name`` in XML order, by JSON name ({} for an unknown type)."""
-    try:
-        from fhir.resources.R4B import get_fhir_model_class
-
-        model = get_fhir_model_class(type_name)
-    except (KeyError, ValueError, ImportError, AttributeError):
+    """The elements of the R4B type ``type_name`` in XML order, by JSON name ({} for an unknown type), from
+    the generated element table."""
+    entry = type_entry(type_name)
+    if entry is None:
         return {}
-    by_name: dict[str, Elem] = {}
-    for py_name, f in model.model_fields.items():
-        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
-        if not extra.get("element_property"):
-            continue
-        found = _classify(f.annotation)
-        if found is None:
-            continue
-        json_name = f.alias or py_name
-        by_name[json_name] = Elem(json_name, *found)
-    order = [n for n in model.elements_sequence() if n in by_name]
-    order += [n for n in by_name if n not in order]
-    return {n: by_name[n] for n in order}
+    out: dict[str, Elem] = {}
+    for i in entry.sequence:
+        e = entry.elements[i]
+        out[e.json_name] = Elem(e.json_name, _kind(e.type), e.type, e.is_list)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- writing
