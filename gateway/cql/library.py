@@ -40,6 +40,25 @@ class ElmLibrary:
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     codesystems: dict[str, dict[str, Any]] = field(default_factory=dict)
     concepts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _retrieves: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    def retrieves(self) -> list[dict[str, Any]]:
+        """Every Retrieve node of the library's statements, found once: what ``retrieved_types`` and the
+        read-ahead's scopes (``retrieve_scope.py``) look at. Annotations (the CQL source as narrative, often
+        most of a library's ELM) are not walked: they hold no expressions."""
+        if self._retrieves is None:
+            found: list[dict[str, Any]] = []
+            stack: list[Any] = [self.elm.get("statements")]
+            while stack:
+                node = stack.pop()
+                if isinstance(node, dict):
+                    if node.get("type") == "Retrieve" and isinstance(node.get("dataType"), str):
+                        found.append(node)
+                    stack.extend(v for k, v in node.items() if k != "annotation" and isinstance(v, (dict, list)))
+                elif isinstance(node, list):
+                    stack.extend(v for v in node if isinstance(v, (dict, list)))
+            self._retrieves = found
+        return self._retrieves
 
     @property
     def key(self) -> str:
@@ -69,17 +88,7 @@ class ElmLibrary:
 def retrieved_types(libraries: Iterable[ElmLibrary]) -> set[str]:
     """The FHIR resource types the libraries' Retrieve expressions read (``{http://hl7.org/fhir}Observation``
     gives ``Observation``): what a data source has to provide for them."""
-    out: set[str] = set()
-    stack: list[Any] = [lib.elm.get("statements") for lib in libraries]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if node.get("type") == "Retrieve" and isinstance(node.get("dataType"), str):
-                out.add(node["dataType"].rsplit("}", 1)[-1])
-            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend(v for v in node if isinstance(v, (dict, list)))
-    return out
+    return {node["dataType"].rsplit("}", 1)[-1] for lib in libraries for node in lib.retrieves()}
 
 
 def elm_from_library_resource(resource: dict[str, Any]) -> dict[str, Any] | None:

@@ -46,7 +46,7 @@ def retrieve_scopes(manager: LibraryManager, libraries: Iterable[ElmLibrary], te
     profiles: dict[str, set[str]] = {}
     whole: set[str] = set()
     for lib in libraries:
-        for node in _retrieves(lib.elm.get("statements")):
+        for node in lib.retrieves():
             data_type = str(node["dataType"]).rsplit("}", 1)[-1]
             if data_type in whole:
                 continue
@@ -63,18 +63,6 @@ def retrieve_scopes(manager: LibraryManager, libraries: Iterable[ElmLibrary], te
     return {t: TypeScope(tuple((p, frozenset(c)) for p, c in sorted(by_path.items())),
                          frozenset(profiles.get(t, ())))
             for t, by_path in paths.items() if t not in whole}
-
-
-def _retrieves(root: Any) -> Iterable[dict[str, Any]]:
-    stack: list[Any] = [root]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if node.get("type") == "Retrieve" and isinstance(node.get("dataType"), str):
-                yield node
-            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend(v for v in node if isinstance(v, (dict, list)))
 
 
 def _scope_of(manager: LibraryManager, lib: ElmLibrary, node: dict[str, Any], terminology: TerminologyService

@@ -90,10 +90,8 @@ def _token_param(rtype: str, path: str) -> str | None:
         wanted = {f"({rtype}.{path} as CodeableConcept)", f"{rtype}.{path}.as(CodeableConcept)"}
     else:
         return None
-    for sp in registry().params_for(rtype).values():
-        if sp.type == "token" and wanted & {b.strip() for b in sp.expression.split("|")}:
-            return sp.code
-    return None
+    sp = registry().token_reading(rtype, wanted)
+    return sp.code if sp is not None else None
 
 
 def prefetch(store: ResourceStore, patient_ids: list[str], types: set[str],

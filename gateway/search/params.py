@@ -112,6 +112,23 @@ class Registry:
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self.params_for(resource_type).get(code)
 
+    def token_reading(self, resource_type: str, branches: set[str]) -> SearchParam | None:
+        """The token parameter of ``resource_type`` (as ``params_for`` has it: the last definition of a code)
+        whose expression has one of ``branches`` (``Observation.code``) as a whole ``|`` branch, compiled
+        alone: a measure's read-ahead asks this for a few types, and compiling every parameter of a type
+        costs a fresh process more than the answer saves."""
+        latest: dict[str, dict[str, Any]] = {}
+        for d in self._defs.get(resource_type, ()):
+            latest[d["code"]] = d
+        for code, d in latest.items():
+            if d.get("type") != "token" or code in COMMON:
+                continue
+            if branches & {b.strip() for b in (d.get("expression") or "").split("|")}:
+                compiled = self.by_type.get(resource_type, {}).get(code) or self._make(d, resource_type, self._by_url)
+                if compiled is not None and compiled.extract is not None:
+                    return compiled
+        return None
+
 
 @lru_cache(maxsize=1)
 def registry() -> Registry:
