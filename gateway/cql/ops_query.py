@@ -245,6 +245,7 @@ def _query(node: dict[str, Any], c: LibraryCompiler) -> Fn:
         return combos, singleton and len(sources) == 1
 
     single = sources[0][0] if len(sources) == 1 else None
+    lookup = _key_lookup(node, c) if single is not None and not lets and not rels else None
 
     def scopes(ctx: Context, saved: dict[str, Any]) -> tuple[list[Any], bool]:
         """The rows of the query as (scope, source value or the combination of them) pairs."""
@@ -264,6 +265,8 @@ def _query(node: dict[str, Any], c: LibraryCompiler) -> Fn:
     def query(ctx: Context) -> Any:
         saved = ctx.scope
         pending, singleton = scopes(ctx, saved)
+        if lookup is not None and len(pending) > 1:
+            pending = lookup(ctx, pending)
         results: list[Any] = []
         kept_rows: list[dict[str, Any]] = []
         try:
@@ -303,6 +306,85 @@ def _query(node: dict[str, Any], c: LibraryCompiler) -> Fn:
         return results
 
     return query
+
+
+def _key_lookup(node: dict[str, Any], c: LibraryCompiler) -> Any:
+    """For a one-source query whose where clause is ``Alias.path = X`` (``[Encounter] E where E.id =
+    reference.getId()``, how QI-Core measures follow a reference) with ``X`` not reading the alias: a function
+    narrowing the query's rows to those whose key equals ``X``, by an index of the source list's keys built
+    once per evaluation context. Measures call such a query for every resource that holds a reference (CMS165
+    looks up the encounter of each blood pressure reading twice), so scanning the source each time is
+    quadratic. The where clause is still evaluated on the rows kept, so the result is the same; when a key or
+    ``X`` is not a plain string, or computing them fails, every row is kept and the query runs as written."""
+    where = node.get("where") or {}
+    alias = node["source"][0]["alias"]
+    if where.get("type") != "Equal" or len(where.get("operand") or []) != 2:
+        return None
+    first, second = where["operand"]
+    if _alias_path(first, alias) and not _reads(second, alias):
+        key_node, other_node = first, second
+    elif _alias_path(second, alias) and not _reads(first, alias):
+        key_node, other_node = second, first
+    else:
+        return None
+    key_fn, other_fn = c.compile(key_node), c.compile(other_node)
+    cache_key = ("key-index", id(node))
+
+    def narrow(ctx: Context, pending: list[Any]) -> list[Any]:
+        source = [row for _scope, row in pending]
+        try:
+            cached = ctx.retrieve_cache.get(cache_key)
+            fresh = cached is None or len(cached[0]) != len(source) or any(
+                a is not b for a, b in zip(cached[0], source, strict=True))
+            if fresh:
+                index: dict[str, list[int]] = {}
+                for i, (scope, _row) in enumerate(pending):
+                    saved, ctx.scope = ctx.scope, scope
+                    try:
+                        k = key_fn(ctx)
+                    finally:
+                        ctx.scope = saved
+                    if k is None:
+                        continue
+                    if k.__class__ is not str:
+                        return pending
+                    index.setdefault(k, []).append(i)
+                cached = ctx.retrieve_cache[cache_key] = (source, index)
+            wanted = other_fn(ctx)
+        except Exception:  # noqa: BLE001 - the query as written raises (or not) in its own order
+            return pending
+        if wanted is None:
+            return []
+        if wanted.__class__ is not str:
+            return pending
+        return [pending[i] for i in cached[1].get(wanted, ())]
+
+    return narrow
+
+
+def _alias_path(node: Any, alias: str) -> bool:
+    """Is ``node`` a chain of Property steps from the query alias (``E.id.value``)?"""
+    while isinstance(node, dict) and node.get("type") == "Property":
+        if node.get("source") is None:
+            return node.get("scope") == alias
+        node = node["source"]
+    return isinstance(node, dict) and node.get("type") == "AliasRef" and node.get("name") == alias
+
+
+def _reads(node: Any, alias: str) -> bool:
+    """Might ``node`` read the query alias (or the implicit one, a let or an identifier)? Conservative."""
+    if isinstance(node, list):
+        return any(_reads(n, alias) for n in node)
+    if not isinstance(node, dict):
+        return False
+    t = node.get("type")
+    if t == "AliasRef":
+        return bool(node.get("name") == alias)
+    if t == "Property" and node.get("source") is None:
+        return node.get("scope") in (None, alias)
+    if t in ("QueryLetRef", "IdentifierRef"):
+        return True
+    return any(_reads(v, alias) for k, v in node.items() if k != "annotation" and isinstance(v, (dict, list)))
 
 
 def _relationships_hold(ctx: Context, rels: list[tuple[str, str, Fn, Fn]]) -> bool:
